@@ -1,0 +1,51 @@
+# ptycho-harness — every target creates .venv when missing (idempotent, fast when installed).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+
+.PHONY: venv run test test-slow test-browser browser-deps bench study-quick report clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Main job: one full supervisor→worker cycle of the builtin harness on this repo's own plan.
+run: $(STAMP)
+	$(PY) -m orchestrator main-job
+
+## Default test suite (slow and browser tests excluded; pytest exit 5 = nothing collected fails).
+test: $(STAMP)
+	$(PYTEST) -q
+
+test-slow: $(STAMP)
+	$(PYTEST) -q -m slow --timeout=1800
+
+## Headless Chromium from Debian's packages (needs root or sudo).
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test-browser: $(STAMP) browser-deps
+	$(PYTEST) -q -m browser
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_orchestrator.py
+
+study-quick: $(STAMP)
+	$(PY) scripts/studies/dose_response_study.py --quick --output-dir out/study_quick
+
+report: $(STAMP)
+	$(PY) -m orchestrator report --html out/report.html
+
+clean:
+	rm -rf $(VENV) .pytest_cache out

@@ -1,0 +1,1 @@
+"""Parsers and renderers for the harness's markdown documents (lossless round trip)."""
