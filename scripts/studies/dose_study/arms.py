@@ -1,0 +1,151 @@
+"""The four study arms and the study configuration (no ptycho / TensorFlow import).
+
+Arms cross two doses with two losses:
+
+  high_nll  1e9 photons, Poisson NLL      high_mae  1e9 photons, amplitude MAE
+  low_nll   1e4 photons, Poisson NLL      low_mae   1e4 photons, amplitude MAE
+
+Both arms of one dose train on the same simulated data (same seed) and are evaluated on a
+test set simulated from another seed (``test_seed = seed + TEST_SEED_OFFSET``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+HIGH_DOSE = 1e9
+LOW_DOSE = 1e4
+TEST_SEED_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm: a dose and a loss."""
+
+    name: str
+    dose: str  # "high" | "low"
+    nphotons: float
+    loss: str  # "nll" | "mae"
+
+    @property
+    def label(self) -> str:
+        """Short human title, e.g. ``1e9 photons, NLL``."""
+        return f"{format_dose(self.nphotons)} photons, {self.loss.upper()}"
+
+
+ARMS: tuple[ArmSpec, ...] = (
+    ArmSpec("high_nll", "high", HIGH_DOSE, "nll"),
+    ArmSpec("high_mae", "high", HIGH_DOSE, "mae"),
+    ArmSpec("low_nll", "low", LOW_DOSE, "nll"),
+    ArmSpec("low_mae", "low", LOW_DOSE, "mae"),
+)
+ARM_NAMES: tuple[str, ...] = tuple(a.name for a in ARMS)
+
+
+def get_arm(name: str) -> ArmSpec:
+    """The arm called ``name``; ValueError naming the known arms otherwise."""
+    for arm in ARMS:
+        if arm.name == name:
+            return arm
+    raise ValueError(f"unknown arm {name!r}; known arms: {', '.join(ARM_NAMES)}")
+
+
+def format_dose(nphotons: float) -> str:
+    """``1e9`` style label for a photon count."""
+    mantissa, exponent = f"{nphotons:.0e}".split("e")
+    exp = int(exponent)
+    return f"1e{exp}" if mantissa == "1" else f"{mantissa}e{exp}"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Sizes and seeds shared by every arm.
+
+    N, gridsize:     patch side (px) and grouping (C = gridsize**2 patches per group)
+    n_images:        training groups per dose
+    n_test_images:   test groups per dose (simulated from ``seed + TEST_SEED_OFFSET``)
+    nepochs, batch_size, learning_rate: training
+    seed:            simulation and training seed
+    quick:           whether the --quick sizes were the base of this config
+    """
+
+    N: int = 64
+    gridsize: int = 2
+    n_images: int = 2000
+    n_test_images: int = 512
+    nepochs: int = 50
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    high_nphotons: float = HIGH_DOSE
+    low_nphotons: float = LOW_DOSE
+    object_type: str = "lines"
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("gridsize", "n_images", "n_test_images", "nepochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.N, int) or self.N < 16 or self.N % 8:
+            raise ValueError(f"--patch-size (N) must be a multiple of 8 and >= 16, got {self.N!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not (self.high_nphotons > 0 and self.low_nphotons > 0):
+            raise ValueError("photon counts must be > 0, got "
+                             f"high={self.high_nphotons!r} low={self.low_nphotons!r}")
+
+    @property
+    def test_seed(self) -> int:
+        return self.seed + TEST_SEED_OFFSET
+
+    def nphotons(self, arm: ArmSpec) -> float:
+        return self.high_nphotons if arm.dose == "high" else self.low_nphotons
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["test_seed"] = self.test_seed
+        return d
+
+    def training_signature(self) -> dict[str, Any]:
+        """The settings that change an arm's result (used to refuse mixing runs)."""
+        d = self.to_dict()
+        d.pop("quick")
+        return d
+
+
+FULL = StudyConfig()
+# --quick: small enough for 4 arms in <= 5 min on 2 shared CPU cores (DESIGN §7 target).
+QUICK = StudyConfig(N=32, gridsize=2, n_images=384, n_test_images=128, nepochs=12,
+                    batch_size=16, quick=True)
+
+FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
+              "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",
+              "gridsize": "--gridsize", "learning_rate": "--learning-rate"}
+
+
+def flag_name(field: str) -> str:
+    return FLAG_NAMES.get(field, field)
+
+
+def make_config(quick: bool, **overrides: Any) -> StudyConfig:
+    """Full or --quick defaults with the given (non-None) flag values on top.
+
+    Raises ValueError naming the flag and the bad value.
+    """
+    base = QUICK if quick else FULL
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - {f.name for f in dataclasses.fields(StudyConfig)}
+    if unknown:
+        raise ValueError(f"unknown study settings: {sorted(unknown)}")
+    return dataclasses.replace(base, **given)
+
+
+def describe_sizes(cfg: StudyConfig) -> str:
+    """One line for --help and logs."""
+    return (f"N={cfg.N}, gridsize={cfg.gridsize}, {cfg.n_images} train / {cfg.n_test_images} "
+            f"test groups, {cfg.nepochs} epochs, batch {cfg.batch_size}")

@@ -1,0 +1,182 @@
+"""Run the selected arms (skipping complete ones) and merge all complete arms into the summary.
+
+``run_study`` never imports TensorFlow unless an arm actually has to be trained: the
+``runner_factory`` is called lazily, so ``--merge-only`` and re-runs with every arm complete
+stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
+from .figure import ArmView, render_figure
+from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now, write_json_atomic, \
+    write_text_atomic
+from .summary import build_summary, config_mismatches, render_markdown
+
+log = logging.getLogger(__name__)
+
+FIGURE_NAME = "dose_comparison.png"
+VERSION_PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "matplotlib", "h5py",
+                    "ptycho-harness")
+
+
+class ArmRunner(Protocol):
+    """Trains and evaluates one arm, writing ARM_FILES into ``staging``; returns metrics.json."""
+
+    def run(self, arm: ArmSpec, staging: Path) -> dict[str, Any]: ...
+
+
+class StudyInterrupted(Exception):
+    """A signal stopped the study while ``arm`` was being trained (nothing of it committed)."""
+
+    def __init__(self, arm: str | None, reason: str) -> None:
+        super().__init__(f"interrupted ({reason}) while running arm {arm}" if arm
+                         else f"interrupted ({reason})")
+        self.arm = arm
+
+
+@dataclass
+class StudyResult:
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    summary_path: Path | None = None
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of python and the study's packages (without importing them)."""
+    out = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def load_view(store: ArmStore, arm: ArmSpec, metrics: dict[str, Any]) -> ArmView:
+    """Figure inputs of a complete arm from its recon.npz (ArmDataError when unreadable)."""
+    path = store.arm_dir(arm.name) / "recon.npz"
+    try:
+        with np.load(path) as npz:
+            recon, diffraction, crop = npz["recon"], npz["diffraction_sample"], npz["crop"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArmDataError(f"{path}: unreadable recon archive: {exc}") from exc
+    r0, r1, c0, c1 = (int(v) for v in crop)
+    return ArmView(spec=arm, nphotons=float(metrics["nphotons"]),
+                   diffraction=np.asarray(diffraction, dtype=np.float32),
+                   amplitude=np.abs(recon[r0:r1, c0:c1]).astype(np.float32),
+                   psnr=float(metrics["metrics"]["amp_psnr"]),
+                   ssim=float(metrics["metrics"]["amp_ssim"]))
+
+
+def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool,
+             runner_factory: Callable[[StudyConfig], ArmRunner], result: StudyResult) -> None:
+    """Train every selected arm that is not complete (or all with ``force``)."""
+    runner: ArmRunner | None = None
+    for arm in arms:
+        if store.is_complete(arm.name) and not force:
+            try:
+                recorded = store.load_metrics(arm.name)
+            except ArmDataError as exc:
+                result.failed[arm.name] = str(exc)
+                log.error("arm %s: %s", arm.name, exc)
+                continue
+            diff = config_mismatches({arm.name: recorded}, cfg)
+            if diff:
+                msg = (f"complete arm in {store.arm_dir(arm.name)} was run with different "
+                       f"settings {diff[arm.name]}; use --force or another --output-dir")
+                result.failed[arm.name] = msg
+                log.error("arm %s: %s", arm.name, msg)
+                continue
+            log.info("arm %s: complete, skipping (use --force to re-run)", arm.name)
+            result.skipped.append(arm.name)
+            continue
+        log.info("arm %s (%s): training [%s]", arm.name, arm.label, describe_sizes(cfg))
+        start = time.perf_counter()
+        try:
+            if runner is None:
+                runner = runner_factory(cfg)
+            with store.staging(arm.name) as staging:
+                metrics = runner.run(arm, staging)
+                store.commit(staging, arm.name)
+        except Exception as exc:  # one failing arm must not stop the others
+            result.failed[arm.name] = f"{type(exc).__name__}: {exc}"
+            log.exception("arm %s FAILED after %.1f s: %s", arm.name,
+                          time.perf_counter() - start, exc)
+            continue
+        except BaseException as exc:  # KeyboardInterrupt / SIGTERM: staging already removed
+            raise StudyInterrupted(arm.name, type(exc).__name__) from exc
+        result.trained.append(arm.name)
+        met = metrics["metrics"]
+        wall = metrics["wall_time_s"]
+        log.info("arm %s: done in %.1f s (simulate %.1f s, train %.1f s, evaluate %.1f s); "
+                 "amp PSNR %.2f dB, SSIM %.3f (constant baseline SSIM %.3f)", arm.name,
+                 wall["total"], wall["simulate"], wall["train"], wall["evaluate"],
+                 met["amp_psnr"], met["amp_ssim"], metrics["baseline"]["amp_ssim"])
+
+
+def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
+          run_info: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild figure, summary.json and summary.md from every complete arm."""
+    per_arm: dict[str, dict[str, Any]] = {}
+    views: dict[str, ArmView] = {}
+    for arm in ARMS:
+        if not store.is_complete(arm.name):
+            continue
+        try:
+            metrics = store.load_metrics(arm.name)
+            views[arm.name] = load_view(store, arm, metrics)
+        except (ArmDataError, KeyError, TypeError, ValueError) as exc:
+            result.failed.setdefault(arm.name, f"unreadable outputs: {exc}")
+            log.error("arm %s: unreadable outputs: %s", arm.name, exc)
+            continue
+        per_arm[arm.name] = metrics
+    suptitle = (f"Dose-response study: amplitude reconstructions on the test set "
+                f"(N={cfg.N}, gridsize={cfg.gridsize}, {cfg.nepochs} epochs"
+                f"{', --quick' if cfg.quick else ''})")
+    figure = render_figure(views, store.root / FIGURE_NAME, suptitle)
+    summary = build_summary(cfg, per_arm, figure, package_versions(), run_info)
+    write_json_atomic(store.root / "summary.json", summary)
+    write_text_atomic(store.root / "summary.md", render_markdown(summary))
+    return summary
+
+
+def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force: bool = False,
+              merge_only: bool = False,
+              runner_factory: Callable[[StudyConfig], ArmRunner] | None = None) -> StudyResult:
+    """Run (unless ``merge_only``) the selected arms, then merge all complete arms.
+
+    Raises OutputDirError for an unwritable ``output_dir`` and StudyInterrupted on a signal;
+    per-arm failures are collected in ``StudyResult.failed`` (arm -> reason).
+    """
+    started = time.perf_counter()
+    store = ArmStore(ensure_writable_dir(output_dir))
+    store.clean_stale()
+    result = StudyResult()
+    if not merge_only:
+        if runner_factory is None:
+            raise ValueError("runner_factory is required unless merge_only")
+        run_arms(store, cfg, arms, force, runner_factory, result)
+    run_info = {
+        "finished_utc": utc_now(),
+        "mode": "merge-only" if merge_only else "run",
+        "arms_selected": [a.name for a in arms],
+        "trained": result.trained, "skipped": result.skipped, "failed": result.failed,
+        "wall_times_s": {"this_invocation": round(time.perf_counter() - started, 3)},
+    }
+    result.summary = merge(store, cfg, result, run_info)
+    result.summary_path = store.root / "summary.json"
+    return result

@@ -1,0 +1,196 @@
+"""``summary.json`` / ``summary.md`` and the science checks they record (no ptycho import).
+
+Science recorded (``summary["science"]``), each ``None`` when an arm it needs is missing:
+  counts_ratio            mean total counts per pattern, high dose / low dose (expected 1e5)
+  baseline                each arm's amplitude SSIM vs a constant image equal to the truth mean
+  nll_beats_mae_at_low_dose   low_nll amplitude PSNR >= low_mae amplitude PSNR
+  high_dose_ssim_ge_0_5       both 1e9 arms reach amplitude SSIM >= 0.5
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .arms import ARMS, StudyConfig, format_dose
+from .figure import FigureReport
+
+SCHEMA_VERSION = 1
+COUNTS_RATIO_TOLERANCE = 0.05
+HIGH_DOSE_SSIM_TARGET = 0.5
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _amp(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get("metrics", {}).get(key)
+    return None if value is None else float(value)
+
+
+def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
+    """The physics sanity checks over whatever arms are complete."""
+    by_dose: dict[str, list[float]] = {"high": [], "low": []}
+    for arm in ARMS:
+        if arm.name in per_arm:
+            by_dose[arm.dose].append(per_arm[arm.name]["counts"]["test_mean_total"])
+    high, low = _mean(by_dose["high"]), _mean(by_dose["low"])
+    expected = cfg.high_nphotons / cfg.low_nphotons
+    ratio: dict[str, Any] = {"high_mean_counts": high, "low_mean_counts": low,
+                             "expected": expected, "tolerance": COUNTS_RATIO_TOLERANCE,
+                             "value": None, "rel_error": None, "ok": None}
+    if high is not None and low:
+        ratio["value"] = high / low
+        ratio["rel_error"] = abs(ratio["value"] / expected - 1.0)
+        ratio["ok"] = ratio["rel_error"] <= COUNTS_RATIO_TOLERANCE
+
+    baseline: dict[str, Any] = {}
+    for name, m in per_arm.items():
+        ssim, base = _amp(m, "amp_ssim"), m["baseline"]["amp_ssim"]
+        baseline[name] = {"amp_ssim": ssim, "baseline_amp_ssim": base,
+                          "beats_baseline": bool(ssim is not None and ssim > base)}
+    all_beat = (all(v["beats_baseline"] for v in baseline.values())
+                if len(baseline) == len(ARMS) else None)
+
+    nll_vs_mae: dict[str, Any] = {}
+    for dose in ("low", "high"):
+        nll, mae = per_arm.get(f"{dose}_nll"), per_arm.get(f"{dose}_mae")
+        entry: dict[str, Any] = {"nll_amp_psnr": None, "mae_amp_psnr": None,
+                                 "nll_amp_ssim": None, "mae_amp_ssim": None,
+                                 "psnr_delta_db": None, "nll_beats_mae": None}
+        if nll and mae:
+            entry.update(nll_amp_psnr=_amp(nll, "amp_psnr"), mae_amp_psnr=_amp(mae, "amp_psnr"),
+                         nll_amp_ssim=_amp(nll, "amp_ssim"), mae_amp_ssim=_amp(mae, "amp_ssim"))
+            entry["psnr_delta_db"] = entry["nll_amp_psnr"] - entry["mae_amp_psnr"]
+            entry["nll_beats_mae"] = entry["psnr_delta_db"] >= 0.0
+        nll_vs_mae[dose] = entry
+
+    high_ssim = {a.name: _amp(per_arm[a.name], "amp_ssim")
+                 for a in ARMS if a.dose == "high" and a.name in per_arm}
+    high_ok = (all(v is not None and v >= HIGH_DOSE_SSIM_TARGET for v in high_ssim.values())
+               if len(high_ssim) == 2 else None)
+    return {
+        "counts_ratio": ratio,
+        "baseline": baseline,
+        "all_arms_beat_baseline_ssim": all_beat,
+        "nll_vs_mae": nll_vs_mae,
+        "nll_beats_mae_at_low_dose": nll_vs_mae["low"]["nll_beats_mae"],
+        "high_dose_amp_ssim": high_ssim,
+        "high_dose_ssim_target": HIGH_DOSE_SSIM_TARGET,
+        "high_dose_ssim_ge_0_5": high_ok,
+    }
+
+
+def config_mismatches(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict[str, dict]:
+    """Per arm, the settings whose recorded value differs from ``cfg`` ({} when consistent)."""
+    want = cfg.training_signature()
+    out: dict[str, dict] = {}
+    for name, m in per_arm.items():
+        got = m.get("study_config", {})
+        diff = {k: {"arm": got.get(k), "current": v} for k, v in want.items() if got.get(k) != v}
+        if diff:
+            out[name] = diff
+    return out
+
+
+def build_summary(cfg: StudyConfig, per_arm: dict[str, dict[str, Any]], figure: FigureReport,
+                  versions: dict[str, str], run_info: dict[str, Any]) -> dict[str, Any]:
+    """The summary.json object."""
+    wall = {name: m.get("wall_time_s", {}).get("total") for name, m in per_arm.items()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": cfg.to_dict(),
+        "arms_expected": [a.name for a in ARMS],
+        "arms_complete": [a.name for a in ARMS if a.name in per_arm],
+        "arms_missing": [a.name for a in ARMS if a.name not in per_arm],
+        "per_arm": per_arm,
+        "wall_times_s": {"per_arm": wall,
+                         "arms_total": sum(v for v in wall.values() if v is not None),
+                         **run_info.get("wall_times_s", {})},
+        "config_mismatches": config_mismatches(per_arm, cfg),
+        "versions": versions,
+        "figure": {"path": figure.path, "png_ok": figure.png_ok, "panels": figure.panels},
+        "figure_ok": figure.ok,
+        "science": science_checks(per_arm, cfg),
+        "run": {k: v for k, v in run_info.items() if k != "wall_times_s"},
+    }
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return format(value, spec)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """Human summary: config line, per-arm table, science checks, figure check."""
+    cfg = summary["config"]
+    sci = summary["science"]
+    lines = [
+        "# Dose-response study",
+        "",
+        f"Config: N={cfg['N']}, gridsize={cfg['gridsize']}, {cfg['n_images']} train groups "
+        f"(seed {cfg['seed']}), {cfg['n_test_images']} test groups (seed {cfg['test_seed']}), "
+        f"{cfg['nepochs']} epochs, batch {cfg['batch_size']}, lr {cfg['learning_rate']:g}"
+        f"{' (--quick)' if cfg['quick'] else ''}.",
+        "",
+        "| Arm | Photons | Loss | amp PSNR (dB) | amp SSIM | baseline SSIM | amp FRC50 "
+        "| phase PSNR (dB) | final loss | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        m = summary["per_arm"].get(arm.name)
+        if m is None:
+            lines.append(f"| {arm.name} | {format_dose(arm.nphotons)} | {arm.loss.upper()} "
+                         "| missing | | | | | | |")
+            continue
+        met = m["metrics"]
+        lines.append(
+            f"| {arm.name} | {format_dose(m['nphotons'])} | {arm.loss.upper()} "
+            f"| {_fmt(met.get('amp_psnr'), '.2f')} | {_fmt(met.get('amp_ssim'))} "
+            f"| {_fmt(m['baseline']['amp_ssim'])} | {_fmt(met.get('amp_frc50'), '.4g')} "
+            f"| {_fmt(met.get('phase_psnr'), '.2f')} "
+            f"| {_fmt(m['history'].get('loss_last'), '.4g')} "
+            f"| {_fmt(m['wall_time_s'].get('total'), '.1f')} |")
+    ratio = sci["counts_ratio"]
+    low = sci["nll_vs_mae"]["low"]
+    lines += [
+        "",
+        "## Science checks",
+        "",
+        f"- High/low dose mean counts ratio: {_fmt(ratio['value'], '.4g')} "
+        f"(expected {ratio['expected']:.4g}, within {ratio['tolerance']:.0%}: "
+        f"{_fmt(ratio['ok'])})",
+        f"- Every arm beats the constant-image baseline in SSIM: "
+        f"{_fmt(sci['all_arms_beat_baseline_ssim'])}",
+        f"- NLL beats MAE at low dose (amp PSNR {_fmt(low['nll_amp_psnr'], '.2f')} vs "
+        f"{_fmt(low['mae_amp_psnr'], '.2f')} dB): {_fmt(sci['nll_beats_mae_at_low_dose'])}",
+        f"- High-dose amplitude SSIM >= {sci['high_dose_ssim_target']}: "
+        f"{_fmt(sci['high_dose_ssim_ge_0_5'])}",
+        "",
+        "## Figure",
+        "",
+        f"`dose_comparison.png` self-check: figure_ok = {_fmt(summary['figure_ok'])}",
+        "",
+        "| Panel | source | min | max | mean | std | finite | non-constant |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in summary["figure"]["panels"]:
+        lines.append(f"| {p['row']}/{p['column']} | {p['source']} | {_fmt(p.get('min'), '.4g')} "
+                     f"| {_fmt(p.get('max'), '.4g')} | {_fmt(p.get('mean'), '.4g')} "
+                     f"| {_fmt(p.get('std'), '.4g')} | {_fmt(p['finite'])} "
+                     f"| {_fmt(p['nonconstant'])} |")
+    if summary["arms_missing"]:
+        lines += ["", f"Missing arms: {', '.join(summary['arms_missing'])}."]
+    if summary["config_mismatches"]:
+        lines += ["", "WARNING: arms were run with different settings: "
+                  f"{summary['config_mismatches']}"]
+    wall = summary["wall_times_s"]
+    lines += ["", f"Wall time: arms total {wall['arms_total']:.1f} s."]
+    return "\n".join(lines) + "\n"
