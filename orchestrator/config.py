@@ -1,0 +1,195 @@
+"""Harness configuration: ``orchestrator.yaml`` parsed into frozen dataclasses.
+
+Every value has a default, so a repository without ``orchestrator.yaml`` runs the builtin
+agents. Unknown keys and out-of-range values raise :class:`ConfigError` naming the file,
+the key and the expected range.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+__all__ = [
+    "AgentCommand",
+    "Budgets",
+    "ConfigError",
+    "HarnessConfig",
+    "MainJobConfig",
+    "load_config",
+    "CONFIG_NAME",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "orchestrator.yaml"
+BUILTIN = "builtin"
+PLACEHOLDERS = ("{prompt}", "{prompt_file}", "{repo}", "{report_dir}", "{role}", "{focus}")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class AgentCommand:
+    """An external agent CLI. ``argv`` is a template: each element may contain the
+    placeholders ``{prompt}`` (prompt text), ``{prompt_file}``, ``{repo}``, ``{report_dir}``,
+    ``{role}`` and ``{focus}``; it is never passed through a shell."""
+
+    name: str
+    role: str
+    argv: tuple[str, ...]
+    timeout_s: float = 3600.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role not in ("supervisor", "worker"):
+            raise ConfigError(f"agent command {self.name!r}: role must be supervisor|worker, got {self.role!r}")
+        if not self.argv or not all(isinstance(a, str) and a for a in self.argv):
+            raise ConfigError(f"agent command {self.name!r}: argv must be a non-empty list of strings")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"agent command {self.name!r}: timeout_s must be > 0, got {self.timeout_s!r}")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits of one ``loop`` invocation: cycles and wall-clock seconds (0 = unlimited)."""
+
+    max_cycles: int = 10
+    max_wall_s: float = 4 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_cycles < 1:
+            raise ConfigError(f"budgets.max_cycles must be >= 1, got {self.max_cycles!r}")
+        if self.max_wall_s < 0:
+            raise ConfigError(f"budgets.max_wall_s must be >= 0 (0 = unlimited), got {self.max_wall_s!r}")
+
+
+@dataclass(frozen=True)
+class MainJobConfig:
+    """``make run``: the focus the main job expects and how many phases become its Do Now."""
+
+    focus: str = "STUDY-SYNTH-DOSE-COMPARISON-001"
+    phases_per_cycle: int = 0
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """Everything the loop needs besides the repository documents.
+
+    ``phases_per_cycle``: how many unfinished plan phases the builtin supervisor puts into
+    one Do Now (0 = all remaining). ``step_timeout_s`` applies to a Do-Now step without a
+    ``timeout N`` prefix; ``check_timeout_s`` to each exit-criterion check.
+    """
+
+    supervisor: str = BUILTIN
+    worker: str = BUILTIN
+    dwell_limit: int = 3
+    step_timeout_s: float = 900.0
+    check_timeout_s: float = 300.0
+    max_commit_bytes: int = 5_000_000
+    phases_per_cycle: int = 1
+    git_sync: bool = True
+    budgets: Budgets = field(default_factory=Budgets)
+    main_job: MainJobConfig = field(default_factory=MainJobConfig)
+    commands: Mapping[str, AgentCommand] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        if self.dwell_limit < 1:
+            raise ConfigError(f"{self.source}: dwell_limit must be >= 1, got {self.dwell_limit!r}")
+        for name in ("step_timeout_s", "check_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{self.source}: {name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_commit_bytes < 1:
+            raise ConfigError(f"{self.source}: max_commit_bytes must be >= 1, got {self.max_commit_bytes!r}")
+        if self.phases_per_cycle < 0:
+            raise ConfigError(f"{self.source}: phases_per_cycle must be >= 0 (0 = all), got {self.phases_per_cycle!r}")
+        for role in ("supervisor", "worker"):
+            name = getattr(self, role)
+            if name == BUILTIN:
+                continue
+            if name not in self.commands:
+                known = ", ".join(sorted(self.commands)) or "none"
+                raise ConfigError(f"{self.source}: {role}: {name!r} is neither 'builtin' nor a command (known: {known})")
+            if self.commands[name].role != role:
+                raise ConfigError(f"{self.source}: {role}: command {name!r} has role {self.commands[name].role!r}")
+
+    def with_overrides(self, **changes: Any) -> HarnessConfig:
+        return replace(self, **changes)
+
+
+def _take(section: Mapping[str, Any], cls: type, where: str, source: str) -> dict[str, Any]:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in {where} (allowed: {sorted(allowed)})")
+    return dict(section)
+
+
+def _mapping(value: Any, where: str, source: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _parse_commands(raw: Mapping[str, Any], source: str) -> dict[str, AgentCommand]:
+    commands: dict[str, AgentCommand] = {}
+    for name, spec in raw.items():
+        spec = _mapping(spec, f"commands.{name}", source)
+        data = _take(spec, AgentCommand, f"commands.{name}", source)
+        argv = data.get("argv")
+        if not isinstance(argv, list):
+            raise ConfigError(f"{source}: commands.{name}.argv must be a list of strings")
+        data["argv"] = tuple(argv)
+        try:
+            commands[name] = AgentCommand(name=str(name), **{k: v for k, v in data.items() if k != "name"})
+        except TypeError as exc:
+            raise ConfigError(f"{source}: commands.{name}: {exc}") from exc
+    return commands
+
+
+def load_config(path: Path) -> HarnessConfig:
+    """Read ``path`` (``orchestrator.yaml``); a missing file gives the defaults."""
+    path = Path(path)
+    if not path.exists():
+        logger.info("%s not found; using builtin defaults", path)
+        return HarnessConfig()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    source = str(path)
+    top = dict(_mapping(raw, "the document", source))
+    agents = _mapping(top.pop("agents", None), "agents", source)
+    unknown_agents = sorted(set(agents) - {"supervisor", "worker"})
+    if unknown_agents:
+        raise ConfigError(f"{source}: unknown key(s) {unknown_agents} in agents (allowed: supervisor, worker)")
+    budgets = Budgets(**_take(_mapping(top.pop("budgets", None), "budgets", source), Budgets, "budgets", source))
+    main_job = MainJobConfig(
+        **_take(_mapping(top.pop("main_job", None), "main_job", source), MainJobConfig, "main_job", source)
+    )
+    commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
+    scalars = _take(top, HarnessConfig, "the top level", source)
+    for forbidden in ("supervisor", "worker", "source"):
+        if forbidden in scalars:
+            raise ConfigError(f"{source}: {forbidden!r} belongs under agents:, not at the top level")
+    try:
+        return HarnessConfig(
+            supervisor=str(agents.get("supervisor", BUILTIN)),
+            worker=str(agents.get("worker", BUILTIN)),
+            budgets=budgets,
+            main_job=main_job,
+            commands=commands,
+            source=source,
+            **scalars,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
