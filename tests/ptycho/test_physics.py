@@ -1,0 +1,216 @@
+"""Simulation physics: probe, objects, scan grouping, extraction, far field, dose, Poisson."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptycho.config import SimConfig
+from ptycho.objects import make_object
+from ptycho.physics import SimulatedData, expose, extract_patches, far_field, simulate
+from ptycho.probe import make_probe, pupil_radius
+from ptycho.scan import group_positions, nearest_neighbors
+
+SMALL = SimConfig(N=32, gridsize=2, n_images=96, nphotons=1e4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def default_data() -> SimulatedData:
+    """The full default configuration (N=64, gridsize 2, 2000 groups, 1e9 photons)."""
+    return simulate(SimConfig())
+
+
+@pytest.fixture(scope="module")
+def small_data() -> SimulatedData:
+    return simulate(SMALL)
+
+
+def _expected_counts(data: SimulatedData) -> np.ndarray:
+    return data.dose_scale * far_field(data.probe, data.object_patches).astype(np.float64) ** 2
+
+
+def test_default_shapes_and_dtypes(default_data: SimulatedData) -> None:
+    d, b, n, c = default_data, 2000, 64, 4
+    p = d.config.canvas_size
+    assert d.diffraction.shape == d.counts.shape == (b, n, n, c)
+    assert d.diffraction.dtype == d.counts.dtype == np.float32
+    assert d.object_patches.shape == (b, n, n, c) and d.object_patches.dtype == np.complex64
+    assert d.offsets.shape == d.coords.shape == (b, 1, 2, c)
+    assert d.offsets.dtype == d.coords.dtype == np.float32
+    assert d.probe.shape == (n, n) and d.probe.dtype == np.complex64
+    assert d.obj.shape == (p, p) and d.obj.dtype == np.complex64
+    assert d.scan_index.shape == (b, c) and d.scan_index.dtype == np.int64
+    assert d.xcoords.shape == d.ycoords.shape == (b,) and d.xcoords.dtype == np.float64
+    assert d.n_groups == b and d.nphotons == 1e9 and d.seed == 0
+    assert np.array_equal(d.counts, np.round(d.counts)) and d.counts.min() >= 0
+
+
+@pytest.mark.parametrize("nphotons", [1e4, 1e9])
+def test_mean_total_counts_within_2_percent_of_nphotons(nphotons: float, default_data) -> None:
+    data = default_data if nphotons == 1e9 else simulate(SMALL.replace(N=64, n_images=300))
+    totals = data.counts.sum(axis=(1, 2), dtype=np.float64)  # (B, C)
+    assert totals.mean() == pytest.approx(nphotons, rel=0.02)
+    # network input: sqrt(counts) / intensity_scale, Σ diffraction² ≈ (N/2)² per pattern
+    n = data.config.N
+    np.testing.assert_allclose(data.diffraction * data.intensity_scale, np.sqrt(data.counts), rtol=1e-5)
+    assert data.intensity_scale == pytest.approx(np.sqrt(nphotons) / (n / 2))
+    power = (data.diffraction.astype(np.float64) ** 2).sum(axis=(1, 2)).mean()
+    assert power == pytest.approx((n / 2) ** 2, rel=0.02)
+
+
+def test_dose_normalisation_is_exact_before_poisson(small_data: SimulatedData) -> None:
+    expected = _expected_counts(small_data)
+    totals = expected.sum(axis=(1, 2))
+    assert totals.mean() == pytest.approx(SMALL.nphotons, rel=1e-5)
+    assert totals.std() > 0  # patterns differ; only the mean is pinned
+
+
+def test_counts_are_poisson_around_expected(small_data: SimulatedData) -> None:
+    # each position measured once: groups sharing a position share its pattern
+    flat_counts = small_data.counts.transpose(0, 3, 1, 2).reshape(-1, 32, 32)
+    flat_expected = _expected_counts(small_data).transpose(0, 3, 1, 2).reshape(-1, 32, 32)
+    _, first = np.unique(small_data.scan_index.ravel(), return_index=True)
+    counts, expected = flat_counts[first].ravel(), flat_expected[first].ravel()
+    bright = expected > 20
+    assert bright.sum() > 3000
+    z = (counts[bright] - expected[bright]) / np.sqrt(expected[bright])
+    assert abs(z.mean()) < 0.05
+    assert z.var() == pytest.approx(1.0, abs=0.06)
+
+
+def test_flat_field_poisson_variance_equals_mean() -> None:
+    intensity = np.full((400, 32, 32), 3.0)
+    counts, scale = expose(intensity, nphotons=1024 * 50.0, rng=np.random.default_rng(0))
+    assert scale * intensity.sum(axis=(1, 2)).mean() == pytest.approx(1024 * 50.0, rel=1e-12)
+    assert counts.dtype == np.float32 and counts.shape == intensity.shape
+    assert counts.mean() == pytest.approx(50.0, rel=0.005)
+    assert counts.var() / counts.mean() == pytest.approx(1.0, abs=0.03)
+    with pytest.raises(ValueError, match="nphotons must be > 0"):
+        expose(intensity, 0.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="all zero"):
+        expose(np.zeros((2, 4, 4)), 10.0, np.random.default_rng(0))
+
+
+def test_same_seed_same_data_different_seed_different(small_data: SimulatedData) -> None:
+    again = simulate(SMALL)
+    for name in ("counts", "diffraction", "offsets", "coords", "obj", "scan_index", "xcoords"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(small_data, name), err_msg=name)
+    other = simulate(SMALL.replace(seed=4))
+    assert not np.array_equal(other.counts, small_data.counts)
+    assert not np.array_equal(other.obj, small_data.obj)
+    assert not np.array_equal(other.xcoords, small_data.xcoords)
+
+
+def test_offsets_are_relative_to_group_centre_and_patches_stay_inside(small_data) -> None:
+    d = small_data
+    positions = np.stack([d.xcoords, d.ycoords], axis=1)
+    members = positions[d.scan_index]  # (B, C, 2)
+    np.testing.assert_allclose(d.coords[:, 0].transpose(0, 2, 1), members, atol=1e-4)
+    np.testing.assert_allclose(d.offsets.sum(axis=3), 0.0, atol=1e-4)
+    centre = np.broadcast_to(d.coords.mean(axis=3, keepdims=True), d.coords.shape)
+    np.testing.assert_allclose(d.coords - d.offsets, centre, atol=1e-3)
+    lo, hi = SMALL.buffer, SMALL.canvas_size - 1 - SMALL.buffer
+    assert positions.min() >= lo and positions.max() <= hi
+    assert lo >= SMALL.N // 2 + 1
+
+
+def test_groups_are_distinct_nearest_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    positions = rng.uniform(0, 100, size=(150, 2))
+    groups = group_positions(positions, gridsize=2, neighbor_count=7, rng=rng)
+    assert groups.shape == (150, 4)
+    assert all(len(set(g)) == 4 for g in groups)
+    dist = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    brute = np.argsort(dist, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(nearest_neighbors(positions, 7, chunk=64), brute)
+    assert all(set(g) <= set(b) for g, b in zip(groups, brute))
+    one = group_positions(positions, gridsize=1, neighbor_count=1, rng=rng)
+    np.testing.assert_array_equal(one[:, 0], np.arange(150))
+    with pytest.raises(ValueError, match="need at least gridsize² = 4"):
+        group_positions(positions[:3], gridsize=2, neighbor_count=7, rng=rng)
+
+
+def test_gridsize1_simulation_each_sample_is_one_position() -> None:
+    d = simulate(SimConfig(N=32, gridsize=1, neighbor_count=1, n_images=20, object_type="random"))
+    assert d.diffraction.shape == (20, 32, 32, 1)
+    np.testing.assert_array_equal(d.scan_index[:, 0], np.arange(20))
+    np.testing.assert_array_equal(d.offsets, 0.0)
+
+
+def test_patch_extraction_matches_translate() -> None:
+    tf = pytest.importorskip("tensorflow")
+    from ptycho.translation import translate
+
+    rng = np.random.default_rng(5)
+    obj = make_object("random", 96, rng)
+    n = 32
+    positions = rng.uniform(n // 2 + 1, 96 - 2 - n // 2, size=(6, 2))
+    patches = extract_patches(obj, positions, n)
+    shifts = (n // 2 - positions).astype(np.float32)  # move (x, y) to patch pixel (N//2, N//2)
+    stack = np.repeat(obj[None, :, :, None], len(positions), axis=0)
+    reference = translate(tf.constant(stack), shifts).numpy()[:, :n, :n, 0]
+    np.testing.assert_allclose(patches, reference, atol=1e-5)
+    with pytest.raises(ValueError, match="leaves the 96×96 canvas"):
+        extract_patches(obj, np.array([[10.0, 50.0]]), n)
+
+
+def test_far_field_conserves_energy_and_is_centred() -> None:
+    rng = np.random.default_rng(6)
+    probe = make_probe(32, 4.0)
+    patches = make_object("random", 32, rng)[None, :, :, None].repeat(3, axis=3)
+    amp = far_field(probe, patches)
+    assert amp.shape == (1, 32, 32, 3) and amp.dtype == np.float32
+    energy = (np.abs(probe[None, :, :, None] * patches) ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose((amp.astype(np.float64) ** 2).sum(axis=(1, 2)), energy, rtol=1e-5)
+    flat = far_field(np.ones((32, 32), np.complex64), np.ones((2, 32, 32), np.complex64))
+    assert flat[0, 16, 16] == pytest.approx(32.0) and flat[0].sum() == pytest.approx(32.0)
+    with pytest.raises(ValueError, match=r"got \(2, 16, 16, 1\)"):
+        far_field(probe, np.ones((2, 16, 16, 1), np.complex64))
+
+
+def test_probe_is_band_limited_centred_and_scales() -> None:
+    probe = make_probe(64, 4.0)
+    assert probe.shape == (64, 64) and probe.dtype == np.complex64
+    assert np.abs(probe).max() == pytest.approx(1.0)
+    assert np.unravel_index(np.abs(probe).argmax(), probe.shape) == (32, 32)
+    pupil = np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(probe))))
+    k = np.arange(64) - 32
+    r = np.hypot(k[:, None], k[None, :])
+    radius = pupil_radius(64, 4.0)
+    assert pupil[r > radius + 1].max() < 1e-4 * pupil.max()
+    assert pupil[r < radius - 1].min() > 0.5 * pupil.max()
+
+    def width(p: np.ndarray) -> float:
+        w = np.abs(p) ** 2
+        return float(np.sqrt((w * r**2).sum() / w.sum()))
+
+    # smaller pupil (larger probe_scale) → wider probe in real space
+    assert width(make_probe(64, 8.0)) > 1.5 * width(make_probe(64, 2.0))
+    with pytest.raises(ValueError, match="probe_scale must be > 0"):
+        make_probe(64, 0.0)
+    with pytest.raises(ValueError, match="pupil radius"):
+        make_probe(16, 100.0)
+
+
+def test_objects() -> None:
+    lines = make_object("lines", 128, np.random.default_rng(0))
+    assert lines.shape == (128, 128) and lines.dtype == np.complex64
+    amp = np.abs(lines)
+    assert amp.min() == pytest.approx(0.5) and amp.max() == pytest.approx(1.5)
+    assert np.all(np.angle(lines) == 0) and amp.std() > 0.05
+    np.testing.assert_array_equal(lines, make_object("lines", 128, np.random.default_rng(0)))
+    assert not np.array_equal(lines, make_object("lines", 128, np.random.default_rng(1)))
+    rnd = make_object("random", 40, np.random.default_rng(0))
+    assert np.abs(rnd).min() >= 0.5 and np.abs(rnd).max() <= 1.5 and np.angle(rnd).std() > 0.1
+    disk = make_object("disk", 64, np.random.default_rng(0))
+    assert np.abs(disk[32, 32]) == pytest.approx(1.5, abs=1e-3)
+    assert np.abs(disk[0, 0]) == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(ValueError, match="object_type must be one of"):
+        make_object("stars", 64, np.random.default_rng(0))
+
+
+def test_simulate_rejects_bad_config() -> None:
+    with pytest.raises(TypeError, match="expects a SimConfig"):
+        simulate({"N": 64})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_images=2 < gridsize² = 4"):
+        simulate(SimConfig(N=32, n_images=2))
