@@ -1,0 +1,150 @@
+"""Metrics: PSNR, SSIM, FRC/FRC50, global alignment, evaluate — on cases with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ptycho.metrics import (
+    PSNR_CAP_DB,
+    align_global,
+    evaluate,
+    frc50,
+    frc_curve,
+    mae,
+    psnr,
+    scanned_region,
+    ssim,
+)
+from ptycho.objects import gaussian_blur, make_object
+
+
+def _texture(seed: int = 0, size: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return gaussian_blur(rng.random((size, size)), 1.5) * 4
+
+
+def _ssim_brute_force(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Direct per-window SSIM (Wang et al. 2004), written independently of ptycho.metrics."""
+    x = np.arange(-5, 6)
+    g = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    values = []
+    for i in range(a.shape[0] - 10):
+        for j in range(a.shape[1] - 10):
+            wa, wb = a[i : i + 11, j : j + 11], b[i : i + 11, j : j + 11]
+            ma, mb = (g * wa).sum(), (g * wb).sum()
+            va, vb = (g * (wa - ma) ** 2).sum(), (g * (wb - mb) ** 2).sum()
+            cov = (g * (wa - ma) * (wb - mb)).sum()
+            values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_brute_force_window_definition() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.random((26, 31))
+    b = a + 0.3 * rng.random((26, 31))
+    assert ssim(b, a) == pytest.approx(_ssim_brute_force(b, a, data_range=np.ptp(a)), rel=1e-10)
+    assert ssim(b, a, data_range=2.0) == pytest.approx(_ssim_brute_force(b, a, 2.0), rel=1e-10)
+
+
+def test_ssim_known_cases() -> None:
+    img = _texture()
+    assert ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    # constant images: only the luminance term remains, (2ab + C1) / (a² + b² + C1)
+    c1 = (0.01 * 1.0) ** 2
+    expected = (2 * 0.4 * 0.6 + c1) / (0.4**2 + 0.6**2 + c1)
+    assert ssim(np.full((16, 16), 0.4), np.full((16, 16), 0.6), data_range=1.0) == pytest.approx(expected)
+    # shifted copies score lower, and lower the larger the shift
+    scores = [ssim(np.roll(img, s, axis=1), img) for s in (1, 2, 4)]
+    assert scores[0] < 0.95 and scores[0] > scores[1] > scores[2]
+    # more noise → lower SSIM
+    rng = np.random.default_rng(2)
+    noise = rng.normal(size=img.shape)
+    assert ssim(img + 0.05 * noise, img) > ssim(img + 0.2 * noise, img)
+    with pytest.raises(ValueError, match="at least 11×11"):
+        ssim(np.ones((8, 8)), np.ones((8, 8)))
+    with pytest.raises(ValueError, match=r"shapes differ: pred \(16, 16\) vs truth \(16, 17\)"):
+        ssim(np.ones((16, 16)), np.ones((16, 17)))
+
+
+def test_psnr_known_cases() -> None:
+    img = _texture()
+    assert psnr(img, img) == math.inf
+    assert psnr(img, img, cap=PSNR_CAP_DB) == PSNR_CAP_DB
+    rng = np.random.default_rng(3)
+    noisy = img + rng.normal(scale=0.05, size=img.shape)
+    mse = np.mean((noisy - img) ** 2)
+    assert psnr(noisy, img) == pytest.approx(10 * np.log10(np.ptp(img) ** 2 / mse))
+    assert psnr(noisy, img, data_range=1.0) == pytest.approx(10 * np.log10(1.0 / mse))
+    # hand-computed: range 1, error 0.1 everywhere → MSE 0.01 → 20 dB
+    truth = np.zeros((4, 4))
+    truth[0, 0] = 1.0
+    assert psnr(truth + 0.1, truth) == pytest.approx(20.0)
+    assert mae(truth + 0.1, truth) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="expected real images"):
+        psnr(truth.astype(complex), truth)
+
+
+def test_frc_of_image_with_itself_is_one_and_frc50_is_nyquist() -> None:
+    img = _texture(size=64)
+    curve = frc_curve(img, img)
+    assert curve.shape == (33,)
+    np.testing.assert_allclose(curve, 1.0, atol=1e-12)
+    assert frc50(curve) == 32.0  # Nyquist in ring-index units: min(H, W) // 2
+    rect = np.random.default_rng(0).random((40, 50))
+    assert frc50(frc_curve(rect, rect)) == 20.0
+
+
+def test_frc_detects_the_resolution_of_a_band_limited_copy() -> None:
+    rng = np.random.default_rng(4)
+    n, cutoff = 64, 12
+    a = rng.normal(size=(n, n))
+    radius = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]) * n
+    low = np.rint(radius) <= cutoff
+    b = np.fft.ifft2(np.where(low, np.fft.fft2(a), np.fft.fft2(rng.normal(size=(n, n))))).real
+    curve = frc_curve(b, a)
+    assert np.all(curve[1 : cutoff + 1] > 0.99)
+    assert np.abs(curve[cutoff + 1 :]).mean() < 0.2
+    assert frc50(curve) == pytest.approx(cutoff + 0.5, abs=0.5)
+    independent = frc_curve(rng.normal(size=(n, n)), a)
+    assert np.abs(independent[1:]).mean() < 0.2
+    with pytest.raises(ValueError, match="1-D FRC curve"):
+        frc50([1.0])
+
+
+def test_global_alignment_makes_phase_offset_scaled_copy_perfect() -> None:
+    truth = make_object("random", 48, np.random.default_rng(5))
+    pred = 0.7 * np.exp(1j * 0.9) * truth
+    np.testing.assert_allclose(align_global(pred, truth), truth, atol=1e-5)
+    scores = evaluate(pred, truth)
+    assert set(scores) == {f"{c}_{m}" for c in ("amp", "phase") for m in ("mae", "psnr", "ssim", "frc50")}
+    assert scores["amp_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["phase_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["amp_mae"] < 1e-5 and scores["phase_mae"] < 1e-5
+    assert scores["amp_psnr"] > 90 and scores["amp_frc50"] == 24.0 and scores["phase_frc50"] == 24.0
+    json.dumps(scores, allow_nan=False)  # capped PSNR keeps the dict valid JSON
+    # without alignment the same copy is far off
+    assert ssim(np.angle(pred), np.angle(truth)) < 0.9
+
+
+def test_evaluate_scores_a_noisy_reconstruction_lower_and_crops() -> None:
+    rng = np.random.default_rng(6)
+    truth = make_object("lines", 96, rng)
+    noisy = truth + 0.2 * (rng.normal(size=truth.shape) + 1j * rng.normal(size=truth.shape))
+    full = evaluate(noisy, truth)
+    assert 0 < full["amp_ssim"] < 0.9 and full["amp_psnr"] < 30 and full["amp_frc50"] < 48
+    # zero-phase truth: data_range falls back to 1 rad, metrics stay finite
+    assert all(math.isfinite(v) for v in full.values())
+    crop = scanned_region([20.2, 60.7], [10.0, 50.5], truth.shape)
+    assert crop == (slice(10, 52), slice(20, 62))
+    cropped = evaluate(noisy, truth, crop=crop)
+    assert cropped["amp_frc50"] <= 21.0
+    with pytest.raises(ValueError, match=r"shapes differ: pred \(96, 96\) vs truth \(96, 95\)"):
+        evaluate(noisy, truth[:, :95])
+    with pytest.raises(ValueError, match="all zero"):
+        evaluate(np.zeros((16, 16), complex), truth[:16, :16])
