@@ -226,21 +226,26 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Inverse of :meth:`to_dict` (validate first); unknown keys are ignored."""
         d = dict(data)
         steps = []
         for s in d.get("steps", ()):
             s = dict(s, argv=tuple(s["argv"]), started_at=parse_iso(s["started_at"]),
                      ended_at=parse_iso(s["ended_at"]))
-            steps.append(StepRecord(**s))
+            steps.append(_make(StepRecord, s))
         return cls(
             **{k: d[k] for k in ("run_id", "focus", "role", "status", "report_dir", "notes",
                                   "host", "python", "packages", "env", "schema_version")},
             started_at=parse_iso(d["started_at"]),
             ended_at=parse_iso(d["ended_at"]) if d.get("ended_at") else None,
-            git=GitInfo(**d["git"]), steps=tuple(steps),
-            exit_criteria=tuple(CriterionRecord(**c) for c in d.get("exit_criteria", ())),
-            artifacts=tuple(ArtifactEntry(**a) for a in d.get("artifacts", ())),
+            git=_make(GitInfo, d["git"]), steps=tuple(steps),
+            exit_criteria=tuple(_make(CriterionRecord, c) for c in d.get("exit_criteria", ())),
+            artifacts=tuple(_make(ArtifactEntry, a) for a in d.get("artifacts", ())),
         )
+
+
+def _make(cls: Any, data: Mapping[str, Any]) -> Any:
+    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def _jsonable(value: Any) -> Any:

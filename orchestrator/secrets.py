@@ -30,7 +30,7 @@ SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
     ("GitHub fine-grained token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}")),
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("Slack token", re.compile(r"\bxox[a-z]-[A-Za-z0-9-]{10,}")),
     ("API key (sk-...)", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
     (
         "Authorization bearer token",
