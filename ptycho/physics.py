@@ -167,8 +167,13 @@ def expose(
 
 
 def _by_group(unique: np.ndarray, scan_index: np.ndarray) -> np.ndarray:
-    """(P, N, N) per position → (B, N, N, C) per group member."""
-    return np.ascontiguousarray(np.moveaxis(unique[scan_index], 1, 3))
+    """(P, N, N) per position → (B, N, N, C) per group member (one channel at a time, so
+    the only temporary is (B, N, N))."""
+    b, c = scan_index.shape
+    out = np.empty((b, *unique.shape[1:], c), dtype=unique.dtype)
+    for k in range(c):
+        out[..., k] = unique[scan_index[:, k]]
+    return out
 
 
 def simulate(cfg: SimConfig) -> SimulatedData:
