@@ -47,6 +47,7 @@ output_logger = logging.getLogger(__name__ + ".output")
 TIMEOUT_RC = 124
 _MAX_LINE = 64 * 1024
 _POLL_S = 0.05
+_TAIL = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,29 @@ class _Stream:
 
     log: Any
     echo: Callable[[str], None] | None
+    limit: int | None = None
     pending: bytes = b""
     counts: PytestCounts | None = None
-    lines: int = 0
+    written: int = 0
+    truncated: bool = False
+    omitted: int = 0
+    tail: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
-        self.log.write(chunk)
-        self.log.flush()
+        if self.truncated:
+            self.omitted += len(chunk)
+            self.tail = (self.tail + chunk)[-_TAIL:]
+        elif self.limit is not None and self.written + len(chunk) > self.limit:
+            self.truncated = True
+            head = max(0, self.limit - self.written)
+            self.log.write(chunk[:head])
+            self.log.flush()
+            self.omitted, self.tail = len(chunk) - head, chunk[head:][-_TAIL:]
+            logger.warning("output over %d bytes: log truncated, echo stopped", self.limit)
+        else:
+            self.log.write(chunk)
+            self.log.flush()
+            self.written += len(chunk)
         self.pending += chunk
         *complete, self.pending = self.pending.split(b"\n")
         if len(self.pending) > _MAX_LINE:
@@ -191,18 +208,23 @@ class _Stream:
             self._line(raw.decode("utf-8", errors="replace").rstrip("\r"))
 
     def close(self) -> None:
+        if self.truncated:  # keep the end of the output: that is where summaries are
+            kept = len(self.tail)
+            self.log.write(f"\n# [runner] log truncated at {self.limit} bytes; "
+                           f"{self.omitted - kept} bytes omitted, last {kept} follow\n".encode())
+            self.log.write(self.tail + (b"" if self.tail.endswith(b"\n") else b"\n"))
         if self.pending:
-            self.log.write(b"\n")
+            if not self.truncated:
+                self.log.write(b"\n")
             self._line(self.pending.decode("utf-8", errors="replace").rstrip("\r"))
             self.pending = b""
         self.log.flush()
 
     def _line(self, line: str) -> None:
-        self.lines += 1
         counts = parse_summary_line(line) if " in " in line else None
         if counts is not None:
-            self.counts = counts
-        if self.echo is not None:
+            self.counts = counts  # still parsed after truncation: the summary comes last
+        if self.echo is not None and not self.truncated:
             self.echo(line)
 
 
@@ -224,6 +246,7 @@ def run(
     *,
     kill_grace_s: float = 3.0,
     drain_s: float = 2.0,
+    max_log_bytes: int | None = 256 * 1024 * 1024,
 ) -> CommandResult:
     """Run ``cmd`` in ``cwd`` for at most ``timeout_s`` seconds; see the module docstring.
 
@@ -232,7 +255,9 @@ def run(
     and footer per call, so a retried step never overwrites an earlier attempt. ``echo``:
     True logs each line on ``orchestrator.runner.output`` (INFO), a callable receives each
     line, False is silent. ``drain_s``: how long to wait for the output pipe to close after
-    the command exited before killing left-over group members.
+    the command exited before killing left-over group members. ``max_log_bytes``: output
+    beyond this is not logged or echoed (a marker line says so); pytest counts still come
+    from the full output.
     Raises ``ValueError`` for a bad timeout or an empty command, and
     :class:`CommandInterrupted` on KeyboardInterrupt. Never raises for a failing command.
     """
@@ -267,7 +292,7 @@ def run(
         log.write(
             f"# [runner] {_iso(started_at)} cwd={cwd} timeout={timeout_s}s\n# $ {shown}\n".encode()
         )
-        stream = _Stream(log, _echo_fn(echo))
+        stream = _Stream(log, _echo_fn(echo), max_log_bytes)
         try:
             try:
                 proc = subprocess.Popen(
@@ -370,8 +395,8 @@ def _pump(
 
 
 def _read_available(fd: int, stream: _Stream) -> bool:
-    """Read what is available; True at EOF."""
-    while True:
+    """Read what is available (at most 1 MiB, so the deadline is checked); True at EOF."""
+    for _ in range(16):
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
@@ -379,6 +404,7 @@ def _read_available(fd: int, stream: _Stream) -> bool:
         if not chunk:
             return True
         stream.feed(chunk)
+    return False
 
 
 def _drain(fd: int, stream: _Stream, limit_s: float) -> None:

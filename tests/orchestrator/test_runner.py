@@ -199,3 +199,24 @@ def test_sigterm_to_harness_kills_child_and_reports_partial_result(tmp_path: Pat
     assert record["ended_at"] >= record["started_at"]
     assert _wait_dead(child), "child survived the harness interrupt"
     assert "interrupted=True" in (tmp_path / "step.log").read_text()
+
+
+def test_output_flood_cannot_starve_the_deadline(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    result = run("yes", tmp_path, 1.0, tmp_path / "y.log", echo=False, kill_grace_s=1.0,
+                 max_log_bytes=1_000_000)
+    assert result.timed_out and result.rc == 124
+    assert time.monotonic() - t0 < 1.0 + 5
+
+
+def test_log_cap_keeps_head_and_tail(tmp_path: Path) -> None:
+    cmd = "echo FIRST; yes | head -c 2000000; echo; echo '3 passed in 0.10s'"
+    lines: list[str] = []
+    result = run(cmd, tmp_path, 20, tmp_path / "cap.log", echo=lines.append,
+                 max_log_bytes=50_000)
+    text = result.log_path.read_text()
+    assert "\nFIRST\n" in text and text.rstrip().splitlines()[-2] == "3 passed in 0.10s"
+    assert "log truncated at 50000 bytes" in text
+    assert len(text) < 50_000 + 70_000
+    assert result.pytest_counts is not None and result.pytest_counts.passed == 3
+    assert len(lines) < 50_000  # echo stops with the log
