@@ -300,7 +300,8 @@ class GitRepo:
         focus_re = None
         if focus_id is not None:
             focus_re = re.compile(rf"^{re.escape(grep_prefix)}:?\s*{re.escape(focus_id)}(?:\s|$)")
-        out = self._git("log", "--format=%H%x1f%s%x1f%cI%x1e", rev)
+        grep = [f"--grep=^{grep_prefix}"] if re.fullmatch(r"[A-Za-z0-9_ :-]+", grep_prefix) else []
+        out = self._git("log", "--format=%H%x1f%s%x1f%cI%x1e", *grep, rev)
         commits: list[CommitInfo] = []
         for record in filter(None, (r.strip("\n") for r in out.split("\x1e"))):
             sha, subject, when = record.split("\x1f")

@@ -278,6 +278,9 @@ def run(
     cwd = Path(cwd)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    bad = [k for k, v in (env or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"env values must be strings; bad entries: {bad}")
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
 

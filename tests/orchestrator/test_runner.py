@@ -220,3 +220,8 @@ def test_log_cap_keeps_head_and_tail(tmp_path: Path) -> None:
     assert len(text) < 50_000 + 70_000
     assert result.pytest_counts is not None and result.pytest_counts.passed == 3
     assert len(lines) < 50_000  # echo stops with the log
+
+
+def test_non_string_env_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="N_THREADS"):
+        run("true", tmp_path, 5, tmp_path / "x.log", env={"N_THREADS": 4})  # type: ignore[dict-item]
