@@ -184,8 +184,9 @@ class Translation(keras.layers.Layer):
         images, offsets = inputs
         return translate(images, offsets, use_xla=self.use_xla)
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return tuple(input_shape[0])
+    def compute_output_spec(self, inputs: Any) -> keras.KerasTensor:
+        images = inputs[0]
+        return keras.KerasTensor(images.shape, dtype=images.dtype)  # complex stays complex
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -190,3 +190,14 @@ def test_layer_get_config_round_trip_and_float32_under_mixed_policy() -> None:
     assert out.dtype == tf.float32
     with pytest.raises(TypeError, match="use_xla must be a bool"):
         Translation(use_xla="yes")
+
+
+def test_layer_in_functional_model_keeps_complex_dtype() -> None:
+    images = keras.Input((16, 16, 1), dtype="complex64")
+    offsets = keras.Input((2,))
+    shifted = Translation()([images, offsets])
+    assert shifted.dtype == "complex64" and tuple(shifted.shape) == (None, 16, 16, 1)
+    model = keras.Model([images, offsets], shifted)
+    x = np.ones((8, 16, 16, 1), np.complex64)
+    out = model([x, np.full((2, 2), 0.5, np.float32)])  # 8 images, 2 offsets → repeated 4×
+    assert out.shape == (8, 16, 16, 1) and out.dtype == tf.complex64
