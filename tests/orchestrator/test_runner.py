@@ -71,11 +71,11 @@ def test_timeout_kills_group_including_sigterm_ignoring_grandchild(tmp_path: Pat
         "while true; do sleep 0.2; done' & wait"
     )
     t0 = time.monotonic()
-    result = run(cmd, tmp_path, 1.0, tmp_path / "t.log", echo=False, kill_grace_s=1.0)
+    result = run(cmd, tmp_path, 2.0, tmp_path / "t.log", echo=False, kill_grace_s=1.0)
     elapsed = time.monotonic() - t0
     assert result.rc == TIMEOUT_RC == 124
     assert result.timed_out and not result.ok
-    assert elapsed < 1.0 + 5
+    assert elapsed < 2.0 + 5
     pid = int(_wait_for(pidfile))
     assert _wait_dead(pid), f"grandchild {pid} survived the timeout kill"
     assert "timed_out=True" in result.log_path.read_text()
@@ -84,21 +84,21 @@ def test_timeout_kills_group_including_sigterm_ignoring_grandchild(tmp_path: Pat
 def test_output_is_streamed_while_running(tmp_path: Path) -> None:
     log = tmp_path / "stream.log"
     box: dict[str, CommandResult] = {}
+    # the command blocks until the test creates 'go', so it is certainly still running
+    cmd = "echo first-$((40+2)); while [ ! -f go ]; do sleep 0.05; done; echo second-$((40+2))"
     thread = threading.Thread(
-        target=lambda: box.setdefault(
-            "r", run("echo first-$((40+2)); sleep 3; echo second-$((40+2))", tmp_path, 20, log,
-                     echo=False)
-        )
+        target=lambda: box.setdefault("r", run(cmd, tmp_path, 30, log, echo=False))
     )
     thread.start()
     try:
-        end = time.monotonic() + 2.5
+        end = time.monotonic() + 10
         while time.monotonic() < end and not (log.exists() and "first-42" in log.read_text()):
             time.sleep(0.02)
         seen = log.read_text()
         assert "first-42" in seen and "second-42" not in seen
         assert thread.is_alive(), "command finished before the log was read"
     finally:
+        (tmp_path / "go").touch()
         thread.join(15)
     assert box["r"].rc == 0 and "second-42" in log.read_text()
 
