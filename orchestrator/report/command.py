@@ -1,0 +1,47 @@
+"""``report --html PATH [--repo DIR]``: argparse wiring shared by ``orchestrator`` and
+``python -m orchestrator.report``. The only module of this package that prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from orchestrator.report.build import write_report
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--html", required=True, type=Path, metavar="PATH",
+                        help="where to write the self-contained HTML page (written atomically)")
+    parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
+                        help="repository root to report on (default: current directory)")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the page; print its path. 0 ok, 1 write failed, 2 bad arguments."""
+    repo = args.repo
+    if not repo.is_dir():
+        print(f"report: --repo {repo} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if args.html.is_dir():
+        print(f"report: --html {args.html} is a directory; give a file path", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        out = write_report(repo, args.html)
+    except OSError as exc:
+        print(f"report: cannot write {args.html}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(out)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.report",
+                                     description="Write the self-contained HTML review page.")
+    add_report_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_report(args)
