@@ -125,11 +125,12 @@ def test_last_attempt_result_comes_from_its_run_or_its_text(repo: Path) -> None:
 def test_timeline_is_in_time_order_although_the_file_is_not(page: Page) -> None:
     rows = page.with_class("entry", "tr")
     stamps = [r["data-ts"] for r in rows]
-    assert len(stamps) == 4
+    assert len(stamps) == 5
     assert stamps == sorted(stamps)
     file_order = [int(r["data-file-index"]) for r in rows]
     assert file_order != sorted(file_order), "fixture must be out of order in the file"
-    assert [r["data-focus"] for r in rows] == ["PERF-THROUGHPUT-004", "FOCUS-A-001", "FOCUS-B-002", "FOCUS-B-002"]
+    assert [r["data-focus"] for r in rows] == ["PERF-THROUGHPUT-004", "FOCUS-A-001", "FOCUS-B-002",
+                                               "FOCUS-B-002.F1", "FOCUS-B-002"]
 
 
 def test_large_shuffled_ledger_renders_sorted(tmp_path: Path) -> None:
@@ -147,8 +148,11 @@ def test_recorded_vs_computed_dwell_and_check_flags(repo: Path) -> None:
     perf = entries[("PERF-THROUGHPUT-004", "2026-01-06T09:00:00Z")]
     assert (perf.recorded_dwell, perf.computed_dwell) == (3, 0)
     assert {f.kind for f in perf.flags} == {"dwell_mismatch", "missing_artifacts"}
+    sub = entries[("FOCUS-B-002.F1", "2026-01-07T123000Z")]  # a sub-step counts for its item
+    assert (sub.recorded_dwell, sub.computed_dwell, sub.flags) == (1, 1, ())
+    assert (sub.state, sub.action_state) == ("in_progress", "in_progress")
     retry = entries[("FOCUS-B-002", "2026-01-07T13:00:00Z")]
-    assert (retry.recorded_dwell, retry.computed_dwell) == (2, 1)
+    assert (retry.recorded_dwell, retry.computed_dwell, retry.flags) == (2, 2, ())
     first = entries[("FOCUS-A-001", "2026-01-07T073000Z")]
     assert first.flags == ()  # its artifacts dir exists and dwell matches
     assert data.timeline.checks_available  # the fixture is a git repo

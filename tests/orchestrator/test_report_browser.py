@@ -62,7 +62,7 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
 
             assert page.locator("#board").is_visible()
             assert page.locator("#timeline").is_visible()
-            assert page.locator("#timeline-table tr.entry").count() == 4
+            assert page.locator("#timeline-table tr.entry").count() == 5
             assert page.locator(".plan-item[data-item-id='FOCUS-B-002']").count() == 1
             assert page.locator("article.run-card[data-run-id]").count() == 3
             assert page.locator("#runs .warning-row").count() >= 2  # truncated run.json, no run.json
@@ -73,24 +73,28 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             _keep(shot)
 
-            # focus filter: only FOCUS-B-002 rows and run cards stay visible
+            # focus filter: only FOCUS-B-002 rows (and its sub-step) and run cards stay visible
             page.select_option("#focus-filter", "FOCUS-B-002")
-            assert _visible(page, "#timeline-table tr.entry") == ["FOCUS-B-002", "FOCUS-B-002"]
+            assert _visible(page, "#timeline-table tr.entry") == ["FOCUS-B-002", "FOCUS-B-002.F1", "FOCUS-B-002"]
             assert page.locator("#timeline-table tr.entry[hidden]").count() == 2
             assert set(_visible(page, "article.run-card")) == {"FOCUS-B-002"}
             assert page.locator(".plan-item.selected").get_attribute("data-item-id") == "FOCUS-B-002"
-            assert page.text_content("#filter-status").startswith("4 of ")  # 2 entries + 2 runs
+            assert page.text_content("#filter-status").startswith("5 of ")  # 3 entries + 2 runs
             page.locator("#timeline").scroll_into_view_if_needed()
             filtered = tmp_path / "report-filtered.png"
             page.screenshot(path=str(filtered))
             _keep(filtered)
+            page.select_option("#focus-filter", "FOCUS-B-002.F1")  # a sub-step matches only itself
+            assert _visible(page, "#timeline-table tr.entry") == ["FOCUS-B-002.F1"]
+            assert _visible(page, "article.run-card") == []
+            assert page.locator(".plan-item.selected").get_attribute("data-item-id") == "FOCUS-B-002"
 
             # newest first reorders rows; clearing the filter shows everything again
             page.check("#timeline-newest-first")
             stamps = page.eval_on_selector_all("#timeline-table tr.entry", "els => els.map(e => e.dataset.ts)")
             assert stamps == sorted(stamps, reverse=True)
             page.select_option("#focus-filter", "")
-            assert len(_visible(page, "#timeline-table tr.entry")) == 4
+            assert len(_visible(page, "#timeline-table tr.entry")) == 5
             assert page.locator("article.run-card[hidden]").count() == 0
         finally:
             browser.close()

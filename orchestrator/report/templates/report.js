@@ -9,13 +9,15 @@
     var focus = select ? select.value : "";
     var shown = 0, total = 0;
     document.querySelectorAll("[data-focus]").forEach(function (el) {
-      var match = !focus || el.getAttribute("data-focus") === focus;
+      var f = el.getAttribute("data-focus") || "";
+      // an item ID also matches its sub-steps (ID.F1); a sub-step matches only itself
+      var match = !focus || f === focus || f.indexOf(focus + ".") === 0;
       el.hidden = !match;
       total += 1;
       if (match) { shown += 1; }
     });
     document.querySelectorAll(".plan-item").forEach(function (el) {
-      el.classList.toggle("selected", !!focus && el.getAttribute("data-item-id") === focus);
+      el.classList.toggle("selected", !!focus && el.getAttribute("data-item-id") === focus.split(".")[0]);
     });
     if (status) {
       status.textContent = focus ? shown + " of " + total + " entries and runs shown" : "";
