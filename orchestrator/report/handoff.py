@@ -1,4 +1,9 @@
-"""The current ``input.md`` as HTML: header fields as facts, the body through markdown-it."""
+"""The current ``input.md`` as HTML: header fields as facts, the body through markdown-it.
+
+Header and section boundaries come from :mod:`orchestrator.documents.handoff`; when the
+handoff does not parse (e.g. an unterminated fence) the page still shows it, with a warning
+row, splitting off leading ``Key: value`` lines itself.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import logging
 import re
 from pathlib import Path
 
+from orchestrator.documents import handoff as handoff_doc
+from orchestrator.documents.common import decode
+from orchestrator.documents.errors import ParseError
 from orchestrator.report.links import Linker
 from orchestrator.report.model import HandoffView, Notice
 from orchestrator.report.render import render_markdown
@@ -40,21 +48,19 @@ def split_header(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
     return tuple(header), "".join(lines[i:])
 
 
-def _validation_notices(path: Path, text: str, source: str) -> list[Notice]:
-    """Parse with the documents package when it is importable; a ParseError is a notice."""
+def _parsed(path: Path, text: str, source: str) -> tuple[tuple[tuple[str, str], ...], str, list[Notice]]:
+    """(header facts, markdown body, notices) via the documents parser; regex split if it fails."""
     try:
-        from orchestrator.documents import handoff as handoff_doc
-        from orchestrator.documents.errors import ParseError
-    except ImportError:  # documents package not built yet: render without validation
-        return []
-    parse = getattr(handoff_doc, "parse", None)
-    if parse is None:
-        return []
-    try:
-        parse(text, path)
+        doc = handoff_doc.parse(text, path)
     except ParseError as exc:
-        return [Notice(source, exc.line or None, exc.message)]
-    return []
+        header, body = split_header(text)
+        return header, body, [Notice(source, exc.line or None, exc.message)]
+    if not doc.sections:
+        header, body = split_header(text)
+        return header, body, []
+    header = tuple((f.label, f.value or ", ".join(f.items)) for f in doc.header)
+    body = "".join(doc.lines[doc.sections[0].line - 1:])
+    return header, body, []
 
 
 def collect_handoff(repo_root: Path, linker: Linker) -> HandoffView:
@@ -63,9 +69,13 @@ def collect_handoff(repo_root: Path, linker: Linker) -> HandoffView:
     if not path.is_file():
         return HandoffView(source, (), "", (Notice(source, None, "no input.md in the repo root"),))
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = decode(path.read_bytes(), path)
+    except ParseError as exc:
+        return HandoffView(source, (), "", (Notice(source, exc.line or None, exc.message),))
+    except OSError as exc:
         return HandoffView(source, (), "", (Notice(source, None, f"cannot read input.md: {exc}"),))
-    header, body = split_header(text)
+    if not text.strip():
+        return HandoffView(source, (), "", (Notice(source, None, "input.md is empty"),))
+    header, body, notices = _parsed(path, text, source)
     html = render_markdown(body, lambda href: linker.href_for_markdown(href, path.parent))
-    return HandoffView(source, header, html, tuple(_validation_notices(path, text, source)))
+    return HandoffView(source, header, html, tuple(notices))

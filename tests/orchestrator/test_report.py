@@ -328,3 +328,16 @@ def test_command_line_writes_the_page_and_reports_usage_errors(repo: Path, tmp_p
                           "--html", str(out)], capture_output=True, text=True, timeout=120,
                          stdin=subprocess.DEVNULL)
     assert bad.returncode == 2 and "is not a directory" in bad.stderr
+
+
+def test_handoff_header_facts_and_unparseable_handoff(repo: Path) -> None:
+    handoff = build_report(repo, now=NOW).handoff
+    assert dict(handoff.header)["Focus"] == "FOCUS-B-002 — Lazy model construction"
+    assert handoff.notices == () and '<h3>Phase A: lazy construction</h3>' in handoff.html
+    (repo / "input.md").write_text("Mode: Implementation\nFocus: FOCUS-B-002\n\n## Do Now\n```bash\nls\n",
+                                   encoding="utf-8")
+    broken = build_report(repo, now=NOW).handoff
+    (notice,) = broken.notices
+    assert (notice.source, notice.line) == ("input.md", 5) and "unterminated code fence" in notice.message
+    assert dict(broken.header) == {"Mode": "Implementation", "Focus": "FOCUS-B-002"}
+    assert "<h2>Do Now</h2>" in broken.html  # still shown
