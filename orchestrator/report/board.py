@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.documents import fix_plan as plan_doc
+from orchestrator.documents import validate
 from orchestrator.documents.common import base_id, decode, format_timestamp
 from orchestrator.documents.errors import ParseError
 from orchestrator.report.links import Linker
@@ -104,19 +105,44 @@ def build_board(items: Sequence[plan_doc.FixPlanItem], source: str, notices: Seq
     return Board(source, columns, tuple(notices))
 
 
-def collect_board(repo_root: Path, linker: Linker, runs: Sequence[RunCard] = ()) -> Board:
+@dataclass(frozen=True)
+class PlanSource:
+    """The fix plan as read for the page. ``doc`` is set only when it parsed strictly."""
+
+    source: str
+    doc: plan_doc.FixPlan | None
+    items: tuple[plan_doc.FixPlanItem, ...]
+    notices: tuple[Notice, ...]
+
+
+def load_plan(repo_root: Path, linker: Linker) -> PlanSource:
+    """Read docs/fix_plan.md leniently and validate it (issues become notices)."""
     path = repo_root / FIX_PLAN
     source = linker.rel(path)
-    empty = tuple(BoardColumn(s, ()) for s in STATUS_ORDER)
     if not path.is_file():
-        return Board(source, empty, (Notice(source, None, "no fix plan (docs/fix_plan.md)"),))
+        return PlanSource(source, None, (), (Notice(source, None, "no fix plan (docs/fix_plan.md)"),))
     try:
         text = decode(path.read_bytes(), path)
     except ParseError as exc:
-        return Board(source, empty, (Notice(source, exc.line or None, exc.message),))
+        return PlanSource(source, None, (), (Notice(source, exc.line or None, exc.message),))
     except OSError as exc:
-        return Board(source, empty, (Notice(source, None, f"cannot read fix plan: {exc}"),))
+        return PlanSource(source, None, (), (Notice(source, None, f"cannot read fix plan: {exc}"),))
     if not text.strip():
-        return Board(source, empty, (Notice(source, None, "fix plan is empty"),))
+        return PlanSource(source, None, (), (Notice(source, None, "fix plan is empty"),))
     items, notices = _parse_leniently(text, path, source)
-    return build_board(items, source, notices, runs)
+    doc = None
+    if not notices:
+        doc = plan_doc.parse(text, path)
+        notices = [_issue_notice(i, source) for i in validate.validate_fix_plan(doc, repo_root)]
+    return PlanSource(source, doc, tuple(items), tuple(notices))
+
+
+def _issue_notice(issue: validate.Issue, source: str) -> Notice:
+    prefix = "" if issue.severity == validate.ERROR else f"{issue.severity}: "
+    return Notice(source, issue.line or None, prefix + issue.message)
+
+
+def collect_board(repo_root: Path, linker: Linker, runs: Sequence[RunCard] = (),
+                  plan: PlanSource | None = None) -> Board:
+    plan = plan or load_plan(repo_root, linker)
+    return build_board(plan.items, plan.source, plan.notices, runs)

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from orchestrator.report.board import collect_board
+from orchestrator.report.board import collect_board, load_plan
 from orchestrator.report.handoff import collect_handoff
 from orchestrator.report.links import Linker
 from orchestrator.report.model import ReportData
@@ -43,16 +43,17 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
     linker = Linker(repo_root, (page_dir or repo_root).resolve())
     t0 = time.perf_counter()
     runs, run_notices = collect_runs(repo_root, linker)
+    plan = load_plan(repo_root, linker)
     data = ReportData(
         title=f"ptycho-harness review — {repo_root.name}",
         generated_at=now or datetime.now(timezone.utc),
         repo_root=str(repo_root),
         head=_head(repo_root),
-        board=collect_board(repo_root, linker, runs),
+        board=collect_board(repo_root, linker, runs, plan),
         timeline=collect_timeline(repo_root, linker),
         runs=runs,
         studies=collect_studies(repo_root, linker),
-        handoff=collect_handoff(repo_root, linker),
+        handoff=collect_handoff(repo_root, linker, plan.doc),
         notices=run_notices,
     )
     log.debug("collected report data in %.3f s", time.perf_counter() - t0)

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 from orchestrator.documents import handoff as handoff_doc
+from orchestrator.documents import validate
+from orchestrator.documents.fix_plan import FixPlan
 from orchestrator.documents.common import decode
 from orchestrator.documents.errors import ParseError
 from orchestrator.report.links import Linker
@@ -48,8 +50,11 @@ def split_header(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
     return tuple(header), "".join(lines[i:])
 
 
-def _parsed(path: Path, text: str, source: str) -> tuple[tuple[tuple[str, str], ...], str, list[Notice]]:
-    """(header facts, markdown body, notices) via the documents parser; regex split if it fails."""
+def _parsed(path: Path, text: str, source: str, repo_root: Path,
+            plan: FixPlan | None) -> tuple[tuple[tuple[str, str], ...], str, list[Notice]]:
+    """(header facts, markdown body, notices) via the documents parser; regex split if it fails.
+
+    With a fix plan, the handoff is also validated (unknown focus, outside paths…)."""
     try:
         doc = handoff_doc.parse(text, path)
     except ParseError as exc:
@@ -57,13 +62,18 @@ def _parsed(path: Path, text: str, source: str) -> tuple[tuple[tuple[str, str], 
         return header, body, [Notice(source, exc.line or None, exc.message)]
     if not doc.sections:
         header, body = split_header(text)
-        return header, body, []
+        return header, body, []  # nothing to validate against: no Do Now section at all
     header = tuple((f.label, f.value or ", ".join(f.items)) for f in doc.header)
     body = "".join(doc.lines[doc.sections[0].line - 1:])
-    return header, body, []
+    notices = []
+    if plan is not None:
+        for issue in validate.validate_handoff(doc, plan, repo_root):
+            prefix = "" if issue.severity == validate.ERROR else f"{issue.severity}: "
+            notices.append(Notice(source, issue.line or None, prefix + issue.message))
+    return header, body, notices
 
 
-def collect_handoff(repo_root: Path, linker: Linker) -> HandoffView:
+def collect_handoff(repo_root: Path, linker: Linker, plan: FixPlan | None = None) -> HandoffView:
     path = repo_root / "input.md"
     source = linker.rel(path)
     if not path.is_file():
@@ -76,6 +86,6 @@ def collect_handoff(repo_root: Path, linker: Linker) -> HandoffView:
         return HandoffView(source, (), "", (Notice(source, None, f"cannot read input.md: {exc}"),))
     if not text.strip():
         return HandoffView(source, (), "", (Notice(source, None, "input.md is empty"),))
-    header, body, notices = _parsed(path, text, source)
+    header, body, notices = _parsed(path, text, source, repo_root, plan)
     html = render_markdown(body, lambda href: linker.href_for_markdown(href, path.parent))
     return HandoffView(source, header, html, tuple(notices))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.report.links import Linker
+from orchestrator.run_record import validate_run_record
 from orchestrator.report.model import CriterionView, Notice, RunCard, StepView
 
 log = logging.getLogger(__name__)
@@ -182,16 +183,8 @@ def _outcome(f: _Fields, steps: tuple[StepView, ...], criteria: tuple[CriterionV
 
 
 def _schema_problems(data: Any) -> list[str]:
-    """run.json schema violations via orchestrator.artifacts (the writer's own validator)."""
-    try:
-        from orchestrator.artifacts import validate_run_record
-    except ImportError:  # artifacts not importable: show what can be read
-        return []
-    try:
-        return [f"schema: {p}" for p in validate_run_record(data)]
-    except Exception as exc:  # a validator bug must not take the page down
-        log.warning("run.json validation crashed: %s", exc)
-        return [f"schema validation failed: {exc}"]
+    """run.json schema violations, judged by the writer's own validator."""
+    return [f"schema: {p}" for p in validate_run_record(data)]
 
 
 def _duration(f: _Fields, steps: tuple[StepView, ...]) -> float | None:

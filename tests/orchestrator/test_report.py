@@ -341,3 +341,18 @@ def test_handoff_header_facts_and_unparseable_handoff(repo: Path) -> None:
     assert (notice.source, notice.line) == ("input.md", 5) and "unterminated code fence" in notice.message
     assert dict(broken.header) == {"Mode": "Implementation", "Focus": "FOCUS-B-002"}
     assert "<h2>Do Now</h2>" in broken.html  # still shown
+
+
+def test_handoff_and_plan_validation_issues_are_warning_rows(repo: Path) -> None:
+    text = (repo / "input.md").read_text(encoding="utf-8")
+    text = text.replace("Focus: FOCUS-B-002", "Focus: FOCUS-Z-999").replace(
+        "pytest tests/ptycho/test_model.py -q -k import", "cd /home/someone/elsewhere && pytest -q")
+    (repo / "input.md").write_text(text, encoding="utf-8")
+    data = build_report(repo, now=NOW)
+    messages = [n.message for n in data.handoff.notices]
+    assert any("unknown focus ID 'FOCUS-Z-999'" in m for m in messages), messages
+    assert any("/home/someone/elsewhere" in m for m in messages), messages
+    assert data.board.notices == ()  # every working plan exists in the fixture
+    (repo / "plans/active/PERF-THROUGHPUT-004/implementation.md").unlink()
+    (notice,) = build_report(repo, now=NOW).board.notices
+    assert notice.message.startswith("warning: working plan") and notice.line == 37
