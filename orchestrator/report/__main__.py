@@ -1,4 +1,4 @@
-"""``python -m orchestrator.report --html PATH [--repo DIR]``."""
+"""``python -m orchestrator.report --html PATH [--repo-root DIR]``."""
 
 from orchestrator.report.command import main
 

@@ -1,4 +1,4 @@
-"""``report --html PATH [--repo DIR]``: argparse wiring shared by ``orchestrator`` and
+"""``report --html PATH [--repo-root DIR]``: argparse wiring shared by ``orchestrator`` and
 ``python -m orchestrator.report``. The only module of this package that prints."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from orchestrator.report.build import write_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -16,15 +15,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", required=True, type=Path, metavar="PATH",
                         help="where to write the self-contained HTML page (written atomically)")
-    parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
+    parser.add_argument("--repo-root", "--repo", dest="repo", type=Path, default=Path("."), metavar="DIR",
                         help="repository root to report on (default: current directory)")
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the page; print its path. 0 ok, 1 write failed, 2 bad arguments."""
+    from orchestrator.report.build import write_report  # jinja2/markdown-it only when used
+
     repo = args.repo
     if not repo.is_dir():
-        print(f"report: --repo {repo} is not a directory", file=sys.stderr)
+        print(f"report: --repo-root {repo} is not a directory", file=sys.stderr)
         return EXIT_USAGE
     if args.html.is_dir():
         print(f"report: --html {args.html} is a directory; give a file path", file=sys.stderr)

@@ -319,12 +319,12 @@ def test_one_bad_fix_plan_item_is_a_warning_and_the_rest_still_shows(repo: Path)
 
 def test_command_line_writes_the_page_and_reports_usage_errors(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli" / "report.html"
-    ok = subprocess.run([sys.executable, "-m", "orchestrator.report", "--repo", str(repo), "--html", str(out)],
+    ok = subprocess.run([sys.executable, "-m", "orchestrator", "report", "--repo-root", str(repo), "--html", str(out)],
                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(out.resolve())
     assert Page(out.read_text(encoding="utf-8")).find("section", id="timeline")
-    bad = subprocess.run([sys.executable, "-m", "orchestrator.report", "--repo", str(tmp_path / "nope"),
+    bad = subprocess.run([sys.executable, "-m", "orchestrator.report", "--repo-root", str(tmp_path / "nope"),
                           "--html", str(out)], capture_output=True, text=True, timeout=120,
                          stdin=subprocess.DEVNULL)
     assert bad.returncode == 2 and "is not a directory" in bad.stderr
