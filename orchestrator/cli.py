@@ -19,6 +19,7 @@ from pathlib import Path
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents import validate as validate_doc
 from orchestrator.documents.errors import ParseError
+from orchestrator.report.command import add_report_arguments, run_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
 
@@ -91,8 +92,14 @@ def _add_ledger(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ledger)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write the self-contained HTML review page (board, ledger, runs)")
+    add_report_arguments(p)
+    p.set_defaults(func=run_report)
+
+
 #: Parser adders, one per subcommand, in help order.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_validate, _add_ledger)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_validate, _add_ledger, _add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
