@@ -30,6 +30,7 @@ __all__ = [
     "PlannedCheck",
     "PlannedStep",
     "TIMEOUT_GRACE_S",
+    "harness_bin",
     "kill_marked_processes",
     "run_checks",
     "run_steps",
@@ -102,10 +103,15 @@ def step_timeout(script: str, default_s: float) -> tuple[float, str]:
     return default_s, "configured default"
 
 
+def harness_bin() -> str:
+    """The bin dir of the Python running the harness (the venv's, symlinks not resolved)."""
+    return str(Path(sys.executable).parent)
+
+
 def step_env(repo: Path, report_rel: str, marker: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment additions for steps and checks (merged over ``os.environ`` by the runner)."""
     base = os.environ if base is None else base
-    bin_dir = str(Path(sys.executable).parent)  # the venv's bin, not the resolved interpreter
+    bin_dir = harness_bin()
     path = base.get("PATH", "")
     pythonpath = base.get("PYTHONPATH", "")
     return {

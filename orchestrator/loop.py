@@ -1,0 +1,185 @@
+"""The cycle: lock → supervise → validate → work → verify → commit, resumable.
+
+``.orchestrator/state.json`` records the phase of the current cycle after every transition
+and after every finished step; a cycle found unfinished is resumed where it stopped:
+
+* ``supervising`` (no SUPERVISOR commit yet): the harness-owned root documents are put back
+  to HEAD and the supervisor runs again (its earlier report dir is kept, a new one is made);
+* ``supervised`` / ``working``: the worker runs, skipping steps that already finished;
+* ``worked``: only the RALPH commit is (re)made.
+
+SIGINT/SIGTERM stop the running command's process group, write run.json with status
+``interrupted``, keep the state for resumption and release the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from orchestrator.agents import BuiltinSupervisor, BuiltinWorker, CommandAgent, SupervisorAgent, WorkerAgent
+from orchestrator.artifacts import format_ts
+from orchestrator.config import BUILTIN, HarnessConfig
+from orchestrator.context import HarnessContext
+from orchestrator.handoff_check import validate_handoff_file
+from orchestrator.runner import sigterm_as_interrupt
+from orchestrator.state import CycleState, hold_lock, load_state, save_state, utc_now_iso
+from orchestrator.supervisor import supervise
+from orchestrator.worker import commit_ralph, work
+
+__all__ = ["CycleOutcome", "LoopResult", "make_agents", "run_cycle", "run_loop"]
+
+logger = logging.getLogger(__name__)
+
+_ROOT_DOCS = ("input.md", "galph_memory.md", "docs/fix_plan.md")
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """``status``: ``done`` (item finished), ``progress`` (items ticked), ``failed`` (no
+    progress), ``blocked`` (handoff rejected or escalated), ``idle`` (nothing eligible),
+    ``interrupted``."""
+
+    cycle_id: str
+    status: str
+    focus: str | None
+    report_dir: str | None
+    supervisor_commit: str | None
+    worker_commit: str | None
+    message: str
+    resumed: bool = False
+    escalated: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    cycles: tuple[CycleOutcome, ...] = field(default_factory=tuple)
+    stopped_because: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cycles) and all(c.status in ("done", "progress", "idle") for c in self.cycles)
+
+
+def make_agents(config: HarnessConfig) -> tuple[SupervisorAgent, WorkerAgent]:
+    """The configured agents: builtin, or a CommandAgent per ``commands`` entry."""
+    sup: SupervisorAgent = BuiltinSupervisor()
+    wrk: WorkerAgent = BuiltinWorker()
+    if config.supervisor != BUILTIN:
+        sup = CommandAgent(config.commands[config.supervisor], validate_handoff_file)
+    if config.worker != BUILTIN:
+        wrk = CommandAgent(config.commands[config.worker], validate_handoff_file)
+    return sup, wrk
+
+
+def _new_cycle_id(ctx: HarnessContext) -> str:
+    return f"{format_ts(ctx.clock())}-{secrets.token_hex(3)}"
+
+
+def _restore_root_docs(ctx: HarnessContext) -> None:
+    """Put the root documents a half-finished supervisor turn touched back to HEAD."""
+    subprocess.run(["git", "checkout", "HEAD", "--", *[p for p in _ROOT_DOCS if _tracked(ctx.repo, p)]],
+                   cwd=ctx.repo, capture_output=True, check=False, timeout=60, stdin=subprocess.DEVNULL)
+    if not _tracked(ctx.repo, "input.md"):
+        (ctx.repo / "input.md").unlink(missing_ok=True)
+
+
+def _tracked(repo: Path, path: str) -> bool:
+    proc = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=repo, capture_output=True,
+                          check=False, timeout=60, stdin=subprocess.DEVNULL)
+    return proc.returncode == 0
+
+
+def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None) -> CycleOutcome:
+    """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
+    after the state and an ``interrupted`` run.json are saved."""
+    t0 = time.monotonic()
+    state = load_state(ctx.repo)
+    resumed = state is not None and not state.finished
+    if not resumed:
+        now = utc_now_iso()
+        state = CycleState(cycle_id=_new_cycle_id(ctx), phase="supervising", started_at=now, updated_at=now,
+                           base_commit=ctx.git().head_sha(), branch=ctx.git().branch())
+        save_state(ctx.repo, state)
+    else:
+        logger.warning("resuming cycle %s at phase %s", state.cycle_id, state.phase)
+    assert state is not None
+
+    def save(st: CycleState) -> None:
+        save_state(ctx.repo, st)
+
+    escalated: tuple[str, ...] = ()
+    if state.phase == "supervising":
+        if resumed:
+            _restore_root_docs(ctx)
+        result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle)
+        escalated = result.escalated
+        if result.status != "ready":
+            state = state.advance("done", focus=result.focus, supervisor_commit=result.commit, status=result.status,
+                                  report_dir=ctx.rel(result.report_dir) if result.report_dir else None)
+            save(state)
+            return CycleOutcome(state.cycle_id, result.status, result.focus, state.report_dir, result.commit, None,
+                                result.message, resumed, escalated, time.monotonic() - t0)
+        state = state.advance("supervised", focus=result.focus, supervisor_commit=result.commit,
+                              report_dir=ctx.rel(result.report_dir) if result.report_dir else None)
+        save(state)
+    if state.phase in ("supervised", "working"):
+        with sigterm_as_interrupt():
+            outcome, state = work(ctx, state, save)
+        status = "blocked" if outcome.status == "blocked" else (
+            "done" if outcome.item_status == "done" else "progress" if outcome.progressed else "failed")
+        state = state.advance("done", worker_commit=outcome.commit, status=status)
+        save(state)
+        return CycleOutcome(state.cycle_id, status, state.focus, state.report_dir, state.supervisor_commit,
+                            outcome.commit, outcome.message, resumed, escalated, time.monotonic() - t0)
+    if state.phase == "worked":  # run.json written, commit missing (killed in between)
+        sha = commit_ralph(ctx, state.focus or "UNKNOWN", "commit of an interrupted cycle's results", state,
+                      state.report_dir or "", state.status or "failed")
+        state = state.advance("done", worker_commit=sha)
+        save(state)
+        return CycleOutcome(state.cycle_id, state.status or "failed", state.focus, state.report_dir,
+                            state.supervisor_commit, sha, "committed the results of an interrupted cycle", resumed,
+                            escalated, time.monotonic() - t0)
+    raise AssertionError(f"unreachable cycle phase {state.phase!r}")
+
+
+def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float | None = None,
+             forced_focus: str | None = None, phases_per_cycle: int | None = None,
+             on_cycle: Callable[[CycleOutcome], None] | None = None) -> LoopResult:
+    """Hold the lock and run up to ``cycles`` cycles (default: the budget) within
+    ``max_wall_s`` (0 = unlimited). Stops early when nothing is eligible or on a signal.
+    Raises :class:`orchestrator.state.LockHeld` when another loop runs."""
+    budget = ctx.config.budgets
+    n_max = cycles if cycles is not None else budget.max_cycles
+    wall = budget.max_wall_s if max_wall_s is None else max_wall_s
+    t0 = time.monotonic()
+    done: list[CycleOutcome] = []
+    with hold_lock(ctx.repo):
+        with sigterm_as_interrupt():
+            for _ in range(n_max):
+                if wall and time.monotonic() - t0 >= wall:
+                    return LoopResult(tuple(done), f"wall-time budget of {wall:g}s used")
+                try:
+                    outcome = run_cycle(ctx, forced_focus, phases_per_cycle)
+                except KeyboardInterrupt:
+                    state = load_state(ctx.repo)
+                    interrupted = CycleOutcome(state.cycle_id if state else "?", "interrupted",
+                                               state.focus if state else None, state.report_dir if state else None,
+                                               state.supervisor_commit if state else None, None,
+                                               "interrupted by a signal; run again to resume")
+                    done.append(interrupted)
+                    if on_cycle:
+                        on_cycle(interrupted)
+                    return LoopResult(tuple(done), "interrupted")
+                done.append(outcome)
+                if on_cycle:
+                    on_cycle(outcome)
+                if outcome.status == "idle":
+                    return LoopResult(tuple(done), "nothing eligible")
+    return LoopResult(tuple(done), f"{n_max} cycle(s) run")
