@@ -3,7 +3,9 @@
 Layout for adding subcommands: write ``_add_<name>(subparsers)`` that registers the parser and
 sets ``func=cmd_<name>``, write ``cmd_<name>(args) -> int`` (argument handling and printing
 only; the logic lives in the library), and list the adder in :data:`SUBCOMMANDS`.
-Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 124 timeout.
+Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 124 timeout ·
+130 interrupted (state saved; the same command resumes). The loop subcommands (supervise, work,
+loop, replay, status, main-job, ledger --check) live in :mod:`orchestrator.cli_loop`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from orchestrator.cli_loop import LOOP_SUBCOMMANDS, add_check_arguments, run_ledger_check
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents import validate as validate_doc
 from orchestrator.documents.errors import ParseError
@@ -48,8 +51,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    """List ledger entries in time order (``--json`` for a JSON list)."""
+    """List ledger entries in time order (``--json`` for a JSON list); ``--check`` compares
+    recorded with computed dwell and looks for missing artifacts and unknown commits."""
     path = Path(args.ledger)
+    if args.repo is not None and not Path(args.ledger).is_absolute() and not path.is_file():
+        path = args.repo / args.ledger
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
         return EXIT_USAGE
@@ -58,6 +64,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     except ParseError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
+    if args.check:
+        return run_ledger_check(args, doc)
     entries = ledger_doc.entries_in_time_order(doc)
     if args.focus:
         entries = ledger_doc.entries_for_focus(entries, args.focus)
@@ -89,6 +97,7 @@ def _add_ledger(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", default="galph_memory.md", metavar="FILE", help="ledger file (default: %(default)s)")
     p.add_argument("--focus", metavar="ID", help="only entries for this focus (ID or ID.sub)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    add_check_arguments(p)
     p.set_defaults(func=cmd_ledger)
 
 
@@ -99,7 +108,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 #: Parser adders, one per subcommand, in help order.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_validate, _add_ledger, _add_report)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    *LOOP_SUBCOMMANDS, _add_validate, _add_ledger, _add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,8 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "progress", False) and not args.verbose:
+        logging.getLogger("orchestrator").setLevel(logging.INFO)  # step/commit progress lines
+        logging.getLogger("orchestrator.runner.output").setLevel(logging.WARNING)  # not every output line
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; the cycle state is saved — run the same command again to resume", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # e.g. `orchestrator ledger --json | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at interpreter exit
         return EXIT_OK

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from orchestrator.documents.common import FOCUS_PATTERN, base_id
+from orchestrator.gitops import GitError
 
 __all__ = [
     "CycleCommit",
@@ -36,10 +37,6 @@ logger = logging.getLogger(__name__)
 SUBJECT_RE = re.compile(r"^(?P<kind>SUPERVISOR|RALPH): (?P<focus>" + FOCUS_PATTERN + r")\b")
 _TRAILER_RE = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9-]*): (?P<value>.+)$")
 _GIT_TIMEOUT_S = 60
-
-
-class GitError(RuntimeError):
-    """A git command failed; the message holds the command and git's stderr."""
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> str:

@@ -32,7 +32,7 @@ from orchestrator.state import CycleState, hold_lock, load_state, save_state, ut
 from orchestrator.supervisor import supervise
 from orchestrator.worker import commit_ralph, work
 
-__all__ = ["CycleOutcome", "LoopResult", "make_agents", "run_cycle", "run_loop"]
+__all__ = ["CycleOutcome", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop", "run_turn"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def _tracked(repo: Path, path: str) -> bool:
     return proc.returncode == 0
 
 
-def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None) -> CycleOutcome:
+def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None,
+              stop_after_supervise: bool = False) -> CycleOutcome:
     """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
     after the state and an ``interrupted`` run.json are saved."""
     t0 = time.monotonic()
@@ -129,6 +130,9 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
         state = state.advance("supervised", focus=result.focus, supervisor_commit=result.commit,
                               report_dir=ctx.rel(result.report_dir) if result.report_dir else None)
         save(state)
+        if stop_after_supervise:
+            return CycleOutcome(state.cycle_id, "supervised", state.focus, state.report_dir, result.commit, None,
+                                result.message, resumed, escalated, time.monotonic() - t0)
     if state.phase in ("supervised", "working"):
         with sigterm_as_interrupt():
             outcome, state = work(ctx, state, save)
@@ -147,6 +151,45 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
                             state.supervisor_commit, sha, "committed the results of an interrupted cycle", resumed,
                             escalated, time.monotonic() - t0)
     raise AssertionError(f"unreachable cycle phase {state.phase!r}")
+
+
+def adopt_handoff(ctx: HarnessContext) -> CycleState:
+    """A cycle state for the committed ``input.md`` (for ``orchestrator work`` without a
+    preceding ``supervise``); ValueError listing the problems when the handoff is invalid."""
+    problems = validate_handoff_file(ctx.repo, ctx.repo / "input.md")
+    if problems:
+        raise ValueError("input.md is not a valid handoff:\n" + "\n".join(problems))
+    from orchestrator.documents import handoff as handoff_doc
+    from orchestrator.documents.common import read_text
+
+    doc = handoff_doc.parse(read_text(ctx.repo / "input.md"), ctx.repo / "input.md")
+    now = utc_now_iso()
+    head = ctx.git().head_sha()
+    return CycleState(cycle_id=_new_cycle_id(ctx), phase="supervised", started_at=now, updated_at=now,
+                      focus=doc.focus_item_id, report_dir=(doc.artifacts or "").strip().strip("`").rstrip("/"),
+                      supervisor_commit=head, base_commit=head, branch=ctx.git().branch(),
+                      notes=("adopted an existing input.md (no supervisor turn in this cycle)",))
+
+
+def run_turn(ctx: HarnessContext, role: str, forced_focus: str | None = None,
+             phases_per_cycle: int | None = None) -> CycleOutcome:
+    """``orchestrator supervise`` / ``work``: one role's turn under the lock."""
+    with hold_lock(ctx.repo), sigterm_as_interrupt():
+        state = load_state(ctx.repo)
+        unfinished = state is not None and not state.finished
+        if role == "supervise":
+            if unfinished and state.phase != "supervising":
+                raise ValueError(f"cycle {state.cycle_id} is at phase {state.phase}: run `orchestrator work` "
+                                 "(or `loop`) to finish it first")
+            return run_cycle(ctx, forced_focus, phases_per_cycle, stop_after_supervise=True)
+        if role != "work":
+            raise ValueError(f"unknown role {role!r}")
+        if unfinished and state.phase == "supervising":
+            raise ValueError(f"the supervisor turn of cycle {state.cycle_id} did not finish: "
+                             "run `orchestrator supervise` (or `loop`) first")
+        if not unfinished:
+            save_state(ctx.repo, adopt_handoff(ctx))
+        return run_cycle(ctx)
 
 
 def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float | None = None,

@@ -33,6 +33,7 @@ __all__ = [
     "atomic_write_text",
     "hold_lock",
     "load_state",
+    "read_lock",
     "save_state",
     "state_dir",
     "utc_now_iso",
@@ -187,6 +188,15 @@ def hold_lock(repo: Path) -> Iterator[Path]:
             current = _read_owner(path)
             if current and current.get("pid") == me["pid"]:
                 path.unlink()
+
+
+def read_lock(repo: Path) -> dict[str, Any] | None:
+    """``{"path", "owner", "alive"}`` for an existing lock file, None when there is none."""
+    path = state_dir(repo) / "lock"
+    if not path.exists():
+        return None
+    owner = _read_owner(path)
+    return {"path": str(path), "owner": owner or None, "alive": bool(owner) and _owner_alive(owner or {})}
 
 
 # --------------------------------------------------------------------------- cycle state

@@ -128,7 +128,8 @@ def _ralph_last(ctx: HarnessContext, focus: str) -> str:
 
 def _ledger_entry(ctx: HarnessContext, title: str, focus: str, dwell_: int, action: str, state: str,
                   report_rel: str | None, sync: str, reviewed: list[str], next_action: str, body: str = "") -> str:
-    """Append the entry; returns its timestamp text (the commit trailer ``Ledger-Entry``)."""
+    """Append the entry; returns ``<timestamp> (line N)``, the commit trailer ``Ledger-Entry``
+    (timestamps have one-second resolution, the heading's line makes the link unique)."""
     now = ctx.clock()
     item_title = ""
     try:
@@ -145,8 +146,8 @@ def _ledger_entry(ctx: HarnessContext, title: str, focus: str, dwell_: int, acti
                                    ralph_last_commit=_ralph_last(ctx, focus),
                                    artifacts=(report_rel.rstrip("/") + "/") if report_rel else "none",
                                    next_action=next_action))
-    ledger_doc.append(ctx.repo / LEDGER, entry)
-    return entry.timestamp_text
+    line = ledger_doc.append(ctx.repo / LEDGER, entry)
+    return f"{entry.timestamp_text} (line {line})"
 
 
 def _commit(ctx: HarnessContext, focus: str, subject: str, trailers: dict[str, str]) -> str | None:

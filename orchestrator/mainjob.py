@@ -1,0 +1,117 @@
+"""``make run``: one full builtin cycle on the repository's own fix plan, in a git worktree.
+
+The user's checkout is never touched: the cycle runs in ``.orchestrator/worktrees/<ts>`` on
+a new branch ``harness/run-<ts>`` made from HEAD (``.orchestrator/`` is git-ignored; if a
+repository does not ignore it, the harness adds it to ``.git/info/exclude``, not to any
+tracked file). Commits get the harness identity when git has no user configured. The
+result says where the branch, commits and artifacts are; the worktree is left in place for
+inspection (``git worktree remove <path>`` and ``git branch -D <branch>`` discard it).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from orchestrator.artifacts import format_ts, utc_now
+from orchestrator.config import HarnessConfig
+from orchestrator.context import HarnessContext, identity_env
+from orchestrator.gitops import GitRepo
+from orchestrator.loop import CycleOutcome, make_agents, run_loop
+
+__all__ = ["MainJobResult", "run_main_job"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MainJobResult:
+    repo: Path
+    worktree: Path
+    branch: str
+    base_commit: str
+    outcome: CycleOutcome | None
+    commits: tuple[tuple[str, str], ...]
+    wall_s: float
+    user_checkout_unchanged: bool
+    error: str | None = None
+
+    @property
+    def report_dir(self) -> Path | None:
+        if self.outcome is None or not self.outcome.report_dir:
+            return None
+        return self.worktree / self.outcome.report_dir
+
+    @property
+    def ok(self) -> bool:
+        return (self.error is None and self.user_checkout_unchanged and self.outcome is not None
+                and self.outcome.status in ("done", "progress"))
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _checkout_fingerprint(root: Path) -> str:
+    """``git status`` of the user's checkout (ignored files excluded) + HEAD + branch."""
+    ref = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=root, capture_output=True, text=True,
+                         timeout=60, check=False).stdout.strip() or "(detached)"
+    return "\n".join([_git(root, "rev-parse", "HEAD"), ref,
+                      _git(root, "status", "--porcelain=v1", "--untracked-files=all")])
+
+
+def _ensure_ignored(root: Path) -> None:
+    probe = subprocess.run(["git", "check-ignore", "-q", ".orchestrator/worktrees/x"], cwd=root,
+                           capture_output=True, timeout=60, check=False)
+    if probe.returncode == 0:
+        return
+    exclude = Path(_git(root, "rev-parse", "--git-common-dir"))
+    exclude = (exclude if exclude.is_absolute() else root / exclude) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with open(exclude, "a", encoding="utf-8") as fh:
+        fh.write("\n# ptycho-harness worktrees and loop state\n/.orchestrator/\n")
+    logger.info("added /.orchestrator/ to %s", exclude)
+
+
+def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime] = utc_now) -> MainJobResult:
+    """Create the worktree + branch and run one cycle there (see the module docstring)."""
+    t0 = time.monotonic()
+    root = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
+    before = _checkout_fingerprint(root)
+    base = _git(root, "rev-parse", "HEAD")
+    stamp = format_ts(clock())
+    branch = f"harness/run-{stamp}"
+    worktree = root / ".orchestrator" / "worktrees" / stamp
+    _ensure_ignored(root)
+    GitRepo(root).worktree_add(worktree, branch, base)
+    logger.info("worktree %s on branch %s from %s", worktree, branch, base[:12])
+    supervisor, worker = make_agents(config)
+    ctx = HarnessContext(worktree, replace(config, git_sync=False), supervisor, worker, expected_branch=branch,
+                         git_env=identity_env(root), clock=clock)
+    outcome: CycleOutcome | None = None
+    error = None
+    try:
+        result = run_loop(ctx, cycles=1, max_wall_s=0, forced_focus=config.main_job.focus or None,
+                          phases_per_cycle=config.main_job.phases_per_cycle)
+        outcome = result.cycles[0] if result.cycles else None
+        if outcome is None:
+            error = f"no cycle ran: {result.stopped_because}"
+    except (RuntimeError, ValueError, OSError) as exc:  # a refused commit, a bad document, git failure
+        error = f"{type(exc).__name__}: {exc}"
+        logger.error("main job failed: %s", error)
+    log = _git(root, "log", "--format=%H%x1f%s", f"{base}..{branch}")
+    commits = tuple(tuple(line.split("\x1f", 1)) for line in log.splitlines() if line)  # newest first
+    unchanged = _checkout_fingerprint(root) == before
+    if not unchanged:
+        error = (error + "; " if error else "") + "the user's checkout changed during the run"
+    return MainJobResult(root, worktree, branch, base, outcome, commits, time.monotonic() - t0,  # type: ignore[arg-type]
+                         unchanged, error)
