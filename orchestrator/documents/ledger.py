@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from .common import (FOCUS_RE, TIMESTAMP_PATTERN, PathLike, base_id, check_single_line, fence_opener,
@@ -37,10 +38,11 @@ _ITEM_SCAN = re.compile(
     r"\n(?:(?:- [ \t]*)?(?:(?P<state>focus=[^\n]*)|notes=(?P<notes>[^\n]*)|<Action State>:(?P<action>[^\n]*))"
     r"|- (?P<key>[A-Za-z](?:[A-Za-z0-9 _/()&.'-]{0,79}[A-Za-z0-9_/()&.'-])?):(?:[ \t]+(?P<value>[^\n]*)|(?=[ \t]*\r?(?:\n|\Z))))")
 _HEADING_RE = re.compile(r"^(?P<hashes>#{1,2}) +(?P<ts>" + TIMESTAMP_PATTERN + r")(?P<rest>(?:[:\s].*)?)$")
-_KV_RE = re.compile(r"(?<!\S)(?P<key><Action State>|[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>\S*)")
+_REST_RE = re.compile(r"(?<!\S)(next_action|notes)=")
+_HEAD_ACTION_RE = re.compile(r"(?<!\S)<Action State>=(\S*)")
+_STATE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _TRAILING_ACTION_RE = re.compile(r"\s+<Action State>=(?P<value>\S*)\s*$")
 _KEY_OK_RE = re.compile(r"[A-Za-z][A-Za-z0-9 _/()&.'-]{0,80}")
-_REST_KEYS = frozenset({"next_action", "notes"})
 _STATE_ORDER = ("focus", "state", "dwell", "ralph_last_commit", "artifacts")
 
 
@@ -89,7 +91,7 @@ class StateLine:
 def _token(key: str, value: str) -> str:
     if not value or any(ch.isspace() for ch in value):
         raise ValueError(f"state line value for {key!r} must be one non-empty token, got {value!r}")
-    if key not in ("<Action State>",) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+    if key != "<Action State>" and not _STATE_KEY_RE.fullmatch(key):
         raise ValueError(f"bad state line key {key!r}")
     return value
 
@@ -97,28 +99,28 @@ def _token(key: str, value: str) -> str:
 def parse_state_line(text: str, line: int = 0, notes: str | None = None) -> StateLine:
     """Parse ``focus=… k=v … next_action=rest`` (a bare word extends the previous value)."""
     values: dict[str, str] = {}
-    prev_key: str | None = None
-    prev_end = 0
-    for m in _KV_RE.finditer(text):
-        gap = text[prev_end:m.start()].split()
-        if gap and prev_key is not None:
-            values[prev_key] = " ".join([values[prev_key], *gap])
-        key = m["key"]
-        if key in _REST_KEYS:
-            rest = " " + text[m.start("value"):].strip()
-            tail = _TRAILING_ACTION_RE.search(rest)
-            if tail:
-                values["<Action State>"] = tail["value"]
-                rest = rest[:tail.start()]
-            values[key] = rest.strip()
-            prev_key = None
-            break
-        values[key] = m["value"]
-        prev_key, prev_end = key, m.end()
-    else:
-        gap = text[prev_end:].split()
-        if gap and prev_key is not None:
-            values[prev_key] = " ".join([values[prev_key], *gap])
+    m = _REST_RE.search(text)
+    head = text[:m.start()] if m else text
+    if m is not None:
+        rest = text[m.end():]
+        tail = _TRAILING_ACTION_RE.search(" " + rest) if "<Action State>=" in rest else None
+        if tail:
+            values["<Action State>"] = tail["value"]
+            rest = (" " + rest)[:tail.start()]
+        values[m.group(1)] = rest.strip()
+    if "<Action State>=" in head:
+        am = _HEAD_ACTION_RE.search(head)
+        if am:
+            values.setdefault("<Action State>", am.group(1))
+            head = head[:am.start()] + " " + head[am.end():]
+    prev: str | None = None
+    for tok in head.split():
+        eq = tok.find("=")
+        if eq > 0 and _STATE_KEY_RE.fullmatch(tok, 0, eq):
+            prev = tok[:eq]
+            values[prev] = tok[eq + 1:]
+        elif prev is not None:
+            values[prev] += " " + tok
     known = {"focus", "state", "dwell", "ralph_last_commit", "artifacts", "next_action",
              "<Action State>", "notes"}
     action = values.get("<Action State>")
@@ -248,18 +250,17 @@ def _fences(scanned: str, path: PathLike) -> list[tuple[int, int]]:
 
 
 def _items(scanned: str, start: int, end: int, fences: list[tuple[int, int]]):
-    """Yield item matches in ``scanned[start:end]`` whose line lies outside ``fences``."""
+    """Item matches in ``scanned[start:end]`` outside ``fences``: one C-level scan per gap."""
     if not fences:
-        yield from _ITEM_SCAN.finditer(scanned, start, end)
-        return
-    k = 0
-    for m in _ITEM_SCAN.finditer(scanned, start, end):
-        pos = m.start()
-        while k < len(fences) and fences[k][1] <= pos:
-            k += 1
-        if k < len(fences) and fences[k][0] <= pos:
-            continue
-        yield m
+        return _ITEM_SCAN.finditer(scanned, start, end)
+    gaps, pos = [], start
+    for a, b in fences:
+        if a > pos:
+            gaps.append(_ITEM_SCAN.finditer(scanned, pos, min(a, end)))
+        pos = max(pos, b)
+    if pos < end:
+        gaps.append(_ITEM_SCAN.finditer(scanned, pos, end))
+    return chain.from_iterable(gaps)
 
 
 def _text_end(raw: str) -> int:
@@ -278,16 +279,16 @@ def _ends_with_separator(raw: str) -> bool:
     return cut > 0 and body[cut:].strip() == "---"
 
 
-def _make_entry(raw: str, line: int, m: re.Match, dt: datetime, separated: bool,
+def _make_entry(scanned: str, pos: int, end: int, line: int, m: re.Match, dt: datetime, separated: bool,
                 fences: list[tuple[int, int]]) -> LedgerEntry:
+    """Entry whose text is ``scanned[pos + 1:end + 1]`` (``scanned`` = "\\n" + file text)."""
     fields: dict[str, str] = {}
     action = state_text = notes = None
     state_line = 0
-    scanned = "\n" + raw
-    nl = scanned.find("\n", 1)
+    nl = scanned.find("\n", pos + 1, end + 1)
     if nl < 0:
-        nl = len(scanned)
-    for im in _items(scanned, nl, len(scanned), fences):
+        nl = end + 1
+    for im in _items(scanned, nl, end + 1, fences):
         st, nt, act, key, value = im.groups()
         if key is not None:
             if key not in fields:
@@ -308,8 +309,8 @@ def _make_entry(raw: str, line: int, m: re.Match, dt: datetime, separated: bool,
         rest = rest[1:].strip()
     elif rest[:1] in ("—", "–", "-") and rest[1:2] in (" ", ""):
         rest = rest[1:].strip()
-    heading = m.group(0)
-    return LedgerEntry(line, heading, len(m["hashes"]), dt, m["ts"], rest, fields, action, state,
+    raw = scanned[pos + 1:end + 1]
+    return LedgerEntry(line, m.group(0), len(m["hashes"]), dt, m["ts"], rest, fields, action, state,
                        raw, _text_end(raw), separated)
 
 
@@ -342,16 +343,13 @@ def parse(text: str, path: PathLike = "galph_memory.md") -> Ledger:
     j = 0
     for k, (pos, line, m, dt) in enumerate(heads):
         end = heads[k + 1][0] if k + 1 < len(heads) else len(text)
-        raw = text[pos:end]
         while j < len(fences) and fences[j][1] <= pos:
             j += 1
-        local = []
-        for a, b in fences[j:]:
-            if a >= end:
-                break
-            local.append((a - pos, b - pos))
+        i = j
+        while i < len(fences) and fences[i][0] < end:
+            i += 1
         separated = bool(k) and _ends_with_separator(entries[-1].raw)
-        entries.append(_make_entry(raw, line, m, dt, separated, local))
+        entries.append(_make_entry(scanned, pos, end, line, m, dt, separated, fences[j:i]))
     dialect = SEPARATED
     if len(entries) > 1 and not any(e.separated_before for e in entries[1:]):
         dialect = UNSEPARATED
