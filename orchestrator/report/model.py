@@ -92,6 +92,7 @@ class TimelineEntry:
     action_state: str
     recorded_dwell: int | None
     computed_dwell: int | None
+    dwell_source: str  # "git" (history before the entry's SUPERVISOR commit) | "ledger" | "none"
     ralph_last_commit: str
     artifacts: str
     next_action: str

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents.common import decode
 from orchestrator.documents.errors import ParseError
-from orchestrator.report.ledger_flags import EntryFacts, check_entries
+from orchestrator.ledger_check import check_ledger
 from orchestrator.report.links import Linker
-from orchestrator.report.model import Notice, Timeline, TimelineEntry
+from orchestrator.report.model import LedgerFlag, Notice, Timeline, TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ def parse_leniently(text: str, path: Path, source: str) -> tuple[list[ledger_doc
             line = first + exc.line - 1 if exc.line else first
             notices.append(Notice(source, line, f"entry skipped: {exc.message}"))
             continue
-        for entry in piece.entries:
-            entries.append(entry)
+        for entry in piece.entries:  # renumber: line numbers must be those of the whole file
+            entries.append(replace(entry, line=first + entry.line - 1))
             lines.append(first + entry.line - 1)
     if not any(n.line == strict_notice.line for n in notices):
         notices.insert(0, strict_notice)  # a file-level problem (e.g. a missing separator)
@@ -77,21 +78,15 @@ def collect_timeline(repo_root: Path, linker: Linker) -> Timeline:
     if not text.strip():
         return Timeline(source, (), (Notice(source, None, "ledger is empty"),))
     entries, lines, notices = parse_leniently(text, path, source)
+    # the `ledger --check` logic, on the entries that parsed (the dialect does not matter to it)
+    check = check_ledger(repo_root, ledger_doc.Ledger(str(path), (), tuple(entries), ledger_doc.SEPARATED))
+    by_line = {c.line: c for c in check.entries}
     order = sorted(range(len(entries)), key=lambda k: (entries[k].timestamp, k))
-    ordered = [entries[k] for k in order]
-    facts = [
-        EntryFacts(
-            focus_id=e.focus_id,
-            recorded_dwell=e.dwell,
-            ralph_last_commit=e.state.ralph_last_commit if e.state else None,
-            artifacts=e.state.artifacts if e.state else None,
-        )
-        for e in ordered
-    ]
-    dwells, flags, git_checked = check_entries(repo_root, facts)
     out = []
-    for k, e, dwell, entry_flags in zip(order, ordered, dwells, flags):
+    for k in order:
+        e = entries[k]
         st = e.state
+        c = by_line.get(e.line)
         out.append(TimelineEntry(
             timestamp=e.timestamp,
             timestamp_text=e.timestamp_text,
@@ -100,12 +95,13 @@ def collect_timeline(repo_root: Path, linker: Linker) -> Timeline:
             state=(st.state if st and st.state else "") or "",
             action_state=e.effective_action_state or "",
             recorded_dwell=e.dwell,
-            computed_dwell=dwell,
+            computed_dwell=c.computed_dwell if c else None,
+            dwell_source=c.dwell_source if c else "none",
             ralph_last_commit=(st.ralph_last_commit if st else None) or "",
             artifacts=(st.artifacts if st else None) or "",
             next_action=(st.next_action if st else None) or "",
             line=lines[k],
             file_index=k,
-            flags=entry_flags,
+            flags=tuple(LedgerFlag(f.kind, f.message) for f in (c.flags if c else ())),
         ))
-    return Timeline(source, tuple(out), tuple(notices), checks_available=git_checked)
+    return Timeline(source, tuple(out), tuple(notices), checks_available=check.git_checked)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,6 @@ import pytest
 from orchestrator.report import build_report, render_html, write_report
 from orchestrator.report.board import attempt_result
 from orchestrator.report.build import write_atomic
-from orchestrator.report.ledger_flags import EntryFacts, computed_dwells, known_commits
 from orchestrator.report.render import render_markdown
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -158,18 +158,26 @@ def test_recorded_vs_computed_dwell_and_check_flags(repo: Path) -> None:
     assert data.timeline.checks_available  # the fixture is a git repo
 
 
-def test_computed_dwell_resets_on_focus_change_and_progress() -> None:
-    facts = [EntryFacts("A", 0, "none", None), EntryFacts("A", 1, "none", None),
-             EntryFacts("A", 2, "abc1234", None), EntryFacts("A", 0, "abc1234", None),
-             EntryFacts("B", 0, "abc1234", None), EntryFacts(None, None, None, None)]
-    assert computed_dwells(facts) == [0, 1, 0, 1, 0, None]
+def _harness_commit(repo: Path, subject: str, ledger_entry: str) -> None:
+    """An empty SUPERVISOR/RALPH commit with the trailer the supervisor writes."""
+    env = {**os.environ, **synthetic._GIT_ENV, "HOME": str(repo)}
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"{subject}\n\nLedger-Entry: {ledger_entry}"],
+                   cwd=repo, env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
-def test_known_commits_uses_the_repo_history(repo: Path) -> None:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                          text=True, check=True).stdout.strip()
-    assert known_commits(repo, [head, "deadbee", "none"]) == {head}
-    assert known_commits(repo.parent, [head]) is None  # not a git repo: no verdict
+def test_dwell_of_harness_entries_is_recomputed_from_git_history(repo: Path) -> None:
+    # two supervisor cycles on FOCUS-B-002 without a RALPH commit that made progress
+    _harness_commit(repo, "SUPERVISOR: FOCUS-B-002 — Phase A handoff", "2026-01-07T11:00:00Z")
+    _harness_commit(repo, "SUPERVISOR: FOCUS-B-002 — retry after timeout", "2026-01-07T13:00:00Z")
+    data = build_report(repo, now=NOW)
+    entries = {e.timestamp_text: e for e in data.timeline.entries}
+    first, retry = entries["2026-01-07T11:00:00Z"], entries["2026-01-07T13:00:00Z"]
+    assert (first.computed_dwell, first.dwell_source, first.flags) == (0, "git", ())
+    assert (retry.recorded_dwell, retry.computed_dwell, retry.dwell_source) == (2, 1, "git")
+    assert [f.kind for f in retry.flags] == ["dwell_mismatch"]
+    assert entries["2026-01-06T09:00:00Z"].dwell_source == "ledger"  # no harness commit records it
+    html = render_html(data)
+    assert "from git history before the entry was committed" in html
 
 
 def test_unknown_commit_is_flagged(repo: Path) -> None:
