@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
@@ -27,6 +27,11 @@ from .common import (FOCUS_RE, TIMESTAMP_PATTERN, PathLike, base_id, check_singl
                      format_timestamp, is_fence_closer, leading_int, parse_timestamp, read_text,
                      require_text, write_atomic)
 from .errors import ParseError
+from .ledger_state import StateLine, parse_state_line, unbracket
+
+__all__ = ["SEPARATED", "UNSEPARATED", "Ledger", "LedgerEntry", "StateLine", "append", "entries_for_focus",
+           "entries_in_time_order", "entry_to_dict", "load", "make_entry", "parse", "parse_state_line", "render",
+           "render_entry"]
 
 SEPARATED = "separated"
 UNSEPARATED = "unseparated"
@@ -38,100 +43,7 @@ _ITEM_SCAN = re.compile(
     r"\n(?:(?:- [ \t]*)?(?:(?P<state>focus=[^\n]*)|notes=(?P<notes>[^\n]*)|<Action State>:(?P<action>[^\n]*))"
     r"|- (?P<key>[A-Za-z](?:[A-Za-z0-9 _/()&.'-]{0,79}[A-Za-z0-9_/()&.'-])?):(?:[ \t]+(?P<value>[^\n]*)|(?=[ \t]*\r?(?:\n|\Z))))")
 _HEADING_RE = re.compile(r"^(?P<hashes>#{1,2}) +(?P<ts>" + TIMESTAMP_PATTERN + r")(?P<rest>(?:[:\s].*)?)$")
-_REST_RE = re.compile(r"(?<!\S)(next_action|notes)=")
-_HEAD_ACTION_RE = re.compile(r"(?<!\S)<Action State>=(\S*)")
-_STATE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_TRAILING_ACTION_RE = re.compile(r"\s+<Action State>=(?P<value>\S*)\s*$")
 _KEY_OK_RE = re.compile(r"[A-Za-z][A-Za-z0-9 _/()&.'-]{0,80}")
-_STATE_ORDER = ("focus", "state", "dwell", "ralph_last_commit", "artifacts")
-
-
-def _unbracket(value: str) -> str:
-    value = value.strip()
-    return value[1:-1].strip() if value.startswith("[") and value.endswith("]") else value
-
-
-@dataclass(frozen=True)
-class StateLine:
-    """``focus=… state=… dwell=… ralph_last_commit=… artifacts=… next_action=<rest of line>``.
-
-    ``extra`` holds any other ``key=value`` tokens in file order (``action_type``, ``summary``…);
-    ``notes`` comes from a separate ``notes=…`` line; ``line`` is 1-based (0 for new entries).
-    """
-
-    focus: str | None = None
-    state: str | None = None
-    dwell: int | None = None
-    ralph_last_commit: str | None = None
-    artifacts: str | None = None
-    next_action: str | None = None
-    action_state: str | None = None
-    notes: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
-    line: int = 0
-
-    def render(self) -> list[str]:
-        """The state line (and a ``notes=`` line when set), without bullets or endings."""
-        parts = []
-        for key in _STATE_ORDER:
-            value = getattr(self, key)
-            if value is not None:
-                parts.append(f"{key}={_token(key, str(value))}")
-        parts += [f"{k}={_token(k, v)}" for k, v in self.extra.items()]
-        if self.next_action is not None:
-            parts.append(f"next_action={check_single_line(self.next_action, 'next_action')}")
-        if self.action_state is not None:
-            parts.append(f"<Action State>=[{_token('<Action State>', self.action_state)}]")
-        out = [" ".join(parts)] if parts else []
-        if self.notes is not None:
-            out.append(f"notes={check_single_line(self.notes, 'notes')}")
-        return out
-
-
-def _token(key: str, value: str) -> str:
-    if not value or any(ch.isspace() for ch in value):
-        raise ValueError(f"state line value for {key!r} must be one non-empty token, got {value!r}")
-    if key != "<Action State>" and not _STATE_KEY_RE.fullmatch(key):
-        raise ValueError(f"bad state line key {key!r}")
-    return value
-
-
-def parse_state_line(text: str, line: int = 0, notes: str | None = None) -> StateLine:
-    """Parse ``focus=… k=v … next_action=rest`` (a bare word extends the previous value)."""
-    values: dict[str, str] = {}
-    m = _REST_RE.search(text)
-    head = text[:m.start()] if m else text
-    if m is not None:
-        rest = text[m.end():]
-        tail = _TRAILING_ACTION_RE.search(" " + rest) if "<Action State>=" in rest else None
-        if tail:
-            values["<Action State>"] = tail["value"]
-            rest = (" " + rest)[:tail.start()]
-        values[m.group(1)] = rest.strip()
-    if "<Action State>=" in head:
-        am = _HEAD_ACTION_RE.search(head)
-        if am:
-            values.setdefault("<Action State>", am.group(1))
-            head = head[:am.start()] + " " + head[am.end():]
-    prev: str | None = None
-    for tok in head.split():
-        eq = tok.find("=")
-        if eq > 0 and _STATE_KEY_RE.fullmatch(tok, 0, eq):
-            prev = tok[:eq]
-            values[prev] = tok[eq + 1:]
-        elif prev is not None:
-            values[prev] += " " + tok
-    known = {"focus", "state", "dwell", "ralph_last_commit", "artifacts", "next_action",
-             "<Action State>", "notes"}
-    action = values.get("<Action State>")
-    return StateLine(
-        focus=values.get("focus"), state=values.get("state"),
-        dwell=leading_int(values["dwell"]) if "dwell" in values else None,
-        ralph_last_commit=values.get("ralph_last_commit"), artifacts=values.get("artifacts"),
-        next_action=values.get("next_action"),
-        action_state=_unbracket(action) if action is not None else None,
-        notes=values.get("notes", notes),
-        extra={k: v for k, v in values.items() if k not in known}, line=line)
 
 
 @dataclass(frozen=True)
@@ -223,6 +135,9 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class Ledger:
+    """A parsed ledger: ``render`` is ``preamble`` + every entry's ``raw``; ``dialect`` is
+    :data:`SEPARATED` or :data:`UNSEPARATED` (see the module docstring)."""
+
     path: str
     preamble: str
     entries: tuple[LedgerEntry, ...]
@@ -298,7 +213,7 @@ def _make_entry(scanned: str, pos: int, end: int, line: int, m: re.Match, dt: da
         elif nt is not None:
             notes = nt.strip()
         else:
-            action = _unbracket(act)
+            action = unbracket(act)
     state = None
     if state_text is not None:
         state = parse_state_line(state_text, state_line, notes)
