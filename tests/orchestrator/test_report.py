@@ -158,10 +158,13 @@ def test_recorded_vs_computed_dwell_and_check_flags(repo: Path) -> None:
     assert data.timeline.checks_available  # the fixture is a git repo
 
 
-def _harness_commit(repo: Path, subject: str, ledger_entry: str) -> None:
-    """An empty SUPERVISOR/RALPH commit with the trailer the supervisor writes."""
+def _harness_commit(repo: Path, subject: str, stamp: str) -> None:
+    """An empty SUPERVISOR commit with the ``Ledger-Entry: <ts> (line N)`` trailer the supervisor writes."""
+    lines = (repo / "galph_memory.md").read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.startswith(f"# {stamp}:"))
     env = {**os.environ, **synthetic._GIT_ENV, "HOME": str(repo)}
-    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"{subject}\n\nLedger-Entry: {ledger_entry}"],
+    message = f"{subject}\n\nLedger-Entry: {stamp} (line {line})"
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message],
                    cwd=repo, env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
