@@ -205,29 +205,39 @@ def _starts(lines, flags) -> list[tuple[int, str, str | None, str]]:
                 out.append((i, q["name"] or m["name"], q["qual"], "heading"))
         elif c[:1].isalpha() and c.rstrip().endswith(":"):
             m = _LABEL_RE.match(c)
-            if m and section_key(m["name"]) in _KNOWN_KEYS:
+            key = section_key(m["name"]) if m else ""
+            if key in _KNOWN_KEYS and (out or key != "summary"):  # a leading "Summary:" is a header field
                 out.append((i, m["name"].strip(), m["qual"], "label"))
     return out
 
 
 def _header(lines, flags, end: int) -> tuple[HeaderField, ...]:
+    """Header fields; an empty value takes the bullet list below it, and ``Summary:`` also
+    takes the non-blank, non-field lines that follow it (joined with newlines)."""
     fields: list[HeaderField] = []
     i = 0
     while i < end:
         c = content(lines[i])
         m = None if flags[i] else _HEADER_RE.match(c)
+        line = i + 1
         i += 1
         if m is None:
             continue
+        label = (m["bkey"] or m["key"]).strip()
+        key = re.sub(r"[\s/-]+", "_", label.lower())
         value = m["value"] or ""
         items = []
         if not value:
             while i < end and not flags[i] and (lm := _LIST_RE.match(content(lines[i]))):
                 items.append(lm["text"])
                 i += 1
-        label = (m["bkey"] or m["key"]).strip()
-        fields.append(HeaderField(re.sub(r"[\s/-]+", "_", label.lower()), label, value, i - len(items),
-                                  tuple(items), m["bkey"] is not None))
+        if key == "summary" and not items:
+            more = [value] if value else []
+            while i < end and not flags[i] and content(lines[i]).strip() and not _HEADER_RE.match(content(lines[i])):
+                more.append(content(lines[i]).strip())
+                i += 1
+            value = "\n".join(more)
+        fields.append(HeaderField(key, label, value, line, tuple(items), m["bkey"] is not None))
     return tuple(fields)
 
 

@@ -152,3 +152,13 @@ def test_builder_layout_matches_seed_conventions():
 def test_builder_rejects_specs_that_would_not_round_trip(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         _spec(**make())
+
+
+def test_summary_label_on_its_own_line_stays_in_the_header():
+    text = ("Summary:\nRun the quick arm\nand record metrics.\nMode: Perf\nFocus: X-001.F2 — arm\n"
+            "Artifacts: plans/active/X-001/reports/r/\n\nDo Now:\n- Run:\n```\ntrue\n```\n")
+    doc = handoff.parse(text, "input.md")
+    assert doc.summary == "Run the quick arm\nand record metrics."
+    assert (doc.mode, doc.focus_id, doc.field("focus").line) == ("Perf", "X-001.F2", 5)
+    assert [s.name for s in doc.sections] == ["Do Now"] and len(doc.command_blocks) == 1
+    assert handoff.render(doc) == text
