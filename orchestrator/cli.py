@@ -11,6 +11,7 @@ loop, replay, status, main-job, ledger --check) live in :mod:`orchestrator.cli_l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -28,8 +29,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate each FILE; print ``file:line: message`` per issue."""
+    """Validate each FILE; print ``file:line: message`` per issue (``--json``: one JSON list)."""
     status = EXIT_OK
+    found: list[validate_doc.Issue] = []
     for name in args.files:
         path = Path(name)
         if not path.is_file():
@@ -41,12 +43,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        for issue in issues:
-            print(issue)
+        found += issues
         if validate_doc.has_errors(issues):
             status = EXIT_FAILED
-        elif not args.quiet:
+        if args.json:
+            continue
+        for issue in issues:
+            print(issue)
+        if not validate_doc.has_errors(issues) and not args.quiet:
             print(f"{name}: ok ({args.kind or validate_doc.detect_kind(path)})")
+    if args.json:
+        print(json.dumps([dataclasses.asdict(i) for i in found], indent=2, ensure_ascii=False))
     return status
 
 
@@ -89,6 +96,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo-root", type=Path, help="repo root for path checks (default: enclosing git work tree)")
     p.add_argument("--fix-plan", type=Path, help="fix plan for focus checks (default: <repo-root>/docs/fix_plan.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only issues")
+    p.add_argument("--json", action="store_true", help="print the issues as a JSON list")
     p.set_defaults(func=cmd_validate)
 
 

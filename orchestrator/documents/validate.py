@@ -130,7 +130,8 @@ def validate_fix_plan(doc: fix_plan_mod.FixPlan, repo_root: PathLike | None = No
         f = it.fields.get("status")
         line = f.line if f else it.line
         if it.status is None:
-            issues.append(Issue(doc.path, line, f"item {it.id} has no Status"))
+            what = f"an unreadable Status {f.value!r}" if f is not None else "no Status"
+            issues.append(Issue(doc.path, line, f"item {it.id} has {what}"))
         elif it.status not in fix_plan_mod.STATUSES:
             issues.append(Issue(doc.path, line, f"item {it.id} has unknown status {it.status!r} "
                                 f"(expected {'|'.join(fix_plan_mod.STATUSES)})"))

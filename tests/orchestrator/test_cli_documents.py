@@ -96,3 +96,10 @@ def test_python_dash_m_entry_point(repo):
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "ledger", "--json"], capture_output=True,
                           text=True, env=env, cwd=repo, timeout=60)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 9
+
+
+def test_validate_json_lists_issues(repo, capsys):
+    assert main(["validate", "--json", str(repo / "input.md"), str(repo / "galph_memory.md")]) == 1
+    issues = json.loads(capsys.readouterr().out)
+    assert issues == [{"path": str(repo / "input.md"), "line": 33, "severity": "error",
+                       "message": "command uses a path outside the repo: '/home/ollie/Documents/PtychoPINN'"}]
