@@ -367,3 +367,12 @@ def test_handoff_and_plan_validation_issues_are_warning_rows(repo: Path) -> None
     (repo / "plans/active/PERF-THROUGHPUT-004/implementation.md").unlink()
     (notice,) = build_report(repo, now=NOW).board.notices
     assert notice.message.startswith("warning: working plan") and notice.line == 37
+
+
+def test_benchmark_repo_with_harness_history_takes_every_dwell_from_git(tmp_path: Path) -> None:
+    repo = synthetic.make_large_repo(tmp_path / "hh", entries=12, runs=1, harness_history=True)
+    timeline = build_report(repo, now=NOW).timeline
+    assert len(timeline.entries) == 12
+    assert {e.dwell_source for e in timeline.entries} == {"git"}
+    # one cycle per entry, no RALPH progress: dwell counts the streak on each focus (5 entries each)
+    assert [e.computed_dwell for e in timeline.entries] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
