@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from .common import (FOCUS_PATTERN, FOCUS_RE, ID_PATTERN, PathLike, base_id, check_single_line, content,
                      format_timestamp, insert_lines, newline_of, parse_timestamp, read_text, replace_line, require_text,
@@ -42,10 +43,11 @@ _BULLET_RE = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+(?:\[[ xX]\][ \t]+)?(?P<
 _CHECK_RE = re.compile(r"^[-*][ \t]+\[(?P<mark>[ xX])\][ \t]+(?P<text>.*?)[ \t]*$")
 _ATTEMPT_HEAD_RE = re.compile(r"^###[ \t]+(?P<ts>\d{4}-\S*?)(?:[ \t]+[—–-][ \t]+(?P<rest>.*?))?[ \t]*$")
 _STATUS_WORD_RE = re.compile(r"^[`*_\s]*(?P<word>[A-Za-z][A-Za-z_-]*)[`*_]*(?P<note>.*)$")
-_KEYS = {"status": "status", "priority": "priority", "depends on": "depends_on", "depends_on": "depends_on",
-         "dependencies": "depends_on", "working plan": "working_plan", "plan": "working_plan",
-         "mapped tests": "mapped_tests", "tests": "mapped_tests", "exit criteria": "exit_criteria",
-         "attempts history": "attempts", "attempts": "attempts"}
+_KEYS = MappingProxyType({
+    "status": "status", "priority": "priority", "depends on": "depends_on", "depends_on": "depends_on",
+    "dependencies": "depends_on", "working plan": "working_plan", "plan": "working_plan",
+    "mapped tests": "mapped_tests", "tests": "mapped_tests", "exit criteria": "exit_criteria",
+    "attempts history": "attempts", "attempts": "attempts"})
 _NONE_WORDS = frozenset({"", "none", "n/a", "-", "—", "[]"})
 
 

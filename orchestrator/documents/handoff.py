@@ -45,7 +45,7 @@ def section_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-_KNOWN_KEYS = {section_key(n) for n in KNOWN_SECTIONS}
+_KNOWN_KEYS = frozenset(section_key(n) for n in KNOWN_SECTIONS)
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,12 @@ UNSEPARATED = "unseparated"
 # Scanners run over "\n" + text with a leading \n instead of ^ + MULTILINE (several times faster).
 _FENCE_SCAN = re.compile(r"\n([ \t]*(?:`{3,}|~{3,})[^\n]*)")
 _HEAD_SCAN = re.compile(r"\n(#{1,2} +\d{4}-\d{2}-\d{2}[^\n]*)")
+_KEY = r"[A-Za-z](?:[A-Za-z0-9 _/()&.'-]{0,79}[A-Za-z0-9_/()&.'-])?"  # a "- key: value" bullet key
 _ITEM_SCAN = re.compile(
     r"\n(?:(?:- [ \t]*)?(?:(?P<state>focus=[^\n]*)|notes=(?P<notes>[^\n]*)|<Action State>:(?P<action>[^\n]*))"
-    r"|- (?P<key>[A-Za-z](?:[A-Za-z0-9 _/()&.'-]{0,79}[A-Za-z0-9_/()&.'-])?):(?:[ \t]+(?P<value>[^\n]*)|(?=[ \t]*\r?(?:\n|\Z))))")
+    r"|- (?P<key>" + _KEY + r"):(?:[ \t]+(?P<value>[^\n]*)|(?=[ \t]*\r?(?:\n|\Z))))")
 _HEADING_RE = re.compile(r"^(?P<hashes>#{1,2}) +(?P<ts>" + TIMESTAMP_PATTERN + r")(?P<rest>(?:[:\s].*)?)$")
-_KEY_OK_RE = re.compile(r"[A-Za-z][A-Za-z0-9 _/()&.'-]{0,80}")
+_KEY_OK_RE = re.compile(_KEY)
 
 
 @dataclass(frozen=True)

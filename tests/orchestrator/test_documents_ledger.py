@@ -198,3 +198,9 @@ def test_entry_to_dict_lists_focus_for_every_entry():
     records = [ledger.entry_to_dict(e) for e in ledger.load(SEED).entries]
     assert all(r["focus"] for r in records)
     assert records[0]["timestamp"] == "2026-01-06T14:00:00Z" and records[0]["line"] == 1
+
+
+@pytest.mark.parametrize("key", ["Mode ", " Mode", "x" * 90, "a:b", "focus=x"])
+def test_make_entry_rejects_keys_the_parser_would_not_read(key):
+    with pytest.raises(ValueError, match="bad ledger field key"):
+        ledger.make_entry(datetime(2026, 1, 1, tzinfo=timezone.utc), "t", fields={key: "v"})
