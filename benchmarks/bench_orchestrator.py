@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -87,9 +88,97 @@ def measure_ledger_parse() -> dict:
             "ledger_first_entry": ordered[0].timestamp_text}
 
 
+_CYCLE_PLAN = """# BENCH-CYCLE-001 — overhead plan
+
+## Phase A: Trivial steps
+- [ ] A1: first
+```bash
+true
+```
+- [ ] A2: second
+```bash
+true
+```
+- [ ] A3: third
+```bash
+true
+```
+
+## Exit Criteria
+1. Nothing to check — check: `true`
+"""
+
+
+def _cycle_repo(root: Path) -> Path:
+    """A one-item repository whose plan steps and exit criterion are all ``true``."""
+    import subprocess
+
+    files = {
+        "docs/fix_plan.md": "# Fix Plan\n\n## [BENCH-CYCLE-001] Overhead\n- Status: pending\n- Priority: P1\n"
+                            "- Depends on: none\n- Working plan: plans/active/BENCH-CYCLE-001/implementation.md\n"
+                            "- Attempts History:\n",
+        "plans/active/BENCH-CYCLE-001/implementation.md": _CYCLE_PLAN,
+        "orchestrator.yaml": "git_sync: false\n",
+        ".gitignore": ".orchestrator/\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-qm", "seed"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def measure_cycle_overhead() -> dict:
+    """One full cycle (supervise → 3 steps ``true`` → 1 check → 2 commits), best of N, in-process
+    after imports; ``cycle_overhead_excl_commands_s`` subtracts the steps' and checks' own run
+    time. ``cycle_cli_cold_s``: the same cycle via ``python -m orchestrator loop --cycles 1``
+    (interpreter start and imports included). Target: < 2 s."""
+    import json as json_mod
+    import os
+    import subprocess
+
+    from orchestrator.config import load_config
+    from orchestrator.context import HarnessContext, identity_env
+    from orchestrator.loop import make_agents, run_loop
+
+    walls, excl = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(REPEATS):
+            repo = _cycle_repo(Path(tmp) / f"r{i}")
+            config = load_config(repo / "orchestrator.yaml")
+            sup, wrk = make_agents(config)
+            ctx = HarnessContext(repo, config, sup, wrk, git_env=identity_env(repo) or {
+                "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "b@x"})
+            t0 = time.perf_counter()
+            [outcome] = run_loop(ctx, cycles=1).cycles
+            wall = time.perf_counter() - t0
+            if outcome.status != "done":
+                raise RuntimeError(f"benchmark cycle did not finish: {outcome}")
+            run = json_mod.loads((repo / outcome.report_dir / "run.json").read_text())
+            commands = sum(s["duration_s"] for s in run["steps"])
+            for check_log in (repo / outcome.report_dir / "logs").glob("check-*.log"):  # runner footer
+                commands += sum(float(m) for m in re.findall(r"duration=([0-9.]+)s", check_log.read_text()))
+            walls.append(wall)
+            excl.append(wall - commands)
+        repo = _cycle_repo(Path(tmp) / "cli")
+        env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
+               "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "loop", "--cycles", "1"], cwd=repo,
+                              capture_output=True, text=True, env=env, timeout=120)
+        cold = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"CLI cycle failed: {proc.stdout}{proc.stderr}")
+    return {"cycle_overhead_s": round(min(walls), 3), "cycle_overhead_runs": [round(w, 3) for w in walls],
+            "cycle_overhead_excl_commands_s": round(min(excl), 3), "cycle_cli_cold_s": round(cold, 3)}
+
+
 def measurements() -> dict[str, Callable[[], dict]]:
     """Named measurements; each returns a dict merged into the printed JSON object."""
-    return {"ledger_parse": measure_ledger_parse}
+    return {"ledger_parse": measure_ledger_parse, "cycle_overhead": measure_cycle_overhead}
 
 
 def main(argv: list[str] | None = None) -> int:
