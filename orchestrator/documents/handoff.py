@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .common import (FOCUS_RE, CodeBlock, PathLike, base_id, code_block, content, read_text,
+from .common import (FOCUS_PATTERN, CodeBlock, PathLike, base_id, code_block, content, read_text,
                      require_text, scan_fences, split_lines, strip_md)
 
 KNOWN_SECTIONS = ("Summary", "Current State", "Do Now", "How-To Map", "Pitfalls To Avoid", "If Blocked",
@@ -35,8 +35,10 @@ _LIST_RE = re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+(?P<text>.*?)[ \t]*$")
 _PHASE_RE = re.compile(r"^###(?!#)[ \t]+(?:Phase[ \t]+(?P<id>[A-Za-z0-9]+)(?![A-Za-z0-9])[ \t]*"
                        r"(?:(?:[:.—–]|-(?=\s))[ \t]*)?)?(?P<title>.*?)[ \t]*$")
 _STEP_RE = re.compile(r"^(?:(?P<num>\d+)[.)]|[-*+])[ \t]+(?P<text>.*?)[ \t]*$")
+_NUMBERED_RE = re.compile(r"\d+[.)][ \t]")
 _BOLD_TITLE_RE = re.compile(r"^\*\*(?P<title>.+?)\*\*(?:[ \t]*(?:[—–:]|-(?=\s))?[ \t]*(?P<detail>.*))?$")
 _CHECK_RE = re.compile(r"^(?P<text>.*?)[ \t]*(?:[—–;,-][ \t]*)?\bcheck:[ \t]*`(?P<cmd>[^`]+)`[ \t]*\.?$")
+_FOCUS_VALUE_RE = re.compile(r"^[`*_\[\s]*(?P<id>" + FOCUS_PATTERN + r")(?![\w.-])[`*_\]]*(?P<rest>.*)$")
 _FOCUS_SEP_RE = re.compile(r"^[ \t]*(?:[—–:]|-(?=\s))[ \t]*")
 
 
@@ -137,8 +139,8 @@ class Handoff:
     @property
     def focus_id(self) -> str | None:
         """Focus as written, possibly with a sub-step (``STUDY-X-001.F1``)."""
-        m = FOCUS_RE.match(self._value("focus") or "")
-        return m.group(0) if m else None
+        m = _FOCUS_VALUE_RE.match(self._value("focus") or "")
+        return m["id"] if m else None
 
     @property
     def focus_item_id(self) -> str | None:
@@ -148,11 +150,8 @@ class Handoff:
 
     @property
     def focus_title(self) -> str | None:
-        value = self._value("focus") or ""
-        m = FOCUS_RE.match(value)
-        if m is None:
-            return None
-        return strip_md(_FOCUS_SEP_RE.sub("", value[m.end():], count=1)) or None
+        m = _FOCUS_VALUE_RE.match(self._value("focus") or "")
+        return (strip_md(_FOCUS_SEP_RE.sub("", m["rest"], count=1)) or None) if m else None
 
     @property
     def branch(self) -> str | None:
@@ -249,7 +248,10 @@ def _step(m: re.Match, line: int) -> Step:
 
 
 def _do_now(lines, flags, fences, sec_start: int, end: int) -> tuple[Phase, ...]:
+    """Phases → steps → blocks. When any step is numbered, only numbered items start steps
+    (bullets are notes inside a step); otherwise every column-0 bullet is a step."""
     by_start = {f.start: f for f in fences}
+    numbered = any(not flags[i] and _NUMBERED_RE.match(lines[i]) for i in range(sec_start + 1, end))
     phases: list[tuple[str | None, str, int, list[Step]]] = []
     i = sec_start + 1
     while i < end:
@@ -269,7 +271,7 @@ def _do_now(lines, flags, fences, sec_start: int, end: int) -> tuple[Phase, ...]
         if not flags[i]:
             if c.startswith("###") and (pm := _PHASE_RE.match(c)):
                 phases.append((pm["id"], pm["title"], i + 1, []))
-            elif (sm := _STEP_RE.match(c)) is not None:
+            elif (sm := _STEP_RE.match(c)) is not None and (sm["num"] or not numbered):
                 if not phases:
                     phases.append((None, "", sec_start + 1, []))
                 phases[-1][3].append(_step(sm, i + 1))

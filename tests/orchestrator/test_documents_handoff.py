@@ -162,3 +162,11 @@ def test_summary_label_on_its_own_line_stays_in_the_header():
     assert (doc.mode, doc.focus_id, doc.field("focus").line) == ("Perf", "X-001.F2", 5)
     assert [s.name for s in doc.sections] == ["Do Now"] and len(doc.command_blocks) == 1
     assert handoff.render(doc) == text
+
+
+def test_bullets_under_numbered_steps_are_notes_and_focus_may_be_backticked():
+    text = ("Focus: `A-001.F1` — **title**\n\n## Do Now\n\n1. **Run**\n- note: keep logs\n```bash\nls\n```\n"
+            "2. **Check**\n```bash\ntrue\n```\n")
+    doc = handoff.parse(text, "input.md")
+    assert (doc.focus_id, doc.focus_item_id, doc.focus_title) == ("A-001.F1", "A-001", "title")
+    assert [(s.number, s.title, len(s.blocks)) for s in doc.steps] == [(1, "Run", 1), (2, "Check", 1)]
