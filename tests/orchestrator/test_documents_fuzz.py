@@ -109,3 +109,15 @@ def test_token_soup_parses_or_raises_parse_error(module):
             continue
         assert module.render(doc) == text
         _exercise(module, doc)
+
+
+@pytest.mark.parametrize("module", [handoff, ledger, fix_plan, plan, findings], ids=lambda m: m.__name__.split(".")[-1])
+def test_every_loader_rejects_non_utf8_and_empty_files(module, tmp_path):
+    bad = tmp_path / "doc.md"
+    bad.write_bytes("## ok — fine\n\n".encode() + b"caf\xc3(\n")
+    with pytest.raises(ParseError) as err:
+        module.load(bad)
+    assert (err.value.path, err.value.line) == (str(bad), 3)
+    bad.write_bytes(b"")
+    with pytest.raises(ParseError, match="empty file"):
+        module.load(bad)
