@@ -172,11 +172,15 @@ def load_config(path: Path) -> HarnessConfig:
     unknown_agents = sorted(set(agents) - {"supervisor", "worker"})
     if unknown_agents:
         raise ConfigError(f"{source}: unknown key(s) {unknown_agents} in agents (allowed: supervisor, worker)")
-    budgets = Budgets(**_take(_mapping(top.pop("budgets", None), "budgets", source), Budgets, "budgets", source))
-    main_job = MainJobConfig(
-        **_take(_mapping(top.pop("main_job", None), "main_job", source), MainJobConfig, "main_job", source)
-    )
-    commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
+    try:
+        budgets = Budgets(**_take(_mapping(top.pop("budgets", None), "budgets", source), Budgets, "budgets", source))
+        main_job = MainJobConfig(
+            **_take(_mapping(top.pop("main_job", None), "main_job", source), MainJobConfig, "main_job", source)
+        )
+        commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
+    except (ConfigError, TypeError) as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from exc
     scalars = _take(top, HarnessConfig, "the top level", source)
     for forbidden in ("supervisor", "worker", "source"):
         if forbidden in scalars:

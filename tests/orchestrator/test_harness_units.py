@@ -1,0 +1,118 @@
+"""Pure logic of the loop: configuration, focus choice, step/plan mapping, history trailers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _harness_repo import item, make_repo, plan, subjects
+
+from orchestrator.config import ConfigError, HarnessConfig, load_config
+from orchestrator.documents import fix_plan as fix_plan_doc
+from orchestrator.documents import handoff as handoff_doc
+from orchestrator.handoff_draft import plan_sections, substitute_artifacts
+from orchestrator.history import _trailers
+from orchestrator.supervisor import choose_focus, eligible_items
+from orchestrator.worker import planned_steps, step_item_id
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repo_config_loads_and_documents_real_agent_clis() -> None:
+    config = load_config(REPO_ROOT / "orchestrator.yaml")
+    assert (config.supervisor, config.worker, config.dwell_limit) == ("builtin", "builtin", 3)
+    assert config.main_job.focus == "STUDY-SYNTH-DOSE-COMPARISON-001" and config.main_job.phases_per_cycle == 0
+    roles = {(c.argv[0], c.role) for c in config.commands.values()}
+    assert {("claude", "supervisor"), ("claude", "worker"), ("codex", "worker")} <= roles
+    assert all(any("{prompt" in a for a in c.argv) for c in config.commands.values())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dwell_limit: 0\n", "dwell_limit must be >= 1"),
+    ("step_timeout: 5\n", "unknown key(s) ['step_timeout']"),
+    ("agents:\n  supervisor: nobody\n", "'nobody' is neither 'builtin' nor a command"),
+    ("budgets:\n  max_cycles: 0\n", "budgets.max_cycles must be >= 1"),
+    ("commands:\n  x:\n    role: boss\n    argv: [a]\n", "role must be supervisor|worker"),
+    ("agents: [1, 2\n", "not valid YAML"),
+])
+def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_config_gives_builtin_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "none.yaml") == HarnessConfig()
+
+
+PLAN = fix_plan_doc.parse(
+    item("A-LOW-001", "low", priority="P2") + item("B-DEP-001", "waits", priority="P0", depends="C-TOP-001")
+    + item("C-TOP-001", "top", priority="P1") + item("D-DONE-001", "finished", status="done", priority="P0")
+    + item("E-TIE-001", "tie", priority="P1"))
+
+
+def test_eligible_items_by_priority_then_file_order_and_dependencies() -> None:
+    assert [i.id for i in eligible_items(PLAN)] == ["C-TOP-001", "E-TIE-001", "A-LOW-001"]
+
+
+def test_choose_focus_keeps_current_below_limit_and_escalates_at_limit() -> None:
+    dwells = {"A-LOW-001": 2, "C-TOP-001": 3, "E-TIE-001": 0}
+    keep = choose_focus(PLAN, "A-LOW-001", dwells.get, 3)
+    assert (keep.focus, keep.dwell, keep.escalate) == ("A-LOW-001", 2, None)
+    moved = choose_focus(PLAN, "C-TOP-001", dwells.get, 3)
+    assert (moved.focus, moved.escalate, moved.escalate_dwell) == ("E-TIE-001", "C-TOP-001", 3)
+    fresh = choose_focus(PLAN, "D-DONE-001", dwells.get, 3)  # the current focus is done: pick the best
+    assert fresh.focus == "C-TOP-001" and fresh.escalate is None
+    with pytest.raises(ValueError, match="B-DEP-001 is not eligible"):
+        choose_focus(PLAN, None, dwells.get, 3, forced="B-DEP-001")
+
+
+def test_plan_sections_and_artifact_substitution() -> None:
+    from orchestrator.documents import plan as plan_doc
+
+    text = plan("X-1", [("A", [("a", "echo $ARTIFACTS/x ${ARTIFACTS}/y")])], ["c — check: `test -d $ARTIFACTS`"])
+    sections = plan_sections(plan_doc.parse(text))
+    assert sections.exit_criteria == ("c — check: `test -d $ARTIFACTS`",) and sections.findings == ("F-ONE-001",)
+    assert substitute_artifacts("echo $ARTIFACTS/x ${ARTIFACTS}/y $ARTIFACTSX", "p/r/") == "echo p/r/x p/r/y $ARTIFACTSX"
+
+
+def test_planned_steps_keep_expectations_and_item_ids() -> None:
+    doc = handoff_doc.parse(Path("/work/shared/seeds/input.example.md").read_text()
+                            if Path("/work/shared/seeds/input.example.md").exists() else
+                            "Focus: X-1 — t\nArtifacts: a/\n\n## Do Now\n\n1. **A1: x**\n```bash\npytest -q\n# Expected: 2 passed\n```\n")
+    steps = planned_steps(doc)
+    assert steps and steps[0].number == 1
+    assert any(s.expected and "passed" in s.expected for s in steps)
+    assert all("# Expected" not in s.script for s in steps)
+    assert step_item_id("A1: Sanity — tests") == "A1" and step_item_id("**B2:** run") == "B2"
+    assert step_item_id("Quick sanity check") is None
+
+
+def test_trailers_only_from_the_last_paragraph() -> None:
+    assert _trailers("text\n\nCycle-Id: c1\nLedger-Entry: 2026-01-01T00:00:00Z (line 3)") == {
+        "Cycle-Id": "c1", "Ledger-Entry": "2026-01-01T00:00:00Z (line 3)"}
+    assert _trailers("Cycle-Id: c1\n\nnot a trailer here") == {}
+
+
+def test_cli_supervise_then_work(tmp_path: Path) -> None:
+    p = plan("T-CLI-001", [("A", [("ok", "true")])], ["fine — check: `true`"])
+    repo = make_repo(tmp_path / "r", {"T-CLI-001": (item("T-CLI-001", "cli item"), p)},
+                     extra={"orchestrator.yaml": "git_sync: false\n"})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, capture_output=True,
+                              text=True, timeout=120)
+
+    work_first = cli("work")
+    assert work_first.returncode == 1 and "input.md" in work_first.stderr  # no handoff yet: fail closed
+    sup = cli("supervise")
+    assert sup.returncode == 0, sup.stderr
+    assert subjects(repo)[0] == "SUPERVISOR: T-CLI-001 — Phase A handoff (dwell 0)"
+    assert cli("supervise").returncode == 1  # the cycle must be finished by `work` first
+    wrk = cli("work")
+    assert wrk.returncode == 0, wrk.stderr
+    assert subjects(repo)[0] == "RALPH: T-CLI-001 — 1/1 steps ok, 1/1 exit criteria passed → done"
+    assert cli("validate", "input.md", "docs/fix_plan.md").returncode == 0
