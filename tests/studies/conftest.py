@@ -1,13 +1,11 @@
-"""Shared helpers for the dose-response study tests (scripts/studies/ on sys.path)."""
+"""Put scripts/studies/ on sys.path so the tests can import the ``dose_study`` package."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-STUDY_DIR = ROOT / "scripts" / "studies"
-SCRIPT = STUDY_DIR / "dose_response_study.py"
+STUDY_DIR = Path(__file__).resolve().parents[2] / "scripts" / "studies"
 
 if str(STUDY_DIR) not in sys.path:
     sys.path.insert(0, str(STUDY_DIR))

@@ -41,9 +41,9 @@ def test_get_arm_unknown_lists_known_arms() -> None:
 
 
 # ----------------------------------------------------------------------------- store
-def _fill(staging: Path, tag: str = "x") -> None:
+def _fill(staging: Path, tag: str = "x", arm: str = "high_nll") -> None:
     for name in ARM_FILES:
-        (staging / name).write_text(json.dumps({"arm": "high_nll", "tag": tag}))
+        (staging / name).write_text(json.dumps({"arm": arm, "tag": tag}))
 
 
 def test_commit_publishes_atomically_and_replaces(tmp_path: Path) -> None:
@@ -95,6 +95,20 @@ def test_clean_stale_removes_dead_owners_only(tmp_path: Path) -> None:
     removed = ArmStore(tmp_path).clean_stale()
     assert removed == [stale]
     assert live.exists() and not stale.exists()
+
+
+def test_clean_stale_restores_arm_lost_mid_commit(tmp_path: Path) -> None:
+    """A commit interrupted between its two renames leaves the old arm in a trash dir."""
+    store = ArmStore(tmp_path)
+    with store.staging("high_mae") as staging:
+        _fill(staging, "old", arm="high_mae")
+        store.commit(staging, "high_mae")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    os.rename(tmp_path / "high_mae", tmp_path / f".trash-high_mae-{int(dead.stdout)}-0badf00d")
+    assert not store.is_complete("high_mae")
+    assert store.clean_stale() == []
+    assert store.is_complete("high_mae") and store.load_metrics("high_mae")["tag"] == "old"
 
 
 def test_unwritable_output_dir_is_reported(tmp_path: Path) -> None:

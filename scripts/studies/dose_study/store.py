@@ -144,10 +144,22 @@ class ArmStore:
                 pid = -1
             if _pid_alive(pid) and pid != os.getpid():
                 continue  # another live process (e.g. a parallel --arm run) owns it
+            if entry.name.startswith(TRASH_PREFIX) and self._restore(entry):
+                continue
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
             log.info("removed leftover %s (from an interrupted run)", entry.name)
         return removed
+
+    def _restore(self, trash: Path) -> bool:
+        """Put back a complete arm that a commit interrupted between its two renames."""
+        arm = trash.name[len(TRASH_PREFIX):].rsplit("-", 2)[0]
+        final = self.arm_dir(arm)
+        if final.exists() or not (trash / COMPLETE_MARKER).is_file():
+            return False
+        os.rename(trash, final)
+        log.warning("restored arm %s from %s (a commit was interrupted)", arm, trash.name)
+        return True
 
     @contextmanager
     def staging(self, arm: str) -> Iterator[Path]:

@@ -1,0 +1,163 @@
+"""Train and evaluate one arm with ``ptycho`` (imports TensorFlow; loaded only when needed).
+
+Per arm, into the staging directory given by the caller:
+  wts.h5.zip    ``ptycho.io.save_model`` archive (weights + config + intensity scale)
+  history.csv   per-epoch history written by ``ptycho.train.train`` (after every epoch)
+  recon.npz     recon (H, W) complex64 stitched test reconstruction, truth (H, W) complex64,
+                diffraction_sample (N, N) float32 counts of test pattern 0 (channel 0),
+                crop (4,) int64 [row0, row1, col0, col1] of the scanned region
+  metrics.json  see ``PtychoArmRunner.run``
+
+Both arms of one dose reuse one simulated training and test set per process (the data depend
+only on the dose and seeds, so separate ``--arm`` processes simulate identical data).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arms import ArmSpec, StudyConfig
+from .store import utc_now
+
+log = logging.getLogger(__name__)
+
+
+class ArmFailure(RuntimeError):
+    """An arm produced unusable results (e.g. a non-finite loss or reconstruction)."""
+
+
+@dataclass(frozen=True)
+class DoseData:
+    train: Any  # ptycho.physics.SimulatedData
+    test: Any
+    simulate_s: float
+
+
+def mean_total_counts(counts: np.ndarray) -> float:
+    """Mean total counts per pattern of (B, N, N, C) counts."""
+    return float(np.asarray(counts, np.float64).sum(axis=(1, 2)).mean())
+
+
+class PtychoArmRunner:
+    """Runs arms for one StudyConfig; caches the simulated data of the current dose."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.cfg = cfg
+        self._data: dict[float, DoseData] = {}
+        self._versions = {"python": platform.python_version(), "numpy": np.__version__,
+                          "tensorflow": tf.__version__, "keras": keras.__version__}
+
+    def sim_config(self, nphotons: float, seed: int, n_images: int) -> Any:
+        from ptycho.config import SimConfig
+
+        return SimConfig(N=self.cfg.N, gridsize=self.cfg.gridsize, nphotons=nphotons,
+                         n_images=n_images, object_type=self.cfg.object_type, seed=seed)
+
+    def data(self, nphotons: float) -> DoseData:
+        """Training (seed) and test (test_seed) data at one dose, simulated once per process."""
+        if nphotons not in self._data:
+            from ptycho.physics import simulate
+
+            self._data.clear()  # keep one dose in memory
+            start = time.perf_counter()
+            train = simulate(self.sim_config(nphotons, self.cfg.seed, self.cfg.n_images))
+            test = simulate(self.sim_config(nphotons, self.cfg.test_seed, self.cfg.n_test_images))
+            self._data[nphotons] = DoseData(train, test, time.perf_counter() - start)
+            log.info("simulated %.0e photons: %d train + %d test groups in %.1f s", nphotons,
+                     train.n_groups, test.n_groups, self._data[nphotons].simulate_s)
+        return self._data[nphotons]
+
+    def run(self, arm: ArmSpec, staging: Path) -> dict[str, Any]:
+        """Simulate (or reuse), train, reconstruct, evaluate and save one arm into ``staging``.
+
+        Returns the metrics.json object (also written there). Raises ArmFailure when the
+        training loss or the reconstruction is not finite.
+        """
+        from ptycho.config import ModelConfig, TrainConfig
+        from ptycho.inference import reconstruct
+        from ptycho.io import save_model
+        from ptycho.metrics import evaluate, scanned_region
+        from ptycho.model import build_model
+        from ptycho.train import train
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        cached = self.cfg.nphotons(arm) in self._data
+        dose = self.data(cfg.nphotons(arm))
+        t_sim = time.perf_counter() - t0
+        model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=arm.loss,
+                                intensity_scale=dose.train.intensity_scale)
+        train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
+                                learning_rate=cfg.learning_rate, seed=cfg.seed)
+        model = build_model(model_cfg, probe=dose.train.probe, seed=cfg.seed)
+        t1 = time.perf_counter()
+        history = train(model, dose.train, train_cfg, history_csv=staging / "history.csv")
+        t_train = time.perf_counter() - t1
+        losses = [float(v) for v in history.history.get("loss", [])]
+        if not losses or not all(math.isfinite(v) for v in losses):
+            raise ArmFailure(f"arm {arm.name}: training loss is not finite: {losses[-5:]}")
+
+        t2 = time.perf_counter()
+        test = dose.test
+        recon = np.asarray(reconstruct(model, test), np.complex64)
+        crop = scanned_region(test.xcoords, test.ycoords, test.obj.shape)
+        if not np.isfinite(recon[crop]).all():
+            raise ArmFailure(f"arm {arm.name}: reconstruction holds non-finite values")
+        scores = evaluate(recon, test.obj, crop)
+        truth_amp = np.abs(test.obj[crop])
+        constant = np.full(test.obj.shape, truth_amp.mean(), np.complex64)
+        base = evaluate(constant, test.obj, crop)
+        t_eval = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        save_model(model, staging / "wts.h5.zip")
+        bounds = np.array([crop[0].start, crop[0].stop, crop[1].start, crop[1].stop], np.int64)
+        np.savez_compressed(staging / "recon.npz", recon=recon,
+                            truth=np.asarray(test.obj, np.complex64),
+                            diffraction_sample=np.asarray(test.counts[0, :, :, 0], np.float32),
+                            crop=bounds)
+        t_save = time.perf_counter() - t3
+        metrics = {
+            "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "nphotons": arm.nphotons,
+            "study_config": cfg.to_dict(),
+            "sim_config": self.sim_config(arm.nphotons, cfg.seed, cfg.n_images).to_dict(),
+            "test_sim_config": test.config.to_dict(),
+            "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_dict(),
+            "execution": model.execution.name, "device": model.execution.device,
+            "n_params": int(model.count_params()),
+            "metrics": scores,
+            "baseline": {"description": "constant amplitude equal to the truth mean (scanned "
+                                        "region), zero phase",
+                         "amp_ssim": base["amp_ssim"], "amp_psnr": base["amp_psnr"]},
+            "beats_baseline_ssim": bool(scores["amp_ssim"] > base["amp_ssim"]),
+            "counts": {"train_mean_total": mean_total_counts(dose.train.counts),
+                       "test_mean_total": mean_total_counts(test.counts),
+                       "intensity_scale": float(dose.train.intensity_scale)},
+            "history": {"epochs": len(losses), "loss_first": losses[0], "loss_last": losses[-1]},
+            "crop": bounds.tolist(),
+            "wall_time_s": {"simulate": round(t_sim, 3), "simulate_cached": cached,
+                            "train": round(t_train, 3), "evaluate": round(t_eval, 3),
+                            "save": round(t_save, 3),
+                            "total": round(time.perf_counter() - t0, 3)},
+            "versions": self._versions,
+            "completed_utc": utc_now(),
+        }
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
+                                              encoding="utf-8")
+        del model, history
+        gc.collect()
+        return metrics
