@@ -49,8 +49,9 @@ class MainJobResult:
 
     @property
     def ok(self) -> bool:
+        """The cycle finished the focus: every step and every exit criterion passed."""
         return (self.error is None and self.user_checkout_unchanged and self.outcome is not None
-                and self.outcome.status in ("done", "progress"))
+                and self.outcome.status == "done")
 
 
 def _git(repo: Path, *args: str) -> str:
