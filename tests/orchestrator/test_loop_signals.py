@@ -136,3 +136,14 @@ def test_main_job_runs_in_a_worktree_without_touching_the_checkout(tmp_path: Pat
     worktree = repo / ".orchestrator" / "worktrees"
     [wt] = list(worktree.iterdir())
     assert (wt / "input.md").exists() and list(wt.glob("plans/active/T-MAIN-001/reports/*/run.json"))
+
+
+def test_main_job_exits_nonzero_when_the_cycle_fails(tmp_path: Path) -> None:
+    failing = plan("T-BAD-001", [("A", [("breaks", "exit 7")])], ["never — check: `false`"])
+    repo = make_repo(tmp_path / "r", {"T-BAD-001": (item("T-BAD-001", "bad item"), failing)},
+                     extra={"orchestrator.yaml": CONFIG + "main_job:\n  focus: T-BAD-001\n"})
+    before = git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")
+    result = _run(repo, "main-job")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "result:    failed" in result.stdout and "your checkout: unchanged" in result.stdout
+    assert (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")) == before
