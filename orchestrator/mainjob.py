@@ -22,7 +22,9 @@ from orchestrator.artifacts import format_ts, utc_now
 from orchestrator.config import HarnessConfig
 from orchestrator.context import HarnessContext, identity_env
 from orchestrator.gitops import GitRepo
+from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.loop import CycleOutcome, make_agents, run_loop
+from orchestrator.supervisor import FIX_PLAN, eligible_items
 
 __all__ = ["MainJobResult", "run_main_job"]
 
@@ -83,6 +85,19 @@ def _ensure_ignored(root: Path) -> None:
     logger.info("added /.orchestrator/ to %s", exclude)
 
 
+def _preferred_focus(worktree: Path, focus: str) -> str | None:
+    """``main_job.focus`` when it is eligible; otherwise None (the normal focus rule decides,
+    e.g. after the study was merged back as done), with a warning."""
+    if not focus:
+        return None
+    plan = fix_plan_doc.load(worktree / FIX_PLAN)
+    if focus in {it.id for it in eligible_items(plan)}:
+        return focus
+    status = plan.item(focus).status if plan.has(focus) else "not in the fix plan"
+    logger.warning("main_job.focus %s is not eligible (%s); the focus rule picks the item", focus, status)
+    return None
+
+
 def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime] = utc_now) -> MainJobResult:
     """Create the worktree + branch and run one cycle there (see the module docstring)."""
     t0 = time.monotonic()
@@ -101,7 +116,8 @@ def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime
     outcome: CycleOutcome | None = None
     error = None
     try:
-        result = run_loop(ctx, cycles=1, max_wall_s=0, forced_focus=config.main_job.focus or None,
+        focus = _preferred_focus(worktree, config.main_job.focus)
+        result = run_loop(ctx, cycles=1, max_wall_s=0, forced_focus=focus,
                           phases_per_cycle=config.main_job.phases_per_cycle)
         outcome = result.cycles[0] if result.cycles else None
         if outcome is None:
