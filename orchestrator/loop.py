@@ -27,6 +27,7 @@ from orchestrator.artifacts import format_ts
 from orchestrator.config import BUILTIN, HarnessConfig
 from orchestrator.context import HarnessContext
 from orchestrator.handoff_check import validate_handoff_file
+from orchestrator.history import cycle_commits
 from orchestrator.runner import sigterm_as_interrupt
 from orchestrator.state import CycleState, hold_lock, load_state, save_state, utc_now_iso
 from orchestrator.supervisor import supervise
@@ -96,6 +97,20 @@ def _tracked(repo: Path, path: str) -> bool:
     return proc.returncode == 0
 
 
+def _catch_up(ctx: HarnessContext, state: CycleState) -> CycleState:
+    """If HEAD is this cycle's SUPERVISOR (or RALPH) commit, the turn finished: advance."""
+    head = next(cycle_commits(ctx.repo), None)
+    if head is None or head.trailers.get("Cycle-Id") != state.cycle_id or head.sha != ctx.git().head_sha():
+        return state
+    if state.phase == "supervising" and head.kind == "SUPERVISOR" and "Artifacts" in head.trailers:
+        logger.warning("cycle %s: SUPERVISOR commit %s found; continuing with the worker", state.cycle_id, head.sha[:10])
+        return state.advance("supervised", focus=head.focus, supervisor_commit=head.sha,
+                             report_dir=head.trailers["Artifacts"].rstrip("/"))
+    if state.phase == "worked" and head.kind == "RALPH":
+        return state.advance("done", worker_commit=head.sha)
+    return state
+
+
 def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None,
               stop_after_supervise: bool = False) -> CycleOutcome:
     """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
@@ -116,6 +131,9 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
         save_state(ctx.repo, st)
 
     escalated: tuple[str, ...] = ()
+    if resumed and state.phase in ("supervising", "worked"):
+        state = _catch_up(ctx, state)  # killed after its commit, before the state was saved
+        save(state)
     if state.phase == "supervising":
         if resumed:
             _restore_root_docs(ctx)
@@ -142,6 +160,10 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
         save(state)
         return CycleOutcome(state.cycle_id, status, state.focus, state.report_dir, state.supervisor_commit,
                             outcome.commit, outcome.message, resumed, escalated, time.monotonic() - t0)
+    if state.phase == "done":  # caught up: the RALPH commit had been made
+        return CycleOutcome(state.cycle_id, state.status or "failed", state.focus, state.report_dir,
+                            state.supervisor_commit, state.worker_commit, "cycle was already committed", resumed,
+                            escalated, time.monotonic() - t0)
     if state.phase == "worked":  # run.json written, commit missing (killed in between)
         sha = commit_ralph(ctx, state.focus or "UNKNOWN", "commit of an interrupted cycle's results", state,
                       state.report_dir or "", state.status or "failed")
@@ -206,7 +228,7 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
     with hold_lock(ctx.repo):
         with sigterm_as_interrupt():
             for _ in range(n_max):
-                if wall and time.monotonic() - t0 >= wall:
+                if done and wall and time.monotonic() - t0 >= wall:  # the first cycle always starts
                     return LoopResult(tuple(done), f"wall-time budget of {wall:g}s used")
                 try:
                     outcome = run_cycle(ctx, forced_focus, phases_per_cycle)

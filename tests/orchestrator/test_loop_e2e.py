@@ -160,3 +160,23 @@ def test_ledger_check_flags_seed_ledger(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unknown_commit: ralph_last_commit 347ce7d6" in result.stdout
     assert "missing_artifacts" in result.stdout and "dwell_mismatch" in result.stdout
+
+
+def test_killed_between_commit_and_state_save_is_caught_up(tmp_path: Path) -> None:
+    from orchestrator.loop import run_turn
+    from orchestrator.state import load_state, save_state
+
+    repo = make_repo(tmp_path / "r", {"T-PASS-001": (item("T-PASS-001", "passing item"), PASSING)})
+    ctx = context(repo, phases_per_cycle=0)
+    assert run_turn(ctx, "supervise").status == "supervised"
+    state = load_state(repo)
+    save_state(repo, state.advance("supervising"))  # as if killed right after the SUPERVISOR commit
+    outcome = run_loop(ctx, cycles=1).cycles[0]
+    assert outcome.status == "done" and outcome.resumed and outcome.cycle_id == state.cycle_id
+    assert [s.split(" — ")[0] for s in subjects(repo)] == ["RALPH: T-PASS-001", "SUPERVISOR: T-PASS-001", "seed"]
+
+
+def test_wall_time_budget_stops_the_loop(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"T-FAIL-001": (item("T-FAIL-001", "stuck", priority="P0"), FAILING)})
+    result = run_loop(context(repo), cycles=5, max_wall_s=0.001)
+    assert len(result.cycles) == 1 and result.stopped_because == "wall-time budget of 0.001s used"
