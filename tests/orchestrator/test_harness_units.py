@@ -80,12 +80,10 @@ def test_plan_sections_and_artifact_substitution() -> None:
 
 
 def test_planned_steps_keep_expectations_and_item_ids() -> None:
-    doc = handoff_doc.parse(Path("/work/shared/seeds/input.example.md").read_text()
-                            if Path("/work/shared/seeds/input.example.md").exists() else
-                            "Focus: X-1 — t\nArtifacts: a/\n\n## Do Now\n\n1. **A1: x**\n```bash\npytest -q\n# Expected: 2 passed\n```\n")
-    steps = planned_steps(doc)
-    assert steps and steps[0].number == 1
-    assert any(s.expected and "passed" in s.expected for s in steps)
+    seed = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "input.example.md"
+    steps = planned_steps(handoff_doc.parse(seed.read_text(), seed))
+    assert [s.number for s in steps] == [1, 2, 3, 4] and [s.phase for s in steps] == ["A", "B", "C", "D"]
+    assert steps[0].expected == "2 passed" and steps[1].script.startswith("cd /home/ollie")
     assert all("# Expected" not in s.script for s in steps)
     assert step_item_id("A1: Sanity — tests") == "A1" and step_item_id("**B2:** run") == "B2"
     assert step_item_id("Quick sanity check") is None

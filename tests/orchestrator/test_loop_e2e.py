@@ -151,9 +151,7 @@ def test_cli_status_json_replay_and_ledger_check(tmp_path: Path) -> None:
 
 
 def test_ledger_check_flags_seed_ledger(tmp_path: Path) -> None:
-    seed = Path("/work/shared/seeds/galph_memory.example.md")
-    fixture = Path(__file__).parents[1] / "fixtures" / "documents"
-    source = seed if seed.exists() else next(fixture.glob("galph_memory*.md"))
+    source = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "galph_memory.example.md"
     repo = make_repo(tmp_path / "r", {"T-PASS-001": (item("T-PASS-001", "x"), PASSING)},
                      extra={"galph_memory.md": source.read_text()})
     result = _cli(repo, "ledger", "--check")
