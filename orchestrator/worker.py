@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from orchestrator.agents import WorkerTask
+from orchestrator.agents import BuiltinWorker, WorkerTask
 from orchestrator.artifacts import (CriterionRecord, GitInfo, RunRecord, StepRecord, collect_artifacts,
                                     iso_utc, parse_iso, render_summary, validate_run_record, write_blocked,
                                     write_json_atomic, write_text_atomic)
@@ -207,7 +207,8 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     if state.attempts:
         kill_marked_processes(f"{state.cycle_id}:")
     kept = _preserve_previous(report)
-    state = state.advance("working", focus=focus, report_dir=report_rel, attempts=state.attempts + 1)
+    state = state.advance("working", focus=focus, report_dir=report_rel, attempts=state.attempts + 1,
+                          interrupted=False)
     save(state)
     git = ctx.git()
     recorder = _Recorder(ctx, state, report, git.head_sha(), git.is_dirty(untracked=False), kept)
@@ -240,10 +241,11 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
         raise
     state = holder["state"]
     records = outcome.steps
-    all_ran = len(records) == len(steps) if ctx.worker.name == "builtin" else outcome.ok
+    per_step = isinstance(ctx.worker, BuiltinWorker)  # an external agent reports one record for its run
+    all_ran = len(records) == len(steps) if per_step else outcome.ok
     n_ok = sum(1 for r in records if r.ok)
     n_crit = sum(1 for c in criteria if c.ok is True)
-    summary = (f"{n_ok}/{len(steps) if ctx.worker.name == 'builtin' else len(records)} steps ok, "
+    summary = (f"{n_ok}/{len(steps) if per_step else len(records)} steps ok, "
                f"{n_crit}/{len(criteria)} exit criteria passed")
     base = (state.supervisor_commit or recorder.sha_before)[:10]
     item_status, ticked = _update_plans(
