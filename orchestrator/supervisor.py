@@ -217,11 +217,18 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, report_rel, branch,
                                      choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
     task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock())
+    previous = task.input_path.read_bytes() if task.input_path.exists() else None
     outcome = ctx.supervisor.supervise(task)
     problems = list(outcome.problems)
     if outcome.ok:
         problems = validate_handoff_file(ctx.repo, task.input_path, expected_focus=item.id,
                                          expected_artifacts=report_rel)
+        if problems:  # keep what was written as an artifact, put the previous handoff back
+            (report / "invalid_input.md").write_bytes(task.input_path.read_bytes())
+            if previous is None:
+                task.input_path.unlink()
+            else:
+                write_atomic(task.input_path, previous.decode("utf-8"))
     reviewed = [FIX_PLAN, plan_path, *([FINDINGS] if findings else []), LEDGER]
     span = "–".join(dict.fromkeys((phases[0].id, phases[-1].id)))
     if outcome.ok and not problems:

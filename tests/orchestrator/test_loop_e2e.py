@@ -178,3 +178,15 @@ def test_wall_time_budget_stops_the_loop(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", {"T-FAIL-001": (item("T-FAIL-001", "stuck", priority="P0"), FAILING)})
     result = run_loop(context(repo), cycles=5, max_wall_s=0.001)
     assert len(result.cycles) == 1 and result.stopped_because == "wall-time budget of 0.001s used"
+
+
+def test_builtin_handoff_that_fails_validation_is_kept_not_committed_as_input(tmp_path: Path) -> None:
+    escaping = plan("T-ABS-001", [("A", [("leaves the repo", "cd /home/someone/elsewhere && true")])],
+                    ["x — check: `true`"])
+    repo = make_repo(tmp_path / "r", {"T-ABS-001": (item("T-ABS-001", "absolute path"), escaping)})
+    [outcome] = run_loop(context(repo), cycles=1).cycles
+    assert outcome.status == "blocked"
+    report = repo / outcome.report_dir
+    assert "cd /home/someone/elsewhere" in (report / "invalid_input.md").read_text()
+    assert "/home/someone/elsewhere" in next(report.glob("blocked_*.md")).read_text()
+    assert not (repo / "input.md").exists() and git(repo, "status", "--porcelain") == ""
