@@ -11,6 +11,7 @@ the focus ``blocked`` (an escalation resets the count once a human re-opens the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import subprocess
@@ -71,6 +72,7 @@ class CycleCommit:
     subject: str
     committed_at: str
     trailers: dict[str, str] = field(default_factory=dict)
+    changed: frozenset[str] | None = None  # paths changed vs the first parent (None: not known)
 
 
 def _trailers(body: str) -> dict[str, str]:
@@ -87,25 +89,73 @@ def _trailers(body: str) -> dict[str, str]:
 
 
 def cycle_commits(repo: Path, rev: str = "HEAD") -> Iterator[CycleCommit]:
-    """Harness commits reachable from ``rev`` along first parents, newest first.
-    An empty repository (no commits) yields nothing."""
+    """Harness commits reachable from ``rev`` along first parents, newest first, each with
+    the paths it changed (one ``git log`` process for the whole history). An empty
+    repository (no commits) yields nothing."""
     if _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip() == "":
         return
-    out = _git(repo, "log", "--first-parent", "-z", "--format=%H%x1f%P%x1f%cI%x1f%s%x1f%b", rev)
-    for record in out.split("\0"):
-        if not record.strip():
+    out = _git(repo, "log", "--first-parent", "-z", "--name-only",
+               "--format=%x1e%H%x1f%P%x1f%cI%x1f%s%x1f%b%x1f", rev)
+    for record in out.split("\x1e"):
+        header, _, files = record.partition("\x1f\0")
+        if not header.strip():
             continue
-        sha, parents, date, subject, body = (record.strip("\n").split("\x1f") + [""] * 5)[:5]
+        sha, parents, date, subject, body = (header.split("\x1f") + [""] * 5)[:5]
         m = SUBJECT_RE.match(subject)
         if m is None:
             continue
         parent = parents.split()[0] if parents.split() else None
-        yield CycleCommit(sha, parent, m["kind"], base_id(m["focus"]), subject, date, _trailers(body))
+        changed = frozenset(f for f in files.lstrip("\n").split("\0") if f)
+        yield CycleCommit(sha, parent, m["kind"], base_id(m["focus"]), subject, date, _trailers(body), changed)
 
 
 def changed_paths(repo: Path, sha: str) -> set[str]:
     out = _git(repo, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", sha)
     return {p for p in out.split("\0") if p}
+
+
+class BlobReader:
+    """``<rev>:<path>`` contents through one long-lived ``git cat-file --batch`` process."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = Path(repo)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cache: dict[str, str | None] = {}
+
+    def read(self, rev: str, path: str) -> str | None:
+        spec = f"{rev}:{path}"
+        if spec not in self._cache:
+            self._cache[spec] = self._query(spec)
+        return self._cache[spec]
+
+    def _query(self, spec: str) -> str | None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.repo, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(spec.encode() + b"\n")
+        self._proc.stdin.flush()
+        header = self._proc.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob":
+            return None  # "<spec> missing" / not a file
+        data = self._proc.stdout.read(int(header[2]))
+        self._proc.stdout.read(1)  # trailing newline
+        return data.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def __del__(self) -> None:  # a forgotten reader must not leave a git process behind
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 @dataclass
@@ -123,9 +173,15 @@ class ProgressJudge:
     ticked: Callable[[str], int]
     fix_plan_path: str = "docs/fix_plan.md"
     _cache: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    _blobs: BlobReader | None = None
+
+    def _show(self, sha: str, path: str) -> str | None:
+        if self._blobs is None:
+            self._blobs = BlobReader(self.repo)
+        return self._blobs.read(sha, path)
 
     def _status(self, sha: str | None, focus: str) -> str | None:
-        text = git_show(self.repo, sha, self.fix_plan_path) if sha else None
+        text = self._show(sha, self.fix_plan_path) if sha else None
         if text is None:
             return None
         try:
@@ -135,7 +191,7 @@ class ProgressJudge:
             return None
 
     def _ticked(self, sha: str | None, path: str) -> int:
-        text = git_show(self.repo, sha, path) if sha else None
+        text = self._show(sha, path) if sha else None
         if text is None:
             return 0
         try:
@@ -145,7 +201,7 @@ class ProgressJudge:
             return 0
 
     def _plan_path(self, sha: str, focus: str) -> str:
-        text = git_show(self.repo, sha, self.fix_plan_path)
+        text = self._show(sha, self.fix_plan_path)
         path = None
         if text is not None:
             try:
@@ -154,12 +210,19 @@ class ProgressJudge:
                 path = None
         return path or f"plans/active/{focus}/implementation.md"
 
+    def _changed(self, commit: CycleCommit) -> frozenset[str]:
+        return commit.changed if commit.changed is not None else frozenset(changed_paths(self.repo, commit.sha))
+
     def made_progress(self, commit: CycleCommit) -> bool:
         """RALPH commit ticked plan items or set the item ``done``."""
         key = ("progress", commit.sha, commit.focus)
         if key not in self._cache:
-            changed = changed_paths(self.repo, commit.sha)
+            changed = self._changed(commit)
             result = False
+            if self.fix_plan_path not in changed and not any(p.endswith(".md") and p.startswith("plans/")
+                                                             for p in changed):
+                self._cache[key] = False  # neither the fix plan nor any plan file: nothing to read
+                return False
             if self.fix_plan_path in changed:
                 result = (self._status(commit.sha, commit.focus) == "done"
                           and self._status(commit.parent, commit.focus) != "done")
@@ -174,7 +237,7 @@ class ProgressJudge:
         key = ("blocked", commit.sha, focus)
         if key not in self._cache:
             result = False
-            if self.fix_plan_path in changed_paths(self.repo, commit.sha):
+            if self.fix_plan_path in self._changed(commit):
                 result = (self._status(commit.sha, focus) == "blocked"
                           and self._status(commit.parent, focus) != "blocked")
             self._cache[key] = result
@@ -204,19 +267,20 @@ def make_judge(repo: Path) -> ProgressJudge:
     from orchestrator.documents import plan as plan_doc
     from orchestrator.documents.errors import DocumentError
 
-    def status_of(text: str, focus: str) -> str | None:
+    @functools.lru_cache(maxsize=256)
+    def parsed(text: str) -> fix_plan_doc.FixPlan:
         try:
-            doc = fix_plan_doc.parse(text)
-            return doc.item(focus).status if doc.has(focus) else None
+            return fix_plan_doc.parse(text)
         except DocumentError as exc:
             raise ValueError(str(exc)) from exc
 
+    def status_of(text: str, focus: str) -> str | None:
+        doc = parsed(text)
+        return doc.item(focus).status if doc.has(focus) else None
+
     def plan_path_of(text: str, focus: str) -> str | None:
-        try:
-            doc = fix_plan_doc.parse(text)
-            return doc.item(focus).working_plan if doc.has(focus) else None
-        except DocumentError as exc:
-            raise ValueError(str(exc)) from exc
+        doc = parsed(text)
+        return doc.item(focus).working_plan if doc.has(focus) else None
 
     def ticked(text: str) -> int:
         try:
