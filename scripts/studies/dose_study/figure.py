@@ -85,6 +85,17 @@ def panel_stats(values: np.ndarray | None) -> dict[str, Any]:
             "ok": finite and nonconstant}
 
 
+def display_range(data: np.ndarray, column: str) -> tuple[float | None, float | None]:
+    """Colour limits: full range for diffraction, 0.5-99.5 percentiles for amplitudes (a few
+    unfilled stitching pixels must not wash out the contrast)."""
+    finite = np.asarray(data, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if column == "diffraction" or finite.size < 2:
+        return None, None
+    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (None, None)
+
+
 def build_panels(views: dict[str, ArmView]) -> list[Panel]:
     """Six panels in row-major order from the complete arms (missing ones get data=None)."""
     panels: list[Panel] = []
@@ -133,7 +144,8 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> Figur
             drawn = None
         else:
             cmap = "magma" if panel.column == "diffraction" else "gray"
-            image = ax.imshow(panel.data, cmap=cmap, interpolation="nearest")
+            lo, hi = display_range(panel.data, panel.column)
+            image = ax.imshow(panel.data, cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
             drawn = image.get_array()
         stats = panel_stats(drawn)

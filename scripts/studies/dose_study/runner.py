@@ -5,7 +5,8 @@ Per arm, into the staging directory given by the caller:
   history.csv   per-epoch history written by ``ptycho.train.train`` (after every epoch)
   recon.npz     recon (H, W) complex64 stitched test reconstruction, truth (H, W) complex64,
                 diffraction_sample (N, N) float32 counts of test pattern 0 (channel 0),
-                crop (4,) int64 [row0, row1, col0, col1] of the scanned region
+                crop (4,) int64 [row0, row1, col0, col1]: bounding box of the test groups' patch
+                centres (``ptycho.inference.scanned_region``), where metrics are computed
   metrics.json  see ``PtychoArmRunner.run``
 
 Both arms of one dose reuse one simulated training and test set per process (the data depend
@@ -87,9 +88,9 @@ class PtychoArmRunner:
         training loss or the reconstruction is not finite.
         """
         from ptycho.config import ModelConfig, TrainConfig
-        from ptycho.inference import reconstruct
+        from ptycho.inference import reconstruct, scanned_region
         from ptycho.io import save_model
-        from ptycho.metrics import evaluate, scanned_region
+        from ptycho.metrics import evaluate
         from ptycho.model import build_model
         from ptycho.train import train
 
@@ -113,7 +114,7 @@ class PtychoArmRunner:
         t2 = time.perf_counter()
         test = dose.test
         recon = np.asarray(reconstruct(model, test), np.complex64)
-        crop = scanned_region(test.xcoords, test.ycoords, test.obj.shape)
+        crop = scanned_region(test.coords, test.obj.shape)  # positions actually used by groups
         if not np.isfinite(recon[crop]).all():
             raise ArmFailure(f"arm {arm.name}: reconstruction holds non-finite values")
         scores = evaluate(recon, test.obj, crop)
