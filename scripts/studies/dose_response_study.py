@@ -53,7 +53,8 @@ from dose_study.study import StudyInterrupted, run_study  # noqa: E402
 log = logging.getLogger("dose_response_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate", "seed")
+SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate",
+                "n_filters_scale", "seed")
 
 
 class Terminated(BaseException):
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", dest="N", type=int,
                    help="patch side N, multiple of 8 and >= 16 (full 64, quick %d)" % QUICK.N)
     p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--filters-scale", dest="n_filters_scale", type=int,
+                   help="CNN width multiplier, ModelConfig.n_filters_scale (default 2)")
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",

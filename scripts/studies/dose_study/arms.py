@@ -67,6 +67,7 @@ class StudyConfig:
     n_images:        training groups per dose
     n_test_images:   test groups per dose (simulated from ``seed + TEST_SEED_OFFSET``)
     nepochs, batch_size, learning_rate: training
+    n_filters_scale: CNN width multiplier (ModelConfig.n_filters_scale)
     seed:            simulation and training seed
     quick:           whether the --quick sizes were the base of this config
     """
@@ -78,6 +79,7 @@ class StudyConfig:
     nepochs: int = 50
     batch_size: int = 16
     learning_rate: float = 1e-3
+    n_filters_scale: int = 2
     seed: int = 0
     high_nphotons: float = HIGH_DOSE
     low_nphotons: float = LOW_DOSE
@@ -85,7 +87,8 @@ class StudyConfig:
     quick: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("gridsize", "n_images", "n_test_images", "nepochs", "batch_size"):
+        for name in ("gridsize", "n_images", "n_test_images", "nepochs", "batch_size",
+                     "n_filters_scale"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
@@ -125,7 +128,8 @@ QUICK = StudyConfig(N=32, gridsize=2, n_images=384, n_test_images=128, nepochs=1
 
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
               "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",
-              "gridsize": "--gridsize", "learning_rate": "--learning-rate"}
+              "gridsize": "--gridsize", "learning_rate": "--learning-rate",
+              "n_filters_scale": "--filters-scale"}
 
 
 def flag_name(field: str) -> str:
