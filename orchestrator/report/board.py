@@ -35,13 +35,49 @@ _RESULT_WORDS = (
 )
 
 
+_FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
+_REPORT_REF = re.compile(r"plans/active/[^\s()]+?/reports/[^\s/()]+")
+
+
 def attempt_result(text: str) -> str:
-    """pass | fail | timeout | blocked | note — read from an Attempts History line's text."""
+    """pass | fail | timeout | blocked | note — read from an Attempts History line's text.
+
+    ``2/3 steps ok`` counts as a failure (a fraction below one), ``0 failed`` does not."""
     cleaned = _NOT_A_FAILURE.sub("", text)
-    for result, pattern in _RESULT_WORDS:
+    for result, pattern in _RESULT_WORDS[:2]:
+        if pattern.search(cleaned):
+            return result
+    if any(int(a) < int(b) for a, b in _FRACTION.findall(cleaned)):
+        return "fail"
+    for result, pattern in _RESULT_WORDS[2:]:
         if pattern.search(cleaned):
             return result
     return "note"
+
+
+def _run_of(item_id: str, attempt: plan_doc.Attempt, runs: Sequence[RunCard]) -> RunCard | None:
+    """The run an attempt line describes: the report dir it names, else the run whose
+    ``sha_before`` is the attempt's commit (the worker records the handoff commit), else the
+    run whose report dir is named after the attempt's timestamp."""
+    ref = _REPORT_REF.search(attempt.text)
+    if ref:
+        source = ref.group(0).rstrip("/") + "/run.json"
+        for run in runs:
+            if run.source == source:
+                return run
+    mine = [r for r in runs if base_id(r.focus) == item_id]
+    sha = (attempt.sha or "").lower()
+    if attempt.role == "RALPH" and len(sha) >= 7 and sha != "none":
+        for run in mine:
+            before = run.sha_before.lower()
+            if before and (before.startswith(sha) or sha.startswith(before)):
+                return run
+    if attempt.timestamp is not None:
+        stamp = format_timestamp(attempt.timestamp, "compact")
+        for run in mine:
+            if run.source.rsplit("/", 2)[-2] == stamp:
+                return run
+    return None
 
 
 def _parse_leniently(text: str, path: Path, source: str) -> tuple[list[plan_doc.FixPlanItem], list[Notice]]:
@@ -74,23 +110,21 @@ def piece_is_item(chunk: str) -> bool:
     return bool(re.match(r"^##[ \t]+(?:\[[^\]\s]+\]|[A-Z][A-Z0-9]*[-_])", chunk))
 
 
-def _last_attempt(item: plan_doc.FixPlanItem, runs: dict[str, RunCard]) -> AttemptView | None:
+def _last_attempt(item: plan_doc.FixPlanItem, runs: Sequence[RunCard]) -> AttemptView | None:
     if not item.attempts:
         return None
     a = item.attempts[-1]  # the harness appends: last line is the latest
-    stamp = format_timestamp(a.timestamp, "compact") if a.timestamp else ""
-    run = runs.get(f"{item.id}/{stamp}")
-    result = run.outcome if run is not None else attempt_result(a.text)
+    run = _run_of(item.id, a, runs)
     return AttemptView(
         timestamp=format_timestamp(a.timestamp) if a.timestamp else "",
         role=a.role or "", sha=(a.sha or "")[:10] if (a.sha or "").lower() != "none" else "",
-        text=a.text, result=result)
+        text=a.text, result=run.outcome if run is not None else attempt_result(a.text),
+        run_id=run.run_id if run is not None else "")
 
 
 def build_board(items: Sequence[plan_doc.FixPlanItem], source: str, notices: Sequence[Notice],
                 runs: Sequence[RunCard] = ()) -> Board:
     status_of = {it.id: it.status for it in items}
-    by_run = {f"{r.focus}/{r.run_id}": r for r in runs}
     views: dict[str, list[tuple[int, int, PlanItemView]]] = {}
     for order, it in enumerate(items):
         status = it.status or "unknown"
@@ -98,7 +132,7 @@ def build_board(items: Sequence[plan_doc.FixPlanItem], source: str, notices: Seq
         view = PlanItemView(
             item_id=it.id, title=it.title, status=status, priority=it.priority or "",
             depends_on=it.depends_on, unmet_dependencies=unmet, working_plan=it.working_plan or "",
-            attempts=len(it.attempts), last_attempt=_last_attempt(it, by_run), line=it.line)
+            attempts=len(it.attempts), last_attempt=_last_attempt(it, runs), line=it.line)
         views.setdefault(status, []).append((_PRIORITY_RANK.get(it.priority or "", 9), order, view))
     statuses = list(STATUS_ORDER) + sorted(s for s in views if s not in STATUS_ORDER)
     columns = tuple(BoardColumn(s, tuple(v for _, _, v in sorted(views.get(s, [])))) for s in statuses)

@@ -42,7 +42,7 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
     repo_root = repo_root.resolve()
     linker = Linker(repo_root, (page_dir or repo_root).resolve())
     t0 = time.perf_counter()
-    runs, run_notices = collect_runs(repo_root, linker)
+    runs, run_notices, escalations = collect_runs(repo_root, linker)
     plan = load_plan(repo_root, linker)
     data = ReportData(
         title=f"ptycho-harness review — {repo_root.name}",
@@ -55,6 +55,7 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
         studies=collect_studies(repo_root, linker),
         handoff=collect_handoff(repo_root, linker, plan.doc),
         notices=run_notices,
+        escalations=escalations,
     )
     log.debug("collected report data in %.3f s", time.perf_counter() - t0)
     return data

@@ -66,10 +66,10 @@ def _parsed(path: Path, text: str, source: str, repo_root: Path,
     header = tuple((f.label, f.value or ", ".join(f.items)) for f in doc.header)
     body = "".join(doc.lines[doc.sections[0].line - 1:])
     notices = []
-    if plan is not None:
+    if plan is not None:  # errors only: e.g. "focus is done" is the normal state after a cycle
         for issue in validate.validate_handoff(doc, plan, repo_root):
-            prefix = "" if issue.severity == validate.ERROR else f"{issue.severity}: "
-            notices.append(Notice(source, issue.line or None, prefix + issue.message))
+            if issue.severity == validate.ERROR:
+                notices.append(Notice(source, issue.line or None, issue.message))
     return header, body, notices
 
 

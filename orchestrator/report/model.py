@@ -36,7 +36,8 @@ class AttemptView:
     role: str
     sha: str
     text: str
-    result: str  # "pass" | "fail" | "blocked" | "unknown"
+    result: str  # pass | fail | timeout | blocked | interrupted | note (or a linked run's outcome)
+    run_id: str = ""  # the run card this attempt produced, when it can be matched
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,16 @@ class RunCard:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """A ``blocked_<ts>.md`` file the harness wrote when it gave up on a focus."""
+
+    focus: str
+    title: str
+    source: str  # repo-relative path
+    href: str
+
+
+@dataclass(frozen=True)
 class StudyView:
     source: str  # repo-relative path of summary.json
     metric_columns: tuple[str, ...]
@@ -207,6 +218,7 @@ class ReportData:
     studies: tuple[StudyView, ...]
     handoff: HandoffView
     notices: tuple[Notice, ...] = field(default=())  # page-level (e.g. no report dirs)
+    escalations: tuple[Escalation, ...] = ()
 
     @property
     def all_notices(self) -> tuple[Notice, ...]:

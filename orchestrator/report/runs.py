@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.report.links import Linker
 from orchestrator.run_record import validate_run_record
-from orchestrator.report.model import CriterionView, Notice, RunCard, StepView
+from orchestrator.report.model import CriterionView, Escalation, Notice, RunCard, StepView
 
 log = logging.getLogger(__name__)
 
@@ -261,18 +261,37 @@ def _json_line(problem: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def collect_runs(repo_root: Path, linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...]]:
-    """All run cards, newest first, plus notices for report dirs that lack a run.json."""
+def _escalation(path: Path, linker: Linker) -> Escalation:
+    try:
+        first = path.read_text(encoding="utf-8", errors="replace").lstrip().splitlines()[0]
+    except (OSError, IndexError):
+        first = ""
+    title = first.lstrip("# ").strip() or path.name
+    focus = path.parent.parent.parent.name if path.parent.parent.name == "reports" else ""
+    return Escalation(focus, title, linker.rel(path), linker.href(path))
+
+
+def _has_step_logs(run_dir: Path) -> bool:
+    logs = run_dir / "logs"
+    return logs.is_dir() and any(p.is_file() for p in logs.iterdir())
+
+
+def collect_runs(repo_root: Path, linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...], tuple[Escalation, ...]]:
+    """Run cards (newest first), notices for report dirs whose step logs have no run.json,
+    and the ``blocked_<ts>.md`` escalation files (newest first)."""
     cards: list[RunCard] = []
     notices: list[Notice] = []
+    escalations: list[Escalation] = []
     for reports in sorted((repo_root / "plans" / "active").glob("*/reports")):
         for run_dir in sorted(p for p in reports.iterdir() if p.is_dir()):
+            escalations.extend(_escalation(b, linker) for b in sorted(run_dir.glob("blocked_*.md")))
             run_json = run_dir / "run.json"
             if run_json.is_file():
                 cards.append(read_run(run_json, linker))
-            elif REPORT_DIR_RE.match(run_dir.name) and (run_dir / "logs").is_dir():
+            elif REPORT_DIR_RE.match(run_dir.name) and _has_step_logs(run_dir):
                 notices.append(Notice(linker.rel(run_dir), None,
                                       "report dir has step logs but no run.json (run interrupted "
                                       "before its record was written?)"))
     cards.sort(key=lambda c: (c.started or c.run_id, c.run_id), reverse=True)
-    return tuple(cards), tuple(notices)
+    escalations.sort(key=lambda e: e.source, reverse=True)
+    return tuple(cards), tuple(notices), tuple(escalations)
