@@ -56,9 +56,11 @@ def attempt_result(text: str) -> str:
 
 
 def _run_of(item_id: str, attempt: plan_doc.Attempt, runs: Sequence[RunCard]) -> RunCard | None:
-    """The run an attempt line describes: the report dir it names, else the run whose
+    """The run a worker's attempt line describes: the report dir it names, else the run whose
     ``sha_before`` is the attempt's commit (the worker records the handoff commit), else the
     run whose report dir is named after the attempt's timestamp."""
+    if attempt.role == "SUPERVISOR":  # handoffs and escalations produce no run.json
+        return None
     ref = _REPORT_REF.search(attempt.text)
     if ref:
         source = ref.group(0).rstrip("/") + "/run.json"
@@ -67,7 +69,7 @@ def _run_of(item_id: str, attempt: plan_doc.Attempt, runs: Sequence[RunCard]) ->
                 return run
     mine = [r for r in runs if base_id(r.focus) == item_id]
     sha = (attempt.sha or "").lower()
-    if attempt.role == "RALPH" and len(sha) >= 7 and sha != "none":
+    if len(sha) >= 7 and sha != "none":
         for run in mine:
             before = run.sha_before.lower()
             if before and (before.startswith(sha) or sha.startswith(before)):

@@ -376,3 +376,15 @@ def test_benchmark_repo_with_harness_history_takes_every_dwell_from_git(tmp_path
     assert {e.dwell_source for e in timeline.entries} == {"git"}
     # one cycle per entry, no RALPH progress: dwell counts the streak on each focus (5 entries each)
     assert [e.computed_dwell for e in timeline.entries] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+
+
+def test_supervisor_attempts_are_never_matched_to_a_run(repo: Path) -> None:
+    plan = repo / "docs" / "fix_plan.md"
+    plan.write_text(plan.read_text(encoding="utf-8").replace(
+        "  - 2026-01-07T120000Z RALPH 9a8b7c6: step 2 timed out after 30 s; exit criteria 0/1 → failed\n",
+        "  - 2026-01-07T120000Z RALPH 9a8b7c6: step 2 timed out after 30 s; exit criteria 0/1 → failed\n"
+        "  - 2026-01-07T120000Z SUPERVISOR 9a8b7c6: escalated to blocked after 3 cycles "
+        "(plans/active/FOCUS-B-002/reports/2026-01-07T120000Z/blocked_x.md)\n"), encoding="utf-8")
+    items = {i.item_id: i for col in build_report(repo, now=NOW).board.columns for i in col.items}
+    last = items["FOCUS-B-002"].last_attempt
+    assert (last.role, last.result, last.run_id) == ("SUPERVISOR", "blocked", "")
