@@ -19,7 +19,7 @@ constant-image baseline, NLL vs MAE PSNR at 1e4 photons, SSIM >= 0.5 at 1e9 phot
 
 Sizes (flags override either set):
   full     N=64, gridsize=2, 2000 train / 512 test groups, 50 epochs, batch 16
-  --quick  N=32, gridsize=2, 384 train / 128 test groups, 12 epochs, batch 16
+  --quick  N=32, gridsize=2, 1024 train / 128 test groups, 20 epochs, batch 16
            (all four arms in <= 5 min on 2 CPU cores: target)
 
 Exit codes: 0 ok; 1 an arm failed, an arm's outputs are unreadable, the figure self-check

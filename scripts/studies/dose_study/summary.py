@@ -59,10 +59,11 @@ def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict
         nll, mae = per_arm.get(f"{dose}_nll"), per_arm.get(f"{dose}_mae")
         entry: dict[str, Any] = {"nll_amp_psnr": None, "mae_amp_psnr": None,
                                  "nll_amp_ssim": None, "mae_amp_ssim": None,
+                                 "nll_amp_frc50": None, "mae_amp_frc50": None,
                                  "psnr_delta_db": None, "nll_beats_mae": None}
         if nll and mae:
-            entry.update(nll_amp_psnr=_amp(nll, "amp_psnr"), mae_amp_psnr=_amp(mae, "amp_psnr"),
-                         nll_amp_ssim=_amp(nll, "amp_ssim"), mae_amp_ssim=_amp(mae, "amp_ssim"))
+            entry.update({f"{loss}_{key}": _amp(m, key) for loss, m in (("nll", nll), ("mae", mae))
+                          for key in ("amp_psnr", "amp_ssim", "amp_frc50")})
             entry["psnr_delta_db"] = entry["nll_amp_psnr"] - entry["mae_amp_psnr"]
             entry["nll_beats_mae"] = entry["psnr_delta_db"] >= 0.0
         nll_vs_mae[dose] = entry
@@ -170,7 +171,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"- Every arm beats the constant-image baseline in SSIM: "
         f"{_fmt(sci['all_arms_beat_baseline_ssim'])}",
         f"- NLL beats MAE at low dose (amp PSNR {_fmt(low['nll_amp_psnr'], '.2f')} vs "
-        f"{_fmt(low['mae_amp_psnr'], '.2f')} dB): {_fmt(sci['nll_beats_mae_at_low_dose'])}",
+        f"{_fmt(low['mae_amp_psnr'], '.2f')} dB): {_fmt(sci['nll_beats_mae_at_low_dose'])}; "
+        f"SSIM {_fmt(low['nll_amp_ssim'])} vs {_fmt(low['mae_amp_ssim'])}, FRC50 "
+        f"{_fmt(low['nll_amp_frc50'], '.3g')} vs {_fmt(low['mae_amp_frc50'], '.3g')}",
         f"- High-dose amplitude SSIM >= {sci['high_dose_ssim_target']}: "
         f"{_fmt(sci['high_dose_ssim_ge_0_5'])}",
         "",
