@@ -1,0 +1,365 @@
+"""Model archives (``*.wts.h5.zip``) and data sets (NPZ, HDF5); every write is atomic.
+
+Model archive = one zip holding ``model.weights.h5`` (Keras weights, probe included),
+``model_config.json`` (``ModelConfig.to_dict()``) and ``meta.json`` (format name and version,
+intensity scale, library versions, parameter count). ``load_model`` rebuilds the model from
+the config and loads the weights: predictions are identical to the saved model's on the same
+execution path.
+
+Data sets use the keys of the PtychoPINN NPZ convention plus what training needs:
+
+    diffraction (B,N,N,C) f32   xcoords, ycoords (P,) f64   probeGuess (N,N) c64
+    scan_index (B,C) i64        nphotons ()                 intensity_scale ()
+    objectGuess (H,W) c64 *     counts (B,N,N,C) f32 *      offsets, coords (B,1,2,C) f32 *
+    sim_config (JSON str) *     format_version ()           (* optional)
+
+``offsets``/``coords`` missing → derived from the scan positions and ``scan_index``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho.config import ConfigError, ModelConfig, SimConfig
+
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "ARCHIVE_VERSION",
+    "DATA_FORMAT_VERSION",
+    "PtychoData",
+    "save_model",
+    "load_model",
+    "save_npz",
+    "load_npz",
+    "save_h5",
+    "load_h5",
+    "load_data",
+    "save_data",
+    "atomic_write",
+]
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_FORMAT = "ptycho-harness/wts.h5.zip"
+ARCHIVE_VERSION = 1
+DATA_FORMAT_VERSION = 1
+_WEIGHTS, _CONFIG, _META = "model.weights.h5", "model_config.json", "meta.json"
+_REQUIRED = ("diffraction", "xcoords", "ycoords", "probeGuess", "scan_index", "nphotons")
+_OPTIONAL = ("objectGuess", "counts", "offsets", "coords", "intensity_scale", "sim_config",
+             "format_version")
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path next to `path`; on success it replaces `path`, on error it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- model archive
+def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None = None,
+               intensity_scale: float | None = None) -> Path:
+    """Save weights + config + intensity scale of a PtychoModel to one zip (atomically).
+
+    cfg: defaults to ``model.ptycho_config``; intensity_scale: the data's scale (defaults to
+    the model's current exp(log_scale)). Conventional suffix: ``.wts.h5.zip``.
+    """
+    cfg = cfg if cfg is not None else model.ptycho_config
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"save_model: cfg must be a ModelConfig, got {type(cfg).__name__}")
+    import keras
+    import tensorflow as tf
+
+    current = float(np.exp(model.get_layer("sqrt_counts").log_scale.numpy()))
+    meta = {
+        "format": ARCHIVE_FORMAT,
+        "format_version": ARCHIVE_VERSION,
+        "intensity_scale": float(intensity_scale) if intensity_scale is not None else current,
+        "model_intensity_scale": current,
+        "param_count": int(model.count_params()),
+        "execution": {"device": model.execution.device, "path": model.execution.name},
+        "saved_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+    }
+    target = Path(path)
+    with tempfile.TemporaryDirectory(prefix="ptycho-save-") as tmpdir:
+        weights = Path(tmpdir) / _WEIGHTS
+        model.save_weights(weights)
+        with atomic_write(target) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+            zf.write(weights, _WEIGHTS, compress_type=zipfile.ZIP_STORED)
+            zf.writestr(_CONFIG, json.dumps(cfg.to_dict(), indent=2, sort_keys=True),
+                        compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(_META, json.dumps(meta, indent=2, sort_keys=True),
+                        compress_type=zipfile.ZIP_DEFLATED)
+    log.info("saved model to %s", target)
+    return target
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[Any, ModelConfig, dict[str, Any]]:
+    """Load an archive written by ``save_model``: returns (model, cfg, meta).
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for anything
+    that is not a complete archive of this format (truncated, foreign zip, bad config).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"model archive not found: {source}")
+    try:
+        with zipfile.ZipFile(source) as zf:
+            names = set(zf.namelist())
+            missing = [m for m in (_WEIGHTS, _CONFIG, _META) if m not in names]
+            if missing:
+                raise ValueError(f"{source}: not a ptycho model archive: missing {missing} "
+                                 f"(found {sorted(names)[:5]})")
+            bad = zf.testzip()
+            if bad is not None:
+                raise ValueError(f"{source}: corrupt model archive: bad CRC in {bad}")
+            meta = json.loads(zf.read(_META))
+            config = json.loads(zf.read(_CONFIG))
+            with tempfile.TemporaryDirectory(prefix="ptycho-load-") as tmpdir:
+                zf.extract(_WEIGHTS, tmpdir)
+                model, cfg = _restore(source, meta, config, Path(tmpdir) / _WEIGHTS)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{source}: not a readable model archive (truncated or not a zip "
+                         f"file): {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: invalid JSON in model archive: {exc}") from exc
+    return model, cfg, meta
+
+
+def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, ModelConfig]:
+    if not isinstance(meta, dict) or meta.get("format") != ARCHIVE_FORMAT:
+        raise ValueError(f"{source}: meta.json does not describe a {ARCHIVE_FORMAT} archive")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > ARCHIVE_VERSION:
+        raise ValueError(f"{source}: unsupported archive format_version {version!r} "
+                         f"(this library reads <= {ARCHIVE_VERSION})")
+    try:
+        cfg = ModelConfig.from_dict(config)
+    except ConfigError as exc:
+        raise ValueError(f"{source}: invalid model_config.json: {exc}") from exc
+    from ptycho.model import build_model
+
+    model = build_model(cfg)
+    try:
+        model.load_weights(weights)
+    except Exception as exc:  # h5py/keras raise many types for damaged or foreign weights
+        raise ValueError(f"{source}: weights do not match the model config: {exc}") from exc
+    return model, cfg
+
+
+# --------------------------------------------------------------------------- data sets
+@dataclass(frozen=True, eq=False)
+class PtychoData:
+    """A data set loaded from disk; attribute names match ``physics.SimulatedData``.
+
+    diffraction (B,N,N,C) float32, offsets/coords (B,1,2,C) float32, scan_index (B,C) int64,
+    xcoords/ycoords (P,) float64, probe (N,N) complex64, intensity_scale, nphotons,
+    counts (B,N,N,C) float32 | None, obj (H,W) complex64 | None, config SimConfig | None.
+    """
+
+    diffraction: np.ndarray
+    offsets: np.ndarray
+    coords: np.ndarray
+    scan_index: np.ndarray
+    xcoords: np.ndarray
+    ycoords: np.ndarray
+    probe: np.ndarray
+    intensity_scale: float
+    nphotons: float
+    counts: np.ndarray | None = None
+    obj: np.ndarray | None = None
+    config: SimConfig | None = None
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.diffraction.shape[0])
+
+
+def _to_arrays(data: Any) -> dict[str, np.ndarray]:
+    """Dataset keys → arrays from a SimulatedData/PtychoData-like object."""
+    out: dict[str, Any] = {
+        "diffraction": np.asarray(data.diffraction, np.float32),
+        "xcoords": np.asarray(data.xcoords, np.float64),
+        "ycoords": np.asarray(data.ycoords, np.float64),
+        "probeGuess": np.asarray(data.probe, np.complex64),
+        "scan_index": np.asarray(data.scan_index, np.int64),
+        "nphotons": np.asarray(float(data.nphotons)),
+        "intensity_scale": np.asarray(float(data.intensity_scale)),
+        "offsets": np.asarray(data.offsets, np.float32),
+        "coords": np.asarray(data.coords, np.float32),
+        "format_version": np.asarray(DATA_FORMAT_VERSION),
+    }
+    if getattr(data, "counts", None) is not None:
+        out["counts"] = np.asarray(data.counts, np.float32)
+    if getattr(data, "obj", None) is not None:
+        out["objectGuess"] = np.asarray(data.obj, np.complex64)
+    if getattr(data, "config", None) is not None:
+        out["sim_config"] = np.asarray(data.config.to_json())
+    return out
+
+
+def _from_arrays(source: Path, get: Callable[[str], np.ndarray | None]) -> PtychoData:
+    """Validate keys and shapes; raise ValueError naming the file and the offending key."""
+    arrays = {k: get(k) for k in (*_REQUIRED, *_OPTIONAL)}
+    missing = [k for k in _REQUIRED if arrays[k] is None]
+    if missing:
+        raise ValueError(f"{source}: missing required key(s) {missing}")
+
+    def fail(key: str, expected: str) -> None:
+        raise ValueError(f"{source}: '{key}' must be {expected}, got shape "
+                         f"{np.shape(arrays[key])} dtype {np.asarray(arrays[key]).dtype}")
+
+    diff = arrays["diffraction"]
+    if diff.ndim != 4 or diff.shape[1] != diff.shape[2] or not np.issubdtype(diff.dtype, np.floating):
+        fail("diffraction", "float (B, N, N, C)")
+    b, n, _, c = diff.shape
+    xs, ys = arrays["xcoords"], arrays["ycoords"]
+    if xs.ndim != 1 or xs.shape != ys.shape or xs.size == 0:
+        fail("xcoords", f"(P,) like ycoords {ys.shape}")
+    p = xs.size
+    if arrays["probeGuess"].shape != (n, n):
+        fail("probeGuess", f"({n}, {n}) to match diffraction {diff.shape}")
+    index = arrays["scan_index"]
+    if index.shape != (b, c) or not np.issubdtype(index.dtype, np.integer):
+        fail("scan_index", f"int ({b}, {c}) to match diffraction {diff.shape}")
+    if index.min() < 0 or index.max() >= p:
+        raise ValueError(f"{source}: 'scan_index' values must lie in [0, {p}), got "
+                         f"[{index.min()}, {index.max()}]")
+    for key in ("counts",):
+        if arrays[key] is not None and arrays[key].shape != diff.shape:
+            fail(key, f"{diff.shape} like diffraction")
+    for key in ("offsets", "coords"):
+        if arrays[key] is not None and arrays[key].shape != (b, 1, 2, c):
+            fail(key, f"({b}, 1, 2, {c})")
+    if arrays["objectGuess"] is not None and arrays["objectGuess"].ndim != 2:
+        fail("objectGuess", "2-D (H, W)")
+    nphotons = float(arrays["nphotons"])
+    scale = arrays["intensity_scale"]
+    intensity_scale = float(scale) if scale is not None else float(np.sqrt(nphotons) / (n / 2))
+    coords, offsets = arrays["coords"], arrays["offsets"]
+    if coords is None or offsets is None:
+        from ptycho.scan import group_offsets
+
+        coords, offsets = group_offsets(np.stack([xs, ys], axis=1), index)
+    config = None
+    if arrays["sim_config"] is not None:
+        try:
+            config = SimConfig.from_json(str(arrays["sim_config"]))
+        except ConfigError as exc:
+            raise ValueError(f"{source}: invalid 'sim_config': {exc}") from exc
+    return PtychoData(
+        diffraction=diff.astype(np.float32, copy=False),
+        offsets=np.asarray(offsets, np.float32), coords=np.asarray(coords, np.float32),
+        scan_index=index.astype(np.int64, copy=False),
+        xcoords=xs.astype(np.float64, copy=False), ycoords=ys.astype(np.float64, copy=False),
+        probe=arrays["probeGuess"].astype(np.complex64, copy=False),
+        intensity_scale=intensity_scale, nphotons=nphotons,
+        counts=None if arrays["counts"] is None else arrays["counts"].astype(np.float32, copy=False),
+        obj=None if arrays["objectGuess"] is None else arrays["objectGuess"].astype(np.complex64, copy=False),
+        config=config,
+    )
+
+
+def save_npz(path: str | os.PathLike[str], data: Any, compress: bool = False) -> Path:
+    """Write a data set (SimulatedData / PtychoData) to an NPZ file atomically."""
+    arrays = _to_arrays(data)
+    target = Path(path)
+    with atomic_write(target) as tmp, open(tmp, "wb") as handle:
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)
+    log.info("wrote %s (%d groups)", target, arrays["diffraction"].shape[0])
+    return target
+
+
+def load_npz(path: str | os.PathLike[str]) -> PtychoData:
+    """Read and validate an NPZ data set; errors name the file and the offending key."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"data file not found: {source}")
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            return _from_arrays(source, lambda k: npz[k] if k in keys else None)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{source}: not a readable NPZ file: {exc}") from exc
+
+
+def save_h5(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write a data set to HDF5 (one dataset per key, same keys as NPZ) atomically."""
+    import h5py
+
+    arrays = _to_arrays(data)
+    target = Path(path)
+    with atomic_write(target) as tmp, h5py.File(tmp, "w") as h5:
+        for key, value in arrays.items():
+            if value.dtype.kind == "U":
+                h5.attrs[key] = str(value)
+            else:
+                h5.create_dataset(key, data=value)
+    log.info("wrote %s (%d groups)", target, arrays["diffraction"].shape[0])
+    return target
+
+
+def load_h5(path: str | os.PathLike[str]) -> PtychoData:
+    """Read and validate an HDF5 data set written by ``save_h5``."""
+    import h5py
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"data file not found: {source}")
+    try:
+        with h5py.File(source, "r") as h5:
+            def get(key: str) -> np.ndarray | None:
+                if key in h5:
+                    return np.asarray(h5[key][()])
+                if key in h5.attrs:
+                    return np.asarray(h5.attrs[key])
+                return None
+
+            return _from_arrays(source, get)
+    except OSError as exc:
+        raise ValueError(f"{source}: not a readable HDF5 file: {exc}") from exc
+
+
+def load_data(path: str | os.PathLike[str]) -> PtychoData:
+    """Load a data set by suffix: .npz → NPZ, .h5/.hdf5 → HDF5."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return load_npz(path)
+    if suffix in (".h5", ".hdf5"):
+        return load_h5(path)
+    raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
+
+
+def save_data(path: str | os.PathLike[str], data: Any) -> Path:
+    """Save a data set by suffix: .npz → NPZ, .h5/.hdf5 → HDF5."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return save_npz(path, data)
+    if suffix in (".h5", ".hdf5"):
+        return save_h5(path, data)
+    raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")

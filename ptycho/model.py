@@ -1,0 +1,301 @@
+"""PtychoPINN-style physics-informed model: ``build_model(cfg) -> PtychoModel``.
+
+Architecture (B groups, N×N patches, C = gridsize² patches per group, channels-last):
+
+    diffraction (B,N,N,C) f32 ─ encoder CNN ─┬─ amplitude decoder → 4·sigmoid       ─┐
+                                              └─ phase decoder     → π·tanh          ─┴→ object (B,N,N,C) c64
+    object, offsets (B,1,2,C) ─ OverlapConstraint (C>1: shared canvas, average, re-extract)
+      ─ ProbeIllumination (fixed probe, sum|P|² = (N/2)²) ─ FarField |FFT2|/N → amplitude (B,N,N,C) f32
+      ─ IntensityScale (trainable log scale) → sqrt_counts (B,N,N,C) f32
+
+The encoder has three levels of two 3×3 convolutions + 2×2 max-pool with widths
+``ENCODER_WIDTHS · n_filters_scale``; each decoder mirrors it with nearest up-sampling.
+Outputs (dict): ``amplitude`` — predicted diffraction amplitude in the normalised units of the
+input; ``sqrt_counts`` — the same in sqrt(photon counts), λ = sqrt_counts²; ``object`` — the
+decoder's complex object patches (before the overlap constraint).
+
+Execution: the CNN runs under a per-layer ``mixed_bfloat16`` policy when
+``mixed_precision`` resolves true (the physics layers always compute in float32/complex64;
+no global policy is touched); ``jit_compile`` compiles whole train/predict steps with XLA.
+``None`` in the config means the fastest path measured for the device, decided when the model
+is built (``resolve_execution``), never at import. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ptycho.config import ModelConfig
+from ptycho.layers import (
+    AmplitudeActivation,
+    CombineComplex,
+    FarField,
+    IntensityScale,
+    OverlapConstraint,
+    PhaseActivation,
+    ProbeIllumination,
+    normalised_probe,
+)
+from ptycho.losses import get_loss
+
+__all__ = [
+    "ENCODER_WIDTHS",
+    "ExecutionPlan",
+    "PtychoModel",
+    "build_model",
+    "check_inputs",
+    "device_defaults",
+    "inference_model",
+    "model_config_for",
+    "model_probe",
+    "overlap_pad",
+    "resolve_execution",
+]
+
+log = logging.getLogger(__name__)
+
+ENCODER_WIDTHS: tuple[int, ...] = (8, 16, 32)  # × n_filters_scale, one entry per level
+# Upper bound of the predicted object amplitude. The data normalisation implies a
+# probe-weighted RMS object amplitude of 1; the "lines" object (0.5–1.5, mostly 0.5) then
+# spans ≈0.85–2.6, so 4 leaves head-room.
+MAX_AMPLITUDE = 4.0
+
+
+# --------------------------------------------------------------------------- execution plan
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Resolved execution path of one model.
+
+    device: "CPU" | "GPU" (where the model was built); jit_compile: whole-step XLA;
+    mixed_precision: bfloat16 CNN; translation_xla: gather-based translation path.
+    """
+
+    device: str
+    jit_compile: bool
+    mixed_precision: bool
+    translation_xla: bool
+
+    @property
+    def name(self) -> str:
+        """Benchmark name of the path: "xla", "bf16" or "non_xla"."""
+        if self.jit_compile:
+            return "xla_bf16" if self.mixed_precision else "xla"
+        return "bf16" if self.mixed_precision else "non_xla"
+
+
+def _cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU advertises native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def device_defaults(device: str) -> tuple[bool, bool]:
+    """(jit_compile, mixed_precision) fastest on `device` ("CPU" | "GPU").
+
+    Measured with benchmarks/bench_model.py (N=64, gridsize 2, batch 16) on a 2-core AVX-512
+    CPU: non-jit bf16 > non-jit f32 > XLA f32 > XLA bf16, so the CPU default is non-jit and
+    bf16 when the CPU has native bf16 (else float32). On a GPU whole-step XLA with bf16.
+    """
+    if device == "GPU":
+        return True, True
+    return False, _cpu_has_bf16()
+
+
+def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
+    """Fill the ``None`` execution options of `cfg` for the devices visible now."""
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    jit_default, bf16_default = device_defaults(device)
+    jit = jit_default if cfg.jit_compile is None else cfg.jit_compile
+    bf16 = bf16_default if cfg.mixed_precision is None else cfg.mixed_precision
+    translation_xla = cfg.translation_xla
+    if jit and not translation_xla:
+        log.info("jit_compile=True needs the XLA-compilable translation; using translation_xla=True")
+        translation_xla = True
+    return ExecutionPlan(device, bool(jit), bool(bf16), translation_xla)
+
+
+# --------------------------------------------------------------------------- model
+class PtychoModel(keras.Model):
+    """Functional Keras model with the ptychography loss wired into ``compute_loss``.
+
+    Inputs: {"diffraction": (B,N,N,C) float32, "offsets": (B,1,2,C) float32}.
+    Training targets y: photon counts (B,N,N,C) for loss "nll" (compared with
+    ``sqrt_counts``²), measured normalised amplitudes (B,N,N,C) for "mae" (compared with
+    ``amplitude``). ``fit``, callbacks and ``tf.distribute`` work unchanged.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, config: ModelConfig, plan: ExecutionPlan,
+                 name: str = "ptycho") -> None:
+        super().__init__(inputs=inputs, outputs=outputs, name=name)
+        self.ptycho_config = config
+        self.execution = plan
+        self._ptycho_loss = get_loss(config.loss)
+        self._inference_model: keras.Model | None = None
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> Any:
+        if y is None or y_pred is None:
+            return None
+        key = "sqrt_counts" if self.ptycho_config.loss == "nll" else "amplitude"
+        total = self._ptycho_loss(y, y_pred[key], sample_weight)
+        for extra in self.losses:
+            total = total + tf.cast(extra, total.dtype)
+        return total
+
+
+def _conv(x: Any, filters: int, name: str, dtype: str, seed: int) -> Any:
+    return keras.layers.Conv2D(
+        filters, 3, padding="same", activation="relu", dtype=dtype, name=name,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+    )(x)
+
+
+def _decoder(x: Any, widths: tuple[int, ...], out_channels: int, prefix: str, dtype: str,
+             seed: int) -> Any:
+    for level, width in enumerate(reversed(widths)):
+        x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level)
+        x = keras.layers.UpSampling2D(2, dtype=dtype, name=f"{prefix}_up{level}")(x)
+        x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1)
+    return keras.layers.Conv2D(  # last layer in float32: feeds the physics
+        out_channels, 3, padding="same", dtype="float32", name=f"{prefix}_out",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999),
+    )(x)
+
+
+def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0) -> PtychoModel:
+    """Build and compile a fresh model (weights initialised deterministically from `seed`).
+
+    cfg:   ModelConfig (N, gridsize, n_filters_scale, loss, probe_scale, intensity_scale, …)
+    probe: (N, N) complex illumination; None → ``physics.make_probe(N, probe_scale)``.
+           It is rescaled to sum |P|² = (N/2)² (see ``layers.normalised_probe``).
+    returns: a compiled PtychoModel (Adam, lr 1e-3; ``train`` sets the learning rate).
+    Build inside ``strategy.scope()`` to train with a ``tf.distribute`` strategy.
+    """
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"build_model expects a ModelConfig, got {type(cfg).__name__}")
+    n, c = cfg.N, cfg.C
+    levels = len(ENCODER_WIDTHS)
+    if n % (2**levels):
+        raise ValueError(f"N={n} must be divisible by {2**levels} (three pooling levels)")
+    if probe is None:
+        from ptycho.physics import make_probe
+
+        probe = make_probe(n, cfg.probe_scale)
+    if np.shape(probe) != (n, n):
+        raise ValueError(f"probe must have shape ({n}, {n}) for N={n}, got {np.shape(probe)}")
+    plan = resolve_execution(cfg)
+    cnn = "mixed_bfloat16" if plan.mixed_precision else "float32"
+    widths = tuple(w * cfg.n_filters_scale for w in ENCODER_WIDTHS)
+
+    diffraction = keras.Input((n, n, c), dtype="float32", name="diffraction")
+    offsets = keras.Input((1, 2, c), dtype="float32", name="offsets")
+    x = diffraction
+    for level, width in enumerate(widths):
+        x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level)
+        x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1)
+        x = keras.layers.MaxPooling2D(2, dtype=cnn, name=f"enc_pool{level}")(x)
+    amp_logits = _decoder(x, widths, c, "amp", cnn, seed + 1000)
+    phase_logits = _decoder(x, widths, c, "phase", cnn, seed + 2000)
+    amplitude = AmplitudeActivation(MAX_AMPLITUDE, name="object_amplitude")(amp_logits)
+    phase = PhaseActivation(name="object_phase")(phase_logits)
+    obj = CombineComplex(name="object")(amplitude, phase)
+    consistent = OverlapConstraint(
+        pad=overlap_pad(n), use_xla=plan.translation_xla,
+        compile_xla=plan.translation_xla and not plan.jit_compile, name="overlap",
+    )(obj, offsets)
+    waves = ProbeIllumination(n, normalised_probe(probe), name="probe")(consistent)
+    amp_pred = FarField(name="amplitude")(waves)
+    sqrt_counts = IntensityScale(cfg.intensity_scale, trainable_scale=cfg.loss == "nll",
+                                 name="sqrt_counts")(amp_pred)
+    model = PtychoModel(
+        inputs={"diffraction": diffraction, "offsets": offsets},
+        outputs={"amplitude": amp_pred, "sqrt_counts": sqrt_counts, "object": obj},
+        config=cfg, plan=plan,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=plan.jit_compile)
+    log.info("built model N=%d gridsize=%d widths=%s params=%d path=%s (%s)", n, cfg.gridsize,
+             widths, model.count_params(), plan.name, plan.device)
+    return model
+
+
+def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
+    """ModelConfig matching a data set: N and gridsize from ``data.diffraction`` (B,N,N,C),
+    ``intensity_scale`` from the data, ``probe_scale`` from ``data.config`` when present;
+    `overrides` (loss, n_filters_scale, jit_compile, …) win."""
+    shape = np.shape(data.diffraction)
+    if len(shape) != 4 or shape[1] != shape[2]:
+        raise ValueError(f"diffraction must have shape (B, N, N, C), got {shape}")
+    gridsize = math.isqrt(shape[3])
+    if gridsize * gridsize != shape[3]:
+        raise ValueError(f"diffraction channels C={shape[3]} is not a square gridsize²")
+    values: dict[str, Any] = {"N": shape[1], "gridsize": gridsize,
+                              "intensity_scale": float(data.intensity_scale)}
+    sim_cfg = getattr(data, "config", None)
+    if sim_cfg is not None:
+        values["probe_scale"] = sim_cfg.probe_scale
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def overlap_pad(n: int) -> int:
+    """Canvas margin of the overlap constraint: N//4 px (offsets from the group centre of
+    simulated data are ≈N/8–N/5 at the default scan density)."""
+    return n // 4
+
+
+def inference_model(model: PtychoModel) -> keras.Model:
+    """Sub-model diffraction (B,N,N,C) f32 → object patches (B,N,N,C) complex64 (shared
+    weights, no physics layers; built once per model and cached on it)."""
+    if model._inference_model is None:
+        sub = keras.Model(model.input["diffraction"], model.get_layer("object").output,
+                          name="ptycho_inference")
+        sub.compile(jit_compile=model.execution.jit_compile)
+        model._inference_model = sub
+    return model._inference_model
+
+
+def model_probe(model: PtychoModel) -> np.ndarray:
+    """The model's (normalised) probe, (N, N) complex64."""
+    return np.asarray(model.get_layer("probe").probe().numpy(), np.complex64)
+
+
+def check_inputs(cfg: ModelConfig, diffraction: Any, offsets: Any = None,
+                 what: str = "model input") -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate and convert network inputs; raise ValueError naming the shapes.
+
+    diffraction: (B, N, N, C) real; offsets: (B, 1, 2, C) real or None.
+    returns float32 arrays.
+    """
+    expected = (cfg.N, cfg.N, cfg.C)
+    diffraction = np.asarray(diffraction)
+    if not (np.issubdtype(diffraction.dtype, np.floating) or np.issubdtype(diffraction.dtype, np.integer)):
+        raise ValueError(f"{what}: diffraction must be real (float32), got dtype {diffraction.dtype}")
+    if diffraction.ndim != 4 or diffraction.shape[1:] != expected:
+        raise ValueError(f"{what}: diffraction must have shape (B, {cfg.N}, {cfg.N}, {cfg.C}) "
+                         f"for N={cfg.N}, gridsize={cfg.gridsize}; got {diffraction.shape}")
+    if diffraction.shape[0] == 0:
+        raise ValueError(f"{what}: diffraction holds no groups (shape {diffraction.shape})")
+    if offsets is None:
+        return diffraction.astype(np.float32, copy=False), None
+    offsets = np.asarray(offsets)
+    if not (np.issubdtype(offsets.dtype, np.floating) or np.issubdtype(offsets.dtype, np.integer)):
+        raise ValueError(f"{what}: offsets must be real (float32), got dtype {offsets.dtype}")
+    if offsets.shape != (diffraction.shape[0], 1, 2, cfg.C):
+        raise ValueError(f"{what}: offsets must have shape ({diffraction.shape[0]}, 1, 2, {cfg.C}) "
+                         f"to match diffraction {diffraction.shape}; got {offsets.shape}")
+    return diffraction.astype(np.float32, copy=False), offsets.astype(np.float32, copy=False)

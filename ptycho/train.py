@@ -1,0 +1,194 @@
+"""Training with ``keras.Model.fit`` on a ``tf.data`` pipeline.
+
+``train(model, data, train_cfg)`` shuffles by index permutation (one gather per batch, no
+per-sample Python work), prefetches, logs one progress line per epoch and optionally writes
+the epoch history as CSV (rewritten atomically after every epoch). With a
+``tf.distribute.Strategy`` the model must have been built inside ``strategy.scope()``.
+
+``data`` is any object with the attributes of ``physics.SimulatedData`` used here:
+``diffraction`` (B,N,N,C) float32, ``offsets`` (B,1,2,C) float32, ``counts`` (B,N,N,C)
+float32 (Poisson NLL only) and ``intensity_scale`` (float) — e.g. ``SimulatedData`` or
+``io.PtychoData``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ptycho.config import TrainConfig
+from ptycho.model import PtychoModel, check_inputs
+
+__all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory"]
+
+log = logging.getLogger(__name__)
+
+
+def training_arrays(model: PtychoModel, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated (diffraction, offsets, target) float32 arrays for `model`'s loss.
+
+    target is ``data.counts`` for "nll" and ``data.diffraction`` for "mae".
+    Raises ValueError naming the offending shape or dtype.
+    """
+    cfg = model.ptycho_config
+    for name in ("diffraction", "offsets"):
+        if getattr(data, name, None) is None:
+            raise ValueError(f"training data has no '{name}' array")
+    diffraction, offsets = check_inputs(cfg, data.diffraction, data.offsets, what="training data")
+    if cfg.loss == "nll":
+        counts = getattr(data, "counts", None)
+        if counts is None:
+            raise ValueError("training data has no 'counts' array (needed by the Poisson NLL loss)")
+        counts = np.asarray(counts)
+        if counts.shape != diffraction.shape or not np.issubdtype(counts.dtype, np.number):
+            raise ValueError(f"training data: counts must be real with the diffraction shape "
+                             f"{diffraction.shape}; got {counts.shape} {counts.dtype}")
+        target = counts.astype(np.float32, copy=False)
+    else:
+        target = diffraction
+    return diffraction, offsets, target
+
+
+def make_dataset(diffraction: np.ndarray, offsets: np.ndarray, target: np.ndarray,
+                 batch_size: int, shuffle: bool, seed: int, drop_remainder: bool) -> tf.data.Dataset:
+    """Batched ({"diffraction", "offsets"}, target) dataset; reshuffled every epoch.
+
+    Shuffling permutes indices and gathers whole batches, so per-batch cost is one gather.
+    """
+    arrays = (tf.constant(diffraction), tf.constant(offsets), tf.constant(target))
+    n = int(diffraction.shape[0])
+    indices = tf.data.Dataset.range(n)
+    if shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+
+    def gather(idx: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        d, o, t = (tf.gather(a, idx) for a in arrays)
+        return {"diffraction": d, "offsets": o}, t
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return indices.map(gather).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Logs one line per epoch: loss, wall time and groups/s."""
+
+    def __init__(self, n_groups: int, nepochs: int) -> None:
+        super().__init__()
+        self.n_groups = n_groups
+        self.nepochs = nepochs
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds.append(seconds)
+        if logs is not None:
+            logs["epoch_time_s"] = seconds
+        metrics = " ".join(f"{k}={v:.6g}" for k, v in sorted((logs or {}).items())
+                           if k != "epoch_time_s" and isinstance(v, (int, float)))
+        log.info("epoch %d/%d %s time=%.2fs groups/s=%.1f", epoch + 1, self.nepochs, metrics,
+                 seconds, self.n_groups / max(seconds, 1e-9))
+
+
+class CsvHistory(keras.callbacks.Callback):
+    """Writes the epoch history (epoch, then sorted log keys) to `path` after every epoch,
+    atomically (temp file + os.replace), so the file is always complete."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
+        self.rows.append(row)
+        keys = ["epoch"] + sorted({k for r in self.rows for k in r} - {"epoch"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          history_csv: str | os.PathLike[str] | None = None,
+          strategy: tf.distribute.Strategy | None = None) -> keras.callbacks.History:
+    """Train `model` on `data` for ``train_cfg.nepochs`` epochs with ``fit``.
+
+    model:       PtychoModel from ``build_model`` (built inside ``strategy.scope()`` if given)
+    data:        diffraction (B,N,N,C), offsets (B,1,2,C), counts (B,N,N,C) for "nll"
+    train_cfg:   epochs, batch size, learning rate (Adam), shuffle seed
+    history_csv: where to write the per-epoch history (CSV), optional
+    returns:     the ``keras.callbacks.History`` of ``fit``
+
+    Batches are full-size (the remainder of an epoch is dropped when B > batch_size) so that
+    compiled steps see one static shape.
+    """
+    if not isinstance(model, PtychoModel):
+        raise TypeError(f"train expects a PtychoModel from build_model, got {type(model).__name__}")
+    if not isinstance(train_cfg, TrainConfig):
+        raise TypeError(f"train expects a TrainConfig, got {type(train_cfg).__name__}")
+    diffraction, offsets, target = training_arrays(model, data)
+    if strategy is not None and model.distribute_strategy is not strategy:
+        raise ValueError("train: the model was not built inside strategy.scope(); build it with "
+                         "`with strategy.scope(): model = build_model(cfg)`")
+    _check_intensity_scale(model, data)
+    n = int(diffraction.shape[0])
+    batch = min(train_cfg.batch_size, n)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    dataset = make_dataset(diffraction, offsets, target, batch, train_cfg.shuffle, train_cfg.seed,
+                           drop_remainder=n >= batch * replicas)
+    model.optimizer.learning_rate.assign(train_cfg.learning_rate)
+    progress = EpochProgress(n_groups=(n // batch) * batch, nepochs=train_cfg.nepochs)
+    all_callbacks: list[keras.callbacks.Callback] = [progress, *callbacks]
+    if history_csv is not None:
+        all_callbacks.append(CsvHistory(history_csv))
+    log.info("training %d groups, batch %d, %d epochs, loss %s, path %s", n, batch,
+             train_cfg.nepochs, model.ptycho_config.loss, model.execution.name)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return model.fit(dataset, epochs=train_cfg.nepochs, callbacks=all_callbacks, verbose=0,
+                         shuffle=False)
+
+
+def _check_intensity_scale(model: PtychoModel, data: Any) -> None:
+    """Warn when the NLL model's intensity scale is far from the data's (slow calibration)."""
+    scale = getattr(data, "intensity_scale", None)
+    if model.ptycho_config.loss != "nll" or scale is None:
+        return
+    current = float(np.exp(model.get_layer("sqrt_counts").log_scale.numpy()))
+    if abs(math.log(current / float(scale))) > math.log(2.0):
+        log.warning("model intensity scale %.4g differs from the data's %.4g; build the model with "
+                    "ModelConfig(intensity_scale=data.intensity_scale)", current, float(scale))
