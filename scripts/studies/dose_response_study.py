@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = make_config(quick, **overrides)
     except ValueError as exc:
         parser.error(str(exc))
-    arms = [get_arm(n) for n in dict.fromkeys(args.arm)] if args.arm else [get_arm(n) for n in ARM_NAMES]
+    arms = [get_arm(n) for n in dict.fromkeys(args.arm or ARM_NAMES)]
+    if args.merge_only and not args.output_dir.is_dir():
+        print(f"error: --merge-only: no study directory {str(args.output_dir)!r}", file=sys.stderr)
+        return EXIT_USAGE
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
@@ -152,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     except (Terminated, KeyboardInterrupt) as exc:
         print(f"error: interrupted ({type(exc).__name__})", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:  # merge/figure failures: arms already committed stay complete
+        log.exception("study failed")
+        print(f"error: study failed while merging: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     summary = result.summary
     problems = [f"arm {name} failed: {reason}" for name, reason in result.failed.items()]
     if args.merge_only and summary["arms_missing"]:

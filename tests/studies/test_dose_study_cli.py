@@ -194,6 +194,7 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     (["--batch-size", "-4"], "--batch-size must be an integer >= 1, got -4"),
     (["--patch-size", "20"], "--patch-size (N) must be a multiple of 8 and >= 16, got 20"),
     (["--merge-only", "--force"], "cannot be combined"),
+    (["--merge-only"], "--merge-only: no study directory"),
 ])
 def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "study"
