@@ -165,6 +165,7 @@ def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, 
     from ptycho.model import build_model
 
     model = build_model(cfg)
+    model.optimizer.build(model.trainable_variables)  # the archive holds its state too
     try:
         model.load_weights(weights)
     except Exception as exc:  # h5py/keras raise many types for damaged or foreign weights
@@ -301,11 +302,17 @@ def load_npz(path: str | os.PathLike[str]) -> PtychoData:
     if not source.is_file():
         raise FileNotFoundError(f"data file not found: {source}")
     try:
-        with np.load(source, allow_pickle=False) as npz:
+        npz = np.load(source, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive of named arrays")
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{source}: not a readable NPZ file: {exc}") from exc
+    try:
+        with npz:
             keys = set(npz.files)
             return _from_arrays(source, lambda k: npz[k] if k in keys else None)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{source}: not a readable NPZ file: {exc}") from exc
+        raise ValueError(f"{source}: damaged NPZ file: {exc}") from exc
 
 
 def save_h5(path: str | os.PathLike[str], data: Any) -> Path:

@@ -1,0 +1,103 @@
+"""Inference: stitching reproduces the object, reconstruct shapes/paths, scanned region."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ptycho.config import SimConfig  # noqa: E402
+from ptycho.inference import (  # noqa: E402
+    canvas_shape,
+    predict_patches,
+    reconstruct,
+    scanned_region,
+    stitch_patches,
+)
+from ptycho.model import build_model, model_config_for  # noqa: E402
+from ptycho.physics import simulate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sim() -> object:
+    return simulate(SimConfig(N=32, gridsize=2, n_images=100, nphotons=1e9, seed=7))
+
+
+def test_stitching_ground_truth_patches_reproduces_the_object(sim: object) -> None:
+    weights = np.abs(sim.probe) ** 2
+    obj = stitch_patches(sim.object_patches, sim.coords, sim.obj.shape, weights / weights.max())
+    assert obj.shape == sim.obj.shape and obj.dtype == np.complex64
+    crop = scanned_region(sim.coords, obj.shape)
+    err = np.mean(np.abs(obj[crop] - sim.obj[crop])) / np.mean(np.abs(sim.obj[crop]))
+    assert err < 0.02  # bilinear extraction + splatting blur only
+    # a patch shifted by one pixel in its coordinates is clearly detected
+    moved = sim.coords.copy()
+    moved[:, 0, 0, :] += 3.0
+    wrong = stitch_patches(sim.object_patches, moved, sim.obj.shape, weights / weights.max())
+    assert np.mean(np.abs(wrong[crop] - sim.obj[crop])) > 3 * np.mean(np.abs(obj[crop] - sim.obj[crop]))
+
+
+def test_stitching_averages_overlapping_patches() -> None:
+    patches = np.zeros((2, 4, 4, 1), np.complex64)
+    patches[0] = 1.0
+    patches[1] = 3.0
+    coords = np.array([[[[2.0], [2.0]]], [[[4.0], [2.0]]]], np.float32)  # (2, 1, 2, 1)
+    out = stitch_patches(patches, coords, (8, 10))
+    assert out[1, 1] == 1.0 and out[1, 5] == 3.0
+    assert out[1, 2] == pytest.approx(2.0) and out[1, 3] == pytest.approx(2.0)
+    assert out[6, 6] == 0.0  # never covered
+    with pytest.raises(ValueError, match="leave the 8×10 canvas"):
+        stitch_patches(patches, coords + 5.0, (8, 10))
+    with pytest.raises(ValueError, match=r"\(2, 1, 2, 1\)"):
+        stitch_patches(patches, coords[:, :, :, :0], (8, 10))
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["non_jit", "xla"])
+def test_reconstruct_returns_the_canvas(sim: object, jit: bool) -> None:
+    model = build_model(model_config_for(sim, n_filters_scale=1, jit_compile=jit))
+    obj = reconstruct(model, sim, batch_size=32)  # 100 groups: a partial last batch
+    assert obj.shape == sim.obj.shape and obj.dtype == np.complex64
+    crop = scanned_region(sim.coords, obj.shape)
+    assert np.all(np.abs(obj[crop]) > 0) and np.all(np.isfinite(obj))
+    patches = predict_patches(model, sim.diffraction[:5])
+    assert patches.shape == (5, 32, 32, 4) and patches.dtype == np.complex64
+
+
+def test_reconstruct_without_ground_truth_sizes_the_canvas_from_coords(sim: object) -> None:
+    class NoTruth:
+        diffraction = sim.diffraction[:10]
+        coords = sim.coords[:10]
+
+    model = build_model(model_config_for(sim, n_filters_scale=1))
+    obj = reconstruct(model, NoTruth())
+    assert obj.shape == canvas_shape(sim.coords[:10], 32)
+    rows, cols = scanned_region(NoTruth.coords, obj.shape)
+    assert rows.stop <= obj.shape[0] and cols.stop <= obj.shape[1]
+
+
+def test_scanned_region_is_the_bounding_box_of_positions() -> None:
+    coords = np.array([[[[10.2, 30.7], [5.5, 40.0]]]], np.float32)  # x: 10.2, 30.7  y: 5.5, 40
+    rows, cols = scanned_region(coords, (100, 100))
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (6, 41, 11, 31)
+    assert scanned_region(coords, (20, 100))[0] == slice(6, 20)
+
+
+def test_reconstruct_rejects_bad_input(sim: object) -> None:
+    model = build_model(model_config_for(sim, n_filters_scale=1))
+
+    class Wrong:
+        diffraction = sim.diffraction[:, :16, :16]
+        coords = sim.coords
+
+    with pytest.raises(ValueError, match=r"\(B, 32, 32, 4\).*\(100, 16, 16, 4\)"):
+        reconstruct(model, Wrong())
+    Wrong.diffraction = sim.diffraction
+    Wrong.coords = sim.coords[:50]
+    with pytest.raises(ValueError, match=r"\(100, 1, 2, 4\).*\(50, 1, 2, 4\)"):
+        reconstruct(model, Wrong())
+    Wrong.coords = None
+    with pytest.raises(ValueError, match="coords"):
+        reconstruct(model, Wrong())
