@@ -156,7 +156,9 @@ def cmd_main_job(args: argparse.Namespace) -> int:
     if o is not None:
         print(f"  result:    {o.status} — {o.message}")
     print(f"  wall time: {r.wall_s:.1f} s")
-    print(f"  your checkout: {'unchanged' if r.user_checkout_unchanged else 'CHANGED (this is a bug)'}")
+    print(f"  your checkout: {'untouched by the harness' if r.user_checkout_unchanged else 'TOUCHED (a bug)'}")
+    for note in r.notes:
+        print(f"    note: {note}")
     if r.error:
         print(f"  error: {r.error}", file=sys.stderr)
     print(f"inspect: git -C {r.repo} log --stat {r.branch}")

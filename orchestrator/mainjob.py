@@ -42,6 +42,7 @@ class MainJobResult:
     wall_s: float
     user_checkout_unchanged: bool
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def report_dir(self) -> Path | None:
@@ -64,12 +65,60 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def _checkout_fingerprint(root: Path) -> str:
-    """``git status`` of the user's checkout (ignored files excluded) + HEAD + branch."""
-    ref = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=root, capture_output=True, text=True,
-                         timeout=60, check=False).stdout.strip() or "(detached)"
-    return "\n".join([_git(root, "rev-parse", "HEAD"), ref,
-                      _git(root, "status", "--porcelain=v1", "--untracked-files=all")])
+_OWNED = ("input.md", "galph_memory.md", "docs/fix_plan.md", "docs/findings.md", "plans")
+
+
+def _owned_fingerprint(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file the harness could write in a checkout — what a harness
+    bug that escaped the worktree would touch."""
+    out: dict[str, tuple[int, int]] = {}
+    for rel in _OWNED:
+        path = root / rel
+        files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        for f in files:
+            st = f.stat()
+            out[f.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@dataclass(frozen=True)
+class _Checkout:
+    head: str
+    ref: str
+    status: frozenset[str]
+    owned: dict[str, tuple[int, int]]
+
+    @classmethod
+    def take(cls, root: Path) -> _Checkout:
+        ref = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=60, check=False).stdout.strip() or "(detached)"
+        status = _git(root, "status", "--porcelain=v1", "--untracked-files=all")
+        return cls(_git(root, "rev-parse", "HEAD"), ref, frozenset(status.splitlines()), _owned_fingerprint(root))
+
+
+def _compare(root: Path, before: _Checkout, after: _Checkout) -> tuple[bool, list[str]]:
+    """(untouched by the harness, notes). Changes to harness-owned files, a branch switch or a
+    harness commit on the user's branch count against the harness; anything else (another
+    person's commit or edit during the run) is only reported."""
+    notes: list[str] = []
+    touched = False
+    changed_owned = sorted(k for k in set(before.owned) | set(after.owned) if before.owned.get(k) != after.owned.get(k))
+    if changed_owned:
+        touched = True
+        notes.append("harness-owned files changed in your checkout: " + ", ".join(changed_owned[:10]))
+    if after.ref != before.ref:
+        touched = True
+        notes.append(f"the checked-out branch changed: {before.ref} → {after.ref}")
+    if after.head != before.head:
+        subjects = _git(root, "log", "--format=%h %s", f"{before.head}..{after.head}").splitlines()
+        harness = [s for s in subjects if s.split(" ", 1)[-1].startswith(("SUPERVISOR:", "RALPH:"))]
+        touched = touched or bool(harness)
+        notes.append(f"HEAD moved by {len(subjects)} commit(s) during the run"
+                     + (f", {len(harness)} of them harness commits" if harness else " (none by the harness)"))
+    others = sorted(after.status ^ before.status)
+    if others:
+        notes.append(f"{len(others)} `git status` line(s) changed during the run (not harness-owned paths)")
+    return not touched, notes
 
 
 def _ensure_ignored(root: Path) -> None:
@@ -102,7 +151,7 @@ def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime
     """Create the worktree + branch and run one cycle there (see the module docstring)."""
     t0 = time.monotonic()
     root = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
-    before = _checkout_fingerprint(root)
+    before = _Checkout.take(root)
     base = _git(root, "rev-parse", "HEAD")
     stamp = format_ts(clock())
     branch = f"harness/run-{stamp}"
@@ -127,8 +176,8 @@ def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime
         logger.error("main job failed: %s", error)
     log = _git(root, "log", "--format=%H%x1f%s", f"{base}..{branch}")
     commits = tuple(tuple(line.split("\x1f", 1)) for line in log.splitlines() if line)  # newest first
-    unchanged = _checkout_fingerprint(root) == before
+    unchanged, notes = _compare(root, before, _Checkout.take(root))
     if not unchanged:
-        error = (error + "; " if error else "") + "the user's checkout changed during the run"
+        error = (error + "; " if error else "") + "the harness touched your checkout: " + "; ".join(notes)
     return MainJobResult(root, worktree, branch, base, outcome, commits, time.monotonic() - t0,  # type: ignore[arg-type]
-                         unchanged, error)
+                         unchanged, error, tuple(notes))

@@ -127,7 +127,7 @@ def test_main_job_runs_in_a_worktree_without_touching_the_checkout(tmp_path: Pat
     result = _run(repo, "main-job", env=env)  # a fresh machine: no git identity configured
     assert result.returncode == 0, result.stdout + result.stderr
     assert (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")) == before
-    assert "your checkout: unchanged" in result.stdout
+    assert "your checkout: untouched by the harness" in result.stdout
     branch = next(line.split()[1] for line in result.stdout.splitlines() if line.strip().startswith("branch:"))
     assert branch.startswith("harness/run-")
     log = git(repo, "log", "--format=%an|%s", f"main..{branch}").splitlines()
@@ -145,5 +145,20 @@ def test_main_job_exits_nonzero_when_the_cycle_fails(tmp_path: Path) -> None:
     before = git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")
     result = _run(repo, "main-job")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "result:    failed" in result.stdout and "your checkout: unchanged" in result.stdout
+    assert "result:    failed" in result.stdout and "your checkout: untouched by the harness" in result.stdout
     assert (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")) == before
+
+
+def test_checkout_guard_blames_only_what_the_harness_could_touch(tmp_path: Path) -> None:
+    from orchestrator.mainjob import _Checkout, _compare
+
+    repo = make_repo(tmp_path / "r", {"T-X-001": (item("T-X-001", "x"), plan("T-X-001", [("A", [("a", "true")])], []))})
+    before = _Checkout.take(repo)
+    (repo / "other.txt").write_text("a colleague's work\n")
+    git(repo, "add", "other.txt")
+    git(repo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "someone else's commit")
+    untouched, notes = _compare(repo, before, _Checkout.take(repo))
+    assert untouched and "HEAD moved by 1 commit(s) during the run (none by the harness)" in notes
+    (repo / "docs" / "fix_plan.md").write_text((repo / "docs" / "fix_plan.md").read_text() + "\n")
+    untouched, notes = _compare(repo, before, _Checkout.take(repo))
+    assert not untouched and notes[0] == "harness-owned files changed in your checkout: docs/fix_plan.md"
