@@ -24,7 +24,8 @@ WEIGHT_FLOOR = 1e-3  # stitched pixels with total weight below this fraction of 
 
 
 def predict_patches(model: PtychoModel, diffraction: Any, batch_size: int = 64) -> np.ndarray:
-    """Object patches for every group.
+    """Object patches for every group, predicted batch by batch into one preallocated array
+    (peak memory: the result plus one batch).
 
     diffraction: (B, N, N, C) float32 (normalised network input)
     returns:     (B, N, N, C) complex64
@@ -32,13 +33,15 @@ def predict_patches(model: PtychoModel, diffraction: Any, batch_size: int = 64) 
     diffraction, _ = check_inputs(model.ptycho_config, diffraction, what="reconstruct")
     sub = inference_model(model)
     n = diffraction.shape[0]
-    batch = min(batch_size, n)
-    remainder = n % batch
-    if remainder and model.execution.jit_compile:  # pad: one static shape for XLA
-        pad = np.zeros((batch - remainder, *diffraction.shape[1:]), np.float32)
-        diffraction = np.concatenate([diffraction, pad])
-    patches = sub.predict(diffraction, batch_size=batch, verbose=0)
-    return np.asarray(patches[:n], np.complex64)
+    batch = max(1, min(batch_size, n))
+    out = np.empty(diffraction.shape, np.complex64)
+    for start in range(0, n, batch):
+        chunk = diffraction[start:start + batch]
+        size = chunk.shape[0]
+        if size < batch:  # pad the last batch: one input shape, no retracing/recompiling
+            chunk = np.concatenate([chunk, np.zeros((batch - size, *chunk.shape[1:]), np.float32)])
+        out[start:start + size] = np.asarray(sub.predict_on_batch(chunk))[:size]
+    return out
 
 
 def canvas_shape(coords: np.ndarray, n: int) -> tuple[int, int]:
@@ -65,7 +68,6 @@ def stitch_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, in
                          f"patches {patches.shape}; got {coords.shape}")
     h, w = shape
     weights = np.ones((n, n), np.float64) if weights is None else np.asarray(weights, np.float64)
-    flat = np.moveaxis(patches, 3, 1).reshape(b * c, n, n)
     origin = np.moveaxis(coords[:, 0], 2, 1).reshape(b * c, 2) - n // 2  # (x, y) of pixel (0,0)
     base = np.floor(origin).astype(np.int64)
     frac = origin - base
@@ -75,8 +77,8 @@ def stitch_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, in
                          f"{origin[:, 1].max() + n:.1f}] leave the {h}×{w} canvas")
     num = np.zeros((h + 1, w + 1), np.complex128)
     den = np.zeros((h + 1, w + 1), np.float64)
-    weighted = flat * weights[None].astype(np.float32)
-    for (x0, y0), (fx, fy), patch in zip(base, frac, weighted):
+    for i, ((x0, y0), (fx, fy)) in enumerate(zip(base, frac)):
+        patch = patches[i // c, :, :, i % c] * weights  # no full-size temporaries
         for dy, wy in ((0, 1.0 - fy), (1, fy)):
             for dx, wx in ((0, 1.0 - fx), (1, fx)):
                 k = wx * wy

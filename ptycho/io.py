@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,7 +107,10 @@ def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None
     target = Path(path)
     with tempfile.TemporaryDirectory(prefix="ptycho-save-") as tmpdir:
         weights = Path(tmpdir) / _WEIGHTS
-        model.save_weights(weights)
+        with warnings.catch_warnings():  # Keras' own numpy-2 __array__ notice, not ours
+            warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                    message="__array__ implementation doesn't accept a copy")
+            model.save_weights(weights)
         with atomic_write(target) as tmp, zipfile.ZipFile(tmp, "w") as zf:
             zf.write(weights, _WEIGHTS, compress_type=zipfile.ZIP_STORED)
             zf.writestr(_CONFIG, json.dumps(cfg.to_dict(), indent=2, sort_keys=True),

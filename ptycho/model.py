@@ -228,6 +228,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
         config=cfg, plan=plan,
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=plan.jit_compile)
+    model.optimizer.build(model.trainable_variables)  # slot variables now, not in the first step
     log.info("built model N=%d gridsize=%d widths=%s params=%d path=%s (%s)", n, cfg.gridsize,
              widths, model.count_params(), plan.name, plan.device)
     return model
