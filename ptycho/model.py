@@ -107,9 +107,11 @@ def _cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def device_defaults(device: str) -> tuple[bool, bool]:
     """(jit_compile, mixed_precision) fastest on `device` ("CPU" | "GPU").
 
-    Measured with benchmarks/bench_model.py (N=64, gridsize 2, batch 16) on a 2-core AVX-512
-    CPU: non-jit bf16 > non-jit f32 > XLA f32 > XLA bf16, so the CPU default is non-jit and
-    bf16 when the CPU has native bf16 (else float32). On a GPU whole-step XLA with bf16.
+    CPU, measured with benchmarks/bench_model.py (N=64, gridsize 2, batch 16) on a 2-core
+    AVX-512-BF16 EPYC, per CPU-second: training bf16 ≈ 165–200 > float32 ≈ 130–155 > whole-step
+    XLA ≈ 100–115 groups/s; inference bf16 ≈ 850 > float32 ≈ 570 > XLA ≈ 400. So the CPU
+    default is no whole-step jit (the overlap block alone is XLA-compiled) with bf16 when the
+    CPU has native bf16 (else float32). GPU: whole-step XLA with bf16 (not measured here).
     """
     if device == "GPU":
         return True, True
@@ -266,7 +268,9 @@ def inference_model(model: PtychoModel) -> keras.Model:
         sub = keras.Model(model.input["diffraction"], model.get_layer("object").output,
                           name="ptycho_inference")
         sub.compile(jit_compile=model.execution.jit_compile)
-        model._inference_model = sub
+        # bypass Keras attribute tracking: the sub-model must not become part of the
+        # model's saved state (its weights are the model's own)
+        object.__setattr__(model, "_inference_model", sub)
     return model._inference_model
 
 

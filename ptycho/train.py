@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.config import TrainConfig
-from ptycho.model import PtychoModel, check_inputs
+from ptycho.model import PtychoModel, check_inputs, overlap_pad
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory"]
 
@@ -59,6 +59,11 @@ def training_arrays(model: PtychoModel, data: Any) -> tuple[np.ndarray, np.ndarr
         target = counts.astype(np.float32, copy=False)
     else:
         target = diffraction
+    largest = float(np.abs(offsets).max())
+    if largest > overlap_pad(cfg.N):
+        log.warning("largest offset %.1f px exceeds the overlap canvas margin %d px (N//4): "
+                    "content shifted beyond it is dropped by the overlap constraint",
+                    largest, overlap_pad(cfg.N))
     return diffraction, offsets, target
 
 

@@ -24,6 +24,7 @@ from ptycho.io import (  # noqa: E402
     save_model,
     save_npz,
 )
+from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
 from ptycho.train import train  # noqa: E402
@@ -38,6 +39,7 @@ def sim() -> object:
 def archive(sim: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     model = build_model(model_config_for(sim, n_filters_scale=1))
     train(model, sim, TrainConfig(nepochs=1, batch_size=8))  # weights differ from init
+    reconstruct(model, sim)  # builds the cached inference sub-model: must not be saved
     path = tmp_path_factory.mktemp("archive") / "model.wts.h5.zip"
     save_model(model, path, intensity_scale=sim.intensity_scale)
     return path, model

@@ -53,6 +53,8 @@ def test_outputs_have_documented_shapes_and_dtypes(gridsize: int) -> None:
     np.testing.assert_allclose(out["sqrt_counts"], out["amplitude"] * data.intensity_scale, rtol=1e-5)
     amplitude = np.abs(out["object"])
     assert amplitude.min() > 0 and amplitude.max() < 4.0  # bounded positive activation
+    history = model.fit(_inputs(data), data.counts, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_default_model_is_lean_and_reports_its_parameter_count() -> None:

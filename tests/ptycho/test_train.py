@@ -38,6 +38,7 @@ def test_loss_decreases_and_history_is_logged(data16: object, tmp_path: Path,
         history = train(model, data16, TrainConfig(nepochs=4, batch_size=16, learning_rate=3e-3),
                         history_csv=history_csv)
     losses = history.history["loss"]
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(3e-3)
     assert len(losses) == 4 and all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     rows = list(csv.DictReader(history_csv.open()))
