@@ -40,6 +40,7 @@ test-browser: $(STAMP) browser-deps
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_orchestrator.py
+	$(PY) benchmarks/bench_report.py
 
 study-quick: $(STAMP)
 	$(PY) scripts/studies/dose_response_study.py --quick --output-dir out/study_quick
