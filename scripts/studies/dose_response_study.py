@@ -18,8 +18,8 @@ summary.json), together with the science checks (high/low mean-counts ratio ~1e5
 constant-image baseline, NLL vs MAE PSNR at 1e4 photons, SSIM >= 0.5 at 1e9 photons).
 
 Sizes (flags override either set):
-  full     N=64, gridsize=2, 2000 train / 512 test groups, 50 epochs, batch 16
-  --quick  N=32, gridsize=2, 1024 train / 128 test groups, 20 epochs, batch 16
+  full     N=64, gridsize=2, 2000 train / 512 test groups, 50 epochs, batch 16, filters scale 2
+  --quick  N=32, gridsize=2, 1024 train / 128 test groups, 20 epochs, batch 16, filters scale 2
            (all four arms in <= 5 min on 2 CPU cores: target)
 
 Exit codes: 0 ok; 1 an arm failed, an arm's outputs are unreadable, the figure self-check
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patch side N, multiple of 8 and >= 16 (full 64, quick %d)" % QUICK.N)
     p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--filters-scale", dest="n_filters_scale", type=int,
-                   help="CNN width multiplier, ModelConfig.n_filters_scale (default 2)")
+                   help="CNN width multiplier, ModelConfig.n_filters_scale (full %d, quick %d)"
+                   % (FULL.n_filters_scale, QUICK.n_filters_scale))
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",

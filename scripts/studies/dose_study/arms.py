@@ -122,9 +122,12 @@ class StudyConfig:
 
 
 FULL = StudyConfig()
-# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target): ~1280 steps of batch 16 per
-# arm (~50-60 s each on an idle 2-core CPU, plus ~5-10 s first-epoch tracing). Measured on
-# this model, fewer steps leave even the 1e9 arms below the constant-image SSIM baseline.
+# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target): 1280 steps of batch 16 per arm
+# at width 2. high_nll amp SSIM vs the constant baseline 0.480 (loaded 2-core machine): this
+# preset 0.47 (before b35c4c2; low_nll 0.42, 5 min 34 s for 4 arms); on 71c16ce lr 3e-3
+# 0.43; 2000 groups x 10 epochs 0.45 (lr 1e-3) / 0.30 (lr 2e-3); batch 8 0.40; width 1 0.47. Width 1 with 2048 groups
+# x 20 epochs lifts both NLL arms (0.525 / 0.527) but drops the MAE arms (0.317 / 0.430) and took
+# 6 min 18 s, so it is not the default. No measured preset yet passes all four arms in 5 min.
 QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=128, nepochs=20,
                     batch_size=16, quick=True)
 
@@ -154,4 +157,5 @@ def make_config(quick: bool, **overrides: Any) -> StudyConfig:
 def describe_sizes(cfg: StudyConfig) -> str:
     """One line for --help and logs."""
     return (f"N={cfg.N}, gridsize={cfg.gridsize}, {cfg.n_images} train / {cfg.n_test_images} "
-            f"test groups, {cfg.nepochs} epochs, batch {cfg.batch_size}")
+            f"test groups, {cfg.nepochs} epochs, batch {cfg.batch_size}, "
+            f"filters scale {cfg.n_filters_scale}")
