@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,18 @@ class GitError(RuntimeError):
 
 class GitGuardError(GitError):
     """The repository is in a state the harness must not commit in."""
+
+
+def run_git(repo: Path, *args: str, timeout_s: float = 120) -> str:
+    """``git ARGS`` in ``repo`` without GitPython (e.g. before a repo object exists); stdout stripped.
+
+    Raises GitError naming the command, the directory and git's stderr.
+    """
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=timeout_s,
+                          stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
 
 
 def owned_paths(focus_id: str) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Callable
 from orchestrator.artifacts import format_ts, utc_now
 from orchestrator.config import HarnessConfig
 from orchestrator.context import HarnessContext, identity_env
-from orchestrator.gitops import GitRepo
+from orchestrator.gitops import GitRepo, run_git
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.loop import CycleOutcome, make_agents, run_loop
 from orchestrator.supervisor import FIX_PLAN, eligible_items
@@ -57,12 +57,7 @@ class MainJobResult:
                 and self.outcome.status == "done")
 
 
-def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+_git = run_git  # GitError is a RuntimeError: the cycle's error handling below catches it
 
 
 _OWNED = ("input.md", "galph_memory.md", "docs/fix_plan.md", "docs/findings.md", "plans")

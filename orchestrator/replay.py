@@ -25,6 +25,7 @@ from typing import Any, Callable
 from orchestrator.artifacts import format_ts, utc_now, write_json_atomic
 from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents.common import parse_timestamp
+from orchestrator.gitops import GitError, run_git
 from orchestrator.history import cycle_commits, git_show
 from orchestrator.steps import run_steps, step_env
 from orchestrator.worker import planned_steps
@@ -72,11 +73,11 @@ class ReplayResult:
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        raise ValueError(f"git {' '.join(args)} in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    """run_git with replay's error contract: ValueError naming the command and git's stderr."""
+    try:
+        return run_git(repo, *args)
+    except GitError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _entry_matches(trailer: str, wanted: str) -> bool:
