@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-images", type=int)
     sim.add_argument("--object-type", choices=("lines", "random", "disk"))
     sim.add_argument("--probe-scale", type=float)
+    sim.add_argument("--probe-defocus", type=float, help="pupil-edge defocus phase (rad)")
     sim.add_argument("--object-size", type=int)
     sim.add_argument("--seed", type=int)
 
@@ -82,7 +83,7 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
         base = SimConfig.from_json(text) if args.config.suffix == ".json" else SimConfig.from_yaml(text)
         values = base.to_dict()
     for key in ("N", "gridsize", "nphotons", "n_images", "object_type", "probe_scale",
-                "object_size", "seed"):
+                "probe_defocus", "object_size", "seed"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     cfg = SimConfig.from_dict(values)

@@ -171,6 +171,8 @@ class SimConfig(_ConfigMixin):
     object_size:    canvas side (px); None → `default_object_size(N, n_images, buffer)`.
     object_type:    "lines" | "random" | "disk".
     probe_scale:    probe pupil radius = N / (2·probe_scale) frequency px (> 0); see make_probe.
+    probe_defocus:  quadratic pupil phase at the pupil edge (rad, finite; 0 → focused, real
+                    probe); see make_probe.
     neighbor_count: nearest-neighbour candidates a group is drawn from (>= gridsize²).
     scan_buffer:    margin (px) between canvas edge and every scan position; must be
                     >= N//2 + 1 so each N×N patch (with sub-pixel shift) lies inside;
@@ -185,11 +187,12 @@ class SimConfig(_ConfigMixin):
     object_size: int | None = None
     object_type: str = "lines"
     probe_scale: float = 4.0
+    probe_defocus: float = 0.0
     neighbor_count: int = 7
     scan_buffer: int | None = None
     seed: int = 0
 
-    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("nphotons", "probe_scale")
+    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("nphotons", "probe_scale", "probe_defocus")
 
     def __post_init__(self) -> None:
         _check_patch_size("N", self.N)
@@ -198,6 +201,7 @@ class SimConfig(_ConfigMixin):
         _check_int("n_images", self.n_images, 1)
         _check_choice("object_type", self.object_type, OBJECT_TYPES)
         _coerce_float(self, "probe_scale", self.probe_scale)
+        _coerce_float(self, "probe_defocus", self.probe_defocus, positive=False)
         _check_int("neighbor_count", self.neighbor_count)
         c = self.gridsize**2
         if self.neighbor_count < c:
@@ -243,6 +247,7 @@ class ModelConfig(_ConfigMixin):
     n_filters_scale:   width multiplier of the CNN (>= 1).
     loss:              "nll" (Poisson NLL on intensities) | "mae" (amplitude MAE).
     probe_scale:       probe pupil parameter (> 0), as in SimConfig.
+    probe_defocus:     probe defocus (rad), as in SimConfig.
     intensity_scale:   initial value of the trainable intensity scale (> 0).
     jit_compile:       whole-model XLA; None → fastest measured default for the device.
     mixed_precision:   bfloat16 compute for the CNN (physics stays f32/c64); None → per device.
@@ -254,12 +259,13 @@ class ModelConfig(_ConfigMixin):
     n_filters_scale: int = 2
     loss: str = "nll"
     probe_scale: float = 4.0
+    probe_defocus: float = 0.0
     intensity_scale: float = 1.0
     jit_compile: bool | None = None
     mixed_precision: bool | None = None
     translation_xla: bool = True
 
-    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "intensity_scale")
+    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
     def __post_init__(self) -> None:
         _check_patch_size("N", self.N)
@@ -267,6 +273,7 @@ class ModelConfig(_ConfigMixin):
         _check_int("n_filters_scale", self.n_filters_scale, 1)
         _check_choice("loss", self.loss, LOSSES)
         _coerce_float(self, "probe_scale", self.probe_scale)
+        _coerce_float(self, "probe_defocus", self.probe_defocus, positive=False)
         _coerce_float(self, "intensity_scale", self.intensity_scale)
         _check_bool("jit_compile", self.jit_compile, optional=True)
         _check_bool("mixed_precision", self.mixed_precision, optional=True)

@@ -183,7 +183,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     """Build and compile a fresh model (weights initialised deterministically from `seed`).
 
     cfg:   ModelConfig (N, gridsize, n_filters_scale, loss, probe_scale, intensity_scale, …)
-    probe: (N, N) complex illumination; None → ``physics.make_probe(N, probe_scale)``.
+    probe: (N, N) complex illumination; None → ``make_probe(N, probe_scale, probe_defocus)``.
            It is rescaled to sum |P|² = (N/2)² (see ``layers.normalised_probe``).
     returns: a compiled PtychoModel (Adam, lr 1e-3; ``train`` sets the learning rate).
     Build inside ``strategy.scope()`` to train with a ``tf.distribute`` strategy.
@@ -197,7 +197,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     if probe is None:
         from ptycho.physics import make_probe
 
-        probe = make_probe(n, cfg.probe_scale)
+        probe = make_probe(n, cfg.probe_scale, cfg.probe_defocus)
     if np.shape(probe) != (n, n):
         raise ValueError(f"probe must have shape ({n}, {n}) for N={n}, got {np.shape(probe)}")
     plan = resolve_execution(cfg)
@@ -238,7 +238,8 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
 
 def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
     """ModelConfig matching a data set: N and gridsize from ``data.diffraction`` (B,N,N,C),
-    ``intensity_scale`` from the data, ``probe_scale`` from ``data.config`` when present;
+    ``intensity_scale`` from the data, ``probe_scale``/``probe_defocus`` from ``data.config`` when
+    present;
     `overrides` (loss, n_filters_scale, jit_compile, …) win."""
     shape = np.shape(data.diffraction)
     if len(shape) != 4 or shape[1] != shape[2]:
@@ -251,6 +252,7 @@ def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
     sim_cfg = getattr(data, "config", None)
     if sim_cfg is not None:
         values["probe_scale"] = sim_cfg.probe_scale
+        values["probe_defocus"] = sim_cfg.probe_defocus
     values.update(overrides)
     return ModelConfig(**values)
 

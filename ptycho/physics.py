@@ -1,7 +1,7 @@
 """Ptychography forward simulation: probe × object patch → far-field counts with Poisson noise.
 
 Pipeline of ``simulate(cfg)`` (all numpy, vectorised, seeded; no TensorFlow):
-  1. probe = ``make_probe(N, probe_scale)``; object = ``make_object(type, canvas, rng)``
+  1. probe = ``make_probe(N, probe_scale, probe_defocus)``; object = ``make_object(type, canvas, rng)``
   2. P = n_images scan positions uniform inside the canvas minus ``cfg.buffer``
   3. one group per position: C = gridsize² of its ``neighbor_count`` nearest neighbours;
      offsets relative to the group's centre of mass
@@ -187,7 +187,7 @@ def simulate(cfg: SimConfig) -> SimulatedData:
     if cfg.gridsize > 1 and cfg.n_images < c:
         raise ValueError(f"simulate: n_images={cfg.n_images} < gridsize² = {c}; cannot form a group")
     obj_rng, scan_rng, group_rng, noise_rng = np.random.default_rng(cfg.seed).spawn(4)
-    probe = make_probe(n, cfg.probe_scale)
+    probe = make_probe(n, cfg.probe_scale, cfg.probe_defocus)
     obj = make_object(cfg.object_type, cfg.canvas_size, obj_rng)
     positions = random_positions(cfg.n_images, cfg.canvas_size, cfg.buffer, scan_rng)
     scan_index = group_positions(positions, cfg.gridsize, cfg.neighbor_count, group_rng)

@@ -26,6 +26,7 @@ from ptycho.config import ConfigError, ModelConfig, SimConfig, TrainConfig
         ({"gridsize": 3, "neighbor_count": 7}, r"neighbor_count must be >= gridsize² = 9.*got 7"),
         ({"object_type": "zebra"}, r"object_type must be one of \['lines', 'random', 'disk'\], got 'zebra'"),
         ({"probe_scale": 0.0}, r"probe_scale must be > 0"),
+        ({"probe_defocus": float("inf")}, r"probe_defocus must be finite"),
         ({"scan_buffer": 10}, r"scan_buffer must be >= 33, got 10"),
         ({"object_size": 50}, r"object_size must be >= 2·scan_buffer \+ 1 = 73.*got 50"),
     ],

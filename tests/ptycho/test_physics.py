@@ -194,6 +194,27 @@ def test_probe_is_band_limited_centred_and_scales() -> None:
         make_probe(16, 100.0)
 
 
+def test_defocused_probe_keeps_the_pupil_and_breaks_the_twin_symmetry() -> None:
+    focused, defocused = make_probe(32, 4.0), make_probe(32, 4.0, defocus=3.0)
+    # focused: real and centro-symmetric about (16, 16), so conj(O(-r)) explains every pattern
+    assert np.abs(focused.imag).max() < 1e-5
+    flipped = np.roll(focused[::-1, ::-1], 1, axis=(0, 1))
+    np.testing.assert_allclose(flipped, np.conj(focused), atol=1e-5)
+    # defocused: same pupil modulus, complex probe, no longer equal to its conjugate twin
+    def pupil(p: np.ndarray) -> np.ndarray:
+        return np.abs(np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p))))
+
+    np.testing.assert_allclose(pupil(defocused) / pupil(defocused).max(),
+                               pupil(focused) / pupil(focused).max(), atol=1e-4)
+    twin = np.roll(defocused[::-1, ::-1], 1, axis=(0, 1))
+    assert np.abs(twin - np.conj(defocused)).max() > 0.3
+    assert np.abs(defocused).max() == pytest.approx(1.0)
+    # a wider illuminated area (pixels above half the peak intensity)
+    assert (np.abs(defocused) ** 2 > 0.5).sum() > 1.4 * (np.abs(focused) ** 2 > 0.5).sum()
+    with pytest.raises(ValueError, match="defocus must be finite"):
+        make_probe(32, 4.0, defocus=float("nan"))
+
+
 def test_objects() -> None:
     lines = make_object("lines", 128, np.random.default_rng(0))
     assert lines.shape == (128, 128) and lines.dtype == np.complex64
