@@ -54,7 +54,7 @@ log = logging.getLogger("dose_response_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate",
-                "n_filters_scale", "seed")
+                "n_filters_scale", "probe_defocus", "seed")
 
 
 class Terminated(BaseException):
@@ -81,10 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                    % (FULL.n_test_images, QUICK.n_test_images))
     p.add_argument("--patch-size", dest="N", type=int,
                    help="patch side N, multiple of 8 and >= 16 (full 64, quick %d)" % QUICK.N)
-    p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate (full %g, quick %g)"
+                   % (FULL.learning_rate, QUICK.learning_rate))
     p.add_argument("--filters-scale", dest="n_filters_scale", type=int,
                    help="CNN width multiplier, ModelConfig.n_filters_scale (full %d, quick %d)"
                    % (FULL.n_filters_scale, QUICK.n_filters_scale))
+    p.add_argument("--probe-defocus", type=float,
+                   help="probe defocus, pupil-edge phase in rad (default %g; 0: focused, real "
+                   "probe with an exact twin-image ambiguity)" % FULL.probe_defocus)
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",

@@ -55,6 +55,9 @@ def assert_complete_arm(arm_dir: Path, arm: str) -> None:
     metrics = json.loads((arm_dir / "metrics.json").read_text())
     assert metrics["arm"] == arm
     assert metrics["study_config"]["N"] == 16 and metrics["history"]["epochs"] == 1
+    # the simulated data and the model use the study's defocused probe
+    assert metrics["sim_config"]["probe_defocus"] == metrics["study_config"]["probe_defocus"] == 3.0
+    assert metrics["model_config"]["probe_defocus"] == 3.0
     for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_psnr"):
         assert np.isfinite(metrics["metrics"][key]), key
     assert set(metrics["wall_time_s"]) >= {"simulate", "train", "evaluate", "total"}
@@ -193,6 +196,7 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     (["--nepochs", "0"], "--nepochs must be an integer >= 1, got 0"),
     (["--batch-size", "-4"], "--batch-size must be an integer >= 1, got -4"),
     (["--patch-size", "20"], "--patch-size (N) must be a multiple of 8 and >= 16, got 20"),
+    (["--probe-defocus", "inf"], "--probe-defocus must be finite, got inf"),
     (["--merge-only", "--force"], "cannot be combined"),
     (["--merge-only"], "--merge-only: no study directory"),
 ])

@@ -65,7 +65,8 @@ class PtychoArmRunner:
         from ptycho.config import SimConfig
 
         return SimConfig(N=self.cfg.N, gridsize=self.cfg.gridsize, nphotons=nphotons,
-                         n_images=n_images, object_type=self.cfg.object_type, seed=seed)
+                         n_images=n_images, object_type=self.cfg.object_type,
+                         probe_defocus=self.cfg.probe_defocus, seed=seed)
 
     def data(self, nphotons: float) -> DoseData:
         """Training (seed) and test (test_seed) data at one dose, simulated once per process."""
@@ -101,6 +102,7 @@ class PtychoArmRunner:
         t_sim = time.perf_counter() - t0
         model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=arm.loss,
                                 n_filters_scale=cfg.n_filters_scale,
+                                probe_defocus=cfg.probe_defocus,
                                 intensity_scale=dose.train.intensity_scale)
         train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, seed=cfg.seed)

@@ -138,7 +138,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Config: N={cfg['N']}, gridsize={cfg['gridsize']}, {cfg['n_images']} train groups "
         f"(seed {cfg['seed']}), {cfg['n_test_images']} test groups (seed {cfg['test_seed']}), "
-        f"{cfg['nepochs']} epochs, batch {cfg['batch_size']}, lr {cfg['learning_rate']:g}"
+        f"{cfg['nepochs']} epochs, batch {cfg['batch_size']}, lr {cfg['learning_rate']:g}, "
+        f"filters scale {cfg['n_filters_scale']}, probe defocus {cfg['probe_defocus']:g} rad"
         f"{' (--quick)' if cfg['quick'] else ''}.",
         "",
         "| Arm | Photons | Loss | amp PSNR (dB) | amp SSIM | baseline SSIM | amp FRC50 "
