@@ -161,7 +161,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"| {_fmt(m['history'].get('loss_last'), '.4g')} "
             f"| {_fmt(m['wall_time_s'].get('total'), '.1f')} |")
     ratio = sci["counts_ratio"]
-    low = sci["nll_vs_mae"]["low"]
+    low, high = sci["nll_vs_mae"]["low"], sci["nll_vs_mae"]["high"]
     lines += [
         "",
         "## Science checks",
@@ -175,6 +175,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"{_fmt(low['mae_amp_psnr'], '.2f')} dB): {_fmt(sci['nll_beats_mae_at_low_dose'])}; "
         f"SSIM {_fmt(low['nll_amp_ssim'])} vs {_fmt(low['mae_amp_ssim'])}, FRC50 "
         f"{_fmt(low['nll_amp_frc50'], '.3g')} vs {_fmt(low['mae_amp_frc50'], '.3g')}",
+        f"- NLL − MAE amplitude PSNR by dose: 1e9 {_fmt(high['psnr_delta_db'], '+.2f')} dB, "
+        f"1e4 {_fmt(low['psnr_delta_db'], '+.2f')} dB (the Poisson NLL should gain as the dose "
+        "falls)",
         f"- High-dose amplitude SSIM >= {sci['high_dose_ssim_target']}: "
         f"{_fmt(sci['high_dose_ssim_ge_0_5'])}",
         "",
