@@ -88,14 +88,17 @@ def _match_batch(images: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
     n_safe = tf.maximum(n, 1)
     ok = tf.logical_and(n > 0, tf.equal(tf.math.floormod(m, n_safe), 0))
     # Effective in eager/graph mode; XLA drops assertions, where the reshape below fails.
-    tf.debugging.Assert(
+    # The reshape waits for the assertion (a control dependency): without it graph mode may run
+    # the reshape first and report its bare size mismatch instead of this message.
+    check = tf.debugging.Assert(
         ok,
         ["translate: image batch must be an integer multiple k of the offset batch; "
          "images shape", tf.shape(images), "offsets shape", tf.shape(offsets)],
     )
-    k = m // n_safe
-    repeated = tf.broadcast_to(offsets[:, None, :], tf.stack([n, k, 2]))
-    return tf.reshape(repeated, tf.stack([m, 2]), name=_BATCH_ERROR_NODE)
+    with tf.control_dependencies([] if check is None else [check]):  # None when eager
+        k = m // n_safe
+        repeated = tf.broadcast_to(offsets[:, None, :], tf.stack([n, k, 2]))
+        return tf.reshape(repeated, tf.stack([m, 2]), name=_BATCH_ERROR_NODE)
 
 
 # --------------------------------------------------------------------------- gather path
