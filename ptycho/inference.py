@@ -3,7 +3,8 @@
 ``reconstruct(model, data)`` predicts the complex object patch of every diffraction pattern
 (the decoder output, before the overlap constraint) and averages overlapping patches at their
 global positions, weighting each pixel by the probe intensity |P|² (pixels the probe barely
-illuminates carry little information). ``scanned_region`` gives the crop for metrics.
+illuminates carry little information). ``scanned_region`` (from ``ptycho.metrics``, re-exported
+here) gives the crop for metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ptycho.metrics import scanned_region
 from ptycho.model import PtychoModel, check_inputs, inference_model, model_probe
 
 __all__ = ["predict_patches", "stitch_patches", "reconstruct", "scanned_region", "canvas_shape",
@@ -110,21 +112,3 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64) -> np.ndarr
     patches = predict_patches(model, diffraction, batch_size)
     weights = np.abs(model_probe(model)) ** 2
     return stitch_patches(patches, coords, shape, weights / weights.max())
-
-
-def scanned_region(coords: Any, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
-    """(rows, cols) slices of the bounding box of all scan positions (well illuminated).
-
-    coords: (B, 1, 2, C) (x, y) positions, or (P, 2); shape: canvas (H, W) to clip to.
-    """
-    coords = np.asarray(coords, np.float64)
-    xy = np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2) if coords.ndim == 4 else coords.reshape(-1, 2)
-    x0, y0 = np.ceil(xy.min(axis=0)).astype(int)
-    x1, y1 = np.floor(xy.max(axis=0)).astype(int) + 1
-    if shape is not None:
-        y0, x0 = max(y0, 0), max(x0, 0)
-        y1, x1 = min(y1, shape[0]), min(x1, shape[1])
-    if y1 <= y0 or x1 <= x0:
-        raise ValueError(f"scanned_region: empty region for positions spanning x∈[{x0}, {x1}), "
-                         f"y∈[{y0}, {y1})")
-    return slice(int(y0), int(y1)), slice(int(x0), int(x1))

@@ -171,18 +171,32 @@ def align_global(pred: Any, truth: Any) -> np.ndarray:
     return a * (np.vdot(a, b) / power)
 
 
-def scanned_region(xcoords: Any, ycoords: Any, shape: tuple[int, int]) -> tuple[slice, slice]:
-    """(row slice, column slice) of the bounding box of the scan positions, clipped to shape.
+def scanned_region(coords: Any, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
+    """(row slice, column slice) of the bounding box of the scan positions, rounded inwards
+    (every pixel in it lies between positions, so it is well illuminated) and clipped to shape.
 
-    xcoords, ycoords: (P,) scan positions (x = column, y = row) on the object canvas.
+    coords: (B, 1, 2, C) group patch positions (``SimulatedData.coords``) or (P, 2), as (x, y) =
+            (column, row) on the object canvas; shape: canvas (H, W) to clip to, or None.
     """
-    x, y = np.asarray(xcoords, float), np.asarray(ycoords, float)
-    if x.size == 0 or x.shape != y.shape:
-        raise ValueError(f"scanned_region: need equal, non-empty xcoords/ycoords, got {x.shape}, {y.shape}")
-    h, w = shape
-    rows = slice(max(0, math.floor(y.min())), min(h, math.ceil(y.max()) + 1))
-    cols = slice(max(0, math.floor(x.min())), min(w, math.ceil(x.max()) + 1))
-    return rows, cols
+    coords = np.asarray(coords, np.float64)
+    if coords.ndim == 4 and coords.shape[1:3] == (1, 2):
+        xy = np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2)
+    elif coords.ndim == 2 and coords.shape[1] == 2:
+        xy = coords
+    else:
+        raise ValueError(f"scanned_region: coords must have shape (B, 1, 2, C) or (P, 2), "
+                         f"got {coords.shape}")
+    if xy.size == 0:
+        raise ValueError("scanned_region: no positions")
+    x0, y0 = np.ceil(xy.min(axis=0)).astype(int)
+    x1, y1 = np.floor(xy.max(axis=0)).astype(int) + 1
+    if shape is not None:
+        y0, x0 = max(y0, 0), max(x0, 0)
+        y1, x1 = min(y1, shape[0]), min(x1, shape[1])
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"scanned_region: empty region for positions spanning x∈[{x0}, {x1}), "
+                         f"y∈[{y0}, {y1})")
+    return slice(int(y0), int(y1)), slice(int(x0), int(x1))
 
 
 def evaluate(pred: Any, truth: Any, crop: tuple[slice, slice] | None = None) -> dict[str, float]:

@@ -83,6 +83,8 @@ def test_scanned_region_is_the_bounding_box_of_positions() -> None:
     rows, cols = scanned_region(coords, (100, 100))
     assert (rows.start, rows.stop, cols.start, cols.stop) == (6, 41, 11, 31)
     assert scanned_region(coords, (20, 100))[0] == slice(6, 20)
+    with pytest.raises(ValueError, match=r"coords must have shape \(B, 1, 2, C\) or \(P, 2\), got \(3,\)"):
+        scanned_region(np.zeros(3))
 
 
 def test_reconstruct_rejects_bad_input(sim: object) -> None:

@@ -140,8 +140,8 @@ def test_evaluate_scores_a_noisy_reconstruction_lower_and_crops() -> None:
     assert 0 < full["amp_ssim"] < 0.9 and full["amp_psnr"] < 30 and full["amp_frc50"] < 48
     # zero-phase truth: data_range falls back to 1 rad, metrics stay finite
     assert all(math.isfinite(v) for v in full.values())
-    crop = scanned_region([20.2, 60.7], [10.0, 50.5], truth.shape)
-    assert crop == (slice(10, 52), slice(20, 62))
+    crop = scanned_region(np.array([[20.2, 10.0], [60.7, 50.5]]), truth.shape)  # (x, y) rows
+    assert crop == (slice(10, 51), slice(21, 61))
     cropped = evaluate(noisy, truth, crop=crop)
     assert cropped["amp_frc50"] <= 21.0
     with pytest.raises(ValueError, match=r"shapes differ: pred \(96, 96\) vs truth \(96, 95\)"):
