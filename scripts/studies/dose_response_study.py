@@ -40,6 +40,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -140,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --merge-only: no study directory {str(args.output_dir)!r}", file=sys.stderr)
         return EXIT_USAGE
 
+    terminated = threading.Event()
+
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        terminated.set()  # the raised exception may be swallowed or converted on its way up
         raise Terminated()
 
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -149,18 +153,22 @@ def main(argv: list[str] | None = None) -> int:
              ", ".join(a.name for a in arms) if not args.merge_only else "merge only")
     try:
         result = run_study(args.output_dir, cfg, arms, force=args.force,
-                           merge_only=args.merge_only, runner_factory=_runner_factory)
+                           merge_only=args.merge_only, runner_factory=_runner_factory,
+                           stop_requested=terminated.is_set)
     except OutputDirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except StudyInterrupted as exc:
         print(f"error: {exc}; no partial outputs were committed, re-run to finish",
               file=sys.stderr)
-        return 143 if isinstance(exc.__cause__, Terminated) else 130
+        return 143 if terminated.is_set() else 130
     except (Terminated, KeyboardInterrupt) as exc:
         print(f"error: interrupted ({type(exc).__name__})", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return 143 if terminated.is_set() else 130
     except Exception as exc:  # merge/figure failures: arms already committed stay complete
+        if terminated.is_set():
+            print(f"error: interrupted (Terminated, seen as {type(exc).__name__})", file=sys.stderr)
+            return 143
         log.exception("study failed")
         print(f"error: study failed while merging: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED

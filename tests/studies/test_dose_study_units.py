@@ -14,6 +14,7 @@ import pytest
 from dose_study.arms import ARMS, QUICK, get_arm, make_config
 from dose_study.figure import ArmView, panel_stats, render_figure
 from dose_study.store import ARM_FILES, ArmStore, OutputDirError, ensure_writable_dir
+from dose_study.study import StudyInterrupted, StudyResult, run_arms
 from dose_study.summary import build_summary, render_markdown, science_checks
 
 
@@ -75,6 +76,30 @@ def test_failed_arm_leaves_nothing_complete(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="missing"):
             store.commit(staging, "low_mae")
     assert not store.is_complete("low_mae") and not (tmp_path / "low_mae").exists()
+
+
+def test_stop_request_turns_a_converted_signal_exception_into_an_interrupt(tmp_path: Path) -> None:
+    """A signal handler's exception can come back as another type (TensorFlow turned it into a
+    TypeError): after a stop request the arm counts as interrupted, not failed, and no later
+    arm starts."""
+    stop = {"requested": False}
+    ran: list[str] = []
+
+    class SignalledRunner:
+        def run(self, arm: object, staging: Path) -> dict:
+            ran.append(arm.name)
+            _fill(staging, arm=arm.name)
+            stop["requested"] = True  # the handler ran, then library code converted its exception
+            raise TypeError("Cannot find maximum value of <dtype: 'int32'>.")
+
+    store = ArmStore(tmp_path)
+    result = StudyResult()
+    with pytest.raises(StudyInterrupted, match=r"stop requested; TypeError\) while running arm high_nll"):
+        run_arms(store, QUICK, list(ARMS), False, lambda cfg: SignalledRunner(), result,
+                 stop_requested=lambda: stop["requested"])
+    assert ran == ["high_nll"] and result.failed == {} and result.trained == []
+    assert not any(store.is_complete(a.name) for a in ARMS)
+    assert [p.name for p in tmp_path.iterdir()] == []  # the staging directory is gone
 
 
 def test_dir_without_marker_is_not_complete(tmp_path: Path) -> None:

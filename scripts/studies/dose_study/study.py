@@ -82,11 +82,23 @@ def load_view(store: ArmStore, arm: ArmSpec, metrics: dict[str, Any]) -> ArmView
                    ssim=float(metrics["metrics"]["amp_ssim"]))
 
 
+def _never() -> bool:
+    return False
+
+
 def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool,
-             runner_factory: Callable[[StudyConfig], ArmRunner], result: StudyResult) -> None:
-    """Train every selected arm that is not complete (or all with ``force``)."""
+             runner_factory: Callable[[StudyConfig], ArmRunner], result: StudyResult,
+             stop_requested: Callable[[], bool] = _never) -> None:
+    """Train every selected arm that is not complete (or all with ``force``).
+
+    ``stop_requested`` reports a signal seen by the caller: the exception a signal handler
+    raises can be turned into another one by library code that catches everything (TensorFlow
+    turned it into a TypeError), so an arm failing after a stop request counts as interrupted.
+    """
     runner: ArmRunner | None = None
     for arm in arms:
+        if stop_requested():
+            raise StudyInterrupted(arm.name, "stop requested")
         if store.is_complete(arm.name) and not force:
             try:
                 recorded = store.load_metrics(arm.name)
@@ -113,6 +125,8 @@ def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool
                 metrics = runner.run(arm, staging)
                 store.commit(staging, arm.name)
         except Exception as exc:  # one failing arm must not stop the others
+            if stop_requested():
+                raise StudyInterrupted(arm.name, f"stop requested; {type(exc).__name__}") from exc
             result.failed[arm.name] = f"{type(exc).__name__}: {exc}"
             log.exception("arm %s FAILED after %.1f s: %s", arm.name,
                           time.perf_counter() - start, exc)
@@ -156,11 +170,13 @@ def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
 
 def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force: bool = False,
               merge_only: bool = False,
-              runner_factory: Callable[[StudyConfig], ArmRunner] | None = None) -> StudyResult:
+              runner_factory: Callable[[StudyConfig], ArmRunner] | None = None,
+              stop_requested: Callable[[], bool] = _never) -> StudyResult:
     """Run (unless ``merge_only``) the selected arms, then merge all complete arms.
 
-    Raises OutputDirError for an unwritable ``output_dir`` and StudyInterrupted on a signal;
-    per-arm failures are collected in ``StudyResult.failed`` (arm -> reason).
+    Raises OutputDirError for an unwritable ``output_dir`` and StudyInterrupted on a signal
+    (or once ``stop_requested()`` is true, see ``run_arms``); per-arm failures are collected
+    in ``StudyResult.failed`` (arm -> reason).
     """
     started = time.perf_counter()
     store = ArmStore(ensure_writable_dir(output_dir))
@@ -169,7 +185,7 @@ def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force:
     if not merge_only:
         if runner_factory is None:
             raise ValueError("runner_factory is required unless merge_only")
-        run_arms(store, cfg, arms, force, runner_factory, result)
+        run_arms(store, cfg, arms, force, runner_factory, result, stop_requested)
     run_info = {
         "finished_utc": utc_now(),
         "mode": "merge-only" if merge_only else "run",
