@@ -238,9 +238,8 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
 
 def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
     """ModelConfig matching a data set: N and gridsize from ``data.diffraction`` (B,N,N,C),
-    ``intensity_scale`` from the data, ``probe_scale``/``probe_defocus`` from ``data.config`` when
-    present;
-    `overrides` (loss, n_filters_scale, jit_compile, …) win."""
+    ``intensity_scale`` from the data, ``probe_scale`` and ``probe_defocus`` from
+    ``data.config`` when present; `overrides` (loss, n_filters_scale, jit_compile, …) win."""
     shape = np.shape(data.diffraction)
     if len(shape) != 4 or shape[1] != shape[2]:
         raise ValueError(f"diffraction must have shape (B, N, N, C), got {shape}")

@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if terminated.is_set() else 130
     except Exception as exc:  # merge/figure failures: arms already committed stay complete
         if terminated.is_set():
-            print(f"error: interrupted (Terminated, seen as {type(exc).__name__})", file=sys.stderr)
+            print(f"error: interrupted (Terminated, seen as {type(exc).__name__})",
+                  file=sys.stderr)
             return 143
         log.exception("study failed")
         print(f"error: study failed while merging: {type(exc).__name__}: {exc}", file=sys.stderr)

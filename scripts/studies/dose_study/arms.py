@@ -75,8 +75,8 @@ class StudyConfig:
     n_test_images:   test groups per dose (simulated from ``seed + TEST_SEED_OFFSET``)
     nepochs, batch_size, learning_rate: training
     n_filters_scale: CNN width multiplier (ModelConfig.n_filters_scale)
-    probe_defocus:   pupil-edge defocus phase of the probe (rad, SimConfig.probe_defocus);
-                     (PROBE_DEFOCUS by default, see there)
+    probe_defocus:   pupil-edge defocus phase of the probe in rad (SimConfig.probe_defocus;
+                     PROBE_DEFOCUS by default, see there)
     seed:            simulation and training seed
     quick:           whether the --quick sizes were the base of this config
     """
