@@ -124,8 +124,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 def _infer(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
+    from ptycho.fsutil import atomic_path, atomic_write_text
     from ptycho.inference import reconstruct, scanned_region
-    from ptycho.io import atomic_write, load_data, load_model
+    from ptycho.io import load_data, load_model
     from ptycho.metrics import evaluate
     from ptycho.plots import save_comparison_png, save_object_png
 
@@ -137,7 +138,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     rows, cols = scanned_region(data.coords, obj.shape)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "recon.npz") as tmp, open(tmp, "wb") as handle:
+    with atomic_path(out / "recon.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, object=obj, crop=np.array([rows.start, rows.stop, cols.start, cols.stop]))
     summary: dict[str, Any] = {"recon": str(out / "recon.npz"), "png": str(out / "recon.png"),
                                "infer_seconds": round(seconds, 3), "shape": list(obj.shape)}
@@ -153,8 +154,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     else:
         metrics["note"] = "no objectGuess in the data: no ground-truth metrics"
         save_object_png(obj[rows, cols], out / "recon.png", title="reconstruction")
-    with atomic_write(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     summary["metrics"] = str(out / "metrics.json")
     return summary
 

@@ -24,8 +24,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.config import ConfigError, ModelConfig, SimConfig
+from ptycho.fsutil import atomic_path
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -48,7 +48,6 @@ __all__ = [
     "load_h5",
     "load_data",
     "save_data",
-    "atomic_write",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,22 +59,6 @@ _WEIGHTS, _CONFIG, _META = "model.weights.h5", "model_config.json", "meta.json"
 _REQUIRED = ("diffraction", "xcoords", "ycoords", "probeGuess", "scan_index", "nphotons")
 _OPTIONAL = ("objectGuess", "counts", "offsets", "coords", "intensity_scale", "sim_config",
              "format_version")
-
-
-# --------------------------------------------------------------------------- atomic writes
-@contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to `path`; on success it replaces `path`, on error it is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- model archive
@@ -111,7 +94,7 @@ def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None
             warnings.filterwarnings("ignore", category=DeprecationWarning,
                                     message="__array__ implementation doesn't accept a copy")
             model.save_weights(weights)
-        with atomic_write(target) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w") as zf:
             zf.write(weights, _WEIGHTS, compress_type=zipfile.ZIP_STORED)
             zf.writestr(_CONFIG, json.dumps(cfg.to_dict(), indent=2, sort_keys=True),
                         compress_type=zipfile.ZIP_DEFLATED)
@@ -294,7 +277,7 @@ def save_npz(path: str | os.PathLike[str], data: Any, compress: bool = False) ->
     """Write a data set (SimulatedData / PtychoData) to an NPZ file atomically."""
     arrays = _to_arrays(data)
     target = Path(path)
-    with atomic_write(target) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
         (np.savez_compressed if compress else np.savez)(handle, **arrays)
     log.info("wrote %s (%d groups)", target, arrays["diffraction"].shape[0])
     return target
@@ -325,7 +308,7 @@ def save_h5(path: str | os.PathLike[str], data: Any) -> Path:
 
     arrays = _to_arrays(data)
     target = Path(path)
-    with atomic_write(target) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
         for key, value in arrays.items():
             if value.dtype.kind == "U":
                 h5.attrs[key] = str(value)

@@ -19,7 +19,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.config import TrainConfig
+from ptycho.fsutil import atomic_write_text
 from ptycho.model import PtychoModel, check_inputs, overlap_pad
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory"]
@@ -132,19 +132,6 @@ class CsvHistory(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buffer.getvalue())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,

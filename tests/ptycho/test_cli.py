@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", "ptycho", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, umask=0o022)
 
 
 def test_simulate_train_infer_pipeline(tmp_path: Path) -> None:
@@ -52,6 +52,8 @@ def test_simulate_train_infer_pipeline(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"amp_ssim", "amp_psnr", "phase_mae", "crop"} <= set(metrics)
     assert -1.0 <= metrics["amp_ssim"] <= 1.0
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *out.iterdir()]}
+    assert set(modes.values()) == {"0o644"}, modes  # what open(path, "w") gives under umask 022
 
 
 def test_cli_errors_have_exit_codes_and_name_the_file(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import pytest  # noqa: E402
 from ptycho.config import SimConfig, TrainConfig  # noqa: E402
 from ptycho.io import (  # noqa: E402
     ARCHIVE_VERSION,
-    atomic_write,
     load_data,
     load_h5,
     load_model,
@@ -24,6 +23,7 @@ from ptycho.io import (  # noqa: E402
     save_model,
     save_npz,
 )
+from ptycho.fsutil import atomic_path  # noqa: E402
 from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
@@ -152,7 +152,7 @@ def test_failed_write_keeps_the_previous_file(sim: object, tmp_path: Path) -> No
     path = save_npz(tmp_path / "keep.npz", sim)
     before = path.read_bytes()
     with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_write(path) as tmp:
+        with atomic_path(path) as tmp:
             tmp.write_bytes(b"partial")
             raise RuntimeError("disk full")
     assert path.read_bytes() == before

@@ -33,7 +33,7 @@ def study_cmd(out: Path, *extra: str, sizes: list[str] = TINY) -> list[str]:
 def run_study(out: Path, *extra: str, sizes: list[str] = TINY,
               timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(study_cmd(out, *extra, sizes=sizes), capture_output=True, text=True,
-                          timeout=timeout, env=ENV, stdin=subprocess.DEVNULL)
+                          timeout=timeout, env=ENV, stdin=subprocess.DEVNULL, umask=0o022)
 
 
 def trained(stderr: str) -> list[str]:
@@ -102,6 +102,9 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     assert not panels[("high", "mae")]["present"] and not panels[("low", "nll")]["present"]
     assert (out / "dose_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "| high_nll | 1e9 | NLL |" in (out / "summary.md").read_text()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    modes = {str(p.relative_to(out)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert len(files) >= 13 and set(modes.values()) == {"0o644"}, modes  # umask 022
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180) -> None:

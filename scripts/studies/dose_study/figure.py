@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ptycho.fsutil import atomic_write_bytes
+
 from .arms import ARMS, ArmSpec, format_dose
-from .store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> Figur
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     data = buf.getvalue()
-    write_bytes_atomic(Path(path), data)
+    atomic_write_bytes(path, data)
     report.png_ok = Path(path).read_bytes()[:8] == PNG_SIGNATURE and len(data) > 1000
     bad = [f"{p['row']}/{p['column']}" for p in report.panels if not p["ok"]]
     if bad:

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ptycho.fsutil import atomic_write_json
+
 log = logging.getLogger(__name__)
 
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz")
@@ -44,29 +46,6 @@ class ArmDataError(ValueError):
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -180,7 +159,7 @@ class ArmStore:
         missing = [f for f in ARM_FILES if not (staging / f).is_file()]
         if missing:
             raise ArmDataError(f"arm {arm}: refusing to commit, missing {missing} in {staging}")
-        write_json_atomic(staging / COMPLETE_MARKER,
+        atomic_write_json(staging / COMPLETE_MARKER,
                           {"arm": arm, "completed_utc": utc_now(), "files": list(ARM_FILES)})
         _fsync_dir(staging)
         final = self.arm_dir(arm)

@@ -20,8 +20,9 @@ import numpy as np
 
 from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
 from .figure import ArmView, render_figure
-from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now, write_json_atomic, \
-    write_text_atomic
+from ptycho.fsutil import atomic_write_json, atomic_write_text
+
+from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now
 from .summary import build_summary, config_mismatches, render_markdown
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
                 f"{', --quick' if cfg.quick else ''})")
     figure = render_figure(views, store.root / FIGURE_NAME, suptitle)
     summary = build_summary(cfg, per_arm, figure, package_versions(), run_info)
-    write_json_atomic(store.root / "summary.json", summary)
-    write_text_atomic(store.root / "summary.md", render_markdown(summary))
+    atomic_write_json(store.root / "summary.json", summary)
+    atomic_write_text(store.root / "summary.md", render_markdown(summary))
     return summary
 
 
