@@ -103,7 +103,7 @@ def _json_objects(text: str) -> Iterator[Any]:
         try:
             yield json.loads(stripped)
             return
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     for line in text.splitlines():
         line = line.strip()
@@ -111,7 +111,7 @@ def _json_objects(text: str) -> Iterator[Any]:
             continue
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # junk, or nesting too deep to decode
             continue
 
 
