@@ -11,7 +11,8 @@ deadline (``budgets.max_wall_s``); :func:`wait_until` sleeps until then unless t
 Recognised reset times (case-insensitive): ``try again in 2 seconds``, ``resets in 37 minutes``,
 ``retry after 1h 5m``, ``try again in 5 days 22 hours 11 minutes``, ``Retry-After: 120``,
 ``"retry_after": 30``, ``"retryDelay": "17s"``, ``resets 4pm``, ``resets 4:30pm``,
-``resets 16:00``, ``resets 1:30am (Asia/Dhaka)``, ``resets May 5 at 9pm (America/New_York)``
+``resets 16:00``, ``resets 1:30am (Asia/Dhaka)``, ``resets May 5 at 9pm (America/New_York)``,
+``try again at Jul 5th, 2026 8:19 PM``
 (next occurrence; local time unless a zone is given), a Unix timestamp after ``|``
 (``Claude AI usage limit reached|1750708800``) or as ``"resets_at": 1775317531``.
 """
@@ -70,7 +71,7 @@ DEFAULT_PATTERNS: tuple[TransientPattern, ...] = (
     _p("codex-usage-limit", rf"You{_APOS}ve hit your usage limit|usage_limit_reached"),
     _p("claude-limit", rf"You{_APOS}ve hit your limit"),
     _p("anthropic-rate-limit", r"\brate_limit_error\b"),
-    _p("anthropic-overloaded", r"\boverloaded_error\b|\bOverloaded\b"),
+    _p("anthropic-overloaded", r"\boverloaded_error\b|(?-i:\bOverloaded\b)"),
     _p("gemini-resource-exhausted", r"\bRESOURCE_EXHAUSTED\b|Resource has been exhausted|Resource exhausted"),
     _p("quota-exceeded", r"\bquota exceeded\b|\bexceeded your current quota\b"),
     _p("http-429", r"\b429 Too Many Requests\b|\bToo Many Requests\b"
@@ -160,8 +161,9 @@ _RETRY_DELAY_RE = re.compile(r"[\"']retryDelay[\"']\s*:\s*[\"'](?P<s>\d+(?:\.\d+
 _EPOCH_RE = re.compile(r"\|\s*(?P<ts>1\d{9})\b|[\"']resets_at[\"']\s*:\s*(?P<ts2>1\d{9})\b")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _CLOCK_RE = re.compile(
-    r"\bresets?\s+(?:at\s+)?"
-    r"(?:(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?:at\s+)?)?"
+    r"\b(?:resets?|try again)\s+(?:at\s+)?"
+    r"(?:(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+"
+    r"(?:(?P<year>\d{4}),?\s+)?(?:at\s+)?)?"
     r"(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?\s*(?P<ampm>am|pm)?"
     r"(?:\s*\((?P<tz>[A-Za-z_]+(?:/[A-Za-z0-9_+-]+)*)\))?",
     re.IGNORECASE)
@@ -196,12 +198,13 @@ def _clock_time(m: re.Match[str], now: datetime, local_tz: tzinfo | None) -> dat
     here = now.astimezone(tz)
     if m["mon"]:
         month, day = _MONTHS.index(m["mon"].lower()[:3]) + 1, int(m["day"])
-        for year in (here.year, here.year + 1):
+        years = (int(m["year"]),) if m["year"] else (here.year, here.year + 1)
+        for year in years:
             try:
                 cand = datetime(year, month, day, hour, minute, tzinfo=tz)
             except ValueError:
                 return None
-            if cand > here - timedelta(days=1):
+            if m["year"] or cand > here - timedelta(days=1):
                 return cand.astimezone(timezone.utc)
         return None
     cand = here.replace(hour=hour, minute=minute, second=0, microsecond=0)

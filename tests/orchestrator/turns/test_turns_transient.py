@@ -46,6 +46,7 @@ def test_default_patterns_recognise_real_cli_messages(output: str, pattern: str)
 
 
 @pytest.mark.parametrize("output", [
+    "error: the overloaded operator + is ambiguous",
     "Traceback (most recent call last):\nValueError: shape mismatch (64, 64) vs (32, 32)",
     "error: tests/test_http.py line 429: assertion failed",
     "Error: ENOENT: no such file or directory",
@@ -99,6 +100,8 @@ def test_extra_regexes_come_first_and_bad_ones_name_the_key() -> None:
     ("resets 12am (Europe/Berlin)", datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)),
     ("resets May 5 at 9pm (America/New_York)", datetime(2027, 5, 6, 1, 0, tzinfo=timezone.utc)),
     ("resets Dec 1 at 9am", datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)),
+    ("or try again at Jul 5th, 2026 8:19 PM.", datetime(2026, 7, 5, 18, 19, tzinfo=timezone.utc)),
+    ("Your limit will reset at 3pm (America/Bogota).", datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc)),
 ])
 def test_reset_times(text: str, expected: datetime) -> None:
     got = parse_wait_until(text, NOW, local_tz=BERLIN)
