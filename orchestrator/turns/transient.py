@@ -70,7 +70,8 @@ DEFAULT_PATTERNS: tuple[TransientPattern, ...] = (
     _p("claude-usage-limit", r"Claude AI usage limit reached|Claude usage limit reached"),
     _p("codex-usage-limit", rf"You{_APOS}ve hit your usage limit|usage_limit_reached"),
     _p("claude-limit", rf"You{_APOS}ve hit your limit"),
-    _p("anthropic-rate-limit", r"\brate_limit_error\b"),
+    _p("anthropic-rate-limit", r"\brate_limit_error\b|API Error: Rate limit reached"),
+    _p("claude-rate-limit-event", r"\"type\"\s*:\s*\"rate_limit_event\"[^\n]*?\"status\"\s*:\s*\"rejected\""),
     _p("anthropic-overloaded", r"\boverloaded_error\b|(?-i:\bOverloaded\b)"),
     _p("gemini-resource-exhausted", r"\bRESOURCE_EXHAUSTED\b|Resource has been exhausted|Resource exhausted"),
     _p("quota-exceeded", r"\bquota exceeded\b|\bexceeded your current quota\b"),
@@ -116,9 +117,11 @@ class TransientDecision:
 @dataclass(frozen=True)
 class TransientClassifier:
     """Classifies a finished agent turn. ``extra`` patterns (a command's ``transient:``) are
-    tried before the defaults. Only a failed turn (rc ≠ 0) is classified, and only the last
-    ``tail_chars`` of its output are searched, so an agent that merely *talks* about HTTP 429
-    in a successful turn is never mistaken for a rate-limited one."""
+    tried before the defaults. Only a failed turn is classified — rc ≠ 0, or rc 0 with a Claude
+    JSON result saying ``"is_error": true`` or a last output line starting ``API Error`` (Claude
+    Code's print mode can exit 0 on API errors) — and only the last ``tail_chars`` of its output
+    are searched, so an agent that merely *talks* about HTTP 429 in a successful turn is never
+    mistaken for a rate-limited one."""
 
     extra: tuple[TransientPattern, ...] = ()
     patterns: tuple[TransientPattern, ...] = DEFAULT_PATTERNS
@@ -132,9 +135,9 @@ class TransientClassifier:
                  local_tz: tzinfo | None = None) -> TransientDecision:
         """``rc``: the agent's exit status (``None`` = did not start: never transient);
         ``output``: its combined stdout/stderr; ``now``: aware datetime (the harness clock)."""
-        if rc is None or rc == 0:
-            return TransientDecision(False)
         tail = output[-self.tail_chars:]
+        if rc is None or (rc == 0 and not _reports_failure(tail)):
+            return TransientDecision(False)
         for pattern in (*self.extra, *self.patterns):
             m = pattern.regex.search(tail)
             if m:
@@ -143,6 +146,19 @@ class TransientClassifier:
                 excerpt = tail[line_start: line_end if line_end >= 0 else len(tail)].strip()[:200]
                 return TransientDecision(True, pattern.name, parse_wait_until(tail, now, local_tz), excerpt)
         return TransientDecision(False)
+
+
+_CLAUDE_RESULT_ERROR = re.compile(r"\"type\"\s*:\s*\"result\"[^\n]*?\"is_error\"\s*:\s*true")
+
+
+def _reports_failure(tail: str) -> bool:
+    """A turn that exited 0 but failed all the same: Claude Code in print mode can exit 0 on an
+    API error, with ``"is_error": true`` in its JSON result, or (plain text) with the error as
+    the last line of its output (``API Error: Rate limit reached``)."""
+    if _CLAUDE_RESULT_ERROR.search(tail):
+        return True
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return bool(lines) and lines[-1].lstrip().startswith("API Error")
 
 
 # --------------------------------------------------------------------------- reset times
@@ -158,7 +174,8 @@ _SECONDS_RE = re.compile(
     r"(?:retry-after\s*:\s*|[\"']retry_after[\"']\s*:\s*|[\"']resets_in_seconds[\"']\s*:\s*)(?P<s>\d+(?:\.\d+)?)",
     re.IGNORECASE)
 _RETRY_DELAY_RE = re.compile(r"[\"']retryDelay[\"']\s*:\s*[\"'](?P<s>\d+(?:\.\d+)?)s[\"']", re.IGNORECASE)
-_EPOCH_RE = re.compile(r"\|\s*(?P<ts>1\d{9})\b|[\"']resets_at[\"']\s*:\s*(?P<ts2>1\d{9})\b")
+_EPOCH_RE = re.compile(r"\|\s*(?P<ts>1\d{9})\b|[\"']resets_at[\"']\s*:\s*(?P<ts2>1\d{9})\b"
+                       r"|\"status\"\s*:\s*\"rejected\"[^{}\n]*?\"resetsAt\"\s*:\s*(?P<ts3>1\d{9})\b")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _CLOCK_RE = re.compile(
     r"\b(?:resets?|try again)\s+(?:at\s+)?"
@@ -228,7 +245,7 @@ def parse_wait_until(text: str, now: datetime, local_tz: tzinfo | None = None) -
     for m in (*_SECONDS_RE.finditer(text), *_RETRY_DELAY_RE.finditer(text)):
         found.append((m.start(), now + timedelta(seconds=float(m["s"]))))
     for m in _EPOCH_RE.finditer(text):
-        found.append((m.start(), datetime.fromtimestamp(int(m["ts"] or m["ts2"]), tz=timezone.utc)))
+        found.append((m.start(), datetime.fromtimestamp(int(m["ts"] or m["ts2"] or m["ts3"]), tz=timezone.utc)))
     for m in _CLOCK_RE.finditer(text):
         if text[m.end("h"):].lstrip().lower().startswith(("sec", "min", "hour", "day")):
             continue  # "resets 5 minutes" is a duration, not a clock time

@@ -207,3 +207,25 @@ def test_sigint_ends_a_wait_cleanly_in_a_real_process() -> None:
     assert proc.returncode == 0, err
     assert word == "stopped" and float(seconds) < 10 and restored == "True"
     assert "KeyboardInterrupt" not in err
+
+
+def test_claude_print_mode_errors_that_exit_zero_are_still_classified() -> None:
+    classifier = TransientClassifier()
+    result = ('{"type":"result","subtype":"success","is_error":true,"duration_api_ms":0,'
+              '"result":"API Error: Rate limit reached","total_cost_usd":0,"usage":{"input_tokens":0}}')
+    assert classifier.classify(0, result, NOW).pattern == "anthropic-rate-limit"
+    assert classifier.classify(0, "working...\nAPI Error: Rate limit reached\n", NOW).transient
+    ok = result.replace('"is_error":true', '"is_error":false')
+    assert not classifier.classify(0, ok, NOW).transient
+
+
+def test_stream_json_rate_limit_events() -> None:
+    allowed = ('{"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1784283600,'
+               '"rateLimitType":"five_hour"}}')
+    rejected = allowed.replace('"allowed"', '"rejected"')
+    classifier = TransientClassifier()
+    assert not classifier.classify(1, allowed + "\nError: ENOENT\n", NOW).transient
+    decision = classifier.classify(1, allowed + "\n" + rejected + "\n", NOW)
+    assert decision.pattern == "claude-rate-limit-event"
+    assert decision.wait_until == datetime.fromtimestamp(1784283600, tz=timezone.utc)
+    assert parse_wait_until(allowed, NOW) is None
