@@ -347,16 +347,16 @@ def canonical_arrays(per_position: np.ndarray, xcoords: np.ndarray, ycoords: np.
 
 # --------------------------------------------------------------------------- writing
 def per_position_patterns(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(positions used, their patterns): the scan positions that occur in ``data.scan_index``
-    (sorted) and one (N, N) network-unit pattern each.
+    """(positions, their patterns): every scan position of a canonical data set, else those
+    that occur in ``data.scan_index`` (sorted), with one (N, N) network-unit pattern each.
 
     returns: indices (P',) int64 into xcoords/ycoords, patterns (P', N, N) float32
     """
-    index = np.asarray(data.scan_index)
-    used = np.unique(index)
     per_position = getattr(data, "per_position", None)
     if per_position is not None:
-        return used, np.asarray(per_position, np.float32)[used]
+        return np.arange(len(per_position)), np.asarray(per_position, np.float32)
+    index = np.asarray(data.scan_index)
+    used = np.unique(index)
     diffraction = np.asarray(data.diffraction, np.float32)
     patterns = np.empty((int(index.max()) + 1, *diffraction.shape[1:3]), np.float32)
     for k in range(index.shape[1]):

@@ -78,7 +78,9 @@ def k_nearest(positions: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return np.arange(p, dtype=np.int64)[:, None]
     lo, hi = positions.min(axis=0), positions.max(axis=0)
-    area = float(np.prod(np.maximum(hi - lo, 1e-9)))
+    extent = hi - lo
+    extent = np.maximum(extent, extent.max() / math.sqrt(p))  # a line scan is thin, not empty
+    area = float(np.prod(extent))
     cell = math.sqrt(area * (2.0 * k / 3.0) / p)  # a 3×3 block holds ≈ 6k positions
     if p <= 4 * k or cell <= 0 or not math.isfinite(cell):
         return _brute_force(positions, np.arange(p), k)
@@ -104,6 +106,8 @@ def k_nearest(positions: np.ndarray, k: int) -> np.ndarray:
     for ring in (1, 2, 3):  # search (2·ring+1)² cells; exact when the k-th distance <= ring·cell
         kth = np.empty(len(todo))
         shifts = [(dx, dy) for dy in range(-ring, ring + 1) for dx in range(-ring, ring + 1)]
+        if len(shifts) * width < k:  # too few candidates per row: search a wider block
+            continue
         chunk = max(1, _CHUNK_ELEMENTS // (len(shifts) * width))
         for start in range(0, len(todo), chunk):
             rows = todo[start:start + chunk]
