@@ -121,13 +121,15 @@ class CanonicalData:
 
 
 def is_canonical(get: Callable[[str], np.ndarray | None]) -> bool:
-    """True for per-position files: ``diff3d`` present, or ``diffraction`` not (B, N, N, C)
-    with a (B, C) ``scan_index`` (this project's grouped layout)."""
+    """True for per-position files: ``diff3d`` present, or ``diffraction`` not 4-D, or
+    (n, H, W, 1) without a (B, C) ``scan_index``. A 4-D ``diffraction`` is otherwise this
+    project's grouped (B, N, N, C) layout."""
     if get("diff3d") is not None:
         return True
     diff, index = get("diffraction"), get("scan_index")
-    return not (diff is not None and diff.ndim == 4 and index is not None and index.ndim == 2
-                and get("nphotons") is not None)
+    if diff is None or diff.ndim != 4:
+        return True
+    return diff.shape[-1] == 1 and (index is None or index.ndim == 1)
 
 
 def count_quantum(values: np.ndarray, tolerance: float = 0.01) -> float | None:

@@ -244,9 +244,17 @@ def _from_canonical(source: Path, get: Callable[[str], np.ndarray | None],
     )
 
 
-def _from_arrays(source: Path, get: Callable[[str], np.ndarray | None],
+def _from_arrays(source: Path, read: Callable[[str], np.ndarray | None],
                  options: GroupingOptions | None = None) -> PtychoData:
     """Validate keys and shapes; raise ValueError naming the file and the offending key."""
+    cache: dict[str, np.ndarray | None] = {}
+
+    def cached(key: str) -> np.ndarray | None:  # each array is read from the file once
+        if key not in cache:
+            cache[key] = read(key)
+        return cache[key]
+
+    get = cached
     if is_canonical(get):
         return _from_canonical(source, get, options or GroupingOptions())
     arrays = {k: get(k) for k in (*_REQUIRED, *_OPTIONAL)}
