@@ -4,7 +4,8 @@ A canonical file (NPZ, or HDF5 with the same dataset names) holds one diffractio
 scan position; it carries no photon count and no grouping:
 
     diffraction (n, H, W) float32 amplitude (sqrt of intensity), any normalisation;
-                older files name it ``diff3d`` (both present: they must be equal)
+                older files name it ``diff3d`` (both present: they must be equal);
+                (n, H, W, 1) and the legacy (H, W, n) order are accepted
     xcoords, ycoords (n,) float64 scan positions in object pixels (x = column, y = row; the
                 patch centre pixel (H//2, W//2) sits there, as in ``physics.extract_patches``)
     probeGuess (H, W) complex64
@@ -191,6 +192,10 @@ def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: in
     xs, ys = get("xcoords"), get("ycoords")
     if patterns.ndim == 4 and patterns.shape[-1] == 1:  # (n, H, W, 1): a trailing channel
         patterns = patterns[..., 0]
+    if (patterns.ndim == 3 and xs.ndim == 1 and patterns.shape[0] != xs.shape[0]
+            and patterns.shape[2] == xs.shape[0] and patterns.shape[0] == patterns.shape[1]):
+        log.info("%s: '%s' is in the legacy (H, W, n) order; using (n, H, W)", source, key)
+        patterns = np.moveaxis(patterns, 2, 0)
     if patterns.ndim != 3:
         raise fail(key, f"must be (n, H, W) per-position patterns, got rank {patterns.ndim} "
                         f"shape {patterns.shape}")
@@ -212,6 +217,8 @@ def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: in
     probe = get("probeGuess")
     if probe.shape != (h, w):
         raise fail("probeGuess", f"must have the pattern shape ({h}, {w}), got {probe.shape}")
+    if probe.dtype.kind not in "fciu":
+        raise fail("probeGuess", f"must be complex (complex64), got dtype {probe.dtype}")
     if not np.isfinite(probe).all():
         raise fail("probeGuess", "contains NaN or Inf")
     if not np.any(probe):

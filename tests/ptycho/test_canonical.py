@@ -189,3 +189,11 @@ def test_bad_canonical_input_exits_1_naming_key_and_file(
     assert f"bad_{case}.npz" in err and f"'{key}'" in err, err
     assert not out.exists()  # nothing written
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_legacy_layouts_load_like_the_canonical_one(arrays: dict, tmp_path: Path) -> None:
+    reference = load_data(_write(tmp_path / "a.npz", arrays))
+    for name, patterns in (("channel", arrays["diffraction"][..., None]),
+                           ("hwn", np.moveaxis(arrays["diffraction"], 0, 2))):
+        data = load_data(_write(tmp_path / f"{name}.npz", {**arrays, "diffraction": patterns}))
+        np.testing.assert_array_equal(data.diffraction, reference.diffraction, err_msg=name)
