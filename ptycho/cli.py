@@ -1,10 +1,17 @@
 """Command line: ``python -m ptycho {simulate,train,infer}`` on NPZ (or HDF5) data sets.
 
     simulate --output data.npz [--N 64 --gridsize 2 --nphotons 1e9 --n-images 2000 ...]
+             [--format grouped|canonical]
     train    --data train.npz --output-dir DIR [--nepochs 50 --batch-size 16 --loss nll ...]
              → DIR/wts.h5.zip, DIR/history.csv (one progress line per epoch on stderr)
-    infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR
+    infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR [--canonical-out F.npz]
              → DIR/recon.npz, DIR/recon.png, DIR/metrics.json
+
+``--data`` takes this project's grouped files or PtychoPINN's canonical per-position files
+(``diffraction``/``diff3d`` (n, H, W) amplitudes, xcoords, ycoords, probeGuess, optional
+objectGuess), which are grouped from the scan coordinates: ``--gridsize`` (train; infer uses
+the model's), ``--n-groups``, ``--neighbors``, ``--seed``; ``--nphotons`` sets the photon
+count (default: from the file's metadata or the data), ``--intensity`` declares intensities.
 
 Exit codes: 0 ok · 1 bad input or a failed step (message names the file/value) · 2 usage.
 Every command accepts ``--json`` to print a JSON summary instead of text.
@@ -32,6 +39,41 @@ def _flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
                         help=help_text + " (default: fastest for the device)")
 
 
+def _grouping_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("canonical (per-position) data")
+    group.add_argument("--gridsize", type=int, default=None,
+                       help="patterns per group side (train default 2; infer: the model's)")
+    group.add_argument("--n-groups", type=int, default=None,
+                       help="number of groups (default: one per scan position)")
+    group.add_argument("--neighbors", type=int, default=None,
+                       help="nearest positions a group is drawn from (default max(7, gridsize²))")
+    group.add_argument("--nphotons", type=float, default=None,
+                       help="mean photons per pattern (default: file metadata, else estimated "
+                            "from the count quantisation, else 1e9)")
+    group.add_argument("--intensity", action="store_true",
+                       help="the file holds intensities, not amplitudes")
+
+
+def _load(args: argparse.Namespace, gridsize: int) -> Any:
+    """Load --data, grouping a canonical file with the command's grouping flags."""
+    from ptycho.io import GroupingOptions, load_data
+
+    options = GroupingOptions(gridsize=gridsize, n_groups=args.n_groups, neighbors=args.neighbors,
+                              seed=args.seed, nphotons=args.nphotons, intensity=args.intensity)
+    data = load_data(args.data, options)
+    if data.source_format != "canonical":
+        channels = data.diffraction.shape[-1]
+        if args.gridsize is not None and args.gridsize ** 2 != channels:
+            raise ValueError(f"{args.data}: grouped file has C={channels} patterns per group; "
+                             f"--gridsize {args.gridsize} does not match")
+        ignored = [f for f, v in (("--n-groups", args.n_groups), ("--neighbors", args.neighbors),
+                                  ("--nphotons", args.nphotons), ("--intensity", args.intensity))
+                   if v]
+        if ignored:
+            log.warning("%s is already grouped: %s ignored", args.data, ", ".join(ignored))
+    return data
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ptycho", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--probe-defocus", type=float, help="pupil-edge defocus phase (rad)")
     sim.add_argument("--object-size", type=int)
     sim.add_argument("--seed", type=int)
+    sim.add_argument("--format", choices=("grouped", "canonical"), default="grouped",
+                     help="grouped: this project's (B,N,N,C) layout; canonical: PtychoPINN's "
+                          "per-position layout (no photon count in the arrays)")
 
     tr = sub.add_parser("train", help="train a model on a data set")
     tr.add_argument("--data", required=True, type=Path)
@@ -57,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--learning-rate", type=float, default=1e-3)
     tr.add_argument("--loss", choices=("nll", "mae"), default="nll")
     tr.add_argument("--n-filters-scale", type=int, default=None)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
+    _grouping_flags(tr)
     _flag(tr, "jit-compile", "whole-step XLA compilation")
     _flag(tr, "mixed-precision", "bfloat16 CNN")
 
@@ -66,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--data", required=True, type=Path)
     inf.add_argument("--output-dir", required=True, type=Path)
     inf.add_argument("--batch-size", type=int, default=64)
+    inf.add_argument("--seed", type=int, default=0, help="grouping seed (canonical data)")
+    inf.add_argument("--canonical-out", type=Path, default=None,
+                     help="also write the reconstruction as a canonical NPZ/HDF5 "
+                          "(objectGuess = the stitched object)")
+    _grouping_flags(inf)
 
     for p in (sim, tr, inf):
         p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -88,18 +139,27 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
             values[key] = getattr(args, key)
     cfg = SimConfig.from_dict(values)
     data = simulate(cfg)
-    save_data(args.output, data)
-    return {"output": str(args.output), "groups": data.n_groups, "config": cfg.to_dict(),
-            "intensity_scale": data.intensity_scale}
+    summary: dict[str, Any] = {"output": str(args.output), "format": args.format,
+                               "config": cfg.to_dict(), "intensity_scale": data.intensity_scale}
+    if args.format == "canonical":
+        from ptycho.canonical import from_simulation, save_canonical
+
+        arrays = from_simulation(data)
+        save_canonical(args.output, arrays)
+        summary["positions"] = int(len(arrays["xcoords"]))
+    else:
+        save_data(args.output, data)
+        summary["groups"] = data.n_groups
+    return summary
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.config import TrainConfig
-    from ptycho.io import load_data, save_model
+    from ptycho.io import save_model
     from ptycho.model import build_model, model_config_for
     from ptycho.train import train
 
-    data = load_data(args.data)
+    data = _load(args, args.gridsize if args.gridsize is not None else 2)
     overrides: dict[str, Any] = {"loss": args.loss, "jit_compile": args.jit_compile,
                                  "mixed_precision": args.mixed_precision}
     if args.n_filters_scale is not None:
@@ -118,33 +178,65 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     losses = history.history.get("loss", [])
     return {"model": str(archive), "history": str(history_csv), "epochs": len(losses),
             "final_loss": losses[-1] if losses else None, "train_seconds": round(seconds, 2),
-            "params": int(model.count_params()), "path": model.execution.name}
+            "params": int(model.count_params()), "path": model.execution.name,
+            "data": _data_summary(data)}
+
+
+def _data_summary(data: Any) -> dict[str, Any]:
+    return {"format": data.source_format, "groups": int(data.n_groups),
+            "positions": int(len(data.xcoords)), "gridsize": int(round(data.diffraction.shape[-1] ** 0.5)),
+            "nphotons": float(data.nphotons), "nphotons_source": data.nphotons_source,
+            "intensity_scale": float(data.intensity_scale)}
 
 
 def _infer(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+
     import numpy as np
 
+    from ptycho.canonical import canonical_arrays, per_position_patterns, save_canonical
     from ptycho.fsutil import atomic_path, atomic_write_text
     from ptycho.inference import reconstruct, scanned_region
-    from ptycho.io import load_data, load_model
+    from ptycho.io import load_model
     from ptycho.metrics import evaluate
     from ptycho.plots import save_comparison_png, save_object_png
 
     model, cfg, meta = load_model(args.model)
-    data = load_data(args.data)
+    if args.gridsize is not None and args.gridsize != cfg.gridsize:
+        raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
+                         f"{cfg.gridsize} ({args.model})")
+    data = _load(args, cfg.gridsize)
+    shift = np.zeros(2)
+    if data.obj is None:  # own frame: move the scan so that every patch lies on the canvas
+        xy = np.moveaxis(np.asarray(data.coords, np.float64)[:, 0], 2, 1).reshape(-1, 2)
+        shift = np.maximum(0.0, np.ceil(cfg.N // 2 + 1 - xy.min(axis=0)))
+        if shift.any():
+            log.info("no objectGuess: scan shifted by (%g, %g) px onto the canvas", *shift)
+            data = dataclasses.replace(
+                data, coords=(data.coords + shift.reshape(1, 1, 2, 1)).astype(np.float32),
+                xcoords=data.xcoords + shift[0], ycoords=data.ycoords + shift[1])
     start = time.perf_counter()
-    obj = reconstruct(model, data, batch_size=args.batch_size)
+    try:
+        obj = reconstruct(model, data, batch_size=args.batch_size)
+    except ValueError as exc:
+        if "leave the" in str(exc):
+            raise ValueError(f"{args.data}: scan positions (xcoords/ycoords) put patches outside "
+                             f"objectGuess {np.shape(data.obj)}: {exc}") from exc
+        raise
     seconds = time.perf_counter() - start
     rows, cols = scanned_region(data.coords, obj.shape)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "recon.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, object=obj, crop=np.array([rows.start, rows.stop, cols.start, cols.stop]))
+        np.savez(handle, object=obj, crop=np.array([rows.start, rows.stop, cols.start, cols.stop]),
+                 frame_shift=shift)
     summary: dict[str, Any] = {"recon": str(out / "recon.npz"), "png": str(out / "recon.png"),
-                               "infer_seconds": round(seconds, 3), "shape": list(obj.shape)}
+                               "infer_seconds": round(seconds, 3), "shape": list(obj.shape),
+                               "data": _data_summary(data)}
     metrics: dict[str, Any] = {"model": str(args.model), "data": str(args.data),
                                "crop": [rows.start, rows.stop, cols.start, cols.stop],
-                               "groups": int(data.n_groups), "infer_seconds": round(seconds, 3)}
+                               "groups": int(data.n_groups), "infer_seconds": round(seconds, 3),
+                               "frame_shift": shift.tolist()}
     if data.obj is not None:
         scores = evaluate(obj, data.obj, (rows, cols))
         metrics.update(scores)
@@ -153,7 +245,17 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
         summary.update({k: scores[k] for k in ("amp_psnr", "amp_ssim")})
     else:
         metrics["note"] = "no objectGuess in the data: no ground-truth metrics"
+        summary["note"] = metrics["note"]
         save_object_png(obj[rows, cols], out / "recon.png", title="reconstruction")
+    if args.canonical_out is not None:
+        used, patterns = per_position_patterns(data)
+        arrays = canonical_arrays(
+            patterns, data.xcoords[used], data.ycoords[used], data.probe, obj,
+            {"generator": "ptycho-harness infer", "objectGuess": "reconstruction",
+             "model": str(args.model), "source": str(args.data), "frame_shift": shift.tolist(),
+             "amplitude_units": "network units (mean sum of squares per pattern (N/2)^2)"})
+        save_canonical(args.canonical_out, arrays)
+        summary["canonical_out"] = str(args.canonical_out)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     summary["metrics"] = str(out / "metrics.json")
     return summary

@@ -14,6 +14,10 @@ Data sets use the keys of the PtychoPINN NPZ convention plus what training needs
     sim_config (JSON str) *     format_version ()           (* optional)
 
 ``offsets``/``coords`` missing → derived from the scan positions and ``scan_index``.
+
+PtychoPINN's canonical per-position files (``diffraction``/``diff3d`` (n, H, W), no photon
+count, no grouping; see ``ptycho.canonical``) are recognised by their keys and shapes and
+grouped on loading according to a ``GroupingOptions``; ``save_canonical`` writes that layout.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ptycho.canonical import GroupingOptions, is_canonical
 from ptycho.config import ConfigError, ModelConfig, SimConfig
 from ptycho.fsutil import atomic_path
 
@@ -48,6 +53,7 @@ __all__ = [
     "load_h5",
     "load_data",
     "save_data",
+    "GroupingOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,6 +174,8 @@ class PtychoData:
     diffraction (B,N,N,C) float32, offsets/coords (B,1,2,C) float32, scan_index (B,C) int64,
     xcoords/ycoords (P,) float64, probe (N,N) complex64, intensity_scale, nphotons,
     counts (B,N,N,C) float32 | None, obj (H,W) complex64 | None, config SimConfig | None.
+    Canonical files also give per_position (P,N,N) float32 network-unit patterns,
+    source_format "canonical" and nphotons_source (given|metadata|count quantisation|default).
     """
 
     diffraction: np.ndarray
@@ -182,6 +190,9 @@ class PtychoData:
     counts: np.ndarray | None = None
     obj: np.ndarray | None = None
     config: SimConfig | None = None
+    per_position: np.ndarray | None = None
+    source_format: str = "grouped"
+    nphotons_source: str = "file"
 
     @property
     def n_groups(self) -> int:
@@ -211,8 +222,41 @@ def _to_arrays(data: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _from_arrays(source: Path, get: Callable[[str], np.ndarray | None]) -> PtychoData:
+def _from_canonical(source: Path, get: Callable[[str], np.ndarray | None],
+                    options: GroupingOptions) -> PtychoData:
+    """Validate a per-position file, normalise it and group it from its scan coordinates."""
+    from ptycho import canonical
+    from ptycho.scan import group_offsets
+
+    data = canonical.validate(source, get, options.gridsize, options.intensity)
+    units = canonical.to_network_units(data, options.nphotons)
+    index, grouped = canonical.group(data.positions, units.diffraction, options)
+    counts = np.square(grouped * np.float32(units.intensity_scale))
+    coords, offsets = group_offsets(data.positions, index)
+    log.info("%s: %d positions → %d groups of %d", source, data.n_positions, len(index),
+             index.shape[1])
+    return PtychoData(
+        diffraction=grouped, offsets=offsets, coords=coords, scan_index=index,
+        xcoords=data.positions[:, 0].copy(), ycoords=data.positions[:, 1].copy(),
+        probe=data.probe, intensity_scale=units.intensity_scale, nphotons=units.nphotons,
+        counts=counts, obj=data.obj, per_position=units.diffraction,
+        source_format="canonical", nphotons_source=units.nphotons_source,
+    )
+
+
+def _from_arrays(source: Path, read: Callable[[str], np.ndarray | None],
+                 options: GroupingOptions | None = None) -> PtychoData:
     """Validate keys and shapes; raise ValueError naming the file and the offending key."""
+    cache: dict[str, np.ndarray | None] = {}
+
+    def cached(key: str) -> np.ndarray | None:  # each array is read from the file once
+        if key not in cache:
+            cache[key] = read(key)
+        return cache[key]
+
+    get = cached
+    if is_canonical(get):
+        return _from_canonical(source, get, options or GroupingOptions())
     arrays = {k: get(k) for k in (*_REQUIRED, *_OPTIONAL)}
     missing = [k for k in _REQUIRED if arrays[k] is None]
     if missing:
@@ -283,8 +327,9 @@ def save_npz(path: str | os.PathLike[str], data: Any, compress: bool = False) ->
     return target
 
 
-def load_npz(path: str | os.PathLike[str]) -> PtychoData:
-    """Read and validate an NPZ data set; errors name the file and the offending key."""
+def load_npz(path: str | os.PathLike[str], options: GroupingOptions | None = None) -> PtychoData:
+    """Read and validate an NPZ data set (grouped or canonical; `options` group canonical
+    files, default ``GroupingOptions()``); errors name the file and the offending key."""
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"data file not found: {source}")
@@ -297,7 +342,7 @@ def load_npz(path: str | os.PathLike[str]) -> PtychoData:
     try:
         with npz:
             keys = set(npz.files)
-            return _from_arrays(source, lambda k: npz[k] if k in keys else None)
+            return _from_arrays(source, lambda k: npz[k] if k in keys else None, options)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ValueError(f"{source}: damaged NPZ file: {exc}") from exc
 
@@ -318,8 +363,8 @@ def save_h5(path: str | os.PathLike[str], data: Any) -> Path:
     return target
 
 
-def load_h5(path: str | os.PathLike[str]) -> PtychoData:
-    """Read and validate an HDF5 data set written by ``save_h5``."""
+def load_h5(path: str | os.PathLike[str], options: GroupingOptions | None = None) -> PtychoData:
+    """Read and validate an HDF5 data set (``save_h5``'s, or canonical keys as datasets)."""
     import h5py
 
     source = Path(path)
@@ -334,18 +379,19 @@ def load_h5(path: str | os.PathLike[str]) -> PtychoData:
                     return np.asarray(h5.attrs[key])
                 return None
 
-            return _from_arrays(source, get)
+            return _from_arrays(source, get, options)
     except OSError as exc:
         raise ValueError(f"{source}: not a readable HDF5 file: {exc}") from exc
 
 
-def load_data(path: str | os.PathLike[str]) -> PtychoData:
-    """Load a data set by suffix: .npz → NPZ, .h5/.hdf5 → HDF5."""
+def load_data(path: str | os.PathLike[str], options: GroupingOptions | None = None) -> PtychoData:
+    """Load a data set by suffix: .npz → NPZ, .h5/.hdf5 → HDF5. Canonical per-position files
+    are grouped with `options` (default ``GroupingOptions()``)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
-        return load_npz(path)
+        return load_npz(path, options)
     if suffix in (".h5", ".hdf5"):
-        return load_h5(path)
+        return load_h5(path, options)
     raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
 
 
@@ -357,3 +403,4 @@ def save_data(path: str | os.PathLike[str], data: Any) -> Path:
     if suffix in (".h5", ".hdf5"):
         return save_h5(path, data)
     raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
+

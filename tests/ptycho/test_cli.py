@@ -1,17 +1,28 @@
-"""CLI: python -m ptycho simulate → train → infer in real subprocesses; errors and exit codes."""
+"""CLI: python -m ptycho simulate → train → infer (grouped and canonical data); errors and exit
+codes. `simulate` and the error cases run as real subprocesses; train/infer run through
+``ptycho.cli.main`` in this process (same code, no second TensorFlow start-up per step)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+import pytest
+
+from ptycho.canonical import GroupingOptions
+from ptycho.cli import main
+from ptycho.io import load_data
 
 ROOT = Path(__file__).resolve().parents[2]
+N = 16
 
 
 def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:
@@ -20,29 +31,47 @@ def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout, umask=0o022)
 
 
-def test_simulate_train_infer_pipeline(tmp_path: Path) -> None:
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:
+    """Run the CLI in-process with --json: (exit code, parsed stdout or {}, stderr)."""
+    rc = main([*args, "--json"])
+    captured = capsys.readouterr()
+    return rc, (json.loads(captured.out) if rc == 0 else {}), captured.err
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_simulate_train_infer_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       caplog: pytest.LogCaptureFixture, umask_022: None) -> None:
     data = tmp_path / "train.npz"
-    proc = _run("simulate", "--output", str(data), "--N", "16", "--gridsize", "2",
+    proc = _run("simulate", "--output", str(data), "--N", str(N), "--gridsize", "2",
                 "--n-images", "24", "--nphotons", "1e6", "--seed", "3", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["groups"] == 24
     with np.load(data) as npz:
-        assert npz["diffraction"].shape == (24, 16, 16, 4)
+        assert npz["diffraction"].shape == (24, N, N, 4)
 
     out = tmp_path / "run"
-    proc = _run("train", "--data", str(data), "--output-dir", str(out), "--nepochs", "1",
-                "--batch-size", "8", "--n-filters-scale", "1", "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)
+    with caplog.at_level(logging.INFO, logger="ptycho.train"):
+        rc, summary, err = _main(capsys, "train", "--data", str(data), "--output-dir", str(out),
+                                 "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1")
+    assert rc == 0, err[-3000:]
     assert summary["epochs"] == 1 and np.isfinite(summary["final_loss"])
-    assert "epoch 1/1 loss=" in proc.stderr  # per-epoch progress line
+    assert summary["data"]["format"] == "grouped"
+    assert "epoch 1/1 loss=" in caplog.text  # per-epoch progress line
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == 1 and rows[0]["epoch"] == "1" and np.isfinite(float(rows[0]["loss"]))
     assert (out / "wts.h5.zip").is_file()
 
-    proc = _run("infer", "--model", str(out / "wts.h5.zip"), "--data", str(data),
-                "--output-dir", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    rc, summary, err = _main(capsys, "infer", "--model", str(out / "wts.h5.zip"), "--data",
+                             str(data), "--output-dir", str(out))
+    assert rc == 0, err[-3000:]
     with np.load(out / "recon.npz") as npz:
         obj = npz["object"]
         truth_shape = np.load(data)["objectGuess"].shape
@@ -54,6 +83,95 @@ def test_simulate_train_infer_pipeline(tmp_path: Path) -> None:
     assert -1.0 <= metrics["amp_ssim"] <= 1.0
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *out.iterdir()]}
     assert set(modes.values()) == {"0o644"}, modes  # what open(path, "w") gives under umask 022
+
+
+def test_canonical_round_trip_simulate_train_infer(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "sim.npz"
+    proc = _run("simulate", "--output", str(data), "--format", "canonical", "--N", str(N),
+                "--n-images", "24", "--nphotons", "1e6", "--seed", "2", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["positions"] == 24
+    with np.load(data) as npz:
+        assert npz["diffraction"].shape == (24, N, N) and "nphotons" not in npz.files
+        assert {"xcoords", "ycoords", "probeGuess", "objectGuess", "_metadata"} <= set(npz.files)
+
+    out = tmp_path / "run"
+    rc, trained, err = _main(capsys, "train", "--data", str(data), "--output-dir", str(out),
+                             "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1",
+                             "--gridsize", "2", "--n-groups", "20", "--neighbors", "6")
+    assert rc == 0, err[-3000:]
+    assert trained["data"] == {**trained["data"], "format": "canonical", "groups": 20,
+                               "positions": 24, "gridsize": 2, "nphotons": 1e6,
+                               "nphotons_source": "metadata"}
+    recon_npz = tmp_path / "recon_canonical.npz"
+    rc, inferred, err = _main(capsys, "infer", "--model", trained["model"], "--data", str(data),
+                              "--output-dir", str(out), "--canonical-out", str(recon_npz))
+    assert rc == 0, err[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"amp_ssim", "amp_psnr", "phase_ssim", "amp_frc50"} <= set(metrics)
+    assert inferred["amp_ssim"] == metrics["amp_ssim"]
+    # the reconstruction as a canonical file: objectGuess = the stitched object
+    with np.load(out / "recon.npz") as npz:
+        obj = npz["object"]
+    again = load_data(recon_npz, GroupingOptions(gridsize=2))
+    np.testing.assert_array_equal(again.obj, obj)
+    np.testing.assert_array_equal(again.xcoords, load_data(data).xcoords)
+    assert again.per_position.shape == (24, N, N)
+
+
+@pytest.fixture(scope="module")
+def canonical_model(canonical_writer: ModuleType, tmp_path_factory: pytest.TempPathFactory,
+                    ) -> tuple[Path, ModuleType]:
+    """A model trained (1 epoch) on an independently written canonical file."""
+    work = tmp_path_factory.mktemp("canonical")
+    canonical_writer.write(work / "train.npz",
+                           canonical_writer.make_dataset(48, n=N, size=100, seed=1))
+    rc = main(["train", "--data", str(work / "train.npz"), "--output-dir", str(work / "run"),
+               "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1"])
+    assert rc == 0
+    return work / "run" / "wts.h5.zip", canonical_writer
+
+
+def test_infer_without_object_guess_writes_object_and_figure_only(
+        canonical_model: tuple[Path, ModuleType], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    model, writer = canonical_model
+    arrays = writer.make_dataset(30, n=N, size=100, seed=7, with_object=False)
+    arrays["xcoords"] -= 40.0  # a scan in its own frame: positions may be near or below 0
+    writer.write(tmp_path / "exp.npz", arrays)
+    capsys.readouterr()
+    rc = main(["infer", "--model", str(model), "--data", str(tmp_path / "exp.npz"),
+               "--output-dir", str(tmp_path / "out")])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    assert "no objectGuess in the data: no ground-truth metrics" in stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert not any(key.startswith(("amp_", "phase_")) for key in metrics)
+    assert metrics["frame_shift"][0] > 0 and metrics["frame_shift"][1] == 0
+    assert (tmp_path / "out" / "recon.png").read_bytes().startswith(b"\x89PNG")
+    with np.load(tmp_path / "out" / "recon.npz") as npz:
+        obj = npz["object"]
+    assert np.isfinite(obj).all() and np.count_nonzero(obj) > 0.3 * obj.size
+
+
+def test_infer_on_positions_the_model_never_saw(canonical_model: tuple[Path, ModuleType],
+                                                tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    model, writer = canonical_model
+    test = writer.make_dataset(20, n=N, size=100, seed=9, region=(0.0, 0.35))  # a corner
+    writer.write(tmp_path / "test.npz", test)
+    rc, summary, err = _main(capsys, "infer", "--model", str(model), "--data",
+                             str(tmp_path / "test.npz"), "--output-dir", str(tmp_path / "out"))
+    assert rc == 0, err[-3000:]
+    assert -1.0 <= summary["amp_ssim"] <= 1.0
+    with np.load(tmp_path / "out" / "recon.npz") as npz:
+        obj = npz["object"]
+    assert obj.shape == test["objectGuess"].shape
+    rows, cols = np.rint(test["ycoords"]).astype(int), np.rint(test["xcoords"]).astype(int)
+    assert np.all(obj[rows, cols] != 0)  # stitched over the new scan…
+    far = max(rows.max(), cols.max()) + N
+    assert not np.any(obj[far:, :]) and not np.any(obj[:, far:])  # …and nowhere else
 
 
 def test_cli_errors_have_exit_codes_and_name_the_file(tmp_path: Path) -> None:

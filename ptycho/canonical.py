@@ -1,0 +1,428 @@
+"""PtychoPINN's canonical per-position data layout: validation, photon scale, grouping, writing.
+
+A canonical file (NPZ, or HDF5 with the same dataset names) holds one diffraction pattern per
+scan position; it carries no photon count and no grouping:
+
+    diffraction (n, H, W) float32 amplitude (sqrt of intensity), any normalisation;
+                older files name it ``diff3d`` (both present: they must be equal);
+                (n, H, W, 1) and the legacy (H, W, n) order are accepted
+    xcoords, ycoords (n,) float64 scan positions in object pixels (x = column, y = row; the
+                patch centre pixel (H//2, W//2) sits there, as in ``physics.extract_patches``)
+    probeGuess (H, W) complex64
+    objectGuess (M, M) complex64 *    scan_index (n,) int *    Y (n, H, W) complex64 *
+    xcoords_start, ycoords_start (n,) *                         (* optional)
+
+``validate`` checks every array and raises ``CanonicalError`` naming the file and the key.
+``to_network_units`` turns the patterns into this project's network input (mean Σ x² per
+pattern = (N/2)², as for simulated data) and Poisson counts for the NLL loss; the photon count
+is, in order: given by the caller, the ``nphotons`` of the file's ``_metadata`` JSON, estimated
+from the count quantisation of the data (sqrt of integer counts times one constant), or the
+default 1e9 (logged). ``group`` builds the (B, C) neighbour groups from the coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho.fsutil import atomic_path
+from ptycho.grouping import group_scan_positions
+
+__all__ = [
+    "CanonicalError",
+    "CanonicalData",
+    "GroupingOptions",
+    "DEFAULT_NPHOTONS",
+    "CANONICAL_KEYS",
+    "is_canonical",
+    "validate",
+    "count_quantum",
+    "to_network_units",
+    "canonical_arrays",
+    "per_position_patterns",
+    "save_canonical",
+    "from_simulation",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NPHOTONS = 1e9
+CANONICAL_KEYS = ("diffraction", "diff3d", "xcoords", "ycoords", "probeGuess", "objectGuess",
+                  "scan_index", "Y", "xcoords_start", "ycoords_start", "_metadata")
+# amplitudes: peak / mean over all patterns. PtychoPINN's contract flags >= 100 as intensity.
+_INTENSITY_PEAK_RATIO = 100.0
+
+
+class CanonicalError(ValueError):
+    """A canonical data file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class GroupingOptions:
+    """How per-position data become training groups.
+
+    gridsize:  C = gridsize² patterns per group (>= 1)
+    n_groups:  groups B (>= 1); None → one per scan position
+    neighbors: candidates per group (>= gridsize²); None → max(7, gridsize²)
+    seed:      seed of the grouping draws
+    nphotons:  mean photon count per pattern (> 0) for the NLL loss; None → from the data
+    intensity: the file holds intensities (sqrt is taken), not amplitudes
+    """
+
+    gridsize: int = 2
+    n_groups: int | None = None
+    neighbors: int | None = None
+    seed: int = 0
+    nphotons: float | None = None
+    intensity: bool = False
+
+    def __post_init__(self) -> None:
+        def need_int(name: str, value: Any, minimum: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+        need_int("gridsize", self.gridsize, 1)
+        if self.n_groups is not None:
+            need_int("n_groups", self.n_groups, 1)
+        if self.neighbors is not None:
+            need_int("neighbors", self.neighbors, self.gridsize**2)
+        need_int("seed", self.seed, 0)
+        if self.nphotons is not None and not (math.isfinite(self.nphotons) and self.nphotons > 0):
+            raise ValueError(f"nphotons must be finite and > 0, got {self.nphotons!r}")
+        if not isinstance(self.intensity, bool):
+            raise ValueError(f"intensity must be a bool, got {self.intensity!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class CanonicalData:
+    """Validated per-position data (file units).
+
+    amplitude (n, N, N) float32 ≥ 0 (sqrt taken already for intensity files),
+    positions (n, 2) float64 (x, y), probe (N, N) complex64, obj (M, M') complex64 | None,
+    metadata: the file's ``_metadata`` JSON object ({} when absent).
+    """
+
+    amplitude: np.ndarray
+    positions: np.ndarray
+    probe: np.ndarray
+    obj: np.ndarray | None
+    metadata: dict[str, Any]
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.amplitude.shape[0])
+
+
+def is_canonical(get: Callable[[str], np.ndarray | None]) -> bool:
+    """True for per-position files: ``diff3d`` present, or ``diffraction`` not 4-D, or
+    (n, H, W, 1) without a (B, C) ``scan_index``. A 4-D ``diffraction`` is otherwise this
+    project's grouped (B, N, N, C) layout."""
+    if get("diff3d") is not None:
+        return True
+    diff, index = get("diffraction"), get("scan_index")
+    if diff is None or diff.ndim != 4:
+        return True
+    return diff.shape[-1] == 1 and (index is None or index.ndim == 1)
+
+
+def count_quantum(values: np.ndarray, tolerance: float = 0.01) -> float | None:
+    """The constant q with values ≈ q · (non-negative integers), if there is one.
+
+    values: any float array ≥ 0. Looks at values up to 1000 q (float32 keeps them exact to
+    1e-4); q is the smallest non-zero value divided by 1..4. None when fewer than 100 such
+    values exist or more than 1% of them are off an integer by more than `tolerance`.
+    """
+    flat = np.asarray(values, np.float64).ravel()
+    if flat.size > 4_000_000:
+        flat = flat[:: flat.size // 4_000_000 + 1]
+    nonzero = flat[flat > 0]
+    if nonzero.size < 100:
+        return None
+    smallest = float(nonzero.min())
+    for divisor in (1, 2, 3, 4):
+        q = smallest / divisor
+        ratio = nonzero[nonzero <= 1000.5 * q] / q
+        if ratio.size < 100:
+            continue
+        if np.mean(np.abs(ratio - np.rint(ratio)) > tolerance) <= 0.01:
+            return q
+    return None
+
+
+def _metadata(source: Path, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(str(raw.item() if raw.ndim == 0 else raw))
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise CanonicalError(f"{source}: '_metadata' must be a JSON string: {exc}") from exc
+    return value if isinstance(value, dict) else {}
+
+
+def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: int = 1,
+             intensity: bool = False) -> CanonicalData:
+    """Check a canonical file's arrays; raise CanonicalError naming the file and the key.
+
+    get: key → array or None (absent). gridsize: the grouping that will be asked for
+    (n must be >= gridsize²). intensity: the patterns are intensities (sqrt is taken).
+    """
+    def fail(key: str, message: str) -> CanonicalError:
+        return CanonicalError(f"{source}: '{key}' {message}")
+
+    diff, alias = get("diffraction"), get("diff3d")
+    if diff is None and alias is None:
+        raise CanonicalError(f"{source}: missing required key 'diffraction' (or 'diff3d')")
+    key = "diffraction" if diff is not None else "diff3d"
+    if diff is not None and alias is not None and (
+            diff.shape != alias.shape or not np.array_equal(diff, alias)):
+        raise fail("diff3d", f"differs from 'diffraction' ({alias.shape} vs {diff.shape}); "
+                             f"a file may hold both only when they are equal")
+    patterns = diff if diff is not None else alias
+    missing = [k for k in ("xcoords", "ycoords", "probeGuess") if get(k) is None]
+    if missing:
+        raise CanonicalError(f"{source}: missing required key(s) {missing}")
+    xs, ys = get("xcoords"), get("ycoords")
+    if patterns.ndim == 4 and patterns.shape[-1] == 1:  # (n, H, W, 1): a trailing channel
+        patterns = patterns[..., 0]
+    if (patterns.ndim == 3 and xs.ndim == 1 and patterns.shape[0] != xs.shape[0]
+            and patterns.shape[2] == xs.shape[0] and patterns.shape[0] == patterns.shape[1]):
+        log.info("%s: '%s' is in the legacy (H, W, n) order; using (n, H, W)", source, key)
+        patterns = np.moveaxis(patterns, 2, 0)
+    if patterns.ndim != 3:
+        raise fail(key, f"must be (n, H, W) per-position patterns, got rank {patterns.ndim} "
+                        f"shape {patterns.shape}")
+    if patterns.dtype.kind not in "fiu":
+        raise fail(key, f"must be real numbers (float32), got dtype {patterns.dtype}")
+    n, h, w = patterns.shape
+    if h != w:
+        raise fail(key, f"patterns must be square, got {h}×{w}")
+    for name, coords in (("xcoords", xs), ("ycoords", ys)):
+        if coords.ndim != 1 or coords.dtype.kind not in "fiu":
+            raise fail(name, f"must be a real (n,) vector, got shape {coords.shape} dtype {coords.dtype}")
+        if coords.shape[0] != n:
+            raise fail(name, f"has {coords.shape[0]} positions but '{key}' has {n} patterns")
+        if not np.isfinite(coords).all():
+            raise fail(name, "contains NaN or Inf")
+    if n < gridsize * gridsize:
+        raise fail(key, f"holds {n} scan positions, fewer than gridsize² = {gridsize ** 2} "
+                        f"(gridsize {gridsize}); use a smaller --gridsize")
+    probe = get("probeGuess")
+    if probe.shape != (h, w):
+        raise fail("probeGuess", f"must have the pattern shape ({h}, {w}), got {probe.shape}")
+    if probe.dtype.kind not in "fciu":
+        raise fail("probeGuess", f"must be complex (complex64), got dtype {probe.dtype}")
+    if not np.isfinite(probe).all():
+        raise fail("probeGuess", "contains NaN or Inf")
+    if not np.any(probe):
+        raise fail("probeGuess", "is all zero")
+    values = patterns.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        raise fail(key, f"contains {bad} NaN or Inf value(s)")
+    if (values < 0).any():
+        what = "intensities" if intensity else "amplitudes"
+        raise fail(key, f"contains negative values (min {float(values.min()):.4g}); {what} "
+                        f"must be >= 0")
+    if not values.any():
+        raise fail(key, "is all zero")
+    if intensity:
+        values = np.sqrt(values)
+    else:
+        reason = _intensity_reason(patterns.dtype, values)
+        if reason:
+            raise fail(key, f"looks like intensities, not amplitudes: {reason}. Canonical "
+                            f"files hold amplitudes (sqrt of intensity); pass --intensity "
+                            f"(GroupingOptions(intensity=True)) if these are intensities")
+    obj = get("objectGuess")
+    if obj is not None:
+        if obj.ndim != 2:
+            raise fail("objectGuess", f"must be 2-D (M, M), got shape {obj.shape}")
+        if not np.isfinite(obj).all():
+            raise fail("objectGuess", "contains NaN or Inf")
+    for name, shape in (("scan_index", (n,)), ("xcoords_start", (n,)), ("ycoords_start", (n,)),
+                        ("Y", (n, h, w))):
+        extra = get(name)
+        if extra is not None and extra.shape != shape:
+            raise fail(name, f"must have shape {shape} to match '{key}' {patterns.shape}, "
+                             f"got {extra.shape}")
+    return CanonicalData(
+        amplitude=np.ascontiguousarray(values, np.float32),
+        positions=np.stack([xs, ys], axis=1).astype(np.float64),
+        probe=probe.astype(np.complex64), obj=None if obj is None else obj.astype(np.complex64),
+        metadata=_metadata(source, get("_metadata")),
+    )
+
+
+def _intensity_reason(dtype: np.dtype, values: np.ndarray) -> str | None:
+    """Why amplitude-labelled patterns look like intensities, or None."""
+    if dtype.kind in "iu":
+        return f"integer dtype {dtype} (raw detector counts)"
+    if count_quantum(values) is not None:  # (sqrt of counts is not: sqrt 2, sqrt 3, …)
+        return "the values are integer multiples of one constant (photon counts)"
+    peak = float(values.max()) / float(values.mean())
+    if peak >= _INTENSITY_PEAK_RATIO:
+        return (f"peak / mean = {peak:.0f} >= {_INTENSITY_PEAK_RATIO:.0f} (amplitudes have a "
+                f"much smaller dynamic range)")
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkUnits:
+    """Per-position network input and its photon scale.
+
+    diffraction (n, N, N) float32 with mean Σ x² per pattern = (N/2)²; intensity_scale with
+    counts = (x · intensity_scale)²; nphotons = mean total counts per pattern; nphotons_source
+    says where it came from ("given", "metadata", "count quantisation", "default").
+    """
+
+    diffraction: np.ndarray
+    intensity_scale: float
+    nphotons: float
+    nphotons_source: str
+
+
+def to_network_units(data: CanonicalData, nphotons: float | None = None) -> NetworkUnits:
+    """Normalise per-position amplitudes and fix the photon scale (see module docstring)."""
+    amp = data.amplitude
+    n = amp.shape[1]
+    mean_power = float(np.mean(np.sum(np.square(amp, dtype=np.float64), axis=(1, 2))))
+    if nphotons is not None:
+        photons, source = float(nphotons), "given"
+    elif isinstance(data.metadata.get("nphotons"), (int, float)) and data.metadata["nphotons"] > 0:
+        photons, source = float(data.metadata["nphotons"]), "metadata"
+    else:
+        q = count_quantum(np.square(amp, dtype=np.float64))
+        if q is not None:
+            photons, source = mean_power / q, "count quantisation"
+        else:
+            photons, source = DEFAULT_NPHOTONS, "default"
+            log.warning("no photon count given and none detectable in the data (not sqrt of "
+                        "integer counts): assuming %.3g photons per pattern; set it with "
+                        "--nphotons", DEFAULT_NPHOTONS)
+    norm = math.sqrt(mean_power) / (n / 2)
+    diffraction = (amp / np.float32(norm)).astype(np.float32)
+    scale = math.sqrt(photons) / (n / 2)
+    log.info("canonical data: %d patterns, photons per pattern %.4g (%s)", len(amp), photons,
+             source)
+    return NetworkUnits(diffraction, scale, photons, source)
+
+
+def group(positions: np.ndarray, per_position: np.ndarray, options: GroupingOptions,
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(B, C) scan_index and the (B, N, N, C) grouped patterns.
+
+    positions (n, 2) float64; per_position (n, N, N) float32.
+    """
+    index = group_scan_positions(positions, options.gridsize, options.neighbors,
+                                 options.n_groups, options.seed)
+    b, c = index.shape
+    out = np.empty((b, *per_position.shape[1:], c), per_position.dtype)
+    for k in range(c):
+        out[..., k] = per_position[index[:, k]]
+    return index, out
+
+
+def canonical_arrays(per_position: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
+                     probe: np.ndarray, obj: np.ndarray | None = None,
+                     metadata: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of a canonical file (keys of the module docstring, ``scan_index`` = 0..n-1).
+
+    per_position (n, N, N) float amplitude; xcoords, ycoords (n,); probe (N, N);
+    obj (M, M') or None; metadata → ``_metadata`` JSON string.
+    """
+    per_position = np.asarray(per_position, np.float32)
+    n = per_position.shape[0]
+    arrays: dict[str, np.ndarray] = {
+        "diffraction": per_position,
+        "xcoords": np.asarray(xcoords, np.float64).reshape(n),
+        "ycoords": np.asarray(ycoords, np.float64).reshape(n),
+        "probeGuess": np.asarray(probe, np.complex64),
+        "scan_index": np.arange(n, dtype=np.int64),
+    }
+    if obj is not None:
+        arrays["objectGuess"] = np.asarray(obj, np.complex64)
+    if metadata:
+        arrays["_metadata"] = np.asarray(json.dumps(metadata, sort_keys=True))
+    return arrays
+
+
+# --------------------------------------------------------------------------- writing
+def per_position_patterns(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, their patterns): every scan position of a canonical data set, else those
+    that occur in ``data.scan_index`` (sorted), with one (N, N) network-unit pattern each.
+
+    returns: indices (P',) int64 into xcoords/ycoords, patterns (P', N, N) float32
+    """
+    per_position = getattr(data, "per_position", None)
+    if per_position is not None:
+        return np.arange(len(per_position)), np.asarray(per_position, np.float32)
+    index = np.asarray(data.scan_index)
+    used = np.unique(index)
+    diffraction = np.asarray(data.diffraction, np.float32)
+    patterns = np.empty((int(index.max()) + 1, *diffraction.shape[1:3]), np.float32)
+    for k in range(index.shape[1]):
+        patterns[index[:, k]] = diffraction[..., k]
+    return used, patterns[used]
+
+
+def save_canonical(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
+    """Write canonical arrays (``canonical.canonical_arrays``) by suffix (.npz or .h5/.hdf5),
+    atomically."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".npz":
+        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
+            for key, value in arrays.items():
+                if value.dtype.kind == "U":
+                    h5.attrs[key] = str(value)
+                else:
+                    h5.create_dataset(key, data=value)
+    else:
+        raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
+    log.info("wrote canonical %s (%d positions)", target, len(arrays["xcoords"]))
+    return target
+
+
+
+def from_simulation(sim: Any) -> dict[str, np.ndarray]:
+    """Canonical arrays of a ``physics.SimulatedData``: one pattern per scan position.
+
+    Positions that occur in a group keep exactly the pattern of the groups; the others (not
+    drawn into any group) are simulated here with the same probe, object and dose and a
+    Poisson draw seeded by (seed, 1). Amplitudes stay in network units (sqrt(counts) /
+    intensity_scale); ``_metadata`` records nphotons and the SimConfig.
+    """
+    from ptycho.physics import extract_patches, far_field
+
+    index = np.asarray(sim.scan_index)
+    positions = np.stack([sim.xcoords, sim.ycoords], axis=1)
+    n = sim.diffraction.shape[1]
+    patterns = np.zeros((len(positions), n, n), np.float32)
+    used = np.zeros(len(positions), bool)
+    for k in range(index.shape[1]):
+        patterns[index[:, k]] = sim.diffraction[..., k]
+        used[index[:, k]] = True
+    missing = np.flatnonzero(~used)
+    if len(missing):
+        rng = np.random.default_rng([int(sim.seed), 1])
+        intensity = far_field(sim.probe, extract_patches(sim.obj, positions[missing], n)) ** 2
+        counts = rng.poisson(intensity.astype(np.float64) * sim.dose_scale)
+        patterns[missing] = np.sqrt(counts) / np.float32(sim.intensity_scale)
+    metadata = {"nphotons": float(sim.nphotons), "generator": "ptycho-harness simulate",
+                "amplitude_units": "sqrt(counts) / intensity_scale",
+                "intensity_scale": float(sim.intensity_scale),
+                "sim_config": sim.config.to_dict() if sim.config is not None else None}
+    return canonical_arrays(patterns, sim.xcoords, sim.ycoords, sim.probe, sim.obj, metadata)
