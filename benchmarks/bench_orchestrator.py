@@ -141,7 +141,7 @@ def measure_cycle_overhead() -> dict:
 
     from orchestrator.config import load_config
     from orchestrator.context import HarnessContext, identity_env
-    from orchestrator.loop import make_agents, run_loop
+    from orchestrator.cycle.loop import make_agents, run_loop
 
     walls, excl = [], []
     with tempfile.TemporaryDirectory() as tmp:

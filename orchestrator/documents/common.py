@@ -7,9 +7,7 @@ Line numbers are 1-based everywhere in the public API; list indices are 0-based.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -85,23 +83,6 @@ def require_text(text: str, path: PathLike) -> None:
     """Reject empty or whitespace-only documents."""
     if not text.strip():
         raise ParseError(path, 1, "empty file")
-
-
-def write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, no newline translation) via a temp file + ``os.replace``."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def replace_line(lines: Sequence[str], index: int, new_content: str) -> list[str]:

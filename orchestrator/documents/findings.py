@@ -14,8 +14,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .common import (PathLike, check_single_line, content, insert_lines, read_text, replace_line,
-                     require_text, scan_fences, split_lines, strip_md)
+from .common import (
+    PathLike,
+    check_single_line,
+    content,
+    insert_lines,
+    read_text,
+    replace_line,
+    require_text,
+    scan_fences,
+    split_lines,
+    strip_md,
+)
 from .errors import ParseError, UnknownIdError
 
 STANDARD_COLUMNS = ("ID", "Date", "Keywords", "Synopsis", "Evidence", "Status")

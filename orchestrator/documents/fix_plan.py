@@ -1,17 +1,14 @@
 """``docs/fix_plan.md`` — the backlog of focus items.
 
-Items dialect (the harness's own): ``## [<ID>] <title>`` (also ``## <ID> — <title>``) followed
-by field bullets ``- Status:`` (pending|in_progress|blocked|done, optionally ``done — note``),
-``- Priority:`` (P0–P3), ``- Depends on:``, ``- Working plan:``, ``- Mapped tests:``,
-``- Exit criteria:`` and ``- Attempts History:`` with nested
-``- <timestamp> <SUPERVISOR|RALPH> <sha>: text`` lines. Bold keys (``- **Status:** done``) and
-un-bulleted ``Status: done`` are accepted; list values may be inline or nested bullets.
-
-Single-focus dialect (real-world, read-only): ``## Status`` (backticked value),
-``## Current Focus`` (bold ``ID — title``), ``## Completed Items`` checklist and
-``## Attempts History`` with ``### <ts> — ID.sub (label)`` entries.
-
-Mutations return a **new** :class:`FixPlan`; every line they do not touch is kept byte-for-byte.
+Items dialect (the harness's own): ``## [<ID>] <title>`` (also ``## <ID> — <title>``) followed by
+field bullets ``- Status:`` (pending|in_progress|blocked|done, optionally ``done — note``),
+``- Priority:`` (P0–P3), ``- Depends on:``, ``- Working plan:``, ``- Mapped tests:``, ``- Exit
+criteria:`` and ``- Attempts History:`` with nested ``- <timestamp> <SUPERVISOR|RALPH> <sha>: text``
+lines. Bold keys (``- **Status:** done``), un-bulleted ``Status: done``, inline or nested list values.
+Single-focus dialect (real-world, read-only): ``## Status`` (backticked value), ``## Current Focus``
+(bold ``ID — title``), ``## Completed Items`` checklist and ``## Attempts History`` with
+``### <ts> — ID.sub (label)`` entries. Mutations return a **new** :class:`FixPlan`; every line they
+do not touch is kept byte-for-byte.
 """
 
 from __future__ import annotations
@@ -22,9 +19,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from .common import (FOCUS_PATTERN, FOCUS_RE, ID_PATTERN, PathLike, base_id, check_single_line, content,
-                     format_timestamp, insert_lines, newline_of, parse_timestamp, read_text, replace_line, require_text,
-                     scan_fences, split_lines, strip_md)
+from .common import (
+    FOCUS_PATTERN,
+    FOCUS_RE,
+    ID_PATTERN,
+    PathLike,
+    base_id,
+    check_single_line,
+    content,
+    format_timestamp,
+    insert_lines,
+    newline_of,
+    parse_timestamp,
+    read_text,
+    replace_line,
+    require_text,
+    scan_fences,
+    split_lines,
+    strip_md,
+)
 from .errors import ParseError, ReadOnlyDialectError, UnknownIdError
 
 ITEMS = "items"
@@ -344,8 +357,7 @@ def append_attempt(doc: FixPlan, item_id: str, line_text: str) -> FixPlan:
     """New plan with ``- <line_text>`` appended to the item's Attempts History (created if absent)."""
     _writable(doc)
     check_single_line(line_text, "attempt line")
-    text = line_text.strip()
-    text = text[2:] if text.startswith("- ") else text
+    text = line_text.strip().removeprefix("- ")
     it = doc.item(item_id)
     f = it.fields.get("attempts")
     if f is None:
@@ -384,6 +396,5 @@ def add_item(doc: FixPlan, item_id: str, title: str, **kwargs) -> FixPlan:
     nl = newline_of(doc.lines)
     block = render_item(item_id, title, **kwargs).replace("\n", nl)
     text = "".join(doc.lines)
-    if text and not text.endswith("\n"):
-        text += nl
+    text += nl if text and not text.endswith("\n") else ""
     return parse(text + ("" if not text or text.endswith(nl * 2) else nl) + block, doc.path)

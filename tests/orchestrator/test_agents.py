@@ -11,11 +11,11 @@ import pytest
 from _harness_repo import context, git, item, make_repo, plan, subjects
 
 from orchestrator.agents import CommandAgent, SupervisorTask, WorkerTask, render_argv
-from orchestrator.artifacts import new_report_dir
 from orchestrator.config import AgentCommand
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.loop import run_loop
-from orchestrator.steps import step_env
+from orchestrator.cycle.loop import run_loop
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.execution.steps import step_env
+from orchestrator.records.artifacts import new_report_dir
 
 FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_agent.py"
 SIMPLE = plan("T-AG-001", [("Only", [("ok", "true")])], ["fine — check: `true`"])

@@ -6,6 +6,7 @@ import pytest
 
 from orchestrator.documents import common
 from orchestrator.documents.errors import ParseError
+from orchestrator.fsutil import atomic_write_text
 
 
 @pytest.mark.parametrize("text", ["", "a", "a\n", "a\n\nb", "a\r\nb\r\n", "x\u2028y\n", "\n\n"])
@@ -80,7 +81,7 @@ def test_code_block_expectations():
 def test_write_atomic_replaces_content_and_leaves_no_temp(tmp_path):
     target = tmp_path / "doc.md"
     target.write_text("old\n")
-    common.write_atomic(target, "new\r\nline\n")
+    atomic_write_text(target, "new\r\nline\n")
     assert target.read_bytes() == b"new\r\nline\n"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.md"]
 

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.documents import fix_plan
-from orchestrator.documents.errors import ParseError, ReadOnlyDialectError, UnknownIdError
+from orchestrator.documents.errors import (
+    ParseError,
+    ReadOnlyDialectError,
+    UnknownIdError,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 PLAN = FIXTURES / "fix_plan.md"

@@ -4,10 +4,18 @@ the builder renders handoffs that parse back to the same data."""
 from pathlib import Path
 
 import pytest
+from handoff_spec import (
+    CriterionSpec,
+    HandoffSpec,
+    PhaseSpec,
+    StepSpec,
+    build,
+    render_spec,
+    spec_of,
+)
 
 from orchestrator.documents import handoff
 from orchestrator.documents.errors import ParseError
-from orchestrator.documents.handoff_build import CriterionSpec, HandoffSpec, PhaseSpec, StepSpec, build, render_spec, spec_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "input.example.md"

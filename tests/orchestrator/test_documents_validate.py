@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from handoff_spec import CriterionSpec, HandoffSpec, PhaseSpec, StepSpec, render_spec
 
 from orchestrator.documents import fix_plan, handoff, validate
-from orchestrator.documents.handoff_build import CriterionSpec, HandoffSpec, PhaseSpec, StepSpec, render_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "input.example.md"

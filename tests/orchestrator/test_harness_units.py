@@ -9,12 +9,12 @@ import pytest
 from _harness_repo import item, make_repo, plan, subjects
 
 from orchestrator.config import ConfigError, HarnessConfig, load_config
+from orchestrator.cycle.supervisor import choose_focus, eligible_items
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import handoff as handoff_doc
-from orchestrator.handoff_draft import plan_sections, substitute_artifacts
-from orchestrator.history import _trailers
-from orchestrator.supervisor import choose_focus, eligible_items
-from orchestrator.worker import planned_steps, step_item_id
+from orchestrator.documents.handoff_draft import plan_sections, substitute_artifacts
+from orchestrator.execution.steps import planned_steps, step_item_id
+from orchestrator.vcs.history import _trailers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

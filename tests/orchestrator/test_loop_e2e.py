@@ -8,13 +8,13 @@ from pathlib import Path
 
 from _harness_repo import context, git, item, make_repo, plan, subjects
 
-from orchestrator.artifacts import validate_run_record
+from orchestrator.cycle.loop import run_loop
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents import plan as plan_doc
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.ledger_check import check_ledger
-from orchestrator.loop import run_loop
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.records.artifacts import validate_run_record
+from orchestrator.tools.ledger_check import check_ledger
 
 PASSING = plan("T-PASS-001", [
     ("Checks", [("true works", "true"), ("echo works", "echo hello > $ARTIFACTS/hello.txt")]),
@@ -161,8 +161,8 @@ def test_ledger_check_flags_seed_ledger(tmp_path: Path) -> None:
 
 
 def test_killed_between_commit_and_state_save_is_caught_up(tmp_path: Path) -> None:
-    from orchestrator.loop import run_turn
-    from orchestrator.state import load_state, save_state
+    from orchestrator.cycle.loop import run_turn
+    from orchestrator.records.state import load_state, save_state
 
     repo = make_repo(tmp_path / "r", {"T-PASS-001": (item("T-PASS-001", "passing item"), PASSING)})
     ctx = context(repo, phases_per_cycle=0)

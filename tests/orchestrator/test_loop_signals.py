@@ -11,7 +11,7 @@ from pathlib import Path
 
 from _harness_repo import git, item, make_repo, plan, subjects
 
-from orchestrator.steps import kill_marked_processes
+from orchestrator.execution.steps import kill_marked_processes
 
 CONFIG = "git_sync: false\nstep_timeout_s: 120\ncheck_timeout_s: 60\nphases_per_cycle: 0\n"
 # step 2 hangs on its first attempt only, so a resumed cycle can finish
@@ -156,15 +156,17 @@ def test_main_job_exits_nonzero_when_the_cycle_fails(tmp_path: Path) -> None:
 
 
 def test_checkout_guard_blames_only_what_the_harness_could_touch(tmp_path: Path) -> None:
-    from orchestrator.mainjob import _Checkout, _compare
+    from orchestrator.tools.mainjob import _Checkout, _compare
+    from orchestrator.vcs.repo import GitRepo
 
     repo = make_repo(tmp_path / "r", {"T-X-001": (item("T-X-001", "x"), plan("T-X-001", [("A", [("a", "true")])], []))})
-    before = _Checkout.take(repo)
+    gitrepo = GitRepo(repo)
+    before = _Checkout.take(gitrepo)
     (repo / "other.txt").write_text("a colleague's work\n")
     git(repo, "add", "other.txt")
     git(repo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "someone else's commit")
-    untouched, notes = _compare(repo, before, _Checkout.take(repo))
+    untouched, notes = _compare(gitrepo, before, _Checkout.take(gitrepo))
     assert untouched and "HEAD moved by 1 commit(s) during the run (none by the harness)" in notes
     (repo / "docs" / "fix_plan.md").write_text((repo / "docs" / "fix_plan.md").read_text() + "\n")
-    untouched, notes = _compare(repo, before, _Checkout.take(repo))
+    untouched, notes = _compare(gitrepo, before, _Checkout.take(gitrepo))
     assert not untouched and notes[0] == "harness-owned files changed in your checkout: docs/fix_plan.md"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pytest_summary import (
+from orchestrator.execution.pytest_summary import (
     PytestCounts,
     evaluate_expectation,
     parse_pytest_output,

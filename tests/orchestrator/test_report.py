@@ -21,9 +21,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from orchestrator.fsutil import atomic_write_text
 from orchestrator.report import build_report, render_html, write_report
 from orchestrator.report.board import attempt_result
-from orchestrator.report.build import write_atomic
 from orchestrator.report.render import render_markdown
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -304,10 +304,10 @@ def test_write_is_atomic_and_keeps_the_old_page_on_failure(tmp_path: Path) -> No
     target = tmp_path / "page.html"
     target.write_text("old page", encoding="utf-8")
     with pytest.raises(UnicodeEncodeError):
-        write_atomic(target, "new page \ud800")  # lone surrogate: cannot be encoded
+        atomic_write_text(target, "new page \ud800")  # lone surrogate: cannot be encoded
     assert target.read_text(encoding="utf-8") == "old page"
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]  # no temp file left
-    write_atomic(target, "new page")
+    atomic_write_text(target, "new page")
     assert target.read_text(encoding="utf-8") == "new page"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from _harness_repo import context, item, make_repo, plan
 
-from orchestrator.loop import run_loop
+from orchestrator.cycle.loop import run_loop
 from orchestrator.report import build_report, write_report
 
 STUCK = plan("T-STUCK-001", [("Broken", [("always fails", "echo trying; false")])], ["never — check: `false`"])

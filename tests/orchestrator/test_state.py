@@ -1,4 +1,4 @@
-"""Lock file and resumable cycle state (``orchestrator.state``)."""
+"""Lock file and resumable cycle state (``orchestrator.records.state``)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.state import CycleState, LockHeld, StateError, hold_lock, load_state, save_state, utc_now_iso
+from orchestrator.fsutil import utc_now_iso
+from orchestrator.records.state import (
+    CycleState,
+    LockHeld,
+    StateError,
+    hold_lock,
+    load_state,
+    save_state,
+)
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -26,7 +34,7 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
 
 def test_lock_held_by_live_process_in_another_interpreter(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from orchestrator.state import hold_lock\n"
+        "import sys, time; from pathlib import Path; from orchestrator.records.state import hold_lock\n"
         "with hold_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(30)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)

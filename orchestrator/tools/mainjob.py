@@ -11,20 +11,20 @@ inspection (``git worktree remove <path>`` and ``git branch -D <branch>`` discar
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
-from orchestrator.artifacts import format_ts, utc_now
 from orchestrator.config import HarnessConfig
 from orchestrator.context import HarnessContext, identity_env
-from orchestrator.gitops import GitRepo, run_git
+from orchestrator.cycle.loop import CycleOutcome, make_agents, run_loop
+from orchestrator.cycle.supervisor import eligible_items
 from orchestrator.documents import fix_plan as fix_plan_doc
-from orchestrator.loop import CycleOutcome, make_agents, run_loop
-from orchestrator.supervisor import FIX_PLAN, eligible_items
+from orchestrator.fsutil import format_ts, utc_now
+from orchestrator.layout import Layout
+from orchestrator.vcs.repo import GitError, GitRepo
 
 __all__ = ["MainJobResult", "run_main_job"]
 
@@ -57,10 +57,7 @@ class MainJobResult:
                 and self.outcome.status == "done")
 
 
-_git = run_git  # GitError is a RuntimeError: the cycle's error handling below catches it
-
-
-_OWNED = ("input.md", "galph_memory.md", "docs/fix_plan.md", "docs/findings.md", "plans")
+_OWNED = (*Layout.OWNED_FILES, Layout.PLANS_DIR.split("/")[0])
 
 
 def _owned_fingerprint(root: Path) -> dict[str, tuple[int, int]]:
@@ -84,14 +81,11 @@ class _Checkout:
     owned: dict[str, tuple[int, int]]
 
     @classmethod
-    def take(cls, root: Path) -> _Checkout:
-        ref = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=60, check=False).stdout.strip() or "(detached)"
-        status = _git(root, "status", "--porcelain=v1", "--untracked-files=all")
-        return cls(_git(root, "rev-parse", "HEAD"), ref, frozenset(status.splitlines()), _owned_fingerprint(root))
+    def take(cls, git: GitRepo) -> _Checkout:
+        return cls(git.head_sha(), git.symbolic_ref(), frozenset(git.status_lines()), _owned_fingerprint(git.root))
 
 
-def _compare(root: Path, before: _Checkout, after: _Checkout) -> tuple[bool, list[str]]:
+def _compare(git: GitRepo, before: _Checkout, after: _Checkout) -> tuple[bool, list[str]]:
     """(untouched by the harness, notes). Changes to harness-owned files, a branch switch or a
     harness commit on the user's branch count against the harness; anything else (another
     person's commit or edit during the run) is only reported."""
@@ -105,8 +99,8 @@ def _compare(root: Path, before: _Checkout, after: _Checkout) -> tuple[bool, lis
         touched = True
         notes.append(f"the checked-out branch changed: {before.ref} → {after.ref}")
     if after.head != before.head:
-        subjects = _git(root, "log", "--format=%h %s", f"{before.head}..{after.head}").splitlines()
-        harness = [s for s in subjects if s.split(" ", 1)[-1].startswith(("SUPERVISOR:", "RALPH:"))]
+        subjects = [subject for _sha, subject in git.log_subjects(f"{before.head}..{after.head}")]
+        harness = [s for s in subjects if s.startswith(("SUPERVISOR:", "RALPH:"))]
         touched = touched or bool(harness)
         notes.append(f"HEAD moved by {len(subjects)} commit(s) during the run"
                      + (f", {len(harness)} of them harness commits" if harness else " (none by the harness)"))
@@ -116,17 +110,14 @@ def _compare(root: Path, before: _Checkout, after: _Checkout) -> tuple[bool, lis
     return not touched, notes
 
 
-def _ensure_ignored(root: Path) -> None:
-    probe = subprocess.run(["git", "check-ignore", "-q", ".orchestrator/worktrees/x"], cwd=root,
-                           capture_output=True, timeout=60, check=False)
-    if probe.returncode == 0:
+def _ensure_ignored(git: GitRepo) -> None:
+    if git.is_ignored(f"{Layout.STATE_DIR}/worktrees/x"):
         return
-    exclude = Path(_git(root, "rev-parse", "--git-common-dir"))
-    exclude = (exclude if exclude.is_absolute() else root / exclude) / "info" / "exclude"
+    exclude = git.common_dir() / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     with open(exclude, "a", encoding="utf-8") as fh:
-        fh.write("\n# ptycho-harness worktrees and loop state\n/.orchestrator/\n")
-    logger.info("added /.orchestrator/ to %s", exclude)
+        fh.write(f"\n# ptycho-harness worktrees and loop state\n/{Layout.STATE_DIR}/\n")
+    logger.info("added /%s/ to %s", Layout.STATE_DIR, exclude)
 
 
 def _preferred_focus(worktree: Path, focus: str) -> str | None:
@@ -134,7 +125,7 @@ def _preferred_focus(worktree: Path, focus: str) -> str | None:
     e.g. after the study was merged back as done), with a warning."""
     if not focus:
         return None
-    plan = fix_plan_doc.load(worktree / FIX_PLAN)
+    plan = fix_plan_doc.load(Layout(worktree).fix_plan)
     if focus in {it.id for it in eligible_items(plan)}:
         return focus
     status = plan.item(focus).status if plan.has(focus) else "not in the fix plan"
@@ -145,18 +136,22 @@ def _preferred_focus(worktree: Path, focus: str) -> str | None:
 def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime] = utc_now) -> MainJobResult:
     """Create the worktree + branch and run one cycle there (see the module docstring)."""
     t0 = time.monotonic()
-    root = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
-    before = _Checkout.take(root)
-    base = _git(root, "rev-parse", "HEAD")
+    top = GitRepo.toplevel(Path(repo))
+    if top is None:
+        raise GitError(f"{repo}: not inside a git work tree")
+    git = GitRepo(top)
+    root = git.root
+    before = _Checkout.take(git)
+    base = git.head_sha()
     stamp = format_ts(clock())
     branch = f"harness/run-{stamp}"
-    worktree = root / ".orchestrator" / "worktrees" / stamp
-    _ensure_ignored(root)
-    GitRepo(root).worktree_add(worktree, branch, base)
+    worktree = Layout(root).state_dir / "worktrees" / stamp
+    _ensure_ignored(git)
+    git.worktree_add(worktree, branch, base)
     logger.info("worktree %s on branch %s from %s", worktree, branch, base[:12])
     supervisor, worker = make_agents(config)
     ctx = HarnessContext(worktree, replace(config, git_sync=False), supervisor, worker, expected_branch=branch,
-                         git_env=identity_env(root), clock=clock)
+                         git_env=identity_env(git), clock=clock)
     outcome: CycleOutcome | None = None
     error = None
     try:
@@ -169,9 +164,8 @@ def run_main_job(repo: Path, config: HarnessConfig, clock: Callable[[], datetime
     except (RuntimeError, ValueError, OSError) as exc:  # a refused commit, a bad document, git failure
         error = f"{type(exc).__name__}: {exc}"
         logger.error("main job failed: %s", error)
-    log = _git(root, "log", "--format=%H%x1f%s", f"{base}..{branch}")
-    commits = tuple(tuple(line.split("\x1f", 1)) for line in log.splitlines() if line)  # newest first
-    unchanged, notes = _compare(root, before, _Checkout.take(root))
+    commits = tuple(git.log_subjects(f"{base}..{branch}"))  # newest first
+    unchanged, notes = _compare(git, before, _Checkout.take(git))
     if not unchanged:
         error = (error + "; " if error else "") + "the harness touched your checkout: " + "; ".join(notes)
     return MainJobResult(root, worktree, branch, base, outcome, commits, time.monotonic() - t0,  # type: ignore[arg-type]

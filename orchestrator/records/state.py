@@ -18,30 +18,29 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from orchestrator.fsutil import atomic_write_json, utc_now_iso
+from orchestrator.layout import Layout
 
 __all__ = [
     "CycleState",
     "LockHeld",
     "PHASES",
     "StateError",
-    "atomic_write_text",
     "hold_lock",
     "load_state",
     "read_lock",
     "save_state",
     "state_dir",
-    "utc_now_iso",
 ]
 
 logger = logging.getLogger(__name__)
 
-STATE_DIRNAME = ".orchestrator"
 SCHEMA_VERSION = 1
 #: Cycle phases in order. ``supervising`` → input.md being written; ``supervised`` → the
 #: SUPERVISOR commit exists; ``working`` → Do-Now steps running; ``worked`` → run.json
@@ -67,29 +66,8 @@ class StateError(ValueError):
     """``state.json`` is unreadable or inconsistent; the message names the file."""
 
 
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def state_dir(repo: Path) -> Path:
-    return Path(repo) / STATE_DIRNAME
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return Layout(Path(repo)).state_dir
 
 
 # --------------------------------------------------------------------------- lock
@@ -278,4 +256,4 @@ def load_state(repo: Path) -> CycleState | None:
 
 
 def save_state(repo: Path, state: CycleState) -> None:
-    atomic_write_text(state_dir(repo) / "state.json", json.dumps(state.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(state_dir(repo) / "state.json", state.to_dict(), sort_keys=True)

@@ -1,29 +1,31 @@
 """Report directories, atomic file writes, run.json/summary.md/blocked_<ts>.md files.
 
-Layout (DESIGN §5)::
+Layout::
 
     plans/active/<FOCUS>/reports/<YYYY-MM-DDTHHMMSSZ>[-N]/
         logs/step-01.log …     one log per Do-Now step / exit-criterion check
         summary.md             human summary rendered from the RunRecord
-        run.json               RunRecord (see orchestrator.run_record), validated before writing
+        run.json               RunRecord (see orchestrator.records.run_record), validated before writing
         blocked_<ts>.md        written when the worker or supervisor gives up
 
 Timestamps come from the harness's UTC clock (an injectable ``clock``), never from agents.
 Artifact paths in run.json are relative to the report dir; ``report_dir`` is relative to
-the repository root. The record types are re-exported from :mod:`orchestrator.run_record`.
+the repository root. The record types are re-exported from :mod:`orchestrator.records.run_record`;
+files are written with :mod:`orchestrator.fsutil` (atomic, plain-file modes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
-from orchestrator.run_record import (
+from orchestrator.fsutil import atomic_write_json, atomic_write_text, create_atomic
+from orchestrator.layout import Layout
+from orchestrator.records.run_record import (
     DEFAULT_PACKAGES,
     ROLES,
     RUN_RECORD_SCHEMA,
@@ -49,8 +51,8 @@ __all__ = [
     "ArtifactEntry", "CriterionRecord", "GitInfo", "RunRecord", "StepRecord",
     "check_focus_id", "collect_artifacts", "format_ts", "host_info", "iso_utc",
     "new_report_dir", "package_versions", "parse_iso", "read_run_record", "render_summary",
-    "step_log_path", "utc_now", "validate_run_record", "write_blocked", "write_json_atomic",
-    "write_run_record", "write_summary", "write_text_atomic",
+    "step_log_path", "utc_now", "validate_run_record", "write_blocked", "write_run_record",
+    "write_summary",
 ]
 
 
@@ -67,7 +69,7 @@ def new_report_dir(repo_root: Path, focus_id: str, clock: Callable[[], datetime]
     Creation is atomic (``mkdir`` without exist_ok): concurrent callers in the same second
     get distinct suffixed names, and an existing directory is never reused.
     """
-    base = Path(repo_root) / "plans" / "active" / check_focus_id(focus_id) / "reports"
+    base = Layout(Path(repo_root)).reports(focus_id)
     base.mkdir(parents=True, exist_ok=True)
     stamp = format_ts(clock())
     for suffix in _suffixes():
@@ -86,46 +88,6 @@ def step_log_path(report_dir: Path, index: int, prefix: str = "step") -> Path:
     if index < 1:
         raise ValueError(f"step index must be >= 1, got {index}")
     return Path(report_dir) / "logs" / f"{prefix}-{index:02d}.log"
-
-
-def _write_temp(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) via a temp file in the same directory + fsync + os.replace:
-    readers see the old or the new content, never a partial file."""
-    path = Path(path)
-    tmp = _write_temp(path, text.encode("utf-8"))
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def _create_atomic(path: Path, text: str) -> None:
-    """Like write_text_atomic but fails with FileExistsError instead of replacing."""
-    tmp = _write_temp(path, text.encode("utf-8"))
-    try:
-        os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -161,7 +123,7 @@ def write_run_record(report_dir: Path, record: RunRecord) -> Path:
     problems = validate_run_record(data)
     if problems:
         raise ValueError("run.json would be invalid: " + "; ".join(problems))
-    return write_json_atomic(Path(report_dir) / "run.json", data)
+    return atomic_write_json(Path(report_dir) / "run.json", data)
 
 
 def read_run_record(path: Path) -> RunRecord:
@@ -229,7 +191,7 @@ def render_summary(record: RunRecord) -> str:
 
 
 def write_summary(report_dir: Path, record: RunRecord) -> Path:
-    return write_text_atomic(Path(report_dir) / "summary.md", render_summary(record))
+    return atomic_write_text(Path(report_dir) / "summary.md", render_summary(record))
 
 
 def write_blocked(
@@ -251,7 +213,7 @@ def write_blocked(
     for suffix in _suffixes():
         path = Path(report_dir) / f"blocked_{format_ts(now)}{suffix}.md"
         try:
-            _create_atomic(path, text)
+            create_atomic(path, text)
         except FileExistsError:
             continue
         return path

@@ -4,7 +4,7 @@ a ledger entry and commit ``SUPERVISOR: <ID> — …``.
 Focus rule: keep the current focus (that of the newest SUPERVISOR commit) while it is still
 open and its dwell is below ``dwell_limit``; otherwise the highest-priority ``pending`` or
 ``in_progress`` item whose dependencies are all ``done`` (file order breaks ties). Dwell
-comes from :mod:`orchestrator.history`, never from the ledger's text. At dwell ≥ limit the
+comes from :mod:`orchestrator.vcs.history`, never from the ledger's text. At dwell ≥ limit the
 item is marked ``blocked``, a ``blocked_<ts>.md`` is written into a fresh report dir of that
 item, and that escalation is committed on its own before the next item is supervised.
 """
@@ -12,32 +12,32 @@ item, and that escalation is committed on its own before the next item is superv
 from __future__ import annotations
 
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.agents import SupervisorTask
-from orchestrator.artifacts import new_report_dir, write_blocked
 from orchestrator.context import HarnessContext
 from orchestrator.documents import findings as findings_doc
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents import plan as plan_doc
-from orchestrator.documents.common import write_atomic
 from orchestrator.documents.errors import DocumentError
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.handoff_draft import DraftInputs, render_draft
-from orchestrator.history import cycle_commits, dwell, make_judge
-
-from orchestrator.steps import harness_bin
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.documents.handoff_draft import DraftInputs, render_draft
+from orchestrator.execution.steps import harness_bin
+from orchestrator.fsutil import atomic_write_text
+from orchestrator.layout import Layout
+from orchestrator.records.artifacts import new_report_dir, write_blocked
+from orchestrator.vcs.history import cycle_commits, dwell, make_judge
+from orchestrator.vcs.repo import GitError
 
 __all__ = ["FocusChoice", "SuperviseResult", "choose_focus", "eligible_items", "escalate", "git_sync", "supervise"]
 
 logger = logging.getLogger(__name__)
 
-FIX_PLAN = "docs/fix_plan.md"
-LEDGER = "galph_memory.md"
-FINDINGS = "docs/findings.md"
+FIX_PLAN = Layout.FIX_PLAN
+LEDGER = Layout.LEDGER
+FINDINGS = Layout.FINDINGS
 OPEN = ("pending", "in_progress")
 _PRIORITY_RANK = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 
@@ -102,25 +102,21 @@ def choose_focus(plan: fix_plan_doc.FixPlan, current: str | None, dwell_of, limi
 
 def git_sync(ctx: HarnessContext) -> str:
     """Pull (rebase) when the branch tracks an upstream; returns what happened, for the ledger."""
-    def git(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *args], cwd=ctx.repo, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False, env=None)
-
     if not ctx.config.git_sync:
         return "disabled in orchestrator.yaml (git_sync: false)"
-    upstream = git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}")
-    if upstream.returncode != 0:
+    upstream = ctx.git.upstream()
+    if upstream is None:
         return "no upstream configured for this branch; pull skipped"
     try:
-        pulled = git("pull", "--rebase", "--no-autostash", timeout=120)
-    except subprocess.TimeoutExpired:
-        return f"`git pull --rebase` from {upstream.stdout.strip()} timed out after 120 s"
+        pulled = ctx.git.pull_rebase(timeout_s=120)
+    except GitError:
+        return f"`git pull --rebase` from {upstream} timed out after 120 s"
     text = " ".join((pulled.stdout + pulled.stderr).split())[:200] or "(no output)"
-    return f"`git pull --rebase` ({upstream.stdout.strip()}) → rc {pulled.returncode}: {text}"
+    return f"`git pull --rebase` ({upstream}) → rc {pulled.returncode}: {text}"
 
 
 def _ralph_last(ctx: HarnessContext, focus: str) -> str:
-    for c in cycle_commits(ctx.repo):
+    for c in cycle_commits(ctx.git):
         if c.kind == "RALPH" and c.focus == focus:
             return c.sha[:10]
     return "none"
@@ -152,7 +148,7 @@ def _ledger_entry(ctx: HarnessContext, title: str, focus: str, dwell_: int, acti
 
 def _commit(ctx: HarnessContext, focus: str, subject: str, trailers: dict[str, str]) -> str | None:
     message = subject + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items())
-    result = ctx.git().commit_owned("SUPERVISOR", focus, message, ctx.config.max_commit_bytes,
+    result = ctx.git.commit_owned("SUPERVISOR", focus, message, ctx.config.max_commit_bytes,
                                     expected_branch=ctx.expected_branch)
     if result.refused_reason:
         raise RuntimeError(result.refused_reason)
@@ -170,9 +166,9 @@ def escalate(ctx: HarnessContext, focus: str, dwell_: int, cycle_id: str, sync: 
     plan = fix_plan_doc.load(ctx.repo / FIX_PLAN)
     plan = fix_plan_doc.set_status(plan, focus, "blocked")
     plan = fix_plan_doc.append_attempt(plan, focus, fix_plan_doc.format_attempt(
-        ctx.clock(), "SUPERVISOR", ctx.git().head_sha()[:10],
+        ctx.clock(), "SUPERVISOR", ctx.git.head_sha()[:10],
         f"escalated to blocked after {dwell_} cycles without progress ({ctx.rel(blocked)})"))
-    write_atomic(ctx.repo / FIX_PLAN, fix_plan_doc.render(plan))
+    atomic_write_text(ctx.repo / FIX_PLAN, fix_plan_doc.render(plan))
     ts = _ledger_entry(ctx, f"{focus} escalated to blocked", focus, dwell_, "Escalation", "blocked",
                        ctx.rel(report), sync, [FIX_PLAN, LEDGER], "human review of the blocker")
     logger.warning("escalated %s to blocked (dwell %d); %s", focus, dwell_, blocked)
@@ -190,9 +186,12 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
     """One supervisor turn (see the module docstring)."""
     sync = git_sync(ctx)
     plan = fix_plan_doc.load(ctx.repo / FIX_PLAN)
-    judge = make_judge(ctx.repo)
-    dwell_of = lambda fid: dwell(cycle_commits(ctx.repo), fid, judge)  # noqa: E731
-    current = next((c.focus for c in cycle_commits(ctx.repo) if c.kind == "SUPERVISOR"), None)
+    judge = make_judge(ctx.git)
+
+    def dwell_of(fid: str) -> int:
+        return dwell(cycle_commits(ctx.git), fid, judge)
+
+    current = next((c.focus for c in cycle_commits(ctx.git) if c.kind == "SUPERVISOR"), None)
     choice = choose_focus(plan, current, dwell_of, ctx.config.dwell_limit, forced_focus)
     escalated: tuple[str, ...] = ()
     if choice.escalate:
@@ -202,7 +201,7 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
         return SuperviseResult("idle", None, None, None, choice.reason, escalated)
     plan = fix_plan_doc.load(ctx.repo / FIX_PLAN)
     item = plan.item(choice.focus)
-    plan_path = item.working_plan or f"plans/active/{item.id}/implementation.md"
+    plan_path = Layout.plan_rel(item.id, item.working_plan)
     work_plan = plan_doc.load(ctx.repo / plan_path)
     per_cycle = ctx.config.phases_per_cycle if phases_per_cycle is None else phases_per_cycle
     phases = _phases(ctx, work_plan, per_cycle)
@@ -213,7 +212,7 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
     findings = findings_doc.load(findings_path) if findings_path.exists() else None
     report = new_report_dir(ctx.repo, item.id, ctx.clock)
     report_rel = ctx.rel(report)
-    branch = ctx.git().branch()
+    branch = ctx.git.branch()
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, report_rel, branch,
                                      choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
     task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock())
@@ -228,12 +227,12 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
             if previous is None:
                 task.input_path.unlink()
             else:
-                write_atomic(task.input_path, previous.decode("utf-8"))
+                atomic_write_text(task.input_path, previous.decode("utf-8"))
     reviewed = [FIX_PLAN, plan_path, *([FINDINGS] if findings else []), LEDGER]
     span = "–".join(dict.fromkeys((phases[0].id, phases[-1].id)))
     if outcome.ok and not problems:
         if item.status == "pending":
-            write_atomic(ctx.repo / FIX_PLAN, fix_plan_doc.render(fix_plan_doc.set_status(plan, item.id, "in_progress")))
+            atomic_write_text(ctx.repo / FIX_PLAN, fix_plan_doc.render(fix_plan_doc.set_status(plan, item.id, "in_progress")))
         ts = _ledger_entry(ctx, f"{item.id} — Phase {span} handoff", item.id, choice.dwell,
                            "Implementation handoff", "ready_for_implementation", report_rel, sync, reviewed,
                            f"worker runs Phase {span} ({ctx.supervisor.name} supervisor; {choice.reason})")

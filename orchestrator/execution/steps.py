@@ -1,7 +1,7 @@
 """Executing Do-Now steps and exit-criterion checks: timeouts, environment, orphan cleanup.
 
 Every step is one bash script (the fenced block without its ``# Expected:`` lines), run by
-:func:`orchestrator.runner.run` as ``bash -o pipefail -c 'set -e …'`` in the repository (or
+:func:`orchestrator.execution.runner.run` as ``bash -o pipefail -c 'set -e …'`` in the repository (or
 worktree) root, so a failing command inside a block fails the step (finding
 CHECK-CANNOT-FAIL-001). The environment puts the harness's own Python first on ``PATH``,
 the root first on ``PYTHONPATH`` (a worktree runs its own code, not the checkout the
@@ -19,12 +19,14 @@ import re
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from orchestrator.artifacts import CriterionRecord, StepRecord, step_log_path
-from orchestrator.runner import run
+from orchestrator.documents import handoff as handoff_doc
+from orchestrator.execution.pytest_summary import evaluate_expectation
+from orchestrator.execution.runner import CommandResult, run
+from orchestrator.records.artifacts import CriterionRecord, StepRecord, step_log_path
 
 __all__ = [
     "PlannedCheck",
@@ -32,9 +34,13 @@ __all__ = [
     "TIMEOUT_GRACE_S",
     "harness_bin",
     "kill_marked_processes",
+    "planned_checks",
+    "planned_steps",
     "run_checks",
     "run_steps",
     "step_env",
+    "step_item_id",
+    "step_record",
     "step_timeout",
 ]
 
@@ -46,6 +52,7 @@ MARKER_VAR = "ORCHESTRATOR_STEP"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIMEOUT_OPTS_WITH_ARG = {"-k", "-s", "--kill-after", "--signal"}
+_ITEM_ID_RE = re.compile(r"^\**(?P<id>[A-Z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*):")
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,58 @@ class PlannedCheck:
     number: int
     text: str
     check: str | None
+
+
+def planned_steps(doc: handoff_doc.Handoff) -> tuple[PlannedStep, ...]:
+    """One step per Do-Now step with command blocks (blocks of a step are joined);
+    steps are numbered 1..n in file order."""
+    out: list[PlannedStep] = []
+    for phase in doc.phases:
+        for step in phase.steps:
+            blocks = step.command_blocks
+            if not blocks:
+                continue
+            expected = [e.raw for b in blocks for e in b.expected]
+            script = "\n".join(b.script for b in blocks if b.script.strip())
+            out.append(PlannedStep(len(out) + 1, step.title or step.text, phase.id or phase.title, script,
+                                   expected[-1] if expected else None, step.line))
+    return tuple(out)
+
+
+def planned_checks(doc: handoff_doc.Handoff) -> tuple[PlannedCheck, ...]:
+    """The handoff's exit criteria, numbered 1..n."""
+    return tuple(PlannedCheck(i, c.text, c.check) for i, c in enumerate(doc.exit_criteria, 1))
+
+
+def step_item_id(title: str) -> str | None:
+    """``"A1: Sanity …"`` → ``"A1"`` (the plan item a builtin handoff step came from)."""
+    m = _ITEM_ID_RE.match(title.strip())
+    return m.group("id") if m else None
+
+
+def step_record(index: int, result: CommandResult, report_dir: Path, title: str = "",
+                expectation: str | None = None) -> StepRecord:
+    """The run.json record of a finished command; evaluates ``expectation`` (the step's
+    ``# Expected:`` text) against the command's pytest counts."""
+    ok = reason = None
+    if expectation:
+        try:
+            ok, reason = evaluate_expectation(expectation, result.pytest_counts)
+        except ValueError as exc:
+            ok, reason = False, str(exc)
+    try:
+        log = result.log_path.resolve().relative_to(Path(report_dir).resolve()).as_posix()
+    except ValueError:
+        log = str(result.log_path)
+    counts = result.pytest_counts.to_dict() if result.pytest_counts else None
+    return StepRecord(
+        index=index, title=title, argv=result.argv, cmd=result.cmd, cwd=str(result.cwd),
+        timeout_s=result.timeout_s, rc=result.rc, timed_out=result.timed_out,
+        duration_s=round(result.duration_s, 3), started_at=result.started_at,
+        ended_at=result.ended_at, log=log, interrupted=result.interrupted,
+        pytest_counts=counts, expectation=expectation, expectation_ok=ok,
+        expectation_reason=reason, error=result.error,
+    )
 
 
 def _duration_s(text: str) -> float | None:
@@ -139,7 +198,7 @@ def run_steps(
     """Run ``steps`` in order, stopping after the first failure (rc ≠ 0, timeout, or an
     unmet expectation). Steps whose number is in ``done`` are not re-run: their records are
     reused (a resumed cycle). Logs go to ``logs/step-NN.log`` (appended on a retry, never
-    overwritten). :class:`~orchestrator.runner.CommandInterrupted` propagates."""
+    overwritten). :class:`~orchestrator.execution.runner.CommandInterrupted` propagates."""
     done = dict(done or {})
     records: list[StepRecord] = []
     for step in steps:
@@ -154,7 +213,7 @@ def run_steps(
                 on_start(step.number, log_path)
             step_env_ = {**env, MARKER_VAR: f"{env.get(MARKER_VAR, 'run')}:{step.number}"}
             result = run(_script(step.script), cwd=repo, timeout_s=timeout_s, log_path=log_path, env=step_env_)
-            record = StepRecord.from_result(step.number, result, report_dir, title=step.title,
+            record = step_record(step.number, result, report_dir, title=step.title,
                                             expectation=step.expected)
             if on_step is not None:
                 on_step(record)

@@ -1,5 +1,5 @@
 """The ``run.json`` provenance record: dataclasses, JSON schema and a dependency-free
-validator, plus the host/package/env snapshot helpers. :mod:`orchestrator.artifacts`
+validator, plus the host/package/env snapshot helpers. :mod:`orchestrator.records.artifacts`
 re-exports everything here and does the file I/O.
 
 run.json layout (schema_version 1)::
@@ -25,14 +25,15 @@ import platform
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Mapping
+from datetime import datetime
+from typing import Any
 
-from orchestrator.pytest_summary import evaluate_expectation
-from orchestrator.runner import CommandResult
-from orchestrator.secrets import redact_env
+from orchestrator.fsutil import format_ts, iso_utc, parse_iso, utc_now
+from orchestrator.layout import FOCUS_ID_RE, check_focus_id
+from orchestrator.vcs.owned import ROLES
+from orchestrator.vcs.secret_scan import redact_env
 
 __all__ = [
     "DEFAULT_PACKAGES", "ROLES", "RUN_RECORD_SCHEMA", "SCHEMA_VERSION", "STATUSES",
@@ -42,44 +43,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-ROLES = ("SUPERVISOR", "RALPH")
 STATUSES = ("ok", "failed", "blocked", "interrupted")
 DEFAULT_PACKAGES = (
     "ptycho-harness", "tensorflow", "tensorflow-cpu", "keras", "numpy", "h5py",
     "matplotlib", "pytest", "GitPython", "PyYAML", "Jinja2", "markdown-it-py",
 )
-_FOCUS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _utc(dt: datetime) -> datetime:
-    if dt.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware datetime (UTC clock), got naive {dt!r}")
-    return dt.astimezone(timezone.utc)
-
-
-def format_ts(dt: datetime) -> str:
-    """Compact form used in directory and file names: ``2026-01-07T073000Z``."""
-    return _utc(dt).strftime("%Y-%m-%dT%H%M%SZ")
-
-
-def iso_utc(dt: datetime) -> str:
-    """``2026-01-07T07:30:00.123Z`` (milliseconds, always UTC)."""
-    return _utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
-def check_focus_id(focus_id: str) -> str:
-    """Return ``focus_id`` if it is safe as a path component (``[A-Za-z0-9][A-Za-z0-9._-]*``)."""
-    if not isinstance(focus_id, str) or not _FOCUS_RE.match(focus_id) or ".." in focus_id:
-        raise ValueError(f"invalid focus id {focus_id!r}: expected letters, digits, '.', '_', '-'")
-    return focus_id
 
 
 @dataclass(frozen=True)
@@ -141,32 +109,6 @@ class StepRecord:
     expectation_ok: bool | None = None
     expectation_reason: str | None = None
     error: str | None = None
-
-    @classmethod
-    def from_result(
-        cls, index: int, result: CommandResult, report_dir: Path, title: str = "",
-        expectation: str | None = None,
-    ) -> StepRecord:
-        """Build from a runner result; evaluates ``expectation`` (``# Expected:`` text)."""
-        ok = reason = None
-        if expectation:
-            try:
-                ok, reason = evaluate_expectation(expectation, result.pytest_counts)
-            except ValueError as exc:
-                ok, reason = False, str(exc)
-        try:
-            log = result.log_path.resolve().relative_to(Path(report_dir).resolve()).as_posix()
-        except ValueError:
-            log = str(result.log_path)
-        counts = result.pytest_counts.to_dict() if result.pytest_counts else None
-        return cls(
-            index=index, title=title, argv=result.argv, cmd=result.cmd, cwd=str(result.cwd),
-            timeout_s=result.timeout_s, rc=result.rc, timed_out=result.timed_out,
-            duration_s=round(result.duration_s, 3), started_at=result.started_at,
-            ended_at=result.ended_at, log=log, interrupted=result.interrupted,
-            pytest_counts=counts, expectation=expectation, expectation_ok=ok,
-            expectation_reason=reason, error=result.error,
-        )
 
     @property
     def ok(self) -> bool:
@@ -277,7 +219,7 @@ _SHA = {"type": ["string", "null"], "pattern": r"^[0-9a-f]{7,64}$"}
 RUN_RECORD_SCHEMA: dict[str, Any] = _obj({
     "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
     "run_id": {"type": "string", "minLength": 1},
-    "focus": {"type": "string", "pattern": _FOCUS_RE.pattern},
+    "focus": {"type": "string", "pattern": FOCUS_ID_RE.pattern},
     "role": {"type": "string", "enum": list(ROLES)},
     "status": {"type": "string", "enum": list(STATUSES)},
     "started_at": _ISO,

@@ -1,5 +1,5 @@
 """``report --html PATH [--repo-root DIR]``: argparse wiring shared by ``orchestrator`` and
-``python -m orchestrator.report``. The only module of this package that prints."""
+``python -m orchestrator.report`` (prints)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from orchestrator.cli.exit_codes import Exit
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["add_report_arguments", "main", "run_report"]
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,22 +22,24 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the page; print its path. 0 ok, 1 write failed, 2 bad arguments."""
-    from orchestrator.report.build import write_report  # jinja2/markdown-it only when used
+    from orchestrator.report.build import (
+        write_report,  # jinja2/markdown-it only when used
+    )
 
     repo = args.repo
     if not repo.is_dir():
         print(f"report: --repo-root {repo} is not a directory", file=sys.stderr)
-        return EXIT_USAGE
+        return Exit.USAGE
     if args.html.is_dir():
         print(f"report: --html {args.html} is a directory; give a file path", file=sys.stderr)
-        return EXIT_USAGE
+        return Exit.USAGE
     try:
         out = write_report(repo, args.html)
     except OSError as exc:
         print(f"report: cannot write {args.html}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return Exit.FAILED
     print(out)
-    return EXIT_OK
+    return Exit.OK
 
 
 def main(argv: list[str] | None = None) -> int:

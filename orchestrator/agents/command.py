@@ -1,9 +1,4 @@
-"""Agent seams: one Protocol per role, the builtin adapters and :class:`CommandAgent`.
-
-A *supervisor* agent turns a :class:`SupervisorTask` into ``input.md``; a *worker* agent
-executes the Do Now of a :class:`WorkerTask`. Everything around them — focus choice, dwell,
-validation, ledger, exit-criteria checks, commits — is done by the harness, so a builtin
-agent and an external coding-agent CLI are interchangeable.
+"""External coding-agent CLIs as agents: :class:`CommandAgent`.
 
 :class:`CommandAgent` runs an external CLI from an argv template (``orchestrator.yaml``,
 never through a shell) with a rendered prompt file, under a timeout, with its transcript in
@@ -14,140 +9,31 @@ recorded as blocked.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any
 
-from orchestrator.artifacts import StepRecord, write_json_atomic, write_text_atomic
+from orchestrator.agents.base import (
+    AgentResult,
+    HandoffValidator,
+    SupervisorTask,
+    WorkerTask,
+)
 from orchestrator.config import AgentCommand
-from orchestrator.runner import CommandInterrupted, CommandResult, run
-from orchestrator.steps import PlannedStep, run_steps
+from orchestrator.execution.runner import CommandInterrupted, CommandResult, run
+from orchestrator.execution.steps import step_record
+from orchestrator.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from orchestrator.layout import Layout
+from orchestrator.records.run_record import StepRecord
 
-__all__ = [
-    "AgentResult",
-    "BuiltinSupervisor",
-    "BuiltinWorker",
-    "CommandAgent",
-    "SupervisorAgent",
-    "SupervisorTask",
-    "WorkerAgent",
-    "WorkerTask",
-    "render_argv",
-]
+__all__ = ["CommandAgent", "render_argv"]
 
 logger = logging.getLogger(__name__)
 
-#: (repo, path of the written input.md) -> problems ("file:line: message"); empty = valid
-HandoffValidator = Callable[[Path, Path], list[str]]
 _PLACEHOLDER = re.compile(r"\{(prompt|prompt_file|repo|report_dir|role|focus)\}")
-
-
-@dataclass(frozen=True)
-class SupervisorTask:
-    """What a supervisor agent must produce: ``input.md`` for ``focus``.
-
-    ``draft`` is the builtin supervisor's rendering (the builtin agent writes it as is; an
-    LLM agent gets it as a starting point). ``report_dir`` is absolute, inside ``repo``.
-    """
-
-    repo: Path
-    focus: str
-    title: str
-    dwell: int
-    report_dir: Path
-    draft: str
-    now: datetime
-
-    @property
-    def input_path(self) -> Path:
-        return self.repo / "input.md"
-
-
-@dataclass(frozen=True)
-class WorkerTask:
-    """Execute the Do Now of ``handoff_path``. ``done_steps`` holds records of steps that
-    finished before an interruption (a resumed worker skips them); ``on_step`` is called
-    after every finished step so the loop can persist progress."""
-
-    repo: Path
-    handoff_path: Path
-    focus: str
-    report_dir: Path
-    env: Mapping[str, str]
-    step_timeout_s: float
-    steps: tuple[PlannedStep, ...] = ()
-    done_steps: Mapping[int, StepRecord] = field(default_factory=dict)
-    on_step: Callable[[StepRecord], None] | None = None
-    on_start: Callable[[int, Path], None] | None = None
-
-
-@dataclass(frozen=True)
-class AgentResult:
-    """``status``: ``ok`` | ``invalid`` (wrote something that failed validation) |
-    ``timed_out`` | ``failed`` (non-zero exit, cannot start). ``steps`` are the commands
-    the agent ran (builtin worker: one per Do-Now step; CommandAgent: its own run)."""
-
-    status: str
-    message: str = ""
-    steps: tuple[StepRecord, ...] = ()
-    transcript: Path | None = None
-    artifacts: tuple[Path, ...] = ()
-    problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-class SupervisorAgent(Protocol):
-    """Writes ``task.input_path`` for ``task.focus``."""
-
-    name: str
-
-    def supervise(self, task: SupervisorTask) -> AgentResult: ...
-
-
-class WorkerAgent(Protocol):
-    """Executes the Do Now of ``task.handoff_path``."""
-
-    name: str
-
-    def work(self, task: WorkerTask) -> AgentResult: ...
-
-
-# --------------------------------------------------------------------------- builtin agents
-
-
-class BuiltinSupervisor:
-    """Writes the harness's own rendering of the handoff (``task.draft``)."""
-
-    name = "builtin"
-
-    def supervise(self, task: SupervisorTask) -> AgentResult:
-        write_text_atomic(task.input_path, task.draft)
-        return AgentResult(status="ok", message="builtin supervisor wrote input.md")
-
-
-class BuiltinWorker:
-    """Runs each Do-Now step with its timeout, stopping at the first failure."""
-
-    name = "builtin"
-
-    def work(self, task: WorkerTask) -> AgentResult:
-        records = run_steps(task.steps, task.repo, task.report_dir, task.env, task.step_timeout_s,
-                            done=task.done_steps, on_start=task.on_start, on_step=task.on_step)
-        failed = [r.index for r in records if not r.ok]
-        ran = f"{len(records)}/{len(task.steps)} step(s) run"
-        if failed:
-            return AgentResult(status="failed", message=f"{ran}; step {failed[0]} failed", steps=records)
-        return AgentResult(status="ok", message=f"{ran}, all passed", steps=records)
-
-
-# --------------------------------------------------------------------------- CommandAgent
 
 
 def render_argv(template: tuple[str, ...], values: Mapping[str, str]) -> list[str]:
@@ -204,9 +90,7 @@ class _Snapshot:
         if self.data is None:
             self.path.unlink(missing_ok=True)
         else:
-            tmp = self.path.with_name(f".{self.path.name}.restore.tmp")
-            tmp.write_bytes(self.data)
-            tmp.replace(self.path)
+            atomic_write_bytes(self.path, self.data)
 
 
 def _keep_copy(src: Path, dest_dir: Path, stem: str) -> Path | None:
@@ -226,7 +110,7 @@ class CommandAgent:
     """An external agent CLI for one role (``spec.role``). See the module docstring."""
 
     def __init__(self, spec: AgentCommand, validate_handoff: HandoffValidator,
-                 protected: tuple[str, ...] = ("input.md",)) -> None:
+                 protected: tuple[str, ...] = (Layout.HANDOFF,)) -> None:
         self.spec = spec
         self.name = spec.name
         self._validate_handoff = validate_handoff
@@ -272,7 +156,7 @@ class CommandAgent:
             snap.restore()
         problems = tuple(f"{s.path}: the worker agent must not edit this file (restored; its version kept)"
                          for s in touched)
-        step = StepRecord.from_result(1, result, task.report_dir, title=f"agent {self.name}")
+        step = step_record(1, result, task.report_dir, title=f"agent {self.name}")
         if task.on_step is not None:
             task.on_step(step)
         status = "timed_out" if result.timed_out else ("ok" if result.ok else "failed")
@@ -290,7 +174,7 @@ class CommandAgent:
              restore: tuple[_Snapshot, ...], env: Mapping[str, str] | None = None) -> CommandResult:
         agent_dir = report_dir / "agent"
         prompt_file = agent_dir / f"{self.spec.role}-prompt.md"
-        write_text_atomic(prompt_file, prompt)
+        atomic_write_text(prompt_file, prompt)
         argv = render_argv(self.spec.argv, {
             "prompt": prompt, "prompt_file": str(prompt_file), "repo": str(repo),
             "report_dir": str(report_dir), "role": self.spec.role, "focus": focus})
@@ -313,7 +197,7 @@ class CommandAgent:
                                 "kept": [str(k.relative_to(report_dir)) for k in kept],
                                 "command": result.to_dict()}
         data["command"]["argv"] = [a if len(a) < 200 else a[:200] + "…" for a in data["command"]["argv"]]
-        return write_json_atomic(report_dir / "agent" / f"{self.spec.role}.json", data)
+        return atomic_write_json(report_dir / "agent" / f"{self.spec.role}.json", data)
 
     def _finish(self, report_dir: Path, status: str, message: str, result: CommandResult,
                 *kept: Path | None, problems: tuple[str, ...] | list[str] = (),
@@ -332,9 +216,3 @@ def _describe(result: CommandResult) -> str:
     if result.error:
         return f"could not run: {result.error}"
     return f"exited with rc {result.rc} after {result.duration_s:.1f}s"
-
-
-def load_agent_record(report_dir: Path, role: str) -> dict[str, Any] | None:
-    """The ``agent/<role>.json`` record a CommandAgent left, if any."""
-    path = report_dir / "agent" / f"{role}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from orchestrator.pytest_summary import PytestCounts, parse_summary_line
+from orchestrator.execution.pytest_summary import PytestCounts, parse_summary_line
 
 __all__ = [
     "TIMEOUT_RC",
@@ -253,7 +253,7 @@ def run(
     ``env`` is merged over ``os.environ`` (``PYTHONUNBUFFERED=1`` is added unless given, so
     Python children stream). The log is opened in append mode with a ``# [runner]`` header
     and footer per call, so a retried step never overwrites an earlier attempt. ``echo``:
-    True logs each line on ``orchestrator.runner.output`` (INFO), a callable receives each
+    True logs each line on ``orchestrator.execution.runner.output`` (INFO), a callable receives each
     line, False is silent. ``drain_s``: how long to wait for the output pipe to close after
     the command exited before killing left-over group members. ``max_log_bytes``: output
     beyond this is not logged or echoed (a marker line says so); pytest counts still come

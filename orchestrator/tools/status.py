@@ -12,29 +12,30 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import HarnessConfig
+from orchestrator.cycle.supervisor import eligible_items
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import plan as plan_doc
 from orchestrator.documents.errors import DocumentError
-from orchestrator.gitops import GitError, GitRepo
-from orchestrator.history import cycle_commits, dwell, make_judge
-from orchestrator.state import StateError, load_state, read_lock
-from orchestrator.supervisor import FIX_PLAN, eligible_items
+from orchestrator.layout import Layout
+from orchestrator.records.state import StateError, load_state, read_lock
+from orchestrator.vcs.history import cycle_commits, dwell, make_judge
+from orchestrator.vcs.repo import GitError, GitRepo
 
 __all__ = ["collect_status", "format_status"]
 
 
-def _items(repo: Path) -> tuple[list[dict[str, Any]], str | None]:
+def _items(layout: Layout) -> tuple[list[dict[str, Any]], str | None]:
     try:
-        plan = fix_plan_doc.load(repo / FIX_PLAN)
+        plan = fix_plan_doc.load(layout.fix_plan)
     except FileNotFoundError:
-        return [], f"{repo / FIX_PLAN}: missing"
+        return [], f"{layout.fix_plan}: missing"
     except DocumentError as exc:
         return [], str(exc)
     eligible = {it.id for it in eligible_items(plan)}
     out = []
     for it in plan.items:
         progress = None
-        plan_path = repo / (it.working_plan or f"plans/active/{it.id}/implementation.md")
+        plan_path = layout.plan_of(it.id, it.working_plan)
         try:
             wp = plan_doc.load(plan_path)
             progress = {"ticked": sum(1 for x in wp.items if x.checked), "total": len(wp.items)}
@@ -46,8 +47,9 @@ def _items(repo: Path) -> tuple[list[dict[str, Any]], str | None]:
     return out, None
 
 
-def _runs(repo: Path, limit: int = 5) -> list[dict[str, Any]]:
-    paths = sorted((repo / "plans" / "active").glob("*/reports/*/run.json"),
+def _runs(layout: Layout, limit: int = 5) -> list[dict[str, Any]]:
+    repo = layout.root
+    paths = sorted(layout.plans.glob("*/reports/*/run.json"),
                    key=lambda p: p.parent.name, reverse=True)[:limit]
     runs = []
     for p in paths:
@@ -74,28 +76,30 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     except StateError as exc:
         status["state"] = None
         status["errors"].append(str(exc))
+    git: GitRepo | None = None
     try:
         git = GitRepo(repo)
-        status["git"] = {"branch": None if git.repo.head.is_detached else git.repo.head.ref.name,
+        status["git"] = {"branch": git.current_branch(),
                          "head": git.head_sha() if git.has_commits() else None, "dirty": git.is_dirty()}
-        commits = list(cycle_commits(repo))
+        commits = list(cycle_commits(git))
     except GitError as exc:
         status["git"], commits = None, []
         status["errors"].append(str(exc))
-    items, err = _items(repo)
+    layout = Layout(repo)
+    items, err = _items(layout)
     if err:
         status["errors"].append(err)
     status["items"] = items
     current = next((c.focus for c in commits if c.kind == "SUPERVISOR"), None)
     focus: dict[str, Any] | None = None
-    if current:
-        focus = {"id": current, "dwell": dwell(commits, current, make_judge(repo)),
+    if current and git is not None:
+        focus = {"id": current, "dwell": dwell(commits, current, make_judge(git)),
                  "dwell_limit": config.dwell_limit}
     status["focus"] = focus
     status["next_eligible"] = next((i["id"] for i in items if i["eligible"]), None)
     status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
                                  "date": c.committed_at} for c in commits[:6]]
-    status["runs"] = _runs(repo)
+    status["runs"] = _runs(layout)
     return status
 
 

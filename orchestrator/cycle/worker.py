@@ -11,31 +11,44 @@ a signal writes run.json with status ``interrupted`` and keeps the finished step
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from orchestrator.agents import BuiltinWorker, WorkerTask
-from orchestrator.artifacts import (CriterionRecord, GitInfo, RunRecord, StepRecord, collect_artifacts,
-                                    iso_utc, parse_iso, render_summary, validate_run_record, write_blocked,
-                                    write_json_atomic, write_text_atomic)
+from orchestrator.agents.base import WorkerTask
 from orchestrator.context import HarnessContext
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents import plan as plan_doc
-from orchestrator.documents.common import read_text, write_atomic
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.runner import CommandInterrupted
-from orchestrator.state import CycleState
-from orchestrator.steps import PlannedCheck, PlannedStep, kill_marked_processes, run_checks, step_env
+from orchestrator.documents.common import read_text
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.execution.runner import CommandInterrupted
+from orchestrator.execution.steps import (
+    kill_marked_processes,
+    planned_checks,
+    planned_steps,
+    run_checks,
+    step_env,
+    step_item_id,
+    step_record,
+)
+from orchestrator.fsutil import atomic_write_json, atomic_write_text, iso_utc, parse_iso
+from orchestrator.records.artifacts import (
+    CriterionRecord,
+    GitInfo,
+    RunRecord,
+    StepRecord,
+    collect_artifacts,
+    render_summary,
+    validate_run_record,
+    write_blocked,
+)
+from orchestrator.records.state import CycleState
 
-__all__ = ["WorkResult", "commit_ralph", "planned_checks", "planned_steps", "step_item_id", "work"]
+__all__ = ["WorkResult", "commit_ralph", "work"]
 
 logger = logging.getLogger(__name__)
 
-FIX_PLAN = "docs/fix_plan.md"
-_ITEM_ID_RE = re.compile(r"^\**(?P<id>[A-Z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*):")
 
 
 @dataclass(frozen=True)
@@ -50,32 +63,6 @@ class WorkResult:
     progressed: bool
     message: str
     ticked: tuple[str, ...] = ()
-
-
-def step_item_id(title: str) -> str | None:
-    """``"A1: Sanity …"`` → ``"A1"`` (the plan item a builtin handoff step came from)."""
-    m = _ITEM_ID_RE.match(title.strip())
-    return m.group("id") if m else None
-
-
-def planned_steps(doc: handoff_doc.Handoff) -> tuple[PlannedStep, ...]:
-    """One step per Do-Now step with command blocks (blocks of a step are joined);
-    steps are numbered 1..n in file order."""
-    out: list[PlannedStep] = []
-    for phase in doc.phases:
-        for step in phase.steps:
-            blocks = step.command_blocks
-            if not blocks:
-                continue
-            expected = [e.raw for b in blocks for e in b.expected]
-            script = "\n".join(b.script for b in blocks if b.script.strip())
-            out.append(PlannedStep(len(out) + 1, step.title or step.text, phase.id or phase.title, script,
-                                   expected[-1] if expected else None, step.line))
-    return tuple(out)
-
-
-def planned_checks(doc: handoff_doc.Handoff) -> tuple[PlannedCheck, ...]:
-    return tuple(PlannedCheck(i, c.text, c.check) for i, c in enumerate(doc.exit_criteria, 1))
 
 
 def _preserve_previous(report: Path) -> list[str]:
@@ -117,7 +104,7 @@ class _Recorder:
 
     def write(self, status: str, steps: Sequence[StepRecord], criteria: Sequence[CriterionRecord],
               notes: str, extra: dict[str, Any]) -> Path:
-        git = self.ctx.git()
+        git = self.ctx.git
         record = RunRecord(
             run_id=f"{self.state.cycle_id}-ralph-{self.state.attempts}", focus=self.state.focus or "UNKNOWN",
             role="RALPH", status=status, started_at=self.started, ended_at=self.ctx.clock(),
@@ -131,15 +118,15 @@ class _Recorder:
         problems = validate_run_record(data)
         if problems:
             raise ValueError("run.json would be invalid: " + "; ".join(problems))
-        write_text_atomic(self.report / "summary.md", render_summary(record))
-        return write_json_atomic(self.report / "run.json", data)
+        atomic_write_text(self.report / "summary.md", render_summary(record))
+        return atomic_write_json(self.report / "run.json", data)
 
 
 def commit_ralph(ctx: HarnessContext, focus: str, subject: str, state: CycleState, report_rel: str,
                  status: str) -> str | None:
     """Commit the worker's owned changes as ``RALPH: <focus> — <subject>`` with trailers."""
     message = (f"{subject}\n\nCycle-Id: {state.cycle_id}\nArtifacts: {report_rel}/\nRun-Status: {status}")
-    result = ctx.git().commit_owned("RALPH", focus, message, ctx.config.max_commit_bytes,
+    result = ctx.git.commit_owned("RALPH", focus, message, ctx.config.max_commit_bytes,
                                     expected_branch=ctx.expected_branch)
     if result.refused_reason:
         raise RuntimeError(result.refused_reason)
@@ -152,9 +139,9 @@ def _update_plans(ctx: HarnessContext, focus: str, steps: Sequence[StepRecord],
                   criteria: Sequence[CriterionRecord], all_steps_ran: bool,
                   attempt_text: Callable[[str], str]) -> tuple[str | None, tuple[str, ...]]:
     """Tick plan items of successful steps, set the status, append the attempt line."""
-    plan = fix_plan_doc.load(ctx.repo / FIX_PLAN)
+    plan = fix_plan_doc.load(ctx.layout.fix_plan)
     item = plan.item(focus)
-    plan_path = ctx.repo / (item.working_plan or f"plans/active/{focus}/implementation.md")
+    plan_path = ctx.layout.plan_of(focus, item.working_plan)
     work_plan = plan_doc.load(plan_path)
     ticked: list[str] = []
     for record in steps:
@@ -163,7 +150,7 @@ def _update_plans(ctx: HarnessContext, focus: str, steps: Sequence[StepRecord],
             work_plan = plan_doc.tick(work_plan, item_id)
             ticked.append(item_id)
     if ticked:
-        write_atomic(plan_path, plan_doc.render(work_plan))
+        atomic_write_text(plan_path, plan_doc.render(work_plan))
     criteria_ok = bool(criteria) and all(c.ok is True for c in criteria)
     steps_ok = all_steps_ran and all(s.ok for s in steps)
     open_items = [it for it in work_plan.items if not it.checked]
@@ -175,17 +162,17 @@ def _update_plans(ctx: HarnessContext, focus: str, steps: Sequence[StepRecord],
     if status != item.status and status is not None:
         plan = fix_plan_doc.set_status(plan, focus, status)
     plan = fix_plan_doc.append_attempt(plan, focus, attempt_text(status or "unknown"))
-    write_atomic(ctx.repo / FIX_PLAN, fix_plan_doc.render(plan))
+    atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(plan))
     return status, tuple(ticked)
 
 
 def _blocked_handoff(ctx: HarnessContext, state: CycleState, problems: list[str]) -> WorkResult:
     focus = state.focus or "UNKNOWN"
-    report = ctx.repo / (state.report_dir or f"plans/active/{focus}/reports/unknown")
+    report = ctx.repo / state.report_dir if state.report_dir else ctx.layout.reports(focus) / "unknown"
     report.mkdir(parents=True, exist_ok=True)
     blocked = write_blocked(report, f"{focus}: input.md failed validation; the worker did not run",
                             "\n".join(f"- {p}" for p in problems), clock=ctx.clock)
-    recorder = _Recorder(ctx, state, report, ctx.git().head_sha(), ctx.git().is_dirty(), [])
+    recorder = _Recorder(ctx, state, report, ctx.git.head_sha(), ctx.git.is_dirty(), [])
     run_json = recorder.write("blocked", (), (), "input.md failed validation:\n" + "\n".join(problems),
                               {"item_status": None, "ticked": [], "blocked_file": blocked.name})
     sha = commit_ralph(ctx, focus, "blocked: input.md failed validation", state, ctx.rel(report), "blocked")
@@ -194,7 +181,7 @@ def _blocked_handoff(ctx: HarnessContext, state: CycleState, problems: list[str]
 
 def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
     """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
-    input_path = ctx.repo / "input.md"
+    input_path = ctx.layout.handoff
     problems = validate_handoff_file(ctx.repo, input_path, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
     if problems:
@@ -210,7 +197,7 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     state = state.advance("working", focus=focus, report_dir=report_rel, attempts=state.attempts + 1,
                           interrupted=False)
     save(state)
-    git = ctx.git()
+    git = ctx.git
     recorder = _Recorder(ctx, state, report, git.head_sha(), git.is_dirty(untracked=False), kept)
     steps = planned_steps(doc)
     checks = planned_checks(doc)
@@ -233,7 +220,7 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
         partial = [_step_from_dict(v) for _, v in sorted(state.steps.items(), key=lambda kv: int(kv[0]))]
         if isinstance(exc, CommandInterrupted):
             title = next((s.title for s in steps if s.number == len(partial) + 1), "(interrupted)")
-            partial.append(StepRecord.from_result(len(partial) + 1, exc.result, report, title=title))
+            partial.append(step_record(len(partial) + 1, exc.result, report, title=title))
         recorder.state = state
         recorder.write("interrupted", partial, (), "interrupted by a signal; the next run resumes this cycle",
                        {"item_status": None, "ticked": []})
@@ -241,7 +228,7 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
         raise
     state = holder["state"]
     records = outcome.steps
-    per_step = isinstance(ctx.worker, BuiltinWorker)  # an external agent reports one record for its run
+    per_step = outcome.per_step  # an external agent reports one record for its whole run
     all_ran = len(records) == len(steps) if per_step else outcome.ok
     n_ok = sum(1 for r in records if r.ok)
     n_crit = sum(1 for c in criteria if c.ok is True)

@@ -2,25 +2,23 @@
 ``replay``, ``status``, ``main-job`` and ``ledger --check`` (argument handling and printing
 only; the logic lives in the library modules). A CLI module: it prints.
 
-Exit codes: 0 ok · 1 the cycle/check failed · 2 usage error · 3 lock held · 130 interrupted.
+Exit codes: :class:`orchestrator.cli.exit_codes.Exit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cli.exit_codes import Exit
 from orchestrator.config import CONFIG_NAME, ConfigError, HarnessConfig, load_config
-from orchestrator.state import LockHeld
+from orchestrator.records.state import LockHeld
 
 __all__ = ["LOOP_SUBCOMMANDS", "add_check_arguments", "run_ledger_check"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
 
 class _Usage(Exception):
@@ -28,12 +26,13 @@ class _Usage(Exception):
 
 
 def _repo(args: argparse.Namespace) -> Path:
+    from orchestrator.vcs.repo import GitRepo
+
     start = Path(args.repo) if args.repo else Path.cwd()
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start if start.is_dir() else None,
-                          capture_output=True, text=True, check=False)
-    if not start.is_dir() or proc.returncode != 0:
+    top = GitRepo.toplevel(start)
+    if top is None:
         raise _Usage(f"{start}: not inside a git repository (use --repo DIR)")
-    return Path(proc.stdout.strip())
+    return top
 
 
 def _config(args: argparse.Namespace, repo: Path) -> HarnessConfig:
@@ -42,7 +41,7 @@ def _config(args: argparse.Namespace, repo: Path) -> HarnessConfig:
 
 def _context(args: argparse.Namespace):
     from orchestrator.context import HarnessContext, identity_env
-    from orchestrator.loop import make_agents
+    from orchestrator.cycle.loop import make_agents
 
     repo = _repo(args)
     config = _config(args, repo)
@@ -65,19 +64,19 @@ def _print_outcome(o: Any) -> None:
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def wrapper(args: argparse.Namespace) -> int:
         from orchestrator.documents.errors import DocumentError
-        from orchestrator.gitops import GitError
+        from orchestrator.vcs.repo import GitError
 
         try:
             return func(args)
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
-            return EXIT_LOCKED
+            return Exit.LOCKED
         except (_Usage, ConfigError) as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return Exit.USAGE
         except (DocumentError, GitError, ValueError, RuntimeError, OSError) as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return Exit.FAILED
     wrapper.__doc__ = func.__doc__
     return wrapper
 
@@ -85,31 +84,31 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 @_guarded
 def cmd_turn(args: argparse.Namespace) -> int:
     """``supervise`` / ``work``: one role's turn."""
-    from orchestrator.loop import run_turn
+    from orchestrator.cycle.loop import run_turn
 
     ctx = _context(args)
     outcome = run_turn(ctx, args.command, getattr(args, "focus", None), getattr(args, "phases", None))
     _print_outcome(outcome)
-    return EXIT_OK if outcome.status in ("supervised", "done", "progress", "idle") else EXIT_FAILED
+    return Exit.OK if outcome.status in ("supervised", "done", "progress", "idle") else Exit.FAILED
 
 
 @_guarded
 def cmd_loop(args: argparse.Namespace) -> int:
     """``loop [--cycles N]``: cycles until the budget is used or nothing is eligible."""
-    from orchestrator.loop import run_loop
+    from orchestrator.cycle.loop import run_loop
 
     ctx = _context(args)
     result = run_loop(ctx, args.cycles, args.max_wall_s, args.focus, args.phases, on_cycle=_print_outcome)
     print(f"loop stopped: {result.stopped_because} ({len(result.cycles)} cycle(s))")
     if result.cycles and result.cycles[-1].status == "interrupted":
-        return 130
-    return EXIT_OK if result.ok else EXIT_FAILED
+        return Exit.INTERRUPTED
+    return Exit.OK if result.ok else Exit.FAILED
 
 
 @_guarded
 def cmd_replay(args: argparse.Namespace) -> int:
     """``replay``: re-run recorded step(s) in a worktree at the recorded commit; never commits."""
-    from orchestrator.replay import find_recorded, replay
+    from orchestrator.tools.replay import find_recorded, replay
 
     repo = _repo(args)
     if (args.ledger_entry is None) == (args.input is None):
@@ -122,24 +121,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  step {c.index} ({c.title}): rc {c.replayed['rc']} — {verdict}")
     if args.json:
         print((result.out_dir / "replay.json").read_text(encoding="utf-8"), end="")
-    return EXIT_OK if result.matches else EXIT_FAILED
+    return Exit.OK if result.matches else Exit.FAILED
 
 
 @_guarded
 def cmd_status(args: argparse.Namespace) -> int:
     """``status [--json]``."""
-    from orchestrator.status import collect_status, format_status
+    from orchestrator.tools.status import collect_status, format_status
 
     repo = _repo(args)
     status = collect_status(repo, _config(args, repo))
     print(json.dumps(status, indent=2) if args.json else format_status(status))
-    return EXIT_OK
+    return Exit.OK
 
 
 @_guarded
 def cmd_main_job(args: argparse.Namespace) -> int:
     """``main-job``: one full cycle in a fresh worktree/branch (what ``make run`` calls)."""
-    from orchestrator.mainjob import run_main_job
+    from orchestrator.tools.mainjob import run_main_job
 
     repo = _repo(args)
     config = _config(args, repo)
@@ -163,7 +162,7 @@ def cmd_main_job(args: argparse.Namespace) -> int:
         print(f"  error: {r.error}", file=sys.stderr)
     print(f"inspect: git -C {r.repo} log --stat {r.branch}")
     print(f"discard: git -C {r.repo} worktree remove --force {r.worktree} && git -C {r.repo} branch -D {r.branch}")
-    return EXIT_OK if r.ok else EXIT_FAILED
+    return Exit.OK if r.ok else Exit.FAILED
 
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
@@ -175,13 +174,14 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_ledger_check(args: argparse.Namespace, doc: Any) -> int:
-    from orchestrator.ledger_check import check_ledger
+    from orchestrator.tools.ledger_check import check_ledger
 
     repo = args.repo
     if repo is None:
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=Path(doc.path).resolve().parent,
-                              capture_output=True, text=True, check=False)
-        repo = Path(proc.stdout.strip()) if proc.returncode == 0 else Path(doc.path).resolve().parent
+        from orchestrator.vcs.repo import GitRepo
+
+        here = Path(doc.path).resolve().parent
+        repo = GitRepo.toplevel(here) or here
     result = check_ledger(repo, doc)
     entries = [e for e in result.entries if not args.focus or (e.focus or "").split(".")[0] == args.focus.split(".")[0]]
     if args.json:
@@ -195,7 +195,7 @@ def run_ledger_check(args: argparse.Namespace, doc: Any) -> int:
                 print(f"      {f.kind}: {f.message}")
         print(f"{sum(1 for e in entries if e.flags)} of {len(entries)} entries flagged"
               + ("" if result.git_checked else " (not a git repository: commits not checked)"))
-    return EXIT_FAILED if any(e.flags for e in entries) else EXIT_OK
+    return Exit.FAILED if any(e.flags for e in entries) else Exit.OK
 
 
 def _common(p: argparse.ArgumentParser, progress: bool = False) -> None:

@@ -14,50 +14,19 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import subprocess
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from orchestrator.documents.common import FOCUS_PATTERN, base_id
-from orchestrator.gitops import GitError
+from orchestrator.layout import Layout
+from orchestrator.vcs.repo import GitRepo
 
-__all__ = [
-    "CycleCommit",
-    "GitError",
-    "ProgressJudge",
-    "cycle_commits",
-    "dwell",
-    "git_show",
-    "make_judge",
-    "SUBJECT_RE",
-]
+__all__ = ["SUBJECT_RE", "CycleCommit", "ProgressJudge", "cycle_commits", "dwell", "make_judge"]
 
 logger = logging.getLogger(__name__)
 
 SUBJECT_RE = re.compile(r"^(?P<kind>SUPERVISOR|RALPH): (?P<focus>" + FOCUS_PATTERN + r")\b")
 _TRAILER_RE = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9-]*): (?P<value>.+)$")
-_GIT_TIMEOUT_S = 60
-
-
-def _git(repo: Path, *args: str, check: bool = True) -> str:
-    try:
-        proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                              timeout=_GIT_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GitError(f"git {' '.join(args)} in {repo}: {exc}") from exc
-    if check and proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} in {repo} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def git_show(repo: Path, sha: str, path: str) -> str | None:
-    """Content of ``path`` at commit ``sha`` (None when the file does not exist there)."""
-    proc = subprocess.run(["git", "show", f"{sha}:{path}"], cwd=repo, capture_output=True,
-                          timeout=_GIT_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -88,15 +57,13 @@ def _trailers(body: str) -> dict[str, str]:
     return out
 
 
-def cycle_commits(repo: Path, rev: str = "HEAD") -> Iterator[CycleCommit]:
+def cycle_commits(git: GitRepo, rev: str = "HEAD") -> Iterator[CycleCommit]:
     """Harness commits reachable from ``rev`` along first parents, newest first, each with
     the paths it changed (one ``git log`` process for the whole history). An empty
     repository (no commits) yields nothing."""
-    if _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip() == "":
+    if not git.rev_exists(rev):
         return
-    out = _git(repo, "log", "--first-parent", "-z", "--name-only",
-               "--format=%x1e%H%x1f%P%x1f%cI%x1f%s%x1f%b%x1f", rev)
-    for record in out.split("\x1e"):
+    for record in git.log_first_parent(rev).split("\x1e"):
         header, _, files = record.partition("\x1f\0")
         if not header.strip():
             continue
@@ -109,55 +76,6 @@ def cycle_commits(repo: Path, rev: str = "HEAD") -> Iterator[CycleCommit]:
         yield CycleCommit(sha, parent, m["kind"], base_id(m["focus"]), subject, date, _trailers(body), changed)
 
 
-def changed_paths(repo: Path, sha: str) -> set[str]:
-    out = _git(repo, "diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", sha)
-    return {p for p in out.split("\0") if p}
-
-
-class BlobReader:
-    """``<rev>:<path>`` contents through one long-lived ``git cat-file --batch`` process."""
-
-    def __init__(self, repo: Path) -> None:
-        self.repo = Path(repo)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._cache: dict[str, str | None] = {}
-
-    def read(self, rev: str, path: str) -> str | None:
-        spec = f"{rev}:{path}"
-        if spec not in self._cache:
-            self._cache[spec] = self._query(spec)
-        return self._cache[spec]
-
-    def _query(self, spec: str) -> str | None:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=self.repo, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(spec.encode() + b"\n")
-        self._proc.stdin.flush()
-        header = self._proc.stdout.readline().split()
-        if len(header) != 3 or header[1] != b"blob":
-            return None  # "<spec> missing" / not a file
-        data = self._proc.stdout.read(int(header[2]))
-        self._proc.stdout.read(1)  # trailing newline
-        return data.decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            self._proc.wait(timeout=10)
-            if self._proc.stdout is not None:
-                self._proc.stdout.close()
-            self._proc = None
-
-    def __del__(self) -> None:  # a forgotten reader must not leave a git process behind
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
-
-
 @dataclass
 class ProgressJudge:
     """Decides progress/escalation of a commit from its tree.
@@ -167,18 +85,18 @@ class ProgressJudge:
     checklist items in an implementation.md text. Results are cached per commit.
     """
 
-    repo: Path
+    git: GitRepo
     status_of: Callable[[str, str], str | None]
     plan_path_of: Callable[[str, str], str | None]
     ticked: Callable[[str], int]
-    fix_plan_path: str = "docs/fix_plan.md"
+    fix_plan_path: str = Layout.FIX_PLAN
     _cache: dict[tuple[str, str, str], bool] = field(default_factory=dict)
-    _blobs: BlobReader | None = None
+    _blobs: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def _show(self, sha: str, path: str) -> str | None:
-        if self._blobs is None:
-            self._blobs = BlobReader(self.repo)
-        return self._blobs.read(sha, path)
+        if (sha, path) not in self._blobs:
+            self._blobs[(sha, path)] = self.git.read_blob(sha, path)
+        return self._blobs[(sha, path)]
 
     def _status(self, sha: str | None, focus: str) -> str | None:
         text = self._show(sha, self.fix_plan_path) if sha else None
@@ -208,10 +126,10 @@ class ProgressJudge:
                 path = self.plan_path_of(text, focus)
             except ValueError:
                 path = None
-        return path or f"plans/active/{focus}/implementation.md"
+        return Layout.plan_rel(focus, path)
 
     def _changed(self, commit: CycleCommit) -> frozenset[str]:
-        return commit.changed if commit.changed is not None else frozenset(changed_paths(self.repo, commit.sha))
+        return commit.changed if commit.changed is not None else frozenset(self.git.changed_paths(commit.sha))
 
     def made_progress(self, commit: CycleCommit) -> bool:
         """RALPH commit ticked plan items or set the item ``done``."""
@@ -261,7 +179,7 @@ def dwell(commits: Iterable[CycleCommit], focus: str, judge: ProgressJudge) -> i
     return count
 
 
-def make_judge(repo: Path) -> ProgressJudge:
+def make_judge(git: GitRepo) -> ProgressJudge:
     """A :class:`ProgressJudge` reading the harness's fix plan and working plans."""
     from orchestrator.documents import fix_plan as fix_plan_doc
     from orchestrator.documents import plan as plan_doc
@@ -288,4 +206,4 @@ def make_judge(repo: Path) -> ProgressJudge:
         except DocumentError as exc:
             raise ValueError(str(exc)) from exc
 
-    return ProgressJudge(Path(repo), status_of, plan_path_of, ticked)
+    return ProgressJudge(git, status_of, plan_path_of, ticked)

@@ -17,6 +17,7 @@ from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents import validate as validate_doc
 from orchestrator.documents.common import read_text
 from orchestrator.documents.errors import DocumentError
+from orchestrator.layout import Layout
 
 __all__ = ["validate_handoff_file"]
 
@@ -32,7 +33,7 @@ def validate_handoff_file(repo: Path, path: Path, expected_focus: str | None = N
                           expected_artifacts: str | None = None) -> list[str]:
     """Problems with ``path`` (empty list = valid); a parse error is a problem, not a crash."""
     repo = Path(repo)
-    plan_path = repo / "docs" / "fix_plan.md"
+    plan_path = Layout(repo).fix_plan
     try:
         doc = handoff_doc.parse(read_text(path), path)
         plan = fix_plan_doc.load(plan_path)

@@ -16,28 +16,33 @@ from __future__ import annotations
 
 import logging
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from orchestrator.agents import BuiltinSupervisor, BuiltinWorker, CommandAgent, SupervisorAgent, WorkerAgent
-from orchestrator.artifacts import format_ts
+from orchestrator.agents import (
+    BuiltinSupervisor,
+    BuiltinWorker,
+    CommandAgent,
+    SupervisorAgent,
+    WorkerAgent,
+)
 from orchestrator.config import BUILTIN, HarnessConfig
 from orchestrator.context import HarnessContext
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.history import cycle_commits
-from orchestrator.runner import sigterm_as_interrupt
-from orchestrator.state import CycleState, hold_lock, load_state, save_state, utc_now_iso
-from orchestrator.supervisor import supervise
-from orchestrator.worker import commit_ralph, work
+from orchestrator.cycle.supervisor import supervise
+from orchestrator.cycle.worker import commit_ralph, work
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.execution.runner import sigterm_as_interrupt
+from orchestrator.fsutil import format_ts, utc_now_iso
+from orchestrator.layout import Layout
+from orchestrator.records.state import CycleState, hold_lock, load_state, save_state
+from orchestrator.vcs.history import cycle_commits
 
 __all__ = ["CycleOutcome", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop", "run_turn"]
 
 logger = logging.getLogger(__name__)
 
-_ROOT_DOCS = ("input.md", "galph_memory.md", "docs/fix_plan.md")
+_ROOT_DOCS = (Layout.HANDOFF, Layout.LEDGER, Layout.FIX_PLAN)
 
 
 @dataclass(frozen=True)
@@ -85,22 +90,15 @@ def _new_cycle_id(ctx: HarnessContext) -> str:
 
 def _restore_root_docs(ctx: HarnessContext) -> None:
     """Put the root documents a half-finished supervisor turn touched back to HEAD."""
-    subprocess.run(["git", "checkout", "HEAD", "--", *[p for p in _ROOT_DOCS if _tracked(ctx.repo, p)]],
-                   cwd=ctx.repo, capture_output=True, check=False, timeout=60, stdin=subprocess.DEVNULL)
-    if not _tracked(ctx.repo, "input.md"):
-        (ctx.repo / "input.md").unlink(missing_ok=True)
-
-
-def _tracked(repo: Path, path: str) -> bool:
-    proc = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=repo, capture_output=True,
-                          check=False, timeout=60, stdin=subprocess.DEVNULL)
-    return proc.returncode == 0
+    ctx.git.checkout_paths([p for p in _ROOT_DOCS if ctx.git.is_tracked(p)])
+    if not ctx.git.is_tracked(ctx.layout.HANDOFF):
+        ctx.layout.handoff.unlink(missing_ok=True)
 
 
 def _catch_up(ctx: HarnessContext, state: CycleState) -> CycleState:
     """If HEAD is this cycle's SUPERVISOR (or RALPH) commit, the turn finished: advance."""
-    head = next(cycle_commits(ctx.repo), None)
-    if head is None or head.trailers.get("Cycle-Id") != state.cycle_id or head.sha != ctx.git().head_sha():
+    head = next(cycle_commits(ctx.git), None)
+    if head is None or head.trailers.get("Cycle-Id") != state.cycle_id or head.sha != ctx.git.head_sha():
         return state
     if state.phase == "supervising" and head.kind == "SUPERVISOR" and "Artifacts" in head.trailers:
         logger.warning("cycle %s: SUPERVISOR commit %s found; continuing with the worker", state.cycle_id, head.sha[:10])
@@ -121,7 +119,7 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
     if not resumed:
         now = utc_now_iso()
         state = CycleState(cycle_id=_new_cycle_id(ctx), phase="supervising", started_at=now, updated_at=now,
-                           base_commit=ctx.git().head_sha(), branch=ctx.git().branch())
+                           base_commit=ctx.git.head_sha(), branch=ctx.git.branch())
         save_state(ctx.repo, state)
     else:
         logger.warning("resuming cycle %s at phase %s", state.cycle_id, state.phase)
@@ -178,18 +176,18 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
 def adopt_handoff(ctx: HarnessContext) -> CycleState:
     """A cycle state for the committed ``input.md`` (for ``orchestrator work`` without a
     preceding ``supervise``); ValueError listing the problems when the handoff is invalid."""
-    problems = validate_handoff_file(ctx.repo, ctx.repo / "input.md")
+    problems = validate_handoff_file(ctx.repo, ctx.layout.handoff)
     if problems:
         raise ValueError("input.md is not a valid handoff:\n" + "\n".join(problems))
     from orchestrator.documents import handoff as handoff_doc
     from orchestrator.documents.common import read_text
 
-    doc = handoff_doc.parse(read_text(ctx.repo / "input.md"), ctx.repo / "input.md")
+    doc = handoff_doc.parse(read_text(ctx.layout.handoff), ctx.layout.handoff)
     now = utc_now_iso()
-    head = ctx.git().head_sha()
+    head = ctx.git.head_sha()
     return CycleState(cycle_id=_new_cycle_id(ctx), phase="supervised", started_at=now, updated_at=now,
                       focus=doc.focus_item_id, report_dir=(doc.artifacts or "").strip().strip("`").rstrip("/"),
-                      supervisor_commit=head, base_commit=head, branch=ctx.git().branch(),
+                      supervisor_commit=head, base_commit=head, branch=ctx.git.branch(),
                       notes=("adopted an existing input.md (no supervisor turn in this cycle)",))
 
 
@@ -219,7 +217,7 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
              on_cycle: Callable[[CycleOutcome], None] | None = None) -> LoopResult:
     """Hold the lock and run up to ``cycles`` cycles (default: the budget) within
     ``max_wall_s`` (0 = unlimited). Stops early when nothing is eligible or on a signal.
-    Raises :class:`orchestrator.state.LockHeld` when another loop runs."""
+    Raises :class:`orchestrator.records.state.LockHeld` when another loop runs."""
     budget = ctx.config.budgets
     n_max = cycles if cycles is not None else budget.max_cycles
     wall = budget.max_wall_s if max_wall_s is None else max_wall_s

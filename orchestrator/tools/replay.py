@@ -16,19 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from orchestrator.artifacts import format_ts, utc_now, write_json_atomic
 from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents.common import parse_timestamp
-from orchestrator.gitops import GitError, run_git
-from orchestrator.history import cycle_commits, git_show
-from orchestrator.steps import run_steps, step_env
-from orchestrator.worker import planned_steps
+from orchestrator.execution.steps import planned_steps, run_steps, step_env
+from orchestrator.fsutil import atomic_write_json, format_ts, utc_now
+from orchestrator.layout import Layout
+from orchestrator.vcs.history import cycle_commits
+from orchestrator.vcs.repo import GitError, GitRepo
 
 __all__ = ["Recorded", "ReplayResult", "StepComparison", "find_recorded", "replay"]
 
@@ -72,10 +72,17 @@ class ReplayResult:
         return bool(self.steps) and all(s.matches for s in self.steps)
 
 
-def _git(repo: Path, *args: str) -> str:
-    """run_git with replay's error contract: ValueError naming the command and git's stderr."""
+def _git(repo: Path) -> GitRepo:
+    """The gateway with replay's error contract: ValueError naming the problem."""
     try:
-        return run_git(repo, *args)
+        return GitRepo(repo)
+    except GitError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _commit_of(git: GitRepo, rev: str) -> str:
+    try:
+        return git.rev_parse(rev)
     except GitError as exc:
         raise ValueError(str(exc)) from exc
 
@@ -108,9 +115,10 @@ def find_recorded(repo: Path, ledger_entry: str | None = None, input_file: Path 
         report = _artifacts(text, str(input_file))
         run_path = repo / report / "run.json" if report else None
         original = json.loads(run_path.read_text(encoding="utf-8")) if run_path and run_path.exists() else None
-        sha = _git(repo, "rev-parse", "--verify", f"{at or 'HEAD'}^{{commit}}")
+        sha = _commit_of(_git(repo), at or "HEAD")
         return Recorded(text, str(input_file), sha, original)
-    commits = list(cycle_commits(repo))
+    git = _git(repo)
+    commits = list(cycle_commits(git))
     hits = [i for i, c in enumerate(commits)
             if c.kind == "SUPERVISOR" and _entry_matches(c.trailers.get("Ledger-Entry", ""), ledger_entry or "")]
     if len(hits) > 1:
@@ -119,16 +127,16 @@ def find_recorded(repo: Path, ledger_entry: str | None = None, input_file: Path 
     if hits:
         i = hits[0]
         c = commits[i]
-        text = git_show(repo, c.sha, "input.md")
+        text = git.show(c.sha, Layout.HANDOFF)
         if text is None:
             raise ValueError(f"commit {c.sha[:12]} (ledger entry {ledger_entry}) has no input.md")
         report = _artifacts(text, f"{c.sha[:12]}:input.md")
         original = None
         follow = next((r for r in reversed(commits[:i]) if r.kind == "RALPH" and r.focus == c.focus), None)
         if follow is not None and report:
-            raw = git_show(repo, follow.sha, f"{report}/run.json")
+            raw = git.show(follow.sha, f"{report}/run.json")
             original = json.loads(raw) if raw else None
-        sha = _git(repo, "rev-parse", "--verify", f"{at}^{{commit}}") if at else c.sha
+        sha = _commit_of(git, at) if at else c.sha
         return Recorded(text, f"{c.sha[:12]}:input.md (ledger entry {ledger_entry})", sha, original)
     raise ValueError(f"no SUPERVISOR commit records ledger entry {ledger_entry!r} "
                      "(only entries written by the harness can be replayed by timestamp; use --input)")
@@ -157,14 +165,18 @@ def replay(repo: Path, recorded: Recorded, step: int | None = None, default_time
         steps = tuple(s for s in steps if s.number == step)
         if not steps:
             raise ValueError(f"{recorded.source}: no Do-Now step {step} (it has {len(planned_steps(doc))})")
-    out = repo / ".orchestrator" / "replays" / format_ts(clock())
+    out = Layout(repo).state_dir / "replays" / format_ts(clock())
     n = 2
     while out.exists():
         out = out.with_name(f"{format_ts(clock())}-{n}")
         n += 1
     worktree = out / "worktree"
     out.mkdir(parents=True)
-    _git(repo, "worktree", "add", "--quiet", "--detach", str(worktree), recorded.at)
+    git = _git(repo)
+    try:
+        git.worktree_add_detached(worktree, recorded.at)
+    except GitError as exc:
+        raise ValueError(str(exc)) from exc
     try:
         report_rel = (doc.artifacts or "").strip().strip("`").rstrip("/")
         report = worktree / report_rel
@@ -174,9 +186,7 @@ def replay(repo: Path, recorded: Recorded, step: int | None = None, default_time
         shutil.copytree(report / "logs", out / "logs", dirs_exist_ok=True)
     finally:
         if not keep_worktree:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=repo, capture_output=True,
-                           timeout=120, check=False)
-            subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True, timeout=120, check=False)
+            git.worktree_remove(worktree, force=True, check=False)
     originals = {s["index"]: s for s in (recorded.run_json or {}).get("steps", [])}
     comparisons = []
     for record in records:
@@ -186,7 +196,7 @@ def replay(repo: Path, recorded: Recorded, step: int | None = None, default_time
         original = originals.get(record.index)
         comparisons.append(StepComparison(record.index, record.title, original, replayed, _compare(original, replayed)))
     result = ReplayResult(recorded.at, out, tuple(comparisons))
-    write_json_atomic(out / "replay.json", {
+    atomic_write_json(out / "replay.json", {
         "source": recorded.source, "at": recorded.at, "worktree_kept": keep_worktree, "matches": result.matches,
         "steps": [{"index": c.index, "title": c.title, "matches": c.matches, "differences": list(c.differences),
                    "original": {k: (c.original or {}).get(k) for k in ("rc", "timed_out", "expectation_ok",

@@ -1,11 +1,11 @@
-"""Secret detection shared by :mod:`orchestrator.artifacts` (env redaction in run.json) and
-:mod:`orchestrator.gitops` (refusing commits whose staged text holds a credential)."""
+"""Secret detection shared by :mod:`orchestrator.records.run_record` (env redaction in run.json)
+and :mod:`orchestrator.vcs.repo` (refusing commits whose staged text holds a credential)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 __all__ = [
     "REDACTED",
@@ -14,6 +14,7 @@ __all__ = [
     "SecretHit",
     "is_secret_name",
     "redact_env",
+    "scan_diff",
     "scan_lines",
     "scan_text",
 ]
@@ -85,3 +86,24 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
         secret = is_secret_name(name) or any(p.search(value) for _, p in SECRET_PATTERNS)
         out[name] = REDACTED if secret else value
     return out
+
+
+_HUNK_RE = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def scan_diff(diff: str) -> list[SecretHit]:
+    """Secret patterns in the lines a unified diff (``git diff -U0``) adds, with their path and
+    line number in the new file."""
+    hits: list[SecretHit] = []
+    path, lineno, in_header = "", 0, False
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            path, in_header = "", True
+        elif in_header and line.startswith("+++ "):
+            path = line[6:] if line.startswith("+++ b/") else ""
+        elif (m := _HUNK_RE.match(line)) is not None:
+            lineno, in_header = int(m.group(1)), False
+        elif not in_header and line.startswith("+") and path:
+            hits += scan_lines([(lineno, line[1:])], path)
+            lineno += 1
+    return hits

@@ -1,4 +1,5 @@
-"""Build new ``input.md`` handoffs (the supervisor writes input.md only through this module).
+"""Test helper: build ``input.md`` handoffs from a spec (the harness itself writes handoffs with
+:mod:`orchestrator.documents.handoff_draft`); the generated texts exercise the parser.
 
 ``render_spec(spec)`` renders a :class:`HandoffSpec` in the seed's layout; ``build(spec)``
 parses that text back into a :class:`~orchestrator.documents.handoff.Handoff`; ``spec_of``
@@ -12,8 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .common import PathLike, check_single_line
-from .handoff import KNOWN_SECTIONS, Handoff, parse, section_key
+from orchestrator.documents.common import PathLike, check_single_line
+from orchestrator.documents.handoff import KNOWN_SECTIONS, Handoff, parse, section_key
 
 _FENCE_LINE_RE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})", re.MULTILINE)
 _LIST_ITEM_RE = re.compile(r"^(?:[-*+]|\d+[.)])[ \t]+(?P<text>.*?)[ \t]*$")

@@ -13,13 +13,13 @@ Computed dwell, per entry:
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.documents import ledger as ledger_doc
-from orchestrator.history import CycleCommit, cycle_commits, dwell, make_judge
+from orchestrator.vcs.history import CycleCommit, cycle_commits, dwell, make_judge
+from orchestrator.vcs.repo import GitRepo
 
 __all__ = ["EntryCheck", "LedgerCheck", "LedgerFlag", "check_ledger"]
 
@@ -66,18 +66,10 @@ class LedgerCheck:
         return not self.problems
 
 
-def _known_commits(repo: Path, shas: set[str]) -> set[str] | None:
-    wanted = sorted(s for s in shas if s.lower() not in _NO_COMMIT)
-    if not (repo / ".git").exists():
+def _known_commits(git: GitRepo | None, shas: set[str]) -> set[str] | None:
+    if git is None:
         return None
-    if not wanted:
-        return set()
-    proc = subprocess.run(["git", "cat-file", "--batch-check=%(objecttype)"], cwd=repo, capture_output=True,
-                          text=True, input="".join(f"{s}^{{commit}}\n" for s in wanted), timeout=60, check=False)
-    answers = proc.stdout.splitlines()
-    if proc.returncode != 0 or len(answers) != len(wanted):
-        return None
-    return {sha for sha, kind in zip(wanted, answers) if kind.strip() == "commit"}
+    return git.known_commits(s for s in shas if s.lower() not in _NO_COMMIT)
 
 
 def _ledger_estimates(entries: list[ledger_doc.LedgerEntry]) -> dict[int, int | None]:
@@ -100,14 +92,14 @@ def check_ledger(repo_root: Path, ledger: ledger_doc.Ledger) -> LedgerCheck:
     """Check every entry of ``ledger`` against the repository at ``repo_root``."""
     repo = Path(repo_root)
     entries = ledger_doc.entries_in_time_order(ledger)
-    is_git = (repo / ".git").exists()
-    commits: list[CycleCommit] = list(cycle_commits(repo)) if is_git else []
+    git = GitRepo(repo) if (repo / ".git").exists() else None
+    commits: list[CycleCommit] = list(cycle_commits(git)) if git is not None else []
     by_entry = {c.trailers["Ledger-Entry"]: i for i, c in reversed(list(enumerate(commits)))
                 if c.kind == "SUPERVISOR" and "Ledger-Entry" in c.trailers}
-    judge = make_judge(repo) if is_git else None
+    judge = make_judge(git) if git is not None else None
     estimates = _ledger_estimates(entries)
     shas = {(e.state.ralph_last_commit or "") for e in entries if e.state}
-    known = _known_commits(repo, shas)
+    known = _known_commits(git, shas)
     results = []
     for e in entries:
         flags: list[LedgerFlag] = []
