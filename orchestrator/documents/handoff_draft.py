@@ -209,7 +209,3 @@ def render_draft(inputs: DraftInputs) -> str:
         lines.append(f"- If every exit criterion passes the harness marks {item.id} done; "
                      "otherwise the next cycle retries the open items.")
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def report_rel(repo: Path, report_dir: Path) -> str:
-    return Path(report_dir).resolve().relative_to(Path(repo).resolve()).as_posix()
