@@ -18,12 +18,14 @@ with the ``in <seconds>s`` timing pytest always prints, so test output that mere
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "ExpectationResult",
     "PytestCounts",
+    "SummaryWatcher",
     "evaluate_expectation",
     "parse_pytest_output",
     "parse_summary_line",
@@ -129,6 +131,18 @@ def parse_pytest_output(text: str | Iterable[str]) -> PytestCounts | None:
         if counts is not None:
             last = counts
     return last
+
+
+class SummaryWatcher:
+    """Fed a command's output line by line; ``counts`` is the last summary line seen."""
+
+    def __init__(self) -> None:
+        self.counts: PytestCounts | None = None
+
+    def __call__(self, line: str) -> None:
+        counts = parse_summary_line(line) if " in " in line else None
+        if counts is not None:
+            self.counts = counts
 
 
 class ExpectationResult(NamedTuple):

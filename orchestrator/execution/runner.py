@@ -26,12 +26,14 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from orchestrator.execution.pytest_summary import PytestCounts, parse_summary_line
+from orchestrator.execution.output import OutputStream, echo_function
+from orchestrator.execution.pytest_summary import PytestCounts, SummaryWatcher
 
 __all__ = [
     "TIMEOUT_RC",
@@ -42,12 +44,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-output_logger = logging.getLogger(__name__ + ".output")
 
 TIMEOUT_RC = 124
-_MAX_LINE = 64 * 1024
 _POLL_S = 0.05
-_TAIL = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _group_alive(pgid: int) -> bool:
@@ -170,72 +169,6 @@ def _terminate_group(proc: subprocess.Popen[bytes], pgid: int, grace_s: float) -
         proc.wait(timeout=5)
 
 
-@dataclass
-class _Stream:
-    """Appends raw output to the log, splits it into lines for echo and pytest parsing."""
-
-    log: Any
-    echo: Callable[[str], None] | None
-    limit: int | None = None
-    pending: bytes = b""
-    counts: PytestCounts | None = None
-    written: int = 0
-    truncated: bool = False
-    omitted: int = 0
-    tail: bytes = b""
-
-    def feed(self, chunk: bytes) -> None:
-        if self.truncated:
-            self.omitted += len(chunk)
-            self.tail = (self.tail + chunk)[-_TAIL:]
-        elif self.limit is not None and self.written + len(chunk) > self.limit:
-            self.truncated = True
-            head = max(0, self.limit - self.written)
-            self.log.write(chunk[:head])
-            self.log.flush()
-            self.omitted, self.tail = len(chunk) - head, chunk[head:][-_TAIL:]
-            logger.warning("output over %d bytes: log truncated, echo stopped", self.limit)
-        else:
-            self.log.write(chunk)
-            self.log.flush()
-            self.written += len(chunk)
-        self.pending += chunk
-        *complete, self.pending = self.pending.split(b"\n")
-        if len(self.pending) > _MAX_LINE:
-            complete.append(self.pending)
-            self.pending = b""
-        for raw in complete:
-            self._line(raw.decode("utf-8", errors="replace").rstrip("\r"))
-
-    def close(self) -> None:
-        if self.truncated:  # keep the end of the output: that is where summaries are
-            kept = len(self.tail)
-            self.log.write(f"\n# [runner] log truncated at {self.limit} bytes; "
-                           f"{self.omitted - kept} bytes omitted, last {kept} follow\n".encode())
-            self.log.write(self.tail + (b"" if self.tail.endswith(b"\n") else b"\n"))
-        if self.pending:
-            if not self.truncated:
-                self.log.write(b"\n")
-            self._line(self.pending.decode("utf-8", errors="replace").rstrip("\r"))
-            self.pending = b""
-        self.log.flush()
-
-    def _line(self, line: str) -> None:
-        counts = parse_summary_line(line) if " in " in line else None
-        if counts is not None:
-            self.counts = counts  # still parsed after truncation: the summary comes last
-        if self.echo is not None and not self.truncated:
-            self.echo(line)
-
-
-def _echo_fn(echo: bool | Callable[[str], None]) -> Callable[[str], None] | None:
-    if callable(echo):
-        return echo
-    if echo:
-        return lambda line: output_logger.info("%s", line)
-    return None
-
-
 def run(
     cmd: str | Sequence[str],
     cwd: Path,
@@ -261,95 +194,107 @@ def run(
     Raises ``ValueError`` for a bad timeout or an empty command, and
     :class:`CommandInterrupted` on KeyboardInterrupt. Never raises for a failing command.
     """
-    if not timeout_s > 0 or timeout_s == float("inf"):
-        raise ValueError(f"timeout_s must be a positive finite number of seconds, got {timeout_s!r}")
-    if kill_grace_s < 0 or drain_s < 0:
-        raise ValueError(f"kill_grace_s and drain_s must be >= 0, got {kill_grace_s!r}, {drain_s!r}")
-    if isinstance(cmd, str):
-        if not cmd.strip():
-            raise ValueError("empty command")
-        argv: tuple[str, ...] = ("bash", "-o", "pipefail", "-c", cmd)
-        shown = cmd
-    else:
-        argv = tuple(str(a) for a in cmd)
-        if not argv:
-            raise ValueError("empty argv")
-        shown = shlex.join(argv)
-    cwd = Path(cwd)
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    bad = [k for k, v in (env or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"env values must be strings; bad entries: {bad}")
-    full_env = {**os.environ, **(env or {})}
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    launch = _Launch.of(cmd, cwd, timeout_s, log_path, env, kill_grace_s, drain_s)
+    launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+    pytest_summary = SummaryWatcher()
+    with open(launch.log_path, "ab") as log:
+        log.write(f"# [runner] {_iso(datetime.now(UTC))} cwd={launch.cwd} timeout={timeout_s}s\n"
+                  f"# $ {launch.shown}\n".encode())
+        stream = OutputStream(log, echo_function(echo), max_log_bytes, (pytest_summary,))
+        result, interrupt = _execute(launch, stream, pytest_summary)
+        log.write(f"# [runner] rc={result.rc} timed_out={result.timed_out} interrupted={result.interrupted} "
+                  f"duration={result.duration_s:.2f}s\n".encode())
+    if isinstance(interrupt, KeyboardInterrupt):
+        raise CommandInterrupted(result) from interrupt
+    if interrupt is None:
+        level = logging.INFO if result.ok else logging.WARNING
+        logger.log(level, "rc=%d timed_out=%s %.2fs: %s", result.rc, result.timed_out, result.duration_s,
+                   launch.shown)
+    return result
 
-    started_at = datetime.now(timezone.utc)
+
+@dataclass(frozen=True)
+class _Launch:
+    """A validated command: argv, how it is shown, where and how long it runs."""
+
+    argv: tuple[str, ...]
+    shown: str
+    cwd: Path
+    env: dict[str, str]
+    timeout_s: float
+    log_path: Path
+    kill_grace_s: float
+    drain_s: float
+
+    @classmethod
+    def of(cls, cmd: str | Sequence[str], cwd: Path, timeout_s: float, log_path: Path,
+           env: Mapping[str, str] | None, kill_grace_s: float, drain_s: float) -> _Launch:
+        if not timeout_s > 0 or timeout_s == float("inf"):
+            raise ValueError(f"timeout_s must be a positive finite number of seconds, got {timeout_s!r}")
+        if kill_grace_s < 0 or drain_s < 0:
+            raise ValueError(f"kill_grace_s and drain_s must be >= 0, got {kill_grace_s!r}, {drain_s!r}")
+        if isinstance(cmd, str):
+            if not cmd.strip():
+                raise ValueError("empty command")
+            argv: tuple[str, ...] = ("bash", "-o", "pipefail", "-c", cmd)
+            shown = cmd
+        else:
+            argv = tuple(str(a) for a in cmd)
+            if not argv:
+                raise ValueError("empty argv")
+            shown = shlex.join(argv)
+        bad = [k for k, v in (env or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise ValueError(f"env values must be strings; bad entries: {bad}")
+        full_env = {**os.environ, **(env or {})}
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        return cls(argv, shown, Path(cwd), full_env, float(timeout_s), Path(log_path), kill_grace_s, drain_s)
+
+
+def _execute(launch: _Launch, stream: OutputStream,
+             pytest_summary: SummaryWatcher) -> tuple[CommandResult, BaseException | None]:
+    """Start, pump and reap the command; always returns its result (and the exception that
+    stopped it: a KeyboardInterrupt, or a harness bug recorded in ``error``)."""
+    started_at = datetime.now(UTC)
     t0 = time.monotonic()
     rc: int | None = None
     timed_out = interrupted = strays = False
     error: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     interrupt: BaseException | None = None
-    with open(log_path, "ab") as log:
-        log.write(
-            f"# [runner] {_iso(started_at)} cwd={cwd} timeout={timeout_s}s\n# $ {shown}\n".encode()
-        )
-        stream = _Stream(log, _echo_fn(echo), max_log_bytes)
+    try:
         try:
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=full_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:  # missing executable or cwd, permission denied
-                rc = 126 if isinstance(exc, PermissionError) else 127
-                error = f"cannot start {shown!r} in {cwd}: {exc}"
-                stream.feed(f"# [runner] {error}\n".encode())
-            else:
-                timed_out, strays = _pump(proc, stream, t0 + timeout_s, kill_grace_s, drain_s)
-        except KeyboardInterrupt as exc:
-            interrupted, interrupt = True, exc
-            logger.warning("interrupted: killing process group of %r", shown)
-        except Exception as exc:  # a harness bug still leaves a record (error set), not a hang
-            error = f"runner failure: {exc!r}"
-            interrupt = exc
-            logger.exception("runner failed while running %r", shown)
-        finally:
-            if proc is not None:
-                if proc.poll() is None or _group_alive(proc.pid):
-                    _terminate_group(proc, proc.pid, kill_grace_s)
-                if proc.stdout is not None:
-                    proc.stdout.close()
-                if rc is None:
-                    rc = _shell_rc(proc.wait())
-            if timed_out:
-                rc = TIMEOUT_RC
-            stream.close()
-            ended_at = datetime.now(timezone.utc)
-            duration = time.monotonic() - t0
-            result = CommandResult(
-                argv=argv, cmd=shown, cwd=cwd, timeout_s=float(timeout_s),
-                rc=rc if rc is not None else -1, timed_out=timed_out, duration_s=duration,
-                log_path=log_path, pytest_counts=stream.counts, started_at=started_at,
-                ended_at=ended_at, interrupted=interrupted, strays_killed=strays, error=error,
-            )
-            log.write(
-                f"# [runner] rc={result.rc} timed_out={timed_out} interrupted={interrupted} "
-                f"duration={duration:.2f}s\n".encode()
-            )
-    if isinstance(interrupt, KeyboardInterrupt):
-        raise CommandInterrupted(result) from interrupt
-    if interrupt is not None:
-        return result
-    level = logging.INFO if result.ok else logging.WARNING
-    logger.log(level, "rc=%d timed_out=%s %.2fs: %s", result.rc, timed_out, duration, shown)
-    return result
+            proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:  # missing executable or cwd, permission denied
+            rc = 126 if isinstance(exc, PermissionError) else 127
+            error = f"cannot start {launch.shown!r} in {launch.cwd}: {exc}"
+            stream.feed(f"# [runner] {error}\n".encode())
+        else:
+            timed_out, strays = _pump(proc, stream, t0 + launch.timeout_s, launch.kill_grace_s, launch.drain_s)
+    except KeyboardInterrupt as exc:
+        interrupted, interrupt = True, exc
+        logger.warning("interrupted: killing process group of %r", launch.shown)
+    except Exception as exc:  # a harness bug still leaves a record (error set), not a hang
+        error, interrupt = f"runner failure: {exc!r}", exc
+        logger.exception("runner failed while running %r", launch.shown)
+    finally:
+        if proc is not None:
+            if proc.poll() is None or _group_alive(proc.pid):
+                _terminate_group(proc, proc.pid, launch.kill_grace_s)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if rc is None:
+                rc = _shell_rc(proc.wait())
+        stream.close()
+    result = CommandResult(
+        argv=launch.argv, cmd=launch.shown, cwd=launch.cwd, timeout_s=launch.timeout_s,
+        rc=TIMEOUT_RC if timed_out else rc if rc is not None else -1, timed_out=timed_out,
+        duration_s=time.monotonic() - t0, log_path=launch.log_path, pytest_counts=pytest_summary.counts,
+        started_at=started_at, ended_at=datetime.now(UTC), interrupted=interrupted, strays_killed=strays,
+        error=error,
+    )
+    return result, interrupt
 
 
 def _shell_rc(returncode: int) -> int:
@@ -358,7 +303,7 @@ def _shell_rc(returncode: int) -> int:
 
 def _pump(
     proc: subprocess.Popen[bytes],
-    stream: _Stream,
+    stream: OutputStream,
     deadline: float,
     grace_s: float,
     drain_s: float,
@@ -397,7 +342,7 @@ def _pump(
             eof = _read_available(fd, stream)
 
 
-def _read_available(fd: int, stream: _Stream) -> bool:
+def _read_available(fd: int, stream: OutputStream) -> bool:
     """Read what is available (at most 1 MiB, so the deadline is checked); True at EOF."""
     for _ in range(16):
         try:
@@ -410,7 +355,7 @@ def _read_available(fd: int, stream: _Stream) -> bool:
     return False
 
 
-def _drain(fd: int, stream: _Stream, limit_s: float) -> None:
+def _drain(fd: int, stream: OutputStream, limit_s: float) -> None:
     """Read remaining output for at most ``limit_s`` (a process outside the group may hold
     the pipe open forever)."""
     end = time.monotonic() + limit_s
