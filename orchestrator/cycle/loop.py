@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from orchestrator.agents import (
     BuiltinSupervisor,
@@ -29,30 +30,50 @@ from orchestrator.agents import (
 )
 from orchestrator.config import BUILTIN, HarnessConfig
 from orchestrator.context import HarnessContext
-from orchestrator.cycle.supervisor import supervise
+from orchestrator.cycle.supervisor import SuperviseStatus, supervise
 from orchestrator.cycle.worker import commit_ralph, work
 from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.execution.runner import sigterm_as_interrupt
 from orchestrator.fsutil import format_ts, utc_now_iso
 from orchestrator.layout import Layout
-from orchestrator.records.state import CycleState, hold_lock, load_state, save_state
+from orchestrator.records.state import (
+    CycleState,
+    Phase,
+    hold_lock,
+    load_state,
+    save_state,
+)
 from orchestrator.vcs.history import cycle_commits
 
-__all__ = ["CycleOutcome", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop", "run_turn"]
+__all__ = ["CycleOutcome", "CycleStatus", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop", "run_turn"]
 
 logger = logging.getLogger(__name__)
 
 _ROOT_DOCS = (Layout.HANDOFF, Layout.LEDGER, Layout.FIX_PLAN)
 
 
-@dataclass(frozen=True)
+class CycleStatus(StrEnum):
+    """How a cycle ended."""
+
+    DONE = "done"  # the item finished
+    PROGRESS = "progress"  # plan items ticked
+    FAILED = "failed"  # no progress
+    BLOCKED = "blocked"  # handoff rejected or escalated
+    IDLE = "idle"  # nothing eligible
+    INTERRUPTED = "interrupted"  # a signal; the state is saved for resumption
+    SUPERVISED = "supervised"  # `orchestrator supervise`: stopped after the supervisor turn
+
+
+#: Statuses of a cycle that went as it should.
+OK_STATUSES = (CycleStatus.DONE, CycleStatus.PROGRESS, CycleStatus.IDLE)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CycleOutcome:
-    """``status``: ``done`` (item finished), ``progress`` (items ticked), ``failed`` (no
-    progress), ``blocked`` (handoff rejected or escalated), ``idle`` (nothing eligible),
-    ``interrupted``."""
+    """One cycle's end (see :class:`CycleStatus`)."""
 
     cycle_id: str
-    status: str
+    status: CycleStatus
     focus: str | None
     report_dir: str | None
     supervisor_commit: str | None
@@ -70,7 +91,7 @@ class LoopResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.cycles) and all(c.status in ("done", "progress", "idle") for c in self.cycles)
+        return bool(self.cycles) and all(c.status in OK_STATUSES for c in self.cycles)
 
 
 def make_agents(config: HarnessConfig) -> tuple[SupervisorAgent, WorkerAgent]:
@@ -100,13 +121,85 @@ def _catch_up(ctx: HarnessContext, state: CycleState) -> CycleState:
     head = next(cycle_commits(ctx.git), None)
     if head is None or head.trailers.get("Cycle-Id") != state.cycle_id or head.sha != ctx.git.head_sha():
         return state
-    if state.phase == "supervising" and head.kind == "SUPERVISOR" and "Artifacts" in head.trailers:
+    if state.phase == Phase.SUPERVISING and head.kind == "SUPERVISOR" and "Artifacts" in head.trailers:
         logger.warning("cycle %s: SUPERVISOR commit %s found; continuing with the worker", state.cycle_id, head.sha[:10])
-        return state.advance("supervised", focus=head.focus, supervisor_commit=head.sha,
+        return state.advance(Phase.SUPERVISED, focus=head.focus, supervisor_commit=head.sha,
                              report_dir=head.trailers["Artifacts"].rstrip("/"))
-    if state.phase == "worked" and head.kind == "RALPH":
-        return state.advance("done", worker_commit=head.sha)
+    if state.phase == Phase.WORKED and head.kind == "RALPH":
+        return state.advance(Phase.DONE, worker_commit=head.sha)
     return state
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One call of :func:`run_cycle`: what every outcome of it shares."""
+
+    ctx: HarnessContext
+    t0: float
+    resumed: bool
+    escalated: tuple[str, ...] = ()
+
+    def save(self, state: CycleState) -> CycleState:
+        save_state(self.ctx.repo, state)
+        return state
+
+    def outcome(self, state: CycleState, status: str | None, message: str) -> CycleOutcome:
+        """The outcome, read from the saved ``state`` (focus, report dir, commits)."""
+        return CycleOutcome(cycle_id=state.cycle_id, status=_cycle_status(status), focus=state.focus,
+                            report_dir=state.report_dir, supervisor_commit=state.supervisor_commit,
+                            worker_commit=state.worker_commit, message=message, resumed=self.resumed,
+                            escalated=self.escalated, duration_s=time.monotonic() - self.t0)
+
+
+def _cycle_status(status: str | None) -> CycleStatus:
+    """A cycle status; a resumed cycle's state may still hold its run status (``ok`` counts as
+    progress: the item's own status was already written to the fix plan)."""
+    if status in CycleStatus.__members__.values():
+        return CycleStatus(status)
+    return CycleStatus.PROGRESS if status == "ok" else CycleStatus.FAILED
+
+
+def _start_or_resume(ctx: HarnessContext) -> tuple[CycleState, bool]:
+    state = load_state(ctx.repo)
+    if state is not None and not state.finished:
+        logger.warning("resuming cycle %s at phase %s", state.cycle_id, state.phase)
+        return state, True
+    now = utc_now_iso()
+    state = CycleState(cycle_id=_new_cycle_id(ctx), phase=Phase.SUPERVISING, started_at=now, updated_at=now,
+                       base_commit=ctx.git.head_sha(), branch=ctx.git.branch())
+    save_state(ctx.repo, state)
+    return state, False
+
+
+def _supervise_phase(run: _Run, state: CycleState, forced_focus: str | None,
+                     phases_per_cycle: int | None) -> tuple[_Run, CycleState, CycleOutcome | None, str]:
+    """The supervisor turn; an outcome when the cycle ends here (idle or blocked)."""
+    ctx = run.ctx
+    if run.resumed:
+        _restore_root_docs(ctx)
+    result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle)
+    run = replace(run, escalated=result.escalated)
+    report_dir = ctx.rel(result.report_dir) if result.report_dir else None
+    if result.status != SuperviseStatus.READY:
+        state = run.save(state.advance(Phase.DONE, focus=result.focus, supervisor_commit=result.commit,
+                                       status=result.status, report_dir=report_dir))
+        return run, state, run.outcome(state, result.status, result.message), result.message
+    state = run.save(state.advance(Phase.SUPERVISED, focus=result.focus, supervisor_commit=result.commit,
+                                   report_dir=report_dir))
+    return run, state, None, result.message
+
+
+def _work_phase(run: _Run, state: CycleState) -> CycleOutcome:
+    with sigterm_as_interrupt():
+        result, state = work(run.ctx, state, run.save)
+    if result.status == "blocked":
+        status = CycleStatus.BLOCKED
+    elif result.item_status == "done":
+        status = CycleStatus.DONE
+    else:
+        status = CycleStatus.PROGRESS if result.progressed else CycleStatus.FAILED
+    state = run.save(state.advance(Phase.DONE, worker_commit=result.commit, status=status))
+    return run.outcome(state, status, result.message)
 
 
 def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None,
@@ -114,63 +207,25 @@ def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_c
     """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
     after the state and an ``interrupted`` run.json are saved."""
     t0 = time.monotonic()
-    state = load_state(ctx.repo)
-    resumed = state is not None and not state.finished
-    if not resumed:
-        now = utc_now_iso()
-        state = CycleState(cycle_id=_new_cycle_id(ctx), phase="supervising", started_at=now, updated_at=now,
-                           base_commit=ctx.git.head_sha(), branch=ctx.git.branch())
-        save_state(ctx.repo, state)
-    else:
-        logger.warning("resuming cycle %s at phase %s", state.cycle_id, state.phase)
-    assert state is not None
-
-    def save(st: CycleState) -> None:
-        save_state(ctx.repo, st)
-
-    escalated: tuple[str, ...] = ()
-    if resumed and state.phase in ("supervising", "worked"):
-        state = _catch_up(ctx, state)  # killed after its commit, before the state was saved
-        save(state)
-    if state.phase == "supervising":
-        if resumed:
-            _restore_root_docs(ctx)
-        result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle)
-        escalated = result.escalated
-        if result.status != "ready":
-            state = state.advance("done", focus=result.focus, supervisor_commit=result.commit, status=result.status,
-                                  report_dir=ctx.rel(result.report_dir) if result.report_dir else None)
-            save(state)
-            return CycleOutcome(state.cycle_id, result.status, result.focus, state.report_dir, result.commit, None,
-                                result.message, resumed, escalated, time.monotonic() - t0)
-        state = state.advance("supervised", focus=result.focus, supervisor_commit=result.commit,
-                              report_dir=ctx.rel(result.report_dir) if result.report_dir else None)
-        save(state)
+    state, resumed = _start_or_resume(ctx)
+    run = _Run(ctx, t0, resumed)
+    if resumed and state.phase in (Phase.SUPERVISING, Phase.WORKED):
+        state = run.save(_catch_up(ctx, state))  # killed after its commit, before the state was saved
+    if state.phase == Phase.SUPERVISING:
+        run, state, ended, message = _supervise_phase(run, state, forced_focus, phases_per_cycle)
+        if ended is not None:
+            return ended
         if stop_after_supervise:
-            return CycleOutcome(state.cycle_id, "supervised", state.focus, state.report_dir, result.commit, None,
-                                result.message, resumed, escalated, time.monotonic() - t0)
-    if state.phase in ("supervised", "working"):
-        with sigterm_as_interrupt():
-            outcome, state = work(ctx, state, save)
-        status = "blocked" if outcome.status == "blocked" else (
-            "done" if outcome.item_status == "done" else "progress" if outcome.progressed else "failed")
-        state = state.advance("done", worker_commit=outcome.commit, status=status)
-        save(state)
-        return CycleOutcome(state.cycle_id, status, state.focus, state.report_dir, state.supervisor_commit,
-                            outcome.commit, outcome.message, resumed, escalated, time.monotonic() - t0)
-    if state.phase == "done":  # caught up: the RALPH commit had been made
-        return CycleOutcome(state.cycle_id, state.status or "failed", state.focus, state.report_dir,
-                            state.supervisor_commit, state.worker_commit, "cycle was already committed", resumed,
-                            escalated, time.monotonic() - t0)
-    if state.phase == "worked":  # run.json written, commit missing (killed in between)
-        sha = commit_ralph(ctx, state.focus or "UNKNOWN", "commit of an interrupted cycle's results", state,
-                      state.report_dir or "", state.status or "failed")
-        state = state.advance("done", worker_commit=sha)
-        save(state)
-        return CycleOutcome(state.cycle_id, state.status or "failed", state.focus, state.report_dir,
-                            state.supervisor_commit, sha, "committed the results of an interrupted cycle", resumed,
-                            escalated, time.monotonic() - t0)
-    raise AssertionError(f"unreachable cycle phase {state.phase!r}")
+            return run.outcome(state, CycleStatus.SUPERVISED, message)
+    if state.phase in (Phase.SUPERVISED, Phase.WORKING):
+        return _work_phase(run, state)
+    if state.phase == Phase.DONE:  # caught up: the RALPH commit had been made
+        return run.outcome(state, state.status, "cycle was already committed")
+    # Phase.WORKED: run.json written, commit missing (killed in between)
+    sha = commit_ralph(ctx, state.focus or "UNKNOWN", "commit of an interrupted cycle's results", state,
+                       state.report_dir or "", state.status or "failed")
+    state = run.save(state.advance(Phase.DONE, worker_commit=sha))
+    return run.outcome(state, state.status, "committed the results of an interrupted cycle")
 
 
 def adopt_handoff(ctx: HarnessContext) -> CycleState:
@@ -185,7 +240,7 @@ def adopt_handoff(ctx: HarnessContext) -> CycleState:
     doc = handoff_doc.parse(read_text(ctx.layout.handoff), ctx.layout.handoff)
     now = utc_now_iso()
     head = ctx.git.head_sha()
-    return CycleState(cycle_id=_new_cycle_id(ctx), phase="supervised", started_at=now, updated_at=now,
+    return CycleState(cycle_id=_new_cycle_id(ctx), phase=Phase.SUPERVISED, started_at=now, updated_at=now,
                       focus=doc.focus_item_id, report_dir=(doc.artifacts or "").strip().strip("`").rstrip("/"),
                       supervisor_commit=head, base_commit=head, branch=ctx.git.branch(),
                       notes=("adopted an existing input.md (no supervisor turn in this cycle)",))
@@ -198,18 +253,26 @@ def run_turn(ctx: HarnessContext, role: str, forced_focus: str | None = None,
         state = load_state(ctx.repo)
         unfinished = state is not None and not state.finished
         if role == "supervise":
-            if unfinished and state.phase != "supervising":
+            if unfinished and state.phase != Phase.SUPERVISING:
                 raise ValueError(f"cycle {state.cycle_id} is at phase {state.phase}: run `orchestrator work` "
                                  "(or `loop`) to finish it first")
             return run_cycle(ctx, forced_focus, phases_per_cycle, stop_after_supervise=True)
         if role != "work":
             raise ValueError(f"unknown role {role!r}")
-        if unfinished and state.phase == "supervising":
+        if unfinished and state.phase == Phase.SUPERVISING:
             raise ValueError(f"the supervisor turn of cycle {state.cycle_id} did not finish: "
                              "run `orchestrator supervise` (or `loop`) first")
         if not unfinished:
             save_state(ctx.repo, adopt_handoff(ctx))
         return run_cycle(ctx)
+
+
+def _interrupted_outcome(ctx: HarnessContext) -> CycleOutcome:
+    state = load_state(ctx.repo)
+    return CycleOutcome(cycle_id=state.cycle_id if state else "?", status=CycleStatus.INTERRUPTED,
+                        focus=state.focus if state else None, report_dir=state.report_dir if state else None,
+                        supervisor_commit=state.supervisor_commit if state else None, worker_commit=None,
+                        message="interrupted by a signal; run again to resume")
 
 
 def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float | None = None,
@@ -231,11 +294,7 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
                 try:
                     outcome = run_cycle(ctx, forced_focus, phases_per_cycle)
                 except KeyboardInterrupt:
-                    state = load_state(ctx.repo)
-                    interrupted = CycleOutcome(state.cycle_id if state else "?", "interrupted",
-                                               state.focus if state else None, state.report_dir if state else None,
-                                               state.supervisor_commit if state else None, None,
-                                               "interrupted by a signal; run again to resume")
+                    interrupted = _interrupted_outcome(ctx)
                     done.append(interrupted)
                     if on_cycle:
                         on_cycle(interrupted)
@@ -243,6 +302,6 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
                 done.append(outcome)
                 if on_cycle:
                     on_cycle(outcome)
-                if outcome.status == "idle":
+                if outcome.status == CycleStatus.IDLE:
                     return LoopResult(tuple(done), "nothing eligible")
     return LoopResult(tuple(done), f"{n_max} cycle(s) run")

@@ -11,11 +11,12 @@ a signal writes run.json with status ``interrupted`` and keeps the finished step
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from orchestrator.agents.base import WorkerTask
+from orchestrator.agents.base import AgentResult, WorkerTask
 from orchestrator.context import HarnessContext
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import handoff as handoff_doc
@@ -24,6 +25,8 @@ from orchestrator.documents.common import read_text
 from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.execution.runner import CommandInterrupted
 from orchestrator.execution.steps import (
+    PlannedCheck,
+    PlannedStep,
     kill_marked_processes,
     planned_checks,
     planned_steps,
@@ -43,7 +46,7 @@ from orchestrator.records.artifacts import (
     validate_run_record,
     write_blocked,
 )
-from orchestrator.records.state import CycleState
+from orchestrator.records.state import CycleState, Phase
 
 __all__ = ["WorkResult", "commit_ralph", "work"]
 
@@ -179,14 +182,39 @@ def _blocked_handoff(ctx: HarnessContext, state: CycleState, problems: list[str]
     return WorkResult("blocked", None, run_json, sha, False, f"invalid handoff ({len(problems)} problem(s))")
 
 
-def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
-    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
-    input_path = ctx.layout.handoff
-    problems = validate_handoff_file(ctx.repo, input_path, expected_focus=state.focus,
-                                     expected_artifacts=state.report_dir)
-    if problems:
-        return _blocked_handoff(ctx, state, problems), state
-    doc = handoff_doc.parse(read_text(input_path), input_path)
+@dataclass(frozen=True, kw_only=True)
+class _Attempt:
+    """One attempt at the Do Now of a valid handoff: where it records and what it runs."""
+
+    focus: str
+    handoff: Path
+    report: Path
+    report_rel: str
+    steps: tuple[PlannedStep, ...]
+    checks: tuple[PlannedCheck, ...]
+    env: dict[str, str]
+    recorder: _Recorder
+
+
+class _Progress:
+    """The cycle state as steps finish; saved after every step so a resumed cycle skips them."""
+
+    def __init__(self, state: CycleState, save: Callable[[CycleState], None]) -> None:
+        self.state, self._save = state, save
+
+    def on_step(self, record: StepRecord) -> None:
+        self.state = self.state.update(steps={**self.state.steps, str(record.index): _step_to_dict(record)})
+        self._save(self.state)
+
+    def finished_steps(self) -> list[StepRecord]:
+        return [_step_from_dict(v) for _, v in sorted(self.state.steps.items(), key=lambda kv: int(kv[0]))]
+
+
+def _start(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None]) -> tuple[_Attempt, CycleState]:
+    """Parse the (valid) handoff, prepare its report dir (earlier records kept, orphans of a
+    killed attempt stopped) and enter the ``working`` phase."""
+    handoff = ctx.layout.handoff
+    doc = handoff_doc.parse(read_text(handoff), handoff)
     focus = doc.focus_item_id or ""
     report = ctx.repo / (doc.artifacts or "").strip().strip("`").rstrip("/")
     report_rel = ctx.rel(report)
@@ -194,60 +222,75 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     if state.attempts:
         kill_marked_processes(f"{state.cycle_id}:")
     kept = _preserve_previous(report)
-    state = state.advance("working", focus=focus, report_dir=report_rel, attempts=state.attempts + 1,
+    state = state.advance(Phase.WORKING, focus=focus, report_dir=report_rel, attempts=state.attempts + 1,
                           interrupted=False)
     save(state)
-    git = ctx.git
-    recorder = _Recorder(ctx, state, report, git.head_sha(), git.is_dirty(untracked=False), kept)
-    steps = planned_steps(doc)
-    checks = planned_checks(doc)
-    env = step_env(ctx.repo, report_rel, state.cycle_id)
-    done = {int(k): _step_from_dict(v) for k, v in state.steps.items()}
-    holder = {"state": state}
+    recorder = _Recorder(ctx, state, report, ctx.git.head_sha(), ctx.git.is_dirty(untracked=False), kept)
+    attempt = _Attempt(focus=focus, handoff=handoff, report=report, report_rel=report_rel, steps=planned_steps(doc),
+                       checks=planned_checks(doc), env=step_env(ctx.repo, report_rel, state.cycle_id), recorder=recorder)
+    return attempt, state
 
-    def on_step(record: StepRecord) -> None:
-        st = holder["state"]
-        holder["state"] = st.update(steps={**st.steps, str(record.index): _step_to_dict(record)})
-        save(holder["state"])
 
-    task = WorkerTask(ctx.repo, input_path, focus, report, env, ctx.config.step_timeout_s, steps=steps,
-                      done_steps=done, on_step=on_step)
-    try:
-        outcome = ctx.worker.work(task)
-        criteria = run_checks(checks, ctx.repo, report, env, ctx.config.check_timeout_s)
-    except KeyboardInterrupt as exc:
-        state = holder["state"]
-        partial = [_step_from_dict(v) for _, v in sorted(state.steps.items(), key=lambda kv: int(kv[0]))]
-        if isinstance(exc, CommandInterrupted):
-            title = next((s.title for s in steps if s.number == len(partial) + 1), "(interrupted)")
-            partial.append(step_record(len(partial) + 1, exc.result, report, title=title))
-        recorder.state = state
-        recorder.write("interrupted", partial, (), "interrupted by a signal; the next run resumes this cycle",
-                       {"item_status": None, "ticked": []})
-        save(state.update(interrupted=True))
-        raise
-    state = holder["state"]
+def _record_interrupt(attempt: _Attempt, progress: _Progress, exc: KeyboardInterrupt,
+                      save: Callable[[CycleState], None]) -> None:
+    """run.json ``interrupted`` with the finished steps (and the one the signal cut short)."""
+    partial = progress.finished_steps()
+    if isinstance(exc, CommandInterrupted):
+        title = next((s.title for s in attempt.steps if s.number == len(partial) + 1), "(interrupted)")
+        partial.append(step_record(len(partial) + 1, exc.result, attempt.report, title=title))
+    attempt.recorder.state = progress.state
+    attempt.recorder.write("interrupted", partial, (), "interrupted by a signal; the next run resumes this cycle",
+                           {"item_status": None, "ticked": []})
+    save(progress.state.update(interrupted=True))
+
+
+def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
+            criteria: Sequence[CriterionRecord], save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
+    """Judge the attempt, update the plans, write run.json and commit ``RALPH: …``."""
     records = outcome.steps
-    per_step = outcome.per_step  # an external agent reports one record for its whole run
-    all_ran = len(records) == len(steps) if per_step else outcome.ok
+    all_ran = len(records) == len(attempt.steps) if outcome.per_step else outcome.ok
     n_ok = sum(1 for r in records if r.ok)
     n_crit = sum(1 for c in criteria if c.ok is True)
-    summary = (f"{n_ok}/{len(steps) if per_step else len(records)} steps ok, "
+    summary = (f"{n_ok}/{len(attempt.steps) if outcome.per_step else len(records)} steps ok, "
                f"{n_crit}/{len(criteria)} exit criteria passed")
-    base = (state.supervisor_commit or recorder.sha_before)[:10]
+    base = (state.supervisor_commit or attempt.recorder.sha_before)[:10]
     item_status, ticked = _update_plans(
-        ctx, focus, records, criteria, all_ran,
-        lambda st: fix_plan_doc.format_attempt(ctx.clock(), "RALPH", base, f"{summary}; status {st} ({report_rel}/)"))
-    run_status = "ok" if outcome.ok and all_ran and criteria and all(c.ok is True for c in criteria) else "failed"
+        ctx, attempt.focus, records, criteria, all_ran,
+        lambda st: fix_plan_doc.format_attempt(ctx.clock(), "RALPH", base,
+                                               f"{summary}; status {st} ({attempt.report_rel}/)"))
+    passed = all_ran and bool(criteria) and all(c.ok is True for c in criteria)
+    run_status = "ok" if outcome.ok and passed else "failed"
     notes = f"{outcome.message}. {summary}. Fix-plan status: {item_status}."
     if ticked:
         notes += f" Ticked: {', '.join(ticked)}."
-    recorder.state = state
-    run_json = recorder.write(run_status, records, criteria, notes,
-                              {"item_status": item_status, "ticked": list(ticked), "agent_message": outcome.message})
-    state = state.advance("worked", status=run_status)
+    attempt.recorder.state = state
+    run_json = attempt.recorder.write(run_status, records, criteria, notes,
+                                      {"item_status": item_status, "ticked": list(ticked),
+                                       "agent_message": outcome.message})
+    state = state.advance(Phase.WORKED, status=run_status)
     save(state)
-    sha = commit_ralph(ctx, focus, f"{summary} → {item_status}", state, report_rel, run_status)
+    sha = commit_ralph(ctx, attempt.focus, f"{summary} → {item_status}", state, attempt.report_rel, run_status)
     progressed = bool(ticked) or item_status == "done"
     return WorkResult(run_status, item_status, run_json, sha, progressed, notes, ticked), state
 
+
+def work(ctx: HarnessContext, state: CycleState,
+         save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
+    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
+    problems = validate_handoff_file(ctx.repo, ctx.layout.handoff, expected_focus=state.focus,
+                                     expected_artifacts=state.report_dir)
+    if problems:
+        return _blocked_handoff(ctx, state, problems), state
+    attempt, state = _start(ctx, state, save)
+    progress = _Progress(state, save)
+    task = WorkerTask(ctx.repo, attempt.handoff, attempt.focus, attempt.report, attempt.env,
+                      ctx.config.step_timeout_s, steps=attempt.steps,
+                      done_steps={int(k): _step_from_dict(v) for k, v in state.steps.items()},
+                      on_step=progress.on_step)
+    try:
+        outcome = ctx.worker.work(task)
+        criteria = run_checks(attempt.checks, ctx.repo, attempt.report, attempt.env, ctx.config.check_timeout_s)
+    except KeyboardInterrupt as exc:
+        _record_interrupt(attempt, progress, exc, save)
+        raise
+    return _finish(ctx, attempt, progress.state, outcome, criteria, save)

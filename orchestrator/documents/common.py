@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .errors import ParseError
@@ -146,7 +146,7 @@ def parse_timestamp(text: str) -> datetime:
     frac = (m["f"] or "").ljust(6, "0")
     try:
         dt = datetime(int(m["Y"]), int(m["M"]), int(m["D"]), int(m["h"]), int(m["m"]),
-                      int(m["s"] or 0), int(frac or 0), tzinfo=timezone.utc)
+                      int(m["s"] or 0), int(frac or 0), tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"bad timestamp {text!r}: {exc}") from None
     tz = m["tz"]
@@ -161,7 +161,7 @@ def format_timestamp(dt: datetime, style: str = "extended") -> str:
     """``extended`` → ``2026-01-06T14:00:00Z``; ``compact`` → ``2026-01-06T140000Z``."""
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {dt!r} must be timezone-aware (UTC)")
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     if style == "extended":
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if style == "compact":

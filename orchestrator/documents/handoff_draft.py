@@ -11,8 +11,8 @@ in ``docs/findings.md``. The result is validated by the handoff parser before it
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from orchestrator.documents.common import content, scan_fences
 from orchestrator.documents.findings import Findings

@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "CycleState",
     "LockHeld",
     "PHASES",
+    "Phase",
     "StateError",
     "hold_lock",
     "load_state",
@@ -42,10 +44,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-#: Cycle phases in order. ``supervising`` → input.md being written; ``supervised`` → the
-#: SUPERVISOR commit exists; ``working`` → Do-Now steps running; ``worked`` → run.json
-#: written, RALPH commit pending; ``done`` → both commits made.
-PHASES = ("supervising", "supervised", "working", "worked", "done")
+
+
+class Phase(StrEnum):
+    """Cycle phases in order."""
+
+    SUPERVISING = "supervising"  # input.md being written
+    SUPERVISED = "supervised"  # the SUPERVISOR commit exists
+    WORKING = "working"  # Do-Now steps running
+    WORKED = "worked"  # run.json written, RALPH commit pending
+    DONE = "done"  # both commits made
+
+
+PHASES = tuple(Phase)
 _EMPTY_LOCK_GRACE_S = 5.0
 
 
@@ -190,7 +201,7 @@ class CycleState:
     """
 
     cycle_id: str
-    phase: str
+    phase: Phase
     started_at: str
     updated_at: str
     focus: str | None = None
@@ -208,13 +219,14 @@ class CycleState:
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
-            raise StateError(f"state phase must be one of {PHASES}, got {self.phase!r}")
+            raise StateError(f"state phase must be one of {[str(p) for p in PHASES]}, got {self.phase!r}")
+        object.__setattr__(self, "phase", Phase(self.phase))
 
     @property
     def finished(self) -> bool:
-        return self.phase == "done"
+        return self.phase == Phase.DONE
 
-    def advance(self, phase: str, **changes: Any) -> CycleState:
+    def advance(self, phase: Phase, **changes: Any) -> CycleState:
         return replace(self, phase=phase, updated_at=utc_now_iso(), **changes)
 
     def update(self, **changes: Any) -> CycleState:

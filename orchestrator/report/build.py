@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.fsutil import atomic_write_text
@@ -47,7 +47,7 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
     plan = load_plan(repo_root, linker)
     data = ReportData(
         title=f"ptycho-harness review — {repo_root.name}",
-        generated_at=now or datetime.now(timezone.utc),
+        generated_at=now or datetime.now(UTC),
         repo_root=str(repo_root),
         head=_head(repo_root),
         board=collect_board(repo_root, linker, runs, plan),
