@@ -4,15 +4,6 @@ the builder renders handoffs that parse back to the same data."""
 from pathlib import Path
 
 import pytest
-from handoff_spec import (
-    CriterionSpec,
-    HandoffSpec,
-    PhaseSpec,
-    StepSpec,
-    build,
-    render_spec,
-    spec_of,
-)
 
 from orchestrator.documents import handoff
 from orchestrator.documents.errors import ParseError
@@ -106,60 +97,63 @@ def test_malformed_handoffs():
     assert err.value.line == 6
 
 
-def _spec(**overrides) -> HandoffSpec:
+def _spec(handoff_spec, **overrides):
     base = dict(
         mode="Implementation", focus_id=FOCUS, focus_title="Synthetic dose study", branch="harness/run-1",
         mapped_tests=("pytest tests/studies -q", "pytest --collect-only -q tests/"),
         artifacts=f"plans/active/{FOCUS}/reports/2026-02-01T120000Z/",
         summary="Run the quick study.\nThen check the figure.",
         current_state=("FIX-GRIDSIZE-TRANSLATE-BATCH-001 done",),
-        phases=(PhaseSpec("A", "Verify environment", (
-                    StepSpec("Sanity check", "pytest tests/ptycho/test_translation.py -q", ("2 passed",), "translation"),)),
-                PhaseSpec("B", "Run", (
-                    StepSpec("Quick study", "timeout 900 python scripts/studies/dose_response_study.py \\\n"
+        phases=(handoff_spec.PhaseSpec("A", "Verify environment", (
+                    handoff_spec.StepSpec("Sanity check", "pytest tests/ptycho/test_translation.py -q", ("2 passed",), "translation"),)),
+                handoff_spec.PhaseSpec("B", "Run", (
+                    handoff_spec.StepSpec("Quick study", "timeout 900 python scripts/studies/dose_response_study.py \\\n"
                                             "    --quick --output-dir out/x"),
-                    StepSpec("Read the notes"),
-                    StepSpec("Only expectations", "", ("0 failed",))))),
+                    handoff_spec.StepSpec("Read the notes"),
+                    handoff_spec.StepSpec("Only expectations", "", ("0 failed",))))),
         how_to_map="ARTIFACTS=plans/x\npython scripts/studies/dose_response_study.py --help",
         pitfalls=("Do not edit ptycho/ here",), if_blocked=("Write blocked_<ts>.md",),
         findings_applied=("MODULE-SINGLETON-001: resolved",), pointers=("docs/fix_plan.md",),
-        exit_criteria=(CriterionSpec("Study completes", "test -s out/x/summary.json"), CriterionSpec("Ledger updated")),
+        exit_criteria=(handoff_spec.CriterionSpec("Study completes", "test -s out/x/summary.json"), handoff_spec.CriterionSpec("Ledger updated")),
         next_up=("Mark the study done",))
     base.update(overrides)
-    return HandoffSpec(**base)
+    return handoff_spec.HandoffSpec(**base)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"mapped_tests": "pytest -q"},
-                                       {"phases": (PhaseSpec("", "", (StepSpec("only", "true"),)),), "summary": "",
-                                        "how_to_map": "", "pitfalls": (), "current_state": ()}])
-def test_builder_round_trip(overrides):
-    spec = _spec(**overrides)
-    doc = build(spec)
-    assert spec_of(doc) == spec
+@pytest.mark.parametrize("overrides", [
+    lambda hs: {},
+    lambda hs: {"mapped_tests": "pytest -q"},
+    lambda hs: {"phases": (hs.PhaseSpec("", "", (hs.StepSpec("only", "true"),)),), "summary": "",
+                "how_to_map": "", "pitfalls": (), "current_state": ()},
+])
+def test_builder_round_trip(overrides, handoff_spec):
+    spec = _spec(handoff_spec, **overrides(handoff_spec))
+    doc = handoff_spec.build(spec)
+    assert handoff_spec.spec_of(doc) == spec
     text = handoff.render(doc)
-    assert text == render_spec(spec) and handoff.render(handoff.parse(text, "input.md")) == text
+    assert text == handoff_spec.render_spec(spec) and handoff.render(handoff.parse(text, "input.md")) == text
     assert doc.focus_item_id == FOCUS and doc.command_blocks
 
 
-def test_builder_layout_matches_seed_conventions():
-    text = render_spec(_spec())
+def test_builder_layout_matches_seed_conventions(handoff_spec):
+    text = handoff_spec.render_spec(_spec(handoff_spec))
     assert text.startswith(f"Mode: Implementation\nFocus: {FOCUS} — Synthetic dose study\n")
     assert "1. **Sanity check** - translation\n```bash\npytest tests/ptycho/test_translation.py -q\n\n# Expected: 2 passed\n```" in text
     assert "1. Study completes — check: `test -s out/x/summary.json`" in text
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: {"focus_title": "two\nlines"}, "single line"),
-    (lambda: {"phases": (PhaseSpec("A", "t", (StepSpec("s", "```\nls\n```"),)),)}, "code-fence"),
-    (lambda: {"phases": (PhaseSpec("A", "t", (StepSpec("s", "ls\n# Expected: 1 passed"),)),)}, "StepSpec.expected"),
-    (lambda: {"summary": "fine\n## Do Now"}, "headings or section labels"),
-    (lambda: {"exit_criteria": (CriterionSpec("x", "echo `date`"),)}, "backticks"),
-    (lambda: {"pitfalls": "a string"}, "must be a sequence"),
-    (lambda: {"phases": (PhaseSpec("A-1", "t"),)}, "alphanumeric"),
+    (lambda hs: {"focus_title": "two\nlines"}, "single line"),
+    (lambda hs: {"phases": (hs.PhaseSpec("A", "t", (hs.StepSpec("s", "```\nls\n```"),)),)}, "code-fence"),
+    (lambda hs: {"phases": (hs.PhaseSpec("A", "t", (hs.StepSpec("s", "ls\n# Expected: 1 passed"),)),)}, "StepSpec.expected"),
+    (lambda hs: {"summary": "fine\n## Do Now"}, "headings or section labels"),
+    (lambda hs: {"exit_criteria": (hs.CriterionSpec("x", "echo `date`"),)}, "backticks"),
+    (lambda hs: {"pitfalls": "a string"}, "must be a sequence"),
+    (lambda hs: {"phases": (hs.PhaseSpec("A-1", "t"),)}, "alphanumeric"),
 ])
-def test_builder_rejects_specs_that_would_not_round_trip(make, message):
+def test_builder_rejects_specs_that_would_not_round_trip(make, message, handoff_spec):
     with pytest.raises((ValueError, TypeError), match=message):
-        _spec(**make())
+        _spec(handoff_spec, **make(handoff_spec))
 
 
 def test_summary_label_on_its_own_line_stays_in_the_header():

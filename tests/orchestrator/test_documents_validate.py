@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from handoff_spec import CriterionSpec, HandoffSpec, PhaseSpec, StepSpec, render_spec
 
 from orchestrator.documents import fix_plan, handoff, validate
 
@@ -17,17 +16,17 @@ def _errors(issues):
     return [(i.line, i.message) for i in issues if i.severity == validate.ERROR]
 
 
-def _valid_text(**overrides) -> str:
+def _valid_text(handoff_spec, **overrides) -> str:
     spec = dict(mode="Implementation", focus_id=FOCUS, focus_title="study", branch="main", mapped_tests="pytest -q",
                 artifacts=f"plans/active/{FOCUS}/reports/2026-02-01T120000Z/",
-                phases=(PhaseSpec("A", "Run", (StepSpec("Tests", "pytest -q 2>/dev/null", ("1 passed",)),)),),
-                exit_criteria=(CriterionSpec("ok", "test -d plans"),))
+                phases=(handoff_spec.PhaseSpec("A", "Run", (handoff_spec.StepSpec("Tests", "pytest -q 2>/dev/null", ("1 passed",)),)),),
+                exit_criteria=(handoff_spec.CriterionSpec("ok", "test -d plans"),))
     spec.update(overrides)
-    return render_spec(HandoffSpec(**spec))
+    return handoff_spec.render_spec(handoff_spec.HandoffSpec(**spec))
 
 
-def test_built_handoff_is_valid(tmp_path):
-    doc = handoff.parse(_valid_text(), tmp_path / "input.md")
+def test_built_handoff_is_valid(tmp_path, handoff_spec):
+    doc = handoff.parse(_valid_text(handoff_spec), tmp_path / "input.md")
     assert validate.validate_handoff(doc, PLAN, tmp_path) == []
 
 
@@ -44,17 +43,17 @@ def test_missing_focus_and_artifacts(tmp_path):
         (1, "missing 'Focus: <ID> — <title>' header"), (1, "missing 'Artifacts:' header")]
 
 
-def test_unknown_focus_id_names_line_and_known_ids(tmp_path):
-    doc = handoff.parse(_valid_text(focus_id="NOPE-999", artifacts="plans/active/NOPE-999/reports/x/"), "input.md")
+def test_unknown_focus_id_names_line_and_known_ids(tmp_path, handoff_spec):
+    doc = handoff.parse(_valid_text(handoff_spec, focus_id="NOPE-999", artifacts="plans/active/NOPE-999/reports/x/"), "input.md")
     ((line, message),) = _errors(validate.validate_handoff(doc, PLAN, tmp_path))
     assert line == 2 and "unknown focus ID 'NOPE-999'" in message and FOCUS in message
 
 
-def test_do_now_without_any_command(tmp_path):
-    no_blocks = _valid_text(phases=(PhaseSpec("A", "Think", (StepSpec("Read the plan"),)),))
+def test_do_now_without_any_command(tmp_path, handoff_spec):
+    no_blocks = _valid_text(handoff_spec, phases=(handoff_spec.PhaseSpec("A", "Think", (handoff_spec.StepSpec("Read the plan"),)),))
     assert _errors(validate.validate_handoff(handoff.parse(no_blocks, "input.md"), PLAN, tmp_path)) == [
         (7, "Do Now has no command (expected fenced bash blocks in its steps)")]
-    comments_only = _valid_text(phases=(PhaseSpec("A", "Think", (StepSpec("Nothing", "# just a comment"),)),))
+    comments_only = _valid_text(handoff_spec, phases=(handoff_spec.PhaseSpec("A", "Think", (handoff_spec.StepSpec("Nothing", "# just a comment"),)),))
     assert _errors(validate.validate_handoff(handoff.parse(comments_only, "input.md"), PLAN, tmp_path))
     no_section = "Focus: X-1 — t\nArtifacts: plans/active/X-1/reports/a/\n"
     assert (1, "missing 'Do Now' section") in _errors(validate.validate_handoff(handoff.parse(no_section, "i"), PLAN, tmp_path))
@@ -63,23 +62,23 @@ def test_do_now_without_any_command(tmp_path):
 @pytest.mark.parametrize("artifacts", ["plans/active/OTHER-001/reports/x/", f"plans/active/{FOCUS}/reports/",
                                        f"/abs/plans/active/{FOCUS}/reports/x", f"plans/active/{FOCUS}/reports/../../x/",
                                        "out/"])
-def test_artifacts_must_be_under_the_focus_reports_dir(tmp_path, artifacts):
-    doc = handoff.parse(_valid_text(artifacts=artifacts), "input.md")
+def test_artifacts_must_be_under_the_focus_reports_dir(tmp_path, artifacts, handoff_spec):
+    doc = handoff.parse(_valid_text(handoff_spec, artifacts=artifacts), "input.md")
     ((line, message),) = _errors(validate.validate_handoff(doc, PLAN, tmp_path))
     assert line == 5 and "Artifacts path" in message
 
 
-def test_paths_in_commands_and_checks(tmp_path):
+def test_paths_in_commands_and_checks(tmp_path, handoff_spec):
     script = f"cat {tmp_path}/inside.txt\ncurl https://example.org/x -o out.txt\nls ~/notes\ncp a.txt --to=/tmp/b.txt\n# cd /ignored/in/comments"
-    doc = handoff.parse(_valid_text(phases=(PhaseSpec("A", "Run", (StepSpec("Mixed", script),)),),
-                                    exit_criteria=(CriterionSpec("ok", "test -f /etc/hosts"),)), "input.md")
+    doc = handoff.parse(_valid_text(handoff_spec, phases=(handoff_spec.PhaseSpec("A", "Run", (handoff_spec.StepSpec("Mixed", script),)),),
+                                    exit_criteria=(handoff_spec.CriterionSpec("ok", "test -f /etc/hosts"),)), "input.md")
     errors = _errors(validate.validate_handoff(doc, PLAN, tmp_path))
     assert [(line, msg.split(": ")[-1]) for line, msg in errors] == [
         (15, "'~/notes'"), (16, "'/tmp/b.txt'"), (22, "'/etc/hosts'")]
 
 
-def test_unparseable_expectation_is_a_warning(tmp_path):
-    doc = handoff.parse(_valid_text(phases=(PhaseSpec("A", "Run", (StepSpec("T", "ls", ("it works",)),)),)), "input.md")
+def test_unparseable_expectation_is_a_warning(tmp_path, handoff_spec):
+    doc = handoff.parse(_valid_text(handoff_spec, phases=(handoff_spec.PhaseSpec("A", "Run", (handoff_spec.StepSpec("T", "ls", ("it works",)),)),)), "input.md")
     issues = validate.validate_handoff(doc, PLAN, tmp_path)
     assert not validate.has_errors(issues) and [i.severity for i in issues] == [validate.WARNING]
 
@@ -92,14 +91,14 @@ def test_validate_fix_plan_semantics(tmp_path):
     assert not validate.validate_fix_plan(PLAN)
 
 
-def test_validate_path_kinds_and_parse_errors(tmp_path):
+def test_validate_path_kinds_and_parse_errors(tmp_path, handoff_spec):
     assert validate.detect_kind("x/input.md") == "handoff" and validate.detect_kind("galph_memory.md") == "ledger"
     assert validate.detect_kind("notes.md") is None
     with pytest.raises(ValueError, match="cannot tell the document kind"):
         validate.validate_path(tmp_path / "notes.md")
     bad = FIXTURES / "malformed" / "fix_plan_duplicate.md"
     assert [(i.line, i.severity) for i in validate.validate_path(bad)] == [(9, "error")]
-    (tmp_path / "input.md").write_text(_valid_text())
+    (tmp_path / "input.md").write_text(_valid_text(handoff_spec))
     (issue,) = validate.validate_path(tmp_path / "input.md", repo_root=tmp_path)
     assert "fix plan" in issue.message and issue.severity == "error"
     (tmp_path / "docs").mkdir()

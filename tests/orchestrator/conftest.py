@@ -1,20 +1,106 @@
-"""Test helper: build ``input.md`` handoffs from a spec (the harness itself writes handoffs with
-:mod:`orchestrator.documents.handoff_draft`); the generated texts exercise the parser.
+"""Fixtures for the orchestrator tests.
 
-``render_spec(spec)`` renders a :class:`HandoffSpec` in the seed's layout; ``build(spec)``
-parses that text back into a :class:`~orchestrator.documents.handoff.Handoff`; ``spec_of``
-recovers the spec from a parsed handoff, so ``spec_of(build(spec)) == spec`` for every valid
-spec (the round-trip property the tests check).
+``harness``: builders for small real git repositories the loop tests run the harness on
+(``harness.make_repo``, ``harness.item``, ``harness.plan``, ``harness.context``,
+``harness.subjects``, ``harness.git``). ``handoff_spec``: the test helper that writes handoff
+texts from a spec (``render_spec(spec)`` renders a :class:`HandoffSpec` in the seed's layout,
+``build(spec)`` parses it back, ``spec_of(doc)`` recovers the spec, so
+``spec_of(build(spec)) == spec``); the harness itself writes handoffs with
+:mod:`orchestrator.documents.handoff_draft`, these generated texts exercise the parser.
 """
-
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from orchestrator.agents import BuiltinSupervisor, BuiltinWorker
+from orchestrator.config import HarnessConfig
+from orchestrator.context import HarnessContext, identity_env
 from orchestrator.documents.common import PathLike, check_single_line
 from orchestrator.documents.handoff import KNOWN_SECTIONS, Handoff, parse, section_key
+
+
+class HarnessRepos:
+    """Builders for small real git repositories (all static: the fixture hands out the class)."""
+
+    TINY_TEST = "def test_one():\n    assert 1 + 1 == 2\n\n\ndef test_two():\n    assert 'a' in 'abc'\n"
+
+    @staticmethod
+    def git(repo: Path, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    @staticmethod
+    def item(item_id: str, title: str, status: str = "pending", priority: str = "P1", depends: str = "none") -> str:
+        return (f"## [{item_id}] {title}\n- Status: {status}\n- Priority: {priority}\n- Depends on: {depends}\n"
+                f"- Working plan: plans/active/{item_id}/implementation.md\n- Mapped tests: tests/test_tiny.py\n"
+                "- Exit criteria: see the working plan\n- Attempts History:\n\n")
+
+    @staticmethod
+    def plan(item_id: str, phases: list[tuple[str, list[tuple[str, str]]]], criteria: list[str]) -> str:
+        """phases: [(title, [(item text, script), ...]), ...]; items get ids A1, A2, B1 …"""
+        out = [f"# {item_id} — test plan\n"]
+        for p_index, (title, items) in enumerate(phases):
+            pid = chr(ord("A") + p_index)
+            out.append(f"\n## Phase {pid}: {title}\n")
+            for i, (text, script) in enumerate(items, 1):
+                out.append(f"- [ ] {pid}{i}: {text}\n```bash\n{script}\n```\n")
+        out.append("\n## Exit Criteria\n")
+        out += [f"{i}. {c}\n" for i, c in enumerate(criteria, 1)]
+        out.append("\n## Findings Applied\n- F-ONE-001\n")
+        return "".join(out)
+
+    @staticmethod
+    def make_repo(root: Path, items: dict[str, tuple[str, str]], *, identity: bool = False,
+                  extra: dict[str, str] | None = None) -> Path:
+        """A repo with docs/fix_plan.md (concatenated item texts), one plan per item, findings,
+        a tiny pytest file and one commit. ``items``: id -> (fix-plan item text, plan text)."""
+        root.mkdir(parents=True, exist_ok=True)
+        files = {
+            "docs/fix_plan.md": "# Fix Plan\n\n" + "".join(t for t, _ in items.values()),
+            "docs/findings.md": "# Findings\n\n| ID | Date | Keywords | Synopsis | Evidence | Status |\n"
+                                "| --- | --- | --- | --- | --- | --- |\n"
+                                "| F-ONE-001 | 2026-11-23 | test | A finding the plan applies. | here | policy |\n",
+            ".gitignore": ".orchestrator/\n__pycache__/\n",
+            "tests/test_tiny.py": HarnessRepos.TINY_TEST,
+            **{f"plans/active/{k}/implementation.md": p for k, (_, p) in items.items()},
+            **(extra or {}),
+        }
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text, encoding="utf-8")
+        HarnessRepos.git(root, "init", "-q", "-b", "main")
+        if identity:
+            HarnessRepos.git(root, "config", "user.name", "Test User")
+            HarnessRepos.git(root, "config", "user.email", "test@example.invalid")
+        env_args = [] if identity else ["-c", "user.name=Seed", "-c", "user.email=seed@example.invalid"]
+        HarnessRepos.git(root, "add", "-A")
+        HarnessRepos.git(root, *env_args, "commit", "-q", "-m", "seed")
+        return root
+
+    @staticmethod
+    def context(repo: Path, **overrides) -> HarnessContext:
+        config = HarnessConfig(git_sync=False, step_timeout_s=60, check_timeout_s=60).with_overrides(**overrides)
+        return HarnessContext(repo, config, BuiltinSupervisor(), BuiltinWorker(), expected_branch="main",
+                              git_env=identity_env(repo))
+
+    @staticmethod
+    def subjects(repo: Path) -> list[str]:
+        return HarnessRepos.git(repo, "log", "--format=%s").splitlines()
+
+
+@pytest.fixture
+def harness() -> type[HarnessRepos]:
+    """The repository builders (see :class:`HarnessRepos`)."""
+    return HarnessRepos
+
+
+# --------------------------------------------------------------------------- handoff specs
 
 _FENCE_LINE_RE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})", re.MULTILINE)
 _LIST_ITEM_RE = re.compile(r"^(?:[-*+]|\d+[.)])[ \t]+(?P<text>.*?)[ \t]*$")
@@ -218,3 +304,10 @@ def spec_of(doc: Handoff) -> HandoffSpec:
         exit_criteria=tuple(CriterionSpec(c.text, c.check) for c in doc.exit_criteria),
         next_up=_section_items(doc, "Next Up"))
 
+
+@pytest.fixture
+def handoff_spec() -> SimpleNamespace:
+    """The handoff builders: ``HandoffSpec``, ``PhaseSpec``, ``StepSpec``, ``CriterionSpec``,
+    ``render_spec``, ``build``, ``spec_of``."""
+    return SimpleNamespace(HandoffSpec=HandoffSpec, PhaseSpec=PhaseSpec, StepSpec=StepSpec,
+                           CriterionSpec=CriterionSpec, render_spec=render_spec, build=build, spec_of=spec_of)
