@@ -83,7 +83,7 @@ def test_naive_clock_rejected(tmp_path: Path) -> None:
         new_report_dir(tmp_path, FOCUS, clock=lambda: datetime(2026, 1, 1))
 
 
-def test_step_log_path(tmp_path: Path) -> None:
+def test_step_log_paths_are_numbered_from_one(tmp_path: Path) -> None:
     assert step_log_path(tmp_path, 3) == tmp_path / "logs" / "step-03.log"
     assert step_log_path(tmp_path, 1, prefix="check").name == "check-01.log"
     with pytest.raises(ValueError):
@@ -102,7 +102,7 @@ def test_atomic_writes_replace_and_never_leave_partial_files(tmp_path: Path) -> 
     assert sorted(p.name for p in target.parent.iterdir()) == ["state.json", "t.md"]
 
 
-def test_redact_env() -> None:
+def test_secret_like_env_names_and_values_are_redacted() -> None:
     fake_pat = "gh" + "p_" + "a1B2" * 9
     env = {"GITHUB_TOKEN": "x", "aws_secret_access_key": "y", "DB_PASSWORD": "z",
            "OPENAI_API_KEY": "k", "MY_CREDENTIALS": "c", "INNOCENT": fake_pat,

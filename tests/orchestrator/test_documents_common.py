@@ -67,7 +67,7 @@ def test_decode_reports_line_of_first_bad_byte():
     assert err.value.line == 3 and "0xff" in err.value.message
 
 
-def test_code_block_expectations():
+def test_code_block_splits_script_from_expected_lines():
     lines = common.split_lines("```bash\npytest -q\n\n# Expected: 2 passed, 1 skipped\n#expected: all good\n```\n")
     _, fences = common.scan_fences(lines, "x")
     block = common.code_block(lines, fences[0])

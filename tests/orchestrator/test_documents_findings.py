@@ -14,11 +14,11 @@ EXPORT = FIXTURES / "findings_no_separator.md"
 
 
 @pytest.mark.parametrize("path", [STANDARD, EXPORT])
-def test_round_trip(path):
+def test_render_of_parse_is_byte_identical(path):
     assert findings.render(findings.load(path)) == path.read_text()
 
 
-def test_standard_table_rows():
+def test_findings_rows_are_read_by_id_with_line_numbers():
     doc = findings.load(STANDARD)
     assert doc.ids == ("CONFIG-001", "MODULE-SINGLETON-001", "TF-NON-XLA-SHAPE-001", "BUG-TF-001")
     assert len(doc.tables) == 1 and doc.tables[0].has_separator  # the Keyword table has no ID column

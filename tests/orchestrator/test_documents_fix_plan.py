@@ -23,11 +23,11 @@ def _changed_lines(before: str, after: str) -> list[str]:
 
 
 @pytest.mark.parametrize("path", [PLAN, SINGLE])
-def test_round_trip(path):
+def test_render_of_parse_is_byte_identical(path):
     assert fix_plan.render(fix_plan.load(path)) == path.read_text()
 
 
-def test_items_and_fields():
+def test_items_dialect_reads_status_priority_dependencies_and_plan():
     doc = fix_plan.load(PLAN)
     assert doc.dialect == fix_plan.ITEMS
     assert doc.ids == ("FIX-GRIDSIZE-TRANSLATE-BATCH-001", "REFACTOR-MODEL-SINGLETON-001", "STUDY-SYNTH-DOSE-COMPARISON-001")

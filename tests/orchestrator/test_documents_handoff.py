@@ -51,7 +51,7 @@ def test_seed_do_now_phases_steps_blocks_expectations():
     assert doc.command_blocks[1].code.splitlines()[0] == "cd /home/ollie/Documents/PtychoPINN"
 
 
-def test_seed_exit_criteria():
+def test_seed_exit_criteria_are_numbered_with_lines_and_no_checks():
     crits = handoff.load(SEED).exit_criteria
     assert [(c.number, c.line, c.check) for c in crits] == [(n, 116 + n, None) for n in range(1, 6)]
     assert crits[2].text == '`dose_comparison.png` shows image data (not "No Data") in all 6 panels'
@@ -89,7 +89,7 @@ def test_summary_first_dialect():
     assert [s.name for s in doc.sections] == ["Do Now", "How-To Map", "Pitfalls To Avoid", "If Blocked", "Exit Criteria"]
 
 
-def test_malformed_handoffs():
+def test_malformed_handoffs_raise_parse_errors_naming_the_line():
     with pytest.raises(ParseError, match="empty file"):
         handoff.load(FIXTURES / "malformed" / "input_empty.md")
     with pytest.raises(ParseError) as err:
@@ -126,7 +126,7 @@ def _spec(handoff_spec, **overrides):
     lambda hs: {"phases": (hs.PhaseSpec("", "", (hs.StepSpec("only", "true"),)),), "summary": "",
                 "how_to_map": "", "pitfalls": (), "current_state": ()},
 ])
-def test_builder_round_trip(overrides, handoff_spec):
+def test_built_handoff_parses_back_to_its_spec(overrides, handoff_spec):
     spec = _spec(handoff_spec, **overrides(handoff_spec))
     doc = handoff_spec.build(spec)
     assert handoff_spec.spec_of(doc) == spec

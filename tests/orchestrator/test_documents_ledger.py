@@ -92,7 +92,7 @@ def test_state_line_words_without_key_extend_previous_value():
     ("galph_memory_missing_separator.md", 9, "missing '---' separator"),
     ("galph_memory_unterminated_fence.md", 4, "unterminated code fence"),
 ])
-def test_malformed_ledgers(name, line, message):
+def test_malformed_ledgers_raise_parse_errors_naming_the_line(name, line, message):
     with pytest.raises(ParseError) as err:
         ledger.load(FIXTURES / "malformed" / name)
     assert err.value.line == line and message in err.value.message

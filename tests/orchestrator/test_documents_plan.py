@@ -57,7 +57,7 @@ def test_all_phases_done_gives_none():
     ("## Phase A: x\n- [ ] A1: a\n- [ ] A1: again\n", 3, "duplicate plan item 'A1'"),
     ("## Phase A: x\n\n## Phase A: y\n", 3, "duplicate phase 'A'"),
 ])
-def test_malformed_plans(text, line, message):
+def test_malformed_plans_raise_parse_errors_naming_the_line(text, line, message):
     with pytest.raises(ParseError) as err:
         plan.parse(text, "p.md")
     assert err.value.line == line and message in err.value.message

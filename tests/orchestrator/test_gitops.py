@@ -169,7 +169,7 @@ def test_only_added_lines_are_scanned(root: Path) -> None:
     assert result.committed and result.committed_paths == ("docs/findings.md",)
 
 
-def test_guard_wrong_branch(root: Path) -> None:
+def test_guard_refuses_an_unexpected_branch(root: Path) -> None:
     git(root, "checkout", "-q", "-b", "feature")
     repo = GitRepo(root)
     with pytest.raises(GitGuardError, match="on branch 'feature', expected 'main'"):
@@ -180,7 +180,7 @@ def test_guard_wrong_branch(root: Path) -> None:
     assert repo.guard("feature", FOCUS) == "feature"
 
 
-def test_guard_detached_head(root: Path) -> None:
+def test_guard_refuses_a_detached_head(root: Path) -> None:
     git(root, "checkout", "-q", "--detach")
     with pytest.raises(GitGuardError, match="detached"):
         GitRepo(root).guard()

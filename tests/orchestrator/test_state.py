@@ -52,13 +52,15 @@ def test_lock_held_by_live_process_in_another_interpreter(tmp_path: Path) -> Non
         assert json.loads(path.read_text())["pid"] == os.getpid()
 
 
-def test_lock_with_reused_pid_is_stale(tmp_path: Path) -> None:
+def test_lock_with_reused_pid_is_stale_and_taken_over(tmp_path: Path) -> None:
     lock = tmp_path / ".orchestrator" / "lock"
     lock.parent.mkdir()
     # our own pid but a different kernel start time: the recorded owner is gone
     lock.write_text(json.dumps({"pid": os.getpid(), "start_ticks": 1, "host": None, "started_at": "x"}))
-    with hold_lock(tmp_path):
-        pass
+    with hold_lock(tmp_path) as path:
+        owner = json.loads(path.read_text())
+        assert owner["pid"] == os.getpid() and owner["start_ticks"] != 1 and owner["started_at"] != "x"
+    assert not lock.exists()
 
 
 def test_state_round_trip_is_atomic_and_validated(tmp_path: Path) -> None:
