@@ -117,7 +117,8 @@ class HarnessConfig:
                 continue
             if name not in self.commands:
                 known = ", ".join(sorted(self.commands)) or "none"
-                raise ConfigError(f"{self.source}: {role}: {name!r} is neither 'builtin' nor a command (known: {known})")
+                raise ConfigError(f"{self.source}: {role}: {name!r} is neither 'builtin' nor a command "
+                                  f"(known: {known})")
             if self.commands[name].role != role:
                 raise ConfigError(f"{self.source}: {role}: command {name!r} has role {self.commands[name].role!r}")
 

@@ -61,5 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; the cycle state is saved — run the same command again to resume", file=sys.stderr)
         return Exit.INTERRUPTED
     except BrokenPipeError:  # e.g. `orchestrator ledger --json | head`
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at interpreter exit
+        sys.stdout = open(os.devnull, "w")  # silence the flush at interpreter exit
         return Exit.OK

@@ -45,7 +45,8 @@ from orchestrator.records.state import (
 )
 from orchestrator.vcs.history import cycle_commits
 
-__all__ = ["CycleOutcome", "CycleStatus", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop", "run_turn"]
+__all__ = ["CycleOutcome", "CycleStatus", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop",
+           "run_turn"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def _catch_up(ctx: HarnessContext, state: CycleState) -> CycleState:
     if head is None or head.trailers.get("Cycle-Id") != state.cycle_id or head.sha != ctx.git.head_sha():
         return state
     if state.phase == Phase.SUPERVISING and head.kind == "SUPERVISOR" and "Artifacts" in head.trailers:
-        logger.warning("cycle %s: SUPERVISOR commit %s found; continuing with the worker", state.cycle_id, head.sha[:10])
+        logger.warning("cycle %s: SUPERVISOR commit %s found; continuing with the worker", state.cycle_id,
+                       head.sha[:10])
         return state.advance(Phase.SUPERVISED, focus=head.focus, supervisor_commit=head.sha,
                              report_dir=head.trailers["Artifacts"].rstrip("/"))
     if state.phase == Phase.WORKED and head.kind == "RALPH":

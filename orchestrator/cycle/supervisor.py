@@ -32,7 +32,8 @@ from orchestrator.records.artifacts import new_report_dir, write_blocked
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError
 
-__all__ = ["FocusChoice", "SuperviseResult", "SuperviseStatus", "choose_focus", "eligible_items", "escalate", "git_sync", "supervise"]
+__all__ = ["FocusChoice", "LedgerNote", "SuperviseResult", "SuperviseStatus", "choose_focus", "eligible_items",
+           "escalate", "git_sync", "supervise"]
 
 logger = logging.getLogger(__name__)
 

@@ -227,7 +227,8 @@ def _start(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], 
     save(state)
     recorder = _Recorder(ctx, state, report, ctx.git.head_sha(), ctx.git.is_dirty(untracked=False), kept)
     attempt = _Attempt(focus=focus, handoff=handoff, report=report, report_rel=report_rel, steps=planned_steps(doc),
-                       checks=planned_checks(doc), env=step_env(ctx.repo, report_rel, state.cycle_id), recorder=recorder)
+                       checks=planned_checks(doc), env=step_env(ctx.repo, report_rel, state.cycle_id),
+                       recorder=recorder)
     return attempt, state
 
 

@@ -128,7 +128,7 @@ def parse(text: str, path: PathLike = "docs/findings.md") -> Findings:
                 cells = [x.replace("\\|", "|") for x in _row_cells(split_row(content(lines[j])), len(names))]
                 rid = strip_md(cells[id_col])
                 if rid:
-                    rows.append(Finding(rid, dict(zip(names, cells)), j + 1))
+                    rows.append(Finding(rid, dict(zip(names, cells, strict=False)), j + 1))
             j += 1
         if id_col >= 0:
             tables.append(Table(tuple(names), id_col, i + 1, has_sep, j))

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from types import MappingProxyType
 
 from .common import (
@@ -210,8 +211,7 @@ def _item(lines: Sequence[str], flags: Sequence[bool], start: int, end: int, m: 
     end_line = end
     while end_line > start + 1 and not content(lines[end_line - 1]).strip():
         end_line -= 1
-    return FixPlanItem(
-        id=m["bid"] or m["id"], title=(m["btitle"] if m["bid"] else m["title"]) or "", line=start + 1,
+    return FixPlanItem(id=m["bid"] or m["id"], title=(m["btitle"] if m["bid"] else m["title"]) or "", line=start + 1,
         end_line=end_line, status=status, status_note=note, priority=pm.group(0) if pm else None,
         depends_on=tuple(FOCUS_RE.findall(deps.value + " " + " ".join(deps.items))) if deps else (),
         working_plan=(strip_md(wp.value) or None) if wp else None,
@@ -236,7 +236,7 @@ def _single_focus(path: PathLike, lines: Sequence[str], flags: Sequence[bool],
     focus_line = 0
     completed: list[FixPlanItem] = []
     attempts: list[Attempt] = []
-    for (start, name), (end, _) in zip(sections, sections[1:]):
+    for (start, name), (end, _) in pairwise(sections):
         key = name.lower().strip(" :")
         body = [(k, content(lines[k])) for k in range(start + 1, end) if not flags[k]]
         text = next((c for _, c in body if c.strip()), "")
@@ -272,7 +272,7 @@ def _attempt_sections(path: PathLike, lines: Sequence[str], flags: Sequence[bool
                       end: int) -> list[Attempt]:
     heads = [k for k in range(start, end) if not flags[k] and lines[k].startswith("###")]
     out = []
-    for k, nxt in zip(heads, heads[1:] + [end]):
+    for k, nxt in zip(heads, heads[1:] + [end], strict=True):
         c = content(lines[k])
         m = _ATTEMPT_HEAD_RE.match(c)
         if m is None:
@@ -306,7 +306,7 @@ def parse(text: str, path: PathLike = "docs/fix_plan.md") -> FixPlan:
     flags, _ = scan_fences(lines, path)
     sections = _sections(lines, flags)
     items = []
-    for (start, _name), (end, _) in zip(sections, sections[1:]):
+    for (start, _name), (end, _) in pairwise(sections):
         m = _ITEM_RE.match(content(lines[start]))
         if m:
             items.append(_item(lines, flags, start, end, m))

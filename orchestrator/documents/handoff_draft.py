@@ -66,7 +66,10 @@ def plan_sections(plan: Plan) -> PlanSections:
             item = _NUMBERED_RE.match(text) or _BULLET_RE.match(text)
             if item is not None and not text.startswith(("   ", "\t")):
                 current.append(item["text"])
-    pick = lambda *names: tuple(next((found[n] for n in names if n in found), ()))  # noqa: E731
+
+    def pick(*names: str) -> tuple[str, ...]:
+        return tuple(next((found[n] for n in names if n in found), ()))
+
     return PlanSections(pick("exit criteria"), pick("pitfalls to avoid", "pitfalls"),
                         pick("if blocked"), pick("findings applied", "findings"))
 

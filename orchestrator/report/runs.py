@@ -283,7 +283,8 @@ def _has_step_logs(run_dir: Path) -> bool:
     return logs.is_dir() and any(p.is_file() for p in logs.iterdir())
 
 
-def collect_runs(repo_root: Path, linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...], tuple[Escalation, ...]]:
+def collect_runs(repo_root: Path,
+                 linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...], tuple[Escalation, ...]]:
     """Run cards (newest first), notices for report dirs whose step logs have no run.json,
     and the ``blocked_<ts>.md`` escalation files (newest first)."""
     cards: list[RunCard] = []

@@ -111,7 +111,8 @@ def format_status(s: dict[str, Any]) -> str:
                  f"{' (dirty)' if git.get('dirty') else ''}")
     lock = s.get("lock")
     lines.append("lock: free" if not lock else
-                 f"lock: held by pid {(lock.get('owner') or {}).get('pid')} ({'alive' if lock.get('alive') else 'stale'})")
+                 f"lock: held by pid {(lock.get('owner') or {}).get('pid')} "
+                 f"({'alive' if lock.get('alive') else 'stale'})")
     st = s.get("state")
     if st:
         lines.append(f"cycle: {st['cycle_id']} phase={st['phase']} focus={st.get('focus')} "

@@ -1,10 +1,11 @@
 """CommandAgent with a deterministic fake agent CLI (tests/fixtures/agents/fake_agent.py)."""
+
 from __future__ import annotations
 
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,27 +22,53 @@ SIMPLE = ("T-AG-001", [("Only", [("ok", "true")])], ["fine — check: `true`"])
 
 
 def _spec(role: str, mode: str, timeout_s: float = 30) -> AgentCommand:
-    return AgentCommand(name=f"fake-{mode}", role=role, timeout_s=timeout_s,
-                        argv=(sys.executable, str(FAKE), mode, "--repo", "{repo}", "--focus", "{focus}",
-                              "--report-dir", "{report_dir}", "--prompt-file", "{prompt_file}"))
+    return AgentCommand(
+        name=f"fake-{mode}",
+        role=role,
+        timeout_s=timeout_s,
+        argv=(
+            sys.executable,
+            str(FAKE),
+            mode,
+            "--repo",
+            "{repo}",
+            "--focus",
+            "{focus}",
+            "--report-dir",
+            "{report_dir}",
+            "--prompt-file",
+            "{prompt_file}",
+        ),
+    )
 
 
 def _task(repo: Path) -> SupervisorTask:
     report = new_report_dir(repo, "T-AG-001")
-    return SupervisorTask(repo, "T-AG-001", "agent item", 0, report, "(draft)", datetime.now(timezone.utc))
+    return SupervisorTask(repo, "T-AG-001", "agent item", 0, report, "(draft)", datetime.now(UTC))
 
 
 @pytest.fixture()
 def repo(tmp_path: Path, harness) -> Path:
-    root = harness.make_repo(tmp_path / "r", {"T-AG-001": (harness.item("T-AG-001", "agent item"), harness.plan(*SIMPLE))},
-                     extra={"input.md": "previous handoff, kept verbatim\n"})
+    root = harness.make_repo(
+        tmp_path / "r",
+        {"T-AG-001": (harness.item("T-AG-001", "agent item"), harness.plan(*SIMPLE))},
+        extra={"input.md": "previous handoff, kept verbatim\n"},
+    )
     return root
 
 
 def test_render_argv_substitutes_once_without_a_shell() -> None:
-    argv = render_argv(("agent", "-p", "{prompt}", "--dir={repo}"), {
-        "prompt": "use {repo} literally; $(rm -rf /)", "repo": "/r", "prompt_file": "", "report_dir": "",
-        "role": "supervisor", "focus": "X"})
+    argv = render_argv(
+        ("agent", "-p", "{prompt}", "--dir={repo}"),
+        {
+            "prompt": "use {repo} literally; $(rm -rf /)",
+            "repo": "/r",
+            "prompt_file": "",
+            "report_dir": "",
+            "role": "supervisor",
+            "focus": "X",
+        },
+    )
     assert argv == ["agent", "-p", "use {repo} literally; $(rm -rf /)", "--dir=/r"]
 
 
@@ -92,8 +119,14 @@ def test_worker_agent_may_not_rewrite_the_handoff(repo: Path) -> None:
 
 def test_loop_with_invalid_agent_records_a_blocked_cycle(repo: Path, harness) -> None:
     ctx = harness.context(repo)
-    ctx = type(ctx)(ctx.repo, ctx.config, CommandAgent(_spec("supervisor", "invalid"), validate_handoff_file),
-                    ctx.worker, ctx.expected_branch, ctx.git_env)
+    ctx = type(ctx)(
+        ctx.repo,
+        ctx.config,
+        CommandAgent(_spec("supervisor", "invalid"), validate_handoff_file),
+        ctx.worker,
+        ctx.expected_branch,
+        ctx.git_env,
+    )
     [outcome] = run_loop(ctx, cycles=1).cycles
     assert outcome.status == "blocked"
     assert harness.subjects(repo)[0].startswith("SUPERVISOR: T-AG-001 — handoff rejected:")
@@ -105,8 +138,14 @@ def test_loop_with_invalid_agent_records_a_blocked_cycle(repo: Path, harness) ->
 
 def test_loop_with_valid_agents_end_to_end(repo: Path, harness) -> None:
     ctx = harness.context(repo)
-    ctx = type(ctx)(ctx.repo, ctx.config, CommandAgent(_spec("supervisor", "valid"), validate_handoff_file),
-                    CommandAgent(_spec("worker", "work"), validate_handoff_file), ctx.expected_branch, ctx.git_env)
+    ctx = type(ctx)(
+        ctx.repo,
+        ctx.config,
+        CommandAgent(_spec("supervisor", "valid"), validate_handoff_file),
+        CommandAgent(_spec("worker", "work"), validate_handoff_file),
+        ctx.expected_branch,
+        ctx.git_env,
+    )
     [outcome] = run_loop(ctx, cycles=1).cycles
     run = json.loads((repo / outcome.report_dir / "run.json").read_text())
     assert run["harness"]["worker_agent"] == "fake-work"

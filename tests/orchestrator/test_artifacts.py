@@ -8,7 +8,7 @@ import importlib.metadata
 import json
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from orchestrator.records.artifacts import (
 )
 from orchestrator.vcs.secret_scan import redact_env
 
-T0 = datetime(2026, 1, 7, 7, 30, 0, 250_000, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 7, 7, 30, 0, 250_000, tzinfo=UTC)
 FOCUS = "STUDY-SYNTH-DOSE-COMPARISON-001"
 
 

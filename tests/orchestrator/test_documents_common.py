@@ -1,6 +1,6 @@
 """Shared helpers: line splitting, timestamps, fences, strict UTF-8, atomic writes."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,12 +18,12 @@ def test_split_lines_is_lossless_and_splits_only_on_newline(text):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("2026-01-06T14:00:00Z", datetime(2026, 1, 6, 14, 0, 0, tzinfo=timezone.utc)),
-    ("2026-01-07T073000Z", datetime(2026, 1, 7, 7, 30, 0, tzinfo=timezone.utc)),
-    ("2026-01-22T02:40Z", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
-    ("2026-01-22T0240Z", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
-    ("2026-01-22T02:40:05.25Z", datetime(2026, 1, 22, 2, 40, 5, 250000, tzinfo=timezone.utc)),
-    ("2026-01-22T04:40:00+02:00", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
+    ("2026-01-06T14:00:00Z", datetime(2026, 1, 6, 14, 0, 0, tzinfo=UTC)),
+    ("2026-01-07T073000Z", datetime(2026, 1, 7, 7, 30, 0, tzinfo=UTC)),
+    ("2026-01-22T02:40Z", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
+    ("2026-01-22T0240Z", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
+    ("2026-01-22T02:40:05.25Z", datetime(2026, 1, 22, 2, 40, 5, 250000, tzinfo=UTC)),
+    ("2026-01-22T04:40:00+02:00", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
 ])
 def test_parse_timestamp_forms(text, expected):
     assert common.parse_timestamp(text) == expected
@@ -37,7 +37,7 @@ def test_parse_timestamp_rejects_bad_values(text):
 
 
 def test_format_timestamp_styles_round_trip():
-    dt = datetime(2026, 1, 7, 7, 30, 5, tzinfo=timezone.utc)
+    dt = datetime(2026, 1, 7, 7, 30, 5, tzinfo=UTC)
     assert common.format_timestamp(dt) == "2026-01-07T07:30:05Z"
     assert common.format_timestamp(dt, "compact") == "2026-01-07T073005Z"
     for style in ("extended", "compact"):

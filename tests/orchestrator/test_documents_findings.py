@@ -42,7 +42,9 @@ def test_add_or_update_touches_one_line():
     doc = findings.load(STANDARD)
     before = findings.render(doc)
     updated = findings.add_or_update(doc, "CONFIG-001", {"status": "resolved"})
-    diff = [d for d in difflib.ndiff(before.splitlines(True), findings.render(updated).splitlines(True)) if d[:1] in "+-"]
+    diff = [
+        d for d in difflib.ndiff(before.splitlines(True), findings.render(updated).splitlines(True)) if d[:1] in "+-"
+    ]
     assert len(diff) == 2 and diff[1].rstrip().endswith("| resolved |")
     assert updated.get("CONFIG-001").synopsis == doc.get("CONFIG-001").synopsis
     added = findings.add_or_update(doc, "NEW-001", {"Date": "2026-01-08", "Synopsis": "a | b", "Status": "active"})

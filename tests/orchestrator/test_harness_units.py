@@ -1,4 +1,5 @@
 """Pure logic of the loop: configuration, focus choice, step/plan mapping, history trailers."""
+
 from __future__ import annotations
 
 import subprocess
@@ -27,14 +28,17 @@ def test_repo_config_loads_and_documents_real_agent_clis() -> None:
     assert all(any("{prompt" in a for a in c.argv) for c in config.commands.values())
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("dwell_limit: 0\n", "dwell_limit must be >= 1"),
-    ("step_timeout: 5\n", "unknown key(s) ['step_timeout']"),
-    ("agents:\n  supervisor: nobody\n", "'nobody' is neither 'builtin' nor a command"),
-    ("budgets:\n  max_cycles: 0\n", "budgets.max_cycles must be >= 1"),
-    ("commands:\n  x:\n    role: boss\n    argv: [a]\n", "role must be supervisor|worker"),
-    ("agents: [1, 2\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dwell_limit: 0\n", "dwell_limit must be >= 1"),
+        ("step_timeout: 5\n", "unknown key(s) ['step_timeout']"),
+        ("agents:\n  supervisor: nobody\n", "'nobody' is neither 'builtin' nor a command"),
+        ("budgets:\n  max_cycles: 0\n", "budgets.max_cycles must be >= 1"),
+        ("commands:\n  x:\n    role: boss\n    argv: [a]\n", "role must be supervisor|worker"),
+        ("agents: [1, 2\n", "not valid YAML"),
+    ],
+)
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "orchestrator.yaml"
     path.write_text(text)
@@ -55,7 +59,8 @@ def backlog(harness) -> fix_plan_doc.FixPlan:
         + harness.item("B-DEP-001", "waits", priority="P0", depends="C-TOP-001")
         + harness.item("C-TOP-001", "top", priority="P1")
         + harness.item("D-DONE-001", "finished", status="done", priority="P0")
-        + harness.item("E-TIE-001", "tie", priority="P1"))
+        + harness.item("E-TIE-001", "tie", priority="P1")
+    )
 
 
 def test_eligible_items_by_priority_then_file_order_and_dependencies(backlog) -> None:
@@ -77,10 +82,14 @@ def test_choose_focus_keeps_current_below_limit_and_escalates_at_limit(backlog) 
 def test_plan_sections_and_artifact_substitution(harness) -> None:
     from orchestrator.documents import plan as plan_doc
 
-    text = harness.plan("X-1", [("A", [("a", "echo $ARTIFACTS/x ${ARTIFACTS}/y")])], ["c — check: `test -d $ARTIFACTS`"])
+    text = harness.plan(
+        "X-1", [("A", [("a", "echo $ARTIFACTS/x ${ARTIFACTS}/y")])], ["c — check: `test -d $ARTIFACTS`"]
+    )
     sections = plan_sections(plan_doc.parse(text))
     assert sections.exit_criteria == ("c — check: `test -d $ARTIFACTS`",) and sections.findings == ("F-ONE-001",)
-    assert substitute_artifacts("echo $ARTIFACTS/x ${ARTIFACTS}/y $ARTIFACTSX", "p/r/") == "echo p/r/x p/r/y $ARTIFACTSX"
+    assert (
+        substitute_artifacts("echo $ARTIFACTS/x ${ARTIFACTS}/y $ARTIFACTSX", "p/r/") == "echo p/r/x p/r/y $ARTIFACTSX"
+    )
 
 
 def test_planned_steps_keep_expectations_and_item_ids() -> None:
@@ -95,18 +104,24 @@ def test_planned_steps_keep_expectations_and_item_ids() -> None:
 
 def test_trailers_only_from_the_last_paragraph() -> None:
     assert _trailers("text\n\nCycle-Id: c1\nLedger-Entry: 2026-01-01T00:00:00Z (line 3)") == {
-        "Cycle-Id": "c1", "Ledger-Entry": "2026-01-01T00:00:00Z (line 3)"}
+        "Cycle-Id": "c1",
+        "Ledger-Entry": "2026-01-01T00:00:00Z (line 3)",
+    }
     assert _trailers("Cycle-Id: c1\n\nnot a trailer here") == {}
 
 
 def test_cli_supervise_then_work(tmp_path: Path, harness) -> None:
     p = harness.plan("T-CLI-001", [("A", [("ok", "true")])], ["fine — check: `true`"])
-    repo = harness.make_repo(tmp_path / "r", {"T-CLI-001": (harness.item("T-CLI-001", "cli item"), p)},
-                     extra={"orchestrator.yaml": "git_sync: false\n"})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-CLI-001": (harness.item("T-CLI-001", "cli item"), p)},
+        extra={"orchestrator.yaml": "git_sync: false\n"},
+    )
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args], cwd=repo, capture_output=True, text=True, timeout=120
+        )
 
     work_first = cli("work")
     assert work_first.returncode == 1 and "input.md" in work_first.stderr  # no handoff yet: fail closed

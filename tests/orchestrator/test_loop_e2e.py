@@ -1,4 +1,5 @@
 """End to end: the builtin harness on a real git repository in tmp_path."""
+
 from __future__ import annotations
 
 import json
@@ -14,20 +15,34 @@ from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.records.artifacts import validate_run_record
 from orchestrator.tools.ledger_check import check_ledger
 
-PASSING = ("T-PASS-001", [
-    ("Checks", [("true works", "true"), ("echo works", "echo hello > $ARTIFACTS/hello.txt")]),
-    ("Tests", [("tiny pytest", "python -m pytest -q -p no:cacheprovider tests/test_tiny.py\n# Expected: 2 passed")]),
-], ["hello written — check: `test -s $ARTIFACTS/hello.txt`", "tiny tests pass — check: `python -m pytest -q -p no:cacheprovider tests/test_tiny.py`"])
+PASSING = (
+    "T-PASS-001",
+    [
+        ("Checks", [("true works", "true"), ("echo works", "echo hello > $ARTIFACTS/hello.txt")]),
+        (
+            "Tests",
+            [("tiny pytest", "python -m pytest -q -p no:cacheprovider tests/test_tiny.py\n# Expected: 2 passed")],
+        ),
+    ],
+    [
+        "hello written — check: `test -s $ARTIFACTS/hello.txt`",
+        "tiny tests pass — check: `python -m pytest -q -p no:cacheprovider tests/test_tiny.py`",
+    ],
+)
 FAILING = ("T-FAIL-001", [("Broken", [("always fails", "echo trying; false")])], ["never — check: `false`"])
 NEXT = ("T-NEXT-001", [("Easy", [("ok", "true")])], ["fine — check: `true`"])
 
 
 def test_supervise_work_commit_end_to_end(tmp_path: Path, harness) -> None:
-    repo = harness.make_repo(tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))})
+    repo = harness.make_repo(
+        tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))}
+    )
     result = run_loop(harness.context(repo, phases_per_cycle=0), cycles=3)
     assert [c.status for c in result.cycles] == ["done", "idle"]
-    assert harness.subjects(repo)[:2] == ["RALPH: T-PASS-001 — 3/3 steps ok, 2/2 exit criteria passed → done",
-                                  "SUPERVISOR: T-PASS-001 — Phase A–B handoff (dwell 0)"]
+    assert harness.subjects(repo)[:2] == [
+        "RALPH: T-PASS-001 — 3/3 steps ok, 2/2 exit criteria passed → done",
+        "SUPERVISOR: T-PASS-001 — Phase A–B handoff (dwell 0)",
+    ]
     assert harness.git(repo, "status", "--porcelain") == ""  # everything the harness wrote is committed
     # the handoff the supervisor committed is valid and names this cycle's report dir
     report_rel = result.cycles[0].report_dir
@@ -61,9 +76,13 @@ def test_supervise_work_commit_end_to_end(tmp_path: Path, harness) -> None:
 
 
 def test_dwell_from_history_escalates_after_three_failed_cycles(tmp_path: Path, harness) -> None:
-    repo = harness.make_repo(tmp_path / "r", {
-        "T-FAIL-001": (harness.item("T-FAIL-001", "stuck item", priority="P0"), harness.plan(*FAILING)),
-        "T-NEXT-001": (harness.item("T-NEXT-001", "next item", priority="P1"), harness.plan(*NEXT))})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {
+            "T-FAIL-001": (harness.item("T-FAIL-001", "stuck item", priority="P0"), harness.plan(*FAILING)),
+            "T-NEXT-001": (harness.item("T-NEXT-001", "next item", priority="P1"), harness.plan(*NEXT)),
+        },
+    )
     result = run_loop(harness.context(repo), cycles=4)
     assert [c.status for c in result.cycles] == ["failed", "failed", "failed", "done"]
     assert result.cycles[3].escalated == ("T-FAIL-001",) and result.cycles[3].focus == "T-NEXT-001"
@@ -72,21 +91,27 @@ def test_dwell_from_history_escalates_after_three_failed_cycles(tmp_path: Path, 
         "SUPERVISOR: T-FAIL-001 — blocked after 3 cycles without progress",
         "SUPERVISOR: T-FAIL-001 — Phase A handoff (dwell 2)",
         "SUPERVISOR: T-FAIL-001 — Phase A handoff (dwell 1)",
-        "SUPERVISOR: T-FAIL-001 — Phase A handoff (dwell 0)"]
+        "SUPERVISOR: T-FAIL-001 — Phase A handoff (dwell 0)",
+    ]
     fp = fix_plan_doc.load(repo / "docs/fix_plan.md")
     assert fp.item("T-FAIL-001").status == "blocked" and fp.item("T-NEXT-001").status == "done"
     blocked = sorted((repo / "plans/active/T-FAIL-001/reports").glob("*/blocked_*.md"))
     assert len(blocked) == 1 and "3 consecutive cycles without progress" in blocked[0].read_text()
     entries = ledger_doc.entries_in_time_order(ledger_doc.load(repo / "galph_memory.md"))
     assert [(e.focus_id, e.dwell, e.state_name) for e in entries] == [
-        ("T-FAIL-001", 0, "ready_for_implementation"), ("T-FAIL-001", 1, "ready_for_implementation"),
-        ("T-FAIL-001", 2, "ready_for_implementation"), ("T-FAIL-001", 3, "blocked"),
-        ("T-NEXT-001", 0, "ready_for_implementation")]
+        ("T-FAIL-001", 0, "ready_for_implementation"),
+        ("T-FAIL-001", 1, "ready_for_implementation"),
+        ("T-FAIL-001", 2, "ready_for_implementation"),
+        ("T-FAIL-001", 3, "blocked"),
+        ("T-NEXT-001", 0, "ready_for_implementation"),
+    ]
     assert check_ledger(repo, ledger_doc.load(repo / "galph_memory.md")).ok
 
 
 def test_dwell_is_not_read_from_the_ledger_text_and_check_flags_tampering(tmp_path: Path, harness) -> None:
-    repo = harness.make_repo(tmp_path / "r", {"T-FAIL-001": (harness.item("T-FAIL-001", "stuck", priority="P0"), harness.plan(*FAILING))})
+    repo = harness.make_repo(
+        tmp_path / "r", {"T-FAIL-001": (harness.item("T-FAIL-001", "stuck", priority="P0"), harness.plan(*FAILING))}
+    )
     ctx = harness.context(repo)
     run_loop(ctx, cycles=2)
     ledger_path = repo / "galph_memory.md"
@@ -95,32 +120,48 @@ def test_dwell_is_not_read_from_the_ledger_text_and_check_flags_tampering(tmp_pa
     harness.git(repo, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "hand edit of the ledger")
     check = check_ledger(repo, ledger_doc.load(ledger_path))
     assert [(e.recorded_dwell, e.computed_dwell, [f.kind for f in e.flags]) for e in check.entries] == [
-        (0, 0, []), (0, 1, ["dwell_mismatch"])]
+        (0, 0, []),
+        (0, 1, ["dwell_mismatch"]),
+    ]
     third = run_loop(ctx, cycles=1).cycles[0]
     assert third.status == "failed"
     assert harness.subjects(repo)[1] == "SUPERVISOR: T-FAIL-001 — Phase A handoff (dwell 2)"  # computed, not 0+1
 
 
 def test_progress_resets_dwell_one_phase_per_cycle(tmp_path: Path, harness) -> None:
-    two_phase = harness.plan("T-TWO-001", [("First", [("ok", "true")]), ("Second", [("ok too", "true")])],
-                     ["both phases ran — check: `true`"])
+    two_phase = harness.plan(
+        "T-TWO-001",
+        [("First", [("ok", "true")]), ("Second", [("ok too", "true")])],
+        ["both phases ran — check: `true`"],
+    )
     repo = harness.make_repo(tmp_path / "r", {"T-TWO-001": (harness.item("T-TWO-001", "two phases"), two_phase)})
     result = run_loop(harness.context(repo, phases_per_cycle=1), cycles=3)
     assert [c.status for c in result.cycles] == ["progress", "done", "idle"]
-    assert harness.subjects(repo)[:4] == ["RALPH: T-TWO-001 — 1/1 steps ok, 1/1 exit criteria passed → done",
-                                  "SUPERVISOR: T-TWO-001 — Phase B handoff (dwell 0)",
-                                  "RALPH: T-TWO-001 — 1/1 steps ok, 1/1 exit criteria passed → in_progress",
-                                  "SUPERVISOR: T-TWO-001 — Phase A handoff (dwell 0)"]
+    assert harness.subjects(repo)[:4] == [
+        "RALPH: T-TWO-001 — 1/1 steps ok, 1/1 exit criteria passed → done",
+        "SUPERVISOR: T-TWO-001 — Phase B handoff (dwell 0)",
+        "RALPH: T-TWO-001 — 1/1 steps ok, 1/1 exit criteria passed → in_progress",
+        "SUPERVISOR: T-TWO-001 — Phase A handoff (dwell 0)",
+    ]
 
 
 def _cli(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, capture_output=True, text=True,
-                          timeout=timeout, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 def test_cli_status_json_replay_and_ledger_check(tmp_path: Path, harness) -> None:
-    repo = harness.make_repo(tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))},
-                     extra={"orchestrator.yaml": "git_sync: false\nphases_per_cycle: 0\nstep_timeout_s: 60\n"})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))},
+        extra={"orchestrator.yaml": "git_sync: false\nphases_per_cycle: 0\nstep_timeout_s: 60\n"},
+    )
     loop = _cli(repo, "loop", "--cycles", "1")
     assert loop.returncode == 0, loop.stderr
     assert "cycle" in loop.stdout and ": done" in loop.stdout
@@ -150,8 +191,11 @@ def test_cli_status_json_replay_and_ledger_check(tmp_path: Path, harness) -> Non
 
 def test_ledger_check_flags_seed_ledger(tmp_path: Path, harness) -> None:
     source = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "galph_memory.example.md"
-    repo = harness.make_repo(tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "x"), harness.plan(*PASSING))},
-                     extra={"galph_memory.md": source.read_text()})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-PASS-001": (harness.item("T-PASS-001", "x"), harness.plan(*PASSING))},
+        extra={"galph_memory.md": source.read_text()},
+    )
     result = _cli(repo, "ledger", "--check")
     assert result.returncode == 1
     assert "unknown_commit: ralph_last_commit 347ce7d6" in result.stdout
@@ -162,25 +206,34 @@ def test_killed_between_commit_and_state_save_is_caught_up(tmp_path: Path, harne
     from orchestrator.cycle.loop import run_turn
     from orchestrator.records.state import load_state, save_state
 
-    repo = harness.make_repo(tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))})
+    repo = harness.make_repo(
+        tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))}
+    )
     ctx = harness.context(repo, phases_per_cycle=0)
     assert run_turn(ctx, "supervise").status == "supervised"
     state = load_state(repo)
     save_state(repo, state.advance("supervising"))  # as if killed right after the SUPERVISOR commit
     outcome = run_loop(ctx, cycles=1).cycles[0]
     assert outcome.status == "done" and outcome.resumed and outcome.cycle_id == state.cycle_id
-    assert [s.split(" — ")[0] for s in harness.subjects(repo)] == ["RALPH: T-PASS-001", "SUPERVISOR: T-PASS-001", "seed"]
+    assert [s.split(" — ")[0] for s in harness.subjects(repo)] == [
+        "RALPH: T-PASS-001",
+        "SUPERVISOR: T-PASS-001",
+        "seed",
+    ]
 
 
 def test_wall_time_budget_stops_the_loop(tmp_path: Path, harness) -> None:
-    repo = harness.make_repo(tmp_path / "r", {"T-FAIL-001": (harness.item("T-FAIL-001", "stuck", priority="P0"), harness.plan(*FAILING))})
+    repo = harness.make_repo(
+        tmp_path / "r", {"T-FAIL-001": (harness.item("T-FAIL-001", "stuck", priority="P0"), harness.plan(*FAILING))}
+    )
     result = run_loop(harness.context(repo), cycles=5, max_wall_s=0.001)
     assert len(result.cycles) == 1 and result.stopped_because == "wall-time budget of 0.001s used"
 
 
 def test_builtin_handoff_that_fails_validation_is_kept_not_committed_as_input(tmp_path: Path, harness) -> None:
-    escaping = harness.plan("T-ABS-001", [("A", [("leaves the repo", "cd /home/someone/elsewhere && true")])],
-                    ["x — check: `true`"])
+    escaping = harness.plan(
+        "T-ABS-001", [("A", [("leaves the repo", "cd /home/someone/elsewhere && true")])], ["x — check: `true`"]
+    )
     repo = harness.make_repo(tmp_path / "r", {"T-ABS-001": (harness.item("T-ABS-001", "absolute path"), escaping)})
     [outcome] = run_loop(harness.context(repo), cycles=1).cycles
     assert outcome.status == "blocked"

@@ -1,4 +1,5 @@
 """Lock, hard kill + resume, SIGINT, and the main job — the real CLI in subprocesses."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,24 @@ from orchestrator.execution.steps import kill_marked_processes
 
 CONFIG = "git_sync: false\nstep_timeout_s: 120\ncheck_timeout_s: 60\nphases_per_cycle: 0\n"
 # step 2 hangs on its first attempt only, so a resumed cycle can finish
-SLOW = ("T-SLOW-001", [("Work", [
-    ("first step", "echo ran >> $ARTIFACTS/first.txt"),
-    ("second step", "if [ -f $ARTIFACTS/second.started ]; then echo resumed; else touch $ARTIFACTS/second.started; "
-                    "sleep 300; fi"),
-    ("third step", "echo three > $ARTIFACTS/third.txt")])], ["third ran — check: `test -s $ARTIFACTS/third.txt`"])
+SLOW = (
+    "T-SLOW-001",
+    [
+        (
+            "Work",
+            [
+                ("first step", "echo ran >> $ARTIFACTS/first.txt"),
+                (
+                    "second step",
+                    "if [ -f $ARTIFACTS/second.started ]; then echo resumed; else touch $ARTIFACTS/second.started; "
+                    "sleep 300; fi",
+                ),
+                ("third step", "echo three > $ARTIFACTS/third.txt"),
+            ],
+        )
+    ],
+    ["third ran — check: `test -s $ARTIFACTS/third.txt`"],
+)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -31,13 +45,26 @@ def _default_sigint() -> None:
 
 
 def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        preexec_fn=_default_sigint,
+    )
 
 
 def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, capture_output=True, text=True,
-                          timeout=120, env=env or _env())
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or _env(),
+    )
 
 
 def _wait_for_step_2(repo: Path, timeout: float = 60) -> dict:
@@ -54,8 +81,11 @@ def _wait_for_step_2(repo: Path, timeout: float = 60) -> dict:
 
 
 def _slow_repo(tmp_path: Path, harness) -> Path:
-    return harness.make_repo(tmp_path / "r", {"T-SLOW-001": (harness.item("T-SLOW-001", "slow item"), harness.plan(*SLOW))},
-                     extra={"orchestrator.yaml": CONFIG})
+    return harness.make_repo(
+        tmp_path / "r",
+        {"T-SLOW-001": (harness.item("T-SLOW-001", "slow item"), harness.plan(*SLOW))},
+        extra={"orchestrator.yaml": CONFIG},
+    )
 
 
 def test_second_loop_is_refused_while_the_first_holds_the_lock(tmp_path: Path, harness) -> None:
@@ -119,10 +149,16 @@ def test_sigint_records_interrupted_then_resume_finishes(tmp_path: Path, harness
 
 
 def test_main_job_runs_in_a_worktree_without_touching_the_checkout(tmp_path: Path, harness) -> None:
-    quick = harness.plan("T-MAIN-001", [("A", [("ok", "true")]), ("B", [("echo", "echo hi > $ARTIFACTS/hi.txt")])],
-                 ["hi written — check: `test -s $ARTIFACTS/hi.txt`"])
-    repo = harness.make_repo(tmp_path / "r", {"T-MAIN-001": (harness.item("T-MAIN-001", "main item"), quick)},
-                     extra={"orchestrator.yaml": CONFIG + "main_job:\n  focus: T-MAIN-001\n  phases_per_cycle: 0\n"})
+    quick = harness.plan(
+        "T-MAIN-001",
+        [("A", [("ok", "true")]), ("B", [("echo", "echo hi > $ARTIFACTS/hi.txt")])],
+        ["hi written — check: `test -s $ARTIFACTS/hi.txt`"],
+    )
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-MAIN-001": (harness.item("T-MAIN-001", "main item"), quick)},
+        extra={"orchestrator.yaml": CONFIG + "main_job:\n  focus: T-MAIN-001\n  phases_per_cycle: 0\n"},
+    )
     (repo / "scratch.txt").write_text("the user's uncommitted work\n")
     before = harness.git(repo, "status", "--porcelain"), harness.git(repo, "rev-parse", "HEAD")
     home = tmp_path / "home"
@@ -135,8 +171,10 @@ def test_main_job_runs_in_a_worktree_without_touching_the_checkout(tmp_path: Pat
     branch = next(line.split()[1] for line in result.stdout.splitlines() if line.strip().startswith("branch:"))
     assert branch.startswith("harness/run-")
     log = harness.git(repo, "log", "--format=%an|%s", f"main..{branch}").splitlines()
-    assert log == ["ptycho-harness|RALPH: T-MAIN-001 — 2/2 steps ok, 1/1 exit criteria passed → done",
-                   "ptycho-harness|SUPERVISOR: T-MAIN-001 — Phase A–B handoff (dwell 0)"]
+    assert log == [
+        "ptycho-harness|RALPH: T-MAIN-001 — 2/2 steps ok, 1/1 exit criteria passed → done",
+        "ptycho-harness|SUPERVISOR: T-MAIN-001 — Phase A–B handoff (dwell 0)",
+    ]
     worktree = repo / ".orchestrator" / "worktrees"
     [wt] = list(worktree.iterdir())
     assert (wt / "input.md").exists() and list(wt.glob("plans/active/T-MAIN-001/reports/*/run.json"))
@@ -144,8 +182,11 @@ def test_main_job_runs_in_a_worktree_without_touching_the_checkout(tmp_path: Pat
 
 def test_main_job_exits_nonzero_when_the_cycle_fails(tmp_path: Path, harness) -> None:
     failing = harness.plan("T-BAD-001", [("A", [("breaks", "exit 7")])], ["never — check: `false`"])
-    repo = harness.make_repo(tmp_path / "r", {"T-BAD-001": (harness.item("T-BAD-001", "bad item"), failing)},
-                     extra={"orchestrator.yaml": CONFIG + "main_job:\n  focus: T-BAD-001\n"})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-BAD-001": (harness.item("T-BAD-001", "bad item"), failing)},
+        extra={"orchestrator.yaml": CONFIG + "main_job:\n  focus: T-BAD-001\n"},
+    )
     before = harness.git(repo, "status", "--porcelain"), harness.git(repo, "rev-parse", "HEAD")
     result = _run(repo, "main-job")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -157,7 +198,10 @@ def test_checkout_guard_blames_only_what_the_harness_could_touch(tmp_path: Path,
     from orchestrator.tools.mainjob import _Checkout, _compare
     from orchestrator.vcs.repo import GitRepo
 
-    repo = harness.make_repo(tmp_path / "r", {"T-X-001": (harness.item("T-X-001", "x"), harness.plan("T-X-001", [("A", [("a", "true")])], []))})
+    repo = harness.make_repo(
+        tmp_path / "r",
+        {"T-X-001": (harness.item("T-X-001", "x"), harness.plan("T-X-001", [("A", [("a", "true")])], []))},
+    )
     gitrepo = GitRepo(repo)
     before = _Checkout.take(gitrepo)
     (repo / "other.txt").write_text("a colleague's work\n")

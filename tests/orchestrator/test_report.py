@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -31,7 +31,7 @@ _SPEC = importlib.util.spec_from_file_location(
 synthetic = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(synthetic)
 
-NOW = datetime(2026, 1, 9, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
 
 
 class Page(HTMLParser):
