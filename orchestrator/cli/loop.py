@@ -108,12 +108,16 @@ def cmd_loop(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_replay(args: argparse.Namespace) -> int:
     """``replay``: re-run recorded step(s) in a worktree at the recorded commit; never commits."""
-    from orchestrator.tools.replay import find_recorded, replay
+    from orchestrator.tools.replay import find_recorded, latest_entry, replay
 
     repo = _repo(args)
-    if (args.ledger_entry is None) == (args.input is None):
-        raise _Usage("give exactly one of --ledger-entry TS or --input FILE")
-    recorded = find_recorded(repo, args.ledger_entry, Path(args.input) if args.input else None, args.at)
+    if args.ledger_entry is not None and args.input is not None:
+        raise _Usage("give at most one of --ledger-entry TS or --input FILE")
+    entry = args.ledger_entry
+    if entry is None and args.input is None:
+        entry = latest_entry(repo)
+        print(f"no --ledger-entry or --input: replaying the latest harness ledger entry, {entry}")
+    recorded = find_recorded(repo, entry, Path(args.input) if args.input else None, args.at)
     result = replay(repo, recorded, args.step, _config(args, repo).step_timeout_s, keep_worktree=args.keep)
     print(f"replayed {recorded.source} at {result.at[:12]} → {result.out_dir}")
     for c in result.steps:
@@ -228,7 +232,9 @@ def _add_loop(sub: argparse._SubParsersAction) -> None:
 def _add_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="re-run recorded Do-Now step(s) in a worktree at the recorded commit")
     _common(p, progress=True)
-    p.add_argument("--ledger-entry", metavar="TS", help="the ledger entry (timestamp) whose handoff to replay")
+    p.add_argument("--ledger-entry", metavar="TS",
+                   help="the ledger entry whose handoff to replay: its timestamp (TS or TS@LINE; pasting the "
+                        "heading's '# TS:' works); default: the latest one the harness wrote")
     p.add_argument("--input", metavar="FILE", help="a handoff file to replay")
     p.add_argument("--step", type=int, metavar="N", help="only this step (default: all)")
     p.add_argument("--at", metavar="SHA", help="commit to run at (default: the recorded one / HEAD)")

@@ -1,9 +1,11 @@
 """``orchestrator replay``: re-run Do-Now steps of a recorded handoff at its recorded commit.
 
-The handoff comes from a ledger entry (``--ledger-entry TS`` or ``TS@LINE``: the SUPERVISOR
-commit whose ``Ledger-Entry`` trailer names it — its ``input.md`` and, from the RALPH commit that followed, the
-original ``run.json``) or from a file (``--input FILE``; the original run.json is the one
-in its Artifacts directory, if any). The steps run in a detached git worktree at the
+The handoff comes from a ledger entry (``--ledger-entry TS`` or ``TS@LINE``, the timestamp also
+as pasted from the entry's heading ``# <ts>: …``; the SUPERVISOR commit whose ``Ledger-Entry``
+trailer names it — its ``input.md`` and, from the RALPH commit that followed, the original
+``run.json``), from a file (``--input FILE``; the original run.json is the one in its Artifacts
+directory, if any), or, with neither, from the latest ledger entry the harness wrote with a
+handoff. The steps run in a detached git worktree at the
 recorded commit (``--at SHA`` overrides) under ``.orchestrator/replays/<ts>/``, exactly as
 the worker runs them; nothing is committed. Each replayed step is compared with the
 original record (rc, timed out, expectation, pytest counts) and the comparison is written
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.documents import handoff as handoff_doc
-from orchestrator.documents.common import parse_timestamp
+from orchestrator.documents.common import TIMESTAMP_PATTERN, parse_timestamp
 from orchestrator.execution.steps import planned_steps, run_steps, step_env
 from orchestrator.fsutil import atomic_write_json, format_ts, utc_now
 from orchestrator.layout import Layout
 from orchestrator.vcs.history import cycle_commits
 from orchestrator.vcs.repo import GitError, GitRepo
 
-__all__ = ["Recorded", "ReplayResult", "StepComparison", "find_recorded", "replay"]
+__all__ = ["Recorded", "ReplayResult", "StepComparison", "clean_entry", "find_recorded", "latest_entry", "replay"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +90,26 @@ def _commit_of(git: GitRepo, rev: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
+_PASTED_RE = re.compile(r"^\s*#*\s*(?P<ts>" + TIMESTAMP_PATTERN + r")\s*(?::.*)?$")
+
+
+def clean_entry(wanted: str) -> str:
+    """``TS`` or ``TS@LINE`` as typed, as a trailer (``TS (line N)``), or as pasted from a heading:
+    a leading ``#``, the trailing ``:`` and the title after it are dropped
+    (``# 2026-01-07T07:30:00Z: A-001 — …``)."""
+    if " (line " in wanted:
+        ts, _, rest = wanted.partition(" (line ")
+        wanted = f"{ts}@{rest.rstrip(')').strip()}"
+    ts, at, line = wanted.partition("@")
+    m = _PASTED_RE.match(ts)
+    return (m["ts"] if m else ts.strip()) + (at + line.strip() if at else "")
+
+
 def _entry_matches(trailer: str, wanted: str) -> bool:
     """Trailer ``<ts> (line N)`` against ``TS`` or ``TS@N`` (timestamps compared as times)."""
     ts, _, rest = trailer.partition(" (line ")
     line = rest.rstrip(")")
-    want_ts, _, want_line = wanted.partition("@")
+    want_ts, _, want_line = clean_entry(wanted).partition("@")
     if want_line and want_line.strip() != line:
         return False
     try:
@@ -105,11 +123,25 @@ def _artifacts(text: str, source: str) -> str | None:
     return (doc.artifacts or "").strip().strip("`").rstrip("/") or None
 
 
+def latest_entry(repo: Path) -> str:
+    """The ``Ledger-Entry`` trailer (``<ts> (line N)``) of the newest SUPERVISOR commit that
+    committed a handoff (ValueError when the harness has written none)."""
+    git = _git(repo)
+    for c in cycle_commits(git):
+        if c.kind == "SUPERVISOR" and "Ledger-Entry" in c.trailers and "Artifacts" in c.trailers:
+            return c.trailers["Ledger-Entry"]
+    raise ValueError(f"{repo}: no SUPERVISOR commit with a Ledger-Entry trailer and a handoff; "
+                     "give --ledger-entry TS or --input FILE")
+
+
 def find_recorded(repo: Path, ledger_entry: str | None = None, input_file: Path | None = None,
                   at: str | None = None) -> Recorded:
-    """Locate the handoff, commit and original run.json (ValueError naming what is missing)."""
-    if (ledger_entry is None) == (input_file is None):
-        raise ValueError("give exactly one of --ledger-entry TS or --input FILE")
+    """Locate the handoff, commit and original run.json (ValueError naming what is missing).
+    With neither ``ledger_entry`` nor ``input_file``: the latest handoff the harness committed."""
+    if ledger_entry is not None and input_file is not None:
+        raise ValueError("give at most one of --ledger-entry TS or --input FILE")
+    if ledger_entry is None and input_file is None:
+        ledger_entry = latest_entry(repo)
     if input_file is not None:
         text = Path(input_file).read_text(encoding="utf-8")
         report = _artifacts(text, str(input_file))

@@ -94,7 +94,7 @@ class HarnessRepos:
         return HarnessRepos.git(repo, "log", "--format=%s").splitlines()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def harness() -> type[HarnessRepos]:
     """The repository builders (see :class:`HarnessRepos`)."""
     return HarnessRepos
@@ -305,7 +305,7 @@ def spec_of(doc: Handoff) -> HandoffSpec:
         next_up=_section_items(doc, "Next Up"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def handoff_spec() -> SimpleNamespace:
     """The handoff builders: ``HandoffSpec``, ``PhaseSpec``, ``StepSpec``, ``CriterionSpec``,
     ``render_spec``, ``build``, ``spec_of``."""

@@ -133,3 +133,17 @@ def test_cli_supervise_then_work(tmp_path: Path, harness) -> None:
     assert wrk.returncode == 0, wrk.stderr
     assert harness.subjects(repo)[0] == "RALPH: T-CLI-001 — 1/1 steps ok, 1/1 exit criteria passed → done"
     assert cli("validate", "input.md", "docs/fix_plan.md").returncode == 0
+
+
+@pytest.mark.parametrize(("typed", "clean"), [
+    ("2026-01-07T07:30:00Z", "2026-01-07T07:30:00Z"),
+    ("2026-01-07T07:30:00Z@12", "2026-01-07T07:30:00Z@12"),
+    ("# 2026-01-07T07:30:00Z:", "2026-01-07T07:30:00Z"),
+    ("# 2026-01-07T07:30:00Z: A-001 — Phase A handoff", "2026-01-07T07:30:00Z"),
+    ("2026-01-07T073000Z:@3", "2026-01-07T073000Z@3"),
+    ("2026-01-07T07:30:00Z (line 5)", "2026-01-07T07:30:00Z@5"),
+])
+def test_replay_accepts_a_ledger_timestamp_as_typed_pasted_or_from_a_trailer(typed: str, clean: str) -> None:
+    from orchestrator.tools.replay import clean_entry
+
+    assert clean_entry(typed) == clean
