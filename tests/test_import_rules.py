@@ -161,3 +161,12 @@ def test_architecture_doc_names_every_module() -> None:
             missing.append(rel.as_posix())
     packages = {p.relative_to(PKG).as_posix() + "/" for p in PKG.iterdir() if (p / "__init__.py").exists()}
     assert missing == [] and sorted(packages - named) == []
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """tests/ has no packages: pytest imports test modules by basename, so two test files with
+    the same name in different folders break collection of the whole suite."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
