@@ -272,7 +272,7 @@ def _attempt_sections(path: PathLike, lines: Sequence[str], flags: Sequence[bool
                       end: int) -> list[Attempt]:
     heads = [k for k in range(start, end) if not flags[k] and lines[k].startswith("###")]
     out = []
-    for k, nxt in zip(heads, heads[1:] + [end], strict=True):
+    for k, nxt in zip(heads, heads[1:] + [end], strict=False):  # unequal only when there is no head
         c = content(lines[k])
         m = _ATTEMPT_HEAD_RE.match(c)
         if m is None:
