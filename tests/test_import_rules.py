@@ -170,3 +170,10 @@ def test_test_module_basenames_are_unique() -> None:
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+
+
+def test_every_orchestrator_folder_is_a_regular_package() -> None:
+    """A folder without ``__init__.py`` imports as a namespace package from a checkout but is
+    left out of an installed wheel (setuptools' package discovery skips it)."""
+    folders = {p.parent for p in _modules()}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists()) == []
