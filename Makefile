@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
-.PHONY: venv run test test-slow test-browser browser-deps bench study-quick report clean
+.PHONY: venv run test test-slow test-browser browser-deps lint bench study-quick report clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ run: $(STAMP)
 ## Default test suite (slow and browser tests excluded; pytest exit 5 = nothing collected fails).
 test: $(STAMP)
 	$(PYTEST) -q
+
+## Lint the whole repository (ruff; configuration in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow --timeout=1800

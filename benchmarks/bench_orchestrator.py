@@ -1,7 +1,7 @@
 """Orchestrator benchmarks; prints one JSON object.
 
 Each measurement is a zero-argument function returning a dict that is merged into the output;
-add new ones (e.g. ``cycle_overhead_s``) to :func:`measurements`. Targets (DESIGN §7) are
+add new ones (e.g. ``cycle_overhead_s``) to :func:`measurements`. Targets are
 reported, never asserted: ``ledger_parse_s_10mb`` < 1 s.
 
 Usage: ``python benchmarks/bench_orchestrator.py [--only NAME ...]``
@@ -17,13 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-if __package__ in (None, ""):  # allow `python benchmarks/bench_orchestrator.py` from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from orchestrator.documents import ledger  # noqa: E402
+from orchestrator.documents import ledger
 
 LEDGER_BYTES = 10 * 1024 * 1024
 REPEATS = 3
@@ -55,7 +52,7 @@ def _synthetic_entry(k: int, when: datetime) -> str:
 
 def synthetic_ledger(target_bytes: int = LEDGER_BYTES) -> str:
     """A separated ledger of at least ``target_bytes`` whose file order is not time order."""
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     parts: list[str] = []
     size = k = 0
     while size < target_bytes:
@@ -141,7 +138,7 @@ def measure_cycle_overhead() -> dict:
 
     from orchestrator.config import load_config
     from orchestrator.context import HarnessContext, identity_env
-    from orchestrator.loop import make_agents, run_loop
+    from orchestrator.cycle.loop import make_agents, run_loop
 
     walls, excl = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,7 @@ JSON object; ``report_s`` is the median. Target (issue 9): < 2 s.
 
 ``--harness-history`` also gives every ledger entry its ``SUPERVISOR:`` commit (with the
 ``Ledger-Entry`` trailer) and a ``RALPH:`` commit, so ``ledger --check`` recomputes every dwell
-from git history (orchestrator.history) — the realistic, expensive path.
+from git history (orchestrator.vcs.history) — the realistic, expensive path.
 
     .venv/bin/python benchmarks/bench_report.py [--entries 1000] [--runs 100] [--repeat 5] [--harness-history]
 """

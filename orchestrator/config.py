@@ -8,9 +8,10 @@ the key and the expected range.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -116,7 +117,8 @@ class HarnessConfig:
                 continue
             if name not in self.commands:
                 known = ", ".join(sorted(self.commands)) or "none"
-                raise ConfigError(f"{self.source}: {role}: {name!r} is neither 'builtin' nor a command (known: {known})")
+                raise ConfigError(f"{self.source}: {role}: {name!r} is neither 'builtin' nor a command "
+                                  f"(known: {known})")
             if self.commands[name].role != role:
                 raise ConfigError(f"{self.source}: {role}: command {name!r} has role {self.commands[name].role!r}")
 

@@ -1,37 +1,37 @@
-"""The harness context handed to the supervisor, the worker and the loop."""
+"""The harness context handed to the supervisor, the worker and the loop: where the loop runs
+(repository, :class:`~orchestrator.layout.Layout`, the one :class:`~orchestrator.vcs.repo.GitRepo`)
+and with what (config, agents, clock)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Mapping
 
-from orchestrator.agents import SupervisorAgent, WorkerAgent
-from orchestrator.artifacts import utc_now
+from orchestrator.agents.base import SupervisorAgent, WorkerAgent
 from orchestrator.config import HarnessConfig
-from orchestrator.gitops import GitRepo
+from orchestrator.fsutil import utc_now
+from orchestrator.layout import Layout
+from orchestrator.vcs.repo import GitRepo
 
 __all__ = ["HARNESS_IDENTITY", "HarnessContext", "identity_env"]
 
 #: Author/committer of the harness's own commits when git has no user configured.
 HARNESS_IDENTITY = ("ptycho-harness", "harness@ptycho-harness.invalid")
+_IDENTITY_VARS = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")
 
 
-def identity_env(repo: Path) -> dict[str, str]:
+def identity_env(repo: Path | GitRepo) -> dict[str, str]:
     """``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` for the harness identity when ``user.name`` or
     ``user.email`` is unset for ``repo`` (a fresh clone on a bare machine); empty otherwise,
     so a configured user stays the author. Never touches git config."""
-    def configured(key: str) -> bool:
-        proc = subprocess.run(["git", "config", "--get", key], cwd=repo, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=30, check=False)
-        return proc.returncode == 0 and bool(proc.stdout.strip())
-
-    have_env = all(os.environ.get(k) for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
-                                                "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"))
-    if have_env or (configured("user.name") and configured("user.email")):
+    if all(os.environ.get(k) for k in _IDENTITY_VARS):
+        return {}
+    git = repo if isinstance(repo, GitRepo) else GitRepo(Path(repo))
+    if git.config_get("user.name") and git.config_get("user.email"):
         return {}
     name, email = HARNESS_IDENTITY
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
@@ -45,8 +45,7 @@ class HarnessContext:
     ``repo``: repository or worktree root (steps run there). ``expected_branch``: commits
     are refused on any other branch (None: whatever branch is checked out, never a detached
     HEAD). ``git_env``: identity variables for the harness's commits (see
-    :func:`identity_env`). ``phases_per_cycle`` overrides the config (the main job uses 0 =
-    every remaining phase).
+    :func:`identity_env`). ``git`` and ``layout`` are made once, on first use.
     """
 
     repo: Path
@@ -57,11 +56,14 @@ class HarnessContext:
     git_env: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
 
+    @cached_property
     def git(self) -> GitRepo:
-        repo = GitRepo(self.repo)
-        if self.git_env:
-            repo.repo.git.update_environment(**self.git_env)
-        return repo
+        """The one git gateway of this context (GitError when ``repo`` is no work tree)."""
+        return GitRepo(self.repo, self.git_env)
+
+    @cached_property
+    def layout(self) -> Layout:
+        return Layout(self.repo)
 
     def rel(self, path: Path) -> str:
-        return Path(path).resolve().relative_to(self.repo.resolve()).as_posix()
+        return self.layout.rel(path)

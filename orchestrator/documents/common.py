@@ -7,12 +7,10 @@ Line numbers are 1-based everywhere in the public API; list indices are 0-based.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .errors import ParseError
@@ -87,23 +85,6 @@ def require_text(text: str, path: PathLike) -> None:
         raise ParseError(path, 1, "empty file")
 
 
-def write_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, no newline translation) via a temp file + ``os.replace``."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def replace_line(lines: Sequence[str], index: int, new_content: str) -> list[str]:
     """Copy of ``lines`` with line ``index`` replaced, keeping that line's ending."""
     out = list(lines)
@@ -165,7 +146,7 @@ def parse_timestamp(text: str) -> datetime:
     frac = (m["f"] or "").ljust(6, "0")
     try:
         dt = datetime(int(m["Y"]), int(m["M"]), int(m["D"]), int(m["h"]), int(m["m"]),
-                      int(m["s"] or 0), int(frac or 0), tzinfo=timezone.utc)
+                      int(m["s"] or 0), int(frac or 0), tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"bad timestamp {text!r}: {exc}") from None
     tz = m["tz"]
@@ -180,7 +161,7 @@ def format_timestamp(dt: datetime, style: str = "extended") -> str:
     """``extended`` → ``2026-01-06T14:00:00Z``; ``compact`` → ``2026-01-06T140000Z``."""
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {dt!r} must be timezone-aware (UTC)")
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     if style == "extended":
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if style == "compact":

@@ -14,8 +14,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .common import (PathLike, check_single_line, content, insert_lines, read_text, replace_line,
-                     require_text, scan_fences, split_lines, strip_md)
+from .common import (
+    PathLike,
+    check_single_line,
+    content,
+    insert_lines,
+    read_text,
+    replace_line,
+    require_text,
+    scan_fences,
+    split_lines,
+    strip_md,
+)
 from .errors import ParseError, UnknownIdError
 
 STANDARD_COLUMNS = ("ID", "Date", "Keywords", "Synopsis", "Evidence", "Status")
@@ -118,7 +128,7 @@ def parse(text: str, path: PathLike = "docs/findings.md") -> Findings:
                 cells = [x.replace("\\|", "|") for x in _row_cells(split_row(content(lines[j])), len(names))]
                 rid = strip_md(cells[id_col])
                 if rid:
-                    rows.append(Finding(rid, dict(zip(names, cells)), j + 1))
+                    rows.append(Finding(rid, dict(zip(names, cells, strict=False)), j + 1))
             j += 1
         if id_col >= 0:
             tables.append(Table(tuple(names), id_col, i + 1, has_sep, j))

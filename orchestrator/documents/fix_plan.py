@@ -1,17 +1,14 @@
 """``docs/fix_plan.md`` — the backlog of focus items.
 
-Items dialect (the harness's own): ``## [<ID>] <title>`` (also ``## <ID> — <title>``) followed
-by field bullets ``- Status:`` (pending|in_progress|blocked|done, optionally ``done — note``),
-``- Priority:`` (P0–P3), ``- Depends on:``, ``- Working plan:``, ``- Mapped tests:``,
-``- Exit criteria:`` and ``- Attempts History:`` with nested
-``- <timestamp> <SUPERVISOR|RALPH> <sha>: text`` lines. Bold keys (``- **Status:** done``) and
-un-bulleted ``Status: done`` are accepted; list values may be inline or nested bullets.
-
-Single-focus dialect (real-world, read-only): ``## Status`` (backticked value),
-``## Current Focus`` (bold ``ID — title``), ``## Completed Items`` checklist and
-``## Attempts History`` with ``### <ts> — ID.sub (label)`` entries.
-
-Mutations return a **new** :class:`FixPlan`; every line they do not touch is kept byte-for-byte.
+Items dialect (the harness's own): ``## [<ID>] <title>`` (also ``## <ID> — <title>``) followed by
+field bullets ``- Status:`` (pending|in_progress|blocked|done, optionally ``done — note``),
+``- Priority:`` (P0–P3), ``- Depends on:``, ``- Working plan:``, ``- Mapped tests:``, ``- Exit
+criteria:`` and ``- Attempts History:`` with nested ``- <timestamp> <SUPERVISOR|RALPH> <sha>: text``
+lines. Bold keys (``- **Status:** done``), un-bulleted ``Status: done``, inline or nested list values.
+Single-focus dialect (real-world, read-only): ``## Status`` (backticked value), ``## Current Focus``
+(bold ``ID — title``), ``## Completed Items`` checklist and ``## Attempts History`` with
+``### <ts> — ID.sub (label)`` entries. Mutations return a **new** :class:`FixPlan`; every line they
+do not touch is kept byte-for-byte.
 """
 
 from __future__ import annotations
@@ -20,11 +17,28 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from types import MappingProxyType
 
-from .common import (FOCUS_PATTERN, FOCUS_RE, ID_PATTERN, PathLike, base_id, check_single_line, content,
-                     format_timestamp, insert_lines, newline_of, parse_timestamp, read_text, replace_line, require_text,
-                     scan_fences, split_lines, strip_md)
+from .common import (
+    FOCUS_PATTERN,
+    FOCUS_RE,
+    ID_PATTERN,
+    PathLike,
+    base_id,
+    check_single_line,
+    content,
+    format_timestamp,
+    insert_lines,
+    newline_of,
+    parse_timestamp,
+    read_text,
+    replace_line,
+    require_text,
+    scan_fences,
+    split_lines,
+    strip_md,
+)
 from .errors import ParseError, ReadOnlyDialectError, UnknownIdError
 
 ITEMS = "items"
@@ -197,8 +211,7 @@ def _item(lines: Sequence[str], flags: Sequence[bool], start: int, end: int, m: 
     end_line = end
     while end_line > start + 1 and not content(lines[end_line - 1]).strip():
         end_line -= 1
-    return FixPlanItem(
-        id=m["bid"] or m["id"], title=(m["btitle"] if m["bid"] else m["title"]) or "", line=start + 1,
+    return FixPlanItem(id=m["bid"] or m["id"], title=(m["btitle"] if m["bid"] else m["title"]) or "", line=start + 1,
         end_line=end_line, status=status, status_note=note, priority=pm.group(0) if pm else None,
         depends_on=tuple(FOCUS_RE.findall(deps.value + " " + " ".join(deps.items))) if deps else (),
         working_plan=(strip_md(wp.value) or None) if wp else None,
@@ -223,7 +236,7 @@ def _single_focus(path: PathLike, lines: Sequence[str], flags: Sequence[bool],
     focus_line = 0
     completed: list[FixPlanItem] = []
     attempts: list[Attempt] = []
-    for (start, name), (end, _) in zip(sections, sections[1:]):
+    for (start, name), (end, _) in pairwise(sections):
         key = name.lower().strip(" :")
         body = [(k, content(lines[k])) for k in range(start + 1, end) if not flags[k]]
         text = next((c for _, c in body if c.strip()), "")
@@ -259,7 +272,7 @@ def _attempt_sections(path: PathLike, lines: Sequence[str], flags: Sequence[bool
                       end: int) -> list[Attempt]:
     heads = [k for k in range(start, end) if not flags[k] and lines[k].startswith("###")]
     out = []
-    for k, nxt in zip(heads, heads[1:] + [end]):
+    for k, nxt in zip(heads, heads[1:] + [end], strict=False):  # unequal only when there is no head
         c = content(lines[k])
         m = _ATTEMPT_HEAD_RE.match(c)
         if m is None:
@@ -293,7 +306,7 @@ def parse(text: str, path: PathLike = "docs/fix_plan.md") -> FixPlan:
     flags, _ = scan_fences(lines, path)
     sections = _sections(lines, flags)
     items = []
-    for (start, _name), (end, _) in zip(sections, sections[1:]):
+    for (start, _name), (end, _) in pairwise(sections):
         m = _ITEM_RE.match(content(lines[start]))
         if m:
             items.append(_item(lines, flags, start, end, m))
@@ -344,8 +357,7 @@ def append_attempt(doc: FixPlan, item_id: str, line_text: str) -> FixPlan:
     """New plan with ``- <line_text>`` appended to the item's Attempts History (created if absent)."""
     _writable(doc)
     check_single_line(line_text, "attempt line")
-    text = line_text.strip()
-    text = text[2:] if text.startswith("- ") else text
+    text = line_text.strip().removeprefix("- ")
     it = doc.item(item_id)
     f = it.fields.get("attempts")
     if f is None:
@@ -384,6 +396,5 @@ def add_item(doc: FixPlan, item_id: str, title: str, **kwargs) -> FixPlan:
     nl = newline_of(doc.lines)
     block = render_item(item_id, title, **kwargs).replace("\n", nl)
     text = "".join(doc.lines)
-    if text and not text.endswith("\n"):
-        text += nl
+    text += nl if text and not text.endswith("\n") else ""
     return parse(text + ("" if not text or text.endswith(nl * 2) else nl) + block, doc.path)

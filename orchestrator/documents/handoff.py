@@ -12,7 +12,7 @@ a block before any step gets an implicit step. ``# Expected: N passed`` comments
 blocks are expectations. Exit Criteria: numbered or bulleted items, each optionally ending
 with ``check: `<command>` ``.
 
-Build new handoffs with :mod:`orchestrator.documents.handoff_build`.
+The harness writes new handoffs with :mod:`orchestrator.documents.handoff_draft`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .common import (FOCUS_PATTERN, CodeBlock, PathLike, base_id, code_block, content, read_text,
-                     require_text, scan_fences, split_lines, strip_md)
+from .common import (
+    FOCUS_PATTERN,
+    CodeBlock,
+    PathLike,
+    base_id,
+    code_block,
+    content,
+    read_text,
+    require_text,
+    scan_fences,
+    split_lines,
+    strip_md,
+)
 
 KNOWN_SECTIONS = ("Summary", "Current State", "Do Now", "How-To Map", "Pitfalls To Avoid", "If Blocked",
                   "Findings Applied", "Pointers", "Exit Criteria", "Next Up")

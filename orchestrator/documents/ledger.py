@@ -23,9 +23,22 @@ from datetime import datetime
 from itertools import chain
 from pathlib import Path
 
-from .common import (FOCUS_RE, TIMESTAMP_PATTERN, PathLike, base_id, check_single_line, fence_opener,
-                     format_timestamp, is_fence_closer, leading_int, parse_timestamp, read_text,
-                     require_text, write_atomic)
+from orchestrator.fsutil import atomic_write_text
+
+from .common import (
+    FOCUS_RE,
+    TIMESTAMP_PATTERN,
+    PathLike,
+    base_id,
+    check_single_line,
+    fence_opener,
+    format_timestamp,
+    is_fence_closer,
+    leading_int,
+    parse_timestamp,
+    read_text,
+    require_text,
+)
 from .errors import ParseError
 from .ledger_state import StateLine, parse_state_line, unbracket
 
@@ -351,7 +364,7 @@ def append(path: PathLike, entry: LedgerEntry) -> int:
     if doc is not None:
         parts.append("\n" if doc.dialect == UNSEPARATED else "\n---\n\n")
     prefix = "".join(parts)
-    write_atomic(target, prefix + render_entry(entry))
+    atomic_write_text(target, prefix + render_entry(entry))
     return prefix.count("\n") + 1
 
 

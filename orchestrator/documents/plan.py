@@ -14,8 +14,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .common import (CodeBlock, PathLike, code_block, content, read_text, replace_line, require_text,
-                     scan_fences, split_lines)
+from .common import (
+    CodeBlock,
+    PathLike,
+    code_block,
+    content,
+    read_text,
+    replace_line,
+    require_text,
+    scan_fences,
+    split_lines,
+)
 from .errors import ParseError, UnknownIdError
 
 _PHASE_RE = re.compile(r"^(?P<hashes>#{2,3})[ \t]+Phase[ \t]+(?P<id>[A-Za-z0-9]+)(?![A-Za-z0-9])[ \t]*"

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from orchestrator.layout import Layout
+
 from . import findings as findings_mod
 from . import fix_plan as fix_plan_mod
 from . import handoff as handoff_mod
@@ -70,7 +72,7 @@ def _artifacts_issue(doc: handoff_mod.Handoff, focus: str) -> str | None:
     p = PurePosixPath(value)
     if value.startswith(("/", "~")) or ".." in p.parts:
         return f"Artifacts path {value!r} must be relative to the repo and must not contain '..'"
-    prefix = ("plans", "active", focus, "reports")
+    prefix = (*Layout.PLANS_DIR.split("/"), focus, "reports")
     if p.parts[:4] != prefix or len(p.parts) < 5:
         return f"Artifacts path {value!r} is not under plans/active/{focus}/reports/<run>/"
     return None
@@ -196,7 +198,7 @@ def validate_path(path: PathLike, kind: str | None = None, *, repo_root: PathLik
     try:
         if kind == "handoff":
             doc = handoff_mod.load(path)
-            fp = Path(fix_plan_path) if fix_plan_path is not None else root / "docs" / "fix_plan.md"
+            fp = Path(fix_plan_path) if fix_plan_path is not None else Layout(root).fix_plan
             if not fp.is_file():
                 return [Issue(str(path), 0, f"cannot check the focus ID: fix plan {str(fp)!r} not found")]
             return validate_handoff(doc, fix_plan_mod.load(fp), root)

@@ -1,5 +1,5 @@
 """``python -m orchestrator.report --html PATH [--repo-root DIR]``."""
 
-from orchestrator.report.command import main
+from orchestrator.cli.report import main
 
 raise SystemExit(main())

@@ -17,12 +17,20 @@ from orchestrator.documents import fix_plan as plan_doc
 from orchestrator.documents import validate
 from orchestrator.documents.common import base_id, decode, format_timestamp
 from orchestrator.documents.errors import ParseError
+from orchestrator.layout import Layout
 from orchestrator.report.links import Linker
-from orchestrator.report.model import AttemptView, Board, BoardColumn, Notice, PlanItemView, RunCard
+from orchestrator.report.model import (
+    AttemptView,
+    Board,
+    BoardColumn,
+    Notice,
+    PlanItemView,
+    RunCard,
+)
 
 log = logging.getLogger(__name__)
 
-FIX_PLAN = Path("docs") / "fix_plan.md"
+FIX_PLAN = Path(Layout.FIX_PLAN)
 STATUS_ORDER = ("pending", "in_progress", "blocked", "done")
 _PRIORITY_RANK = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 _ITEM_START = re.compile(r"^##(?!#)")

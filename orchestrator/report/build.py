@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator.fsutil import atomic_write_text
 from orchestrator.report.board import collect_board, load_plan
 from orchestrator.report.handoff import collect_handoff
 from orchestrator.report.links import Linker
@@ -26,12 +24,15 @@ def _head(repo_root: Path) -> str:
     """Short HEAD sha and branch (``abc1234 (main)``), or "" outside a git repo."""
     if not (repo_root / ".git").exists():
         return ""
+    from orchestrator.vcs.repo import (  # GitPython only when there is a repository
+        GitError,
+        GitRepo,
+    )
+
     try:
-        proc = subprocess.run(["git", "log", "-1", "--format=%h%d"], cwd=repo_root, capture_output=True,
-                              text=True, timeout=10, stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        return GitRepo(repo_root).describe_head()
+    except GitError:
         return ""
-    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime | None = None) -> ReportData:
@@ -46,7 +47,7 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
     plan = load_plan(repo_root, linker)
     data = ReportData(
         title=f"ptycho-harness review — {repo_root.name}",
-        generated_at=now or datetime.now(timezone.utc),
+        generated_at=now or datetime.now(UTC),
         repo_root=str(repo_root),
         head=_head(repo_root),
         board=collect_board(repo_root, linker, runs, plan),
@@ -61,22 +62,6 @@ def build_report(repo_root: Path, page_dir: Path | None = None, *, now: datetime
     return data
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text via a temp file in the same directory + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(repo_root: Path, out_path: Path, *, now: datetime | None = None) -> Path:
     """Build and render the page for ``repo_root`` into ``out_path`` (atomic); returns the path.
 
@@ -89,7 +74,7 @@ def write_report(repo_root: Path, out_path: Path, *, now: datetime | None = None
     out_path = Path(out_path).resolve()
     data = build_report(repo_root, out_path.parent, now=now)
     html = render_html(data)
-    write_atomic(out_path, html)
+    atomic_write_text(out_path, html)
     log.info("wrote %s (%d bytes, %d runs, %d ledger entries, %d warnings)", out_path, len(html),
              len(data.runs), len(data.timeline.entries), len(data.all_notices))
     return out_path

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents import validate
-from orchestrator.documents.fix_plan import FixPlan
 from orchestrator.documents.common import decode
 from orchestrator.documents.errors import ParseError
+from orchestrator.documents.fix_plan import FixPlan
+from orchestrator.layout import Layout
 from orchestrator.report.links import Linker
 from orchestrator.report.model import HandoffView, Notice
 from orchestrator.report.render import render_markdown
@@ -74,7 +75,7 @@ def _parsed(path: Path, text: str, source: str, repo_root: Path,
 
 
 def collect_handoff(repo_root: Path, linker: Linker, plan: FixPlan | None = None) -> HandoffView:
-    path = repo_root / "input.md"
+    path = Layout(repo_root).handoff
     source = linker.rel(path)
     if not path.is_file():
         return HandoffView(source, (), "", (Notice(source, None, "no input.md in the repo root"),))

@@ -1,6 +1,6 @@
 """Run cards from ``plans/active/*/reports/*/run.json``.
 
-run.json is written by :mod:`orchestrator.artifacts`; the reader here is tolerant on
+run.json is written by :mod:`orchestrator.records.artifacts`; the reader here is tolerant on
 purpose: a missing or malformed file, or a field of the wrong type, becomes a visible
 :class:`Notice` on the page instead of an exception, because the report is most useful
 exactly when a run went wrong.
@@ -16,9 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.layout import Layout
+from orchestrator.records.run_record import validate_run_record
 from orchestrator.report.links import Linker
-from orchestrator.run_record import validate_run_record
-from orchestrator.report.model import CriterionView, Escalation, Notice, RunCard, StepView
+from orchestrator.report.model import (
+    CriterionView,
+    Escalation,
+    Notice,
+    RunCard,
+    StepView,
+)
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +283,14 @@ def _has_step_logs(run_dir: Path) -> bool:
     return logs.is_dir() and any(p.is_file() for p in logs.iterdir())
 
 
-def collect_runs(repo_root: Path, linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...], tuple[Escalation, ...]]:
+def collect_runs(repo_root: Path,
+                 linker: Linker) -> tuple[tuple[RunCard, ...], tuple[Notice, ...], tuple[Escalation, ...]]:
     """Run cards (newest first), notices for report dirs whose step logs have no run.json,
     and the ``blocked_<ts>.md`` escalation files (newest first)."""
     cards: list[RunCard] = []
     notices: list[Notice] = []
     escalations: list[Escalation] = []
-    for reports in sorted((repo_root / "plans" / "active").glob("*/reports")):
+    for reports in sorted(Layout(repo_root).plans.glob("*/reports")):
         for run_dir in sorted(p for p in reports.iterdir() if p.is_dir()):
             escalations.extend(_escalation(b, linker) for b in sorted(run_dir.glob("blocked_*.md")))
             run_json = run_dir / "run.json"

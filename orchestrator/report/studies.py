@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.layout import Layout
 from orchestrator.report.links import Linker
 from orchestrator.report.model import Notice, StudyView
 
@@ -180,5 +181,5 @@ def read_study(path: Path, linker: Linker) -> StudyView:
 
 def collect_studies(repo_root: Path, linker: Linker) -> tuple[StudyView, ...]:
     """Every summary.json below a report dir (plans/active/*/reports/**), newest path first."""
-    found = sorted((repo_root / "plans" / "active").glob("*/reports/**/summary.json"), reverse=True)
+    found = sorted(Layout(repo_root).plans.glob("*/reports/**/summary.json"), reverse=True)
     return tuple(read_study(p, linker) for p in found)

@@ -16,13 +16,14 @@ from pathlib import Path
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents.common import decode
 from orchestrator.documents.errors import ParseError
-from orchestrator.ledger_check import check_ledger
+from orchestrator.layout import Layout
 from orchestrator.report.links import Linker
 from orchestrator.report.model import LedgerFlag, Notice, Timeline, TimelineEntry
+from orchestrator.tools.ledger_check import check_ledger
 
 log = logging.getLogger(__name__)
 
-LEDGER_NAME = "galph_memory.md"
+LEDGER_NAME = Layout.LEDGER
 # A line that starts an entry (as far as cutting the file goes): `# 2026-…` or `## 2026-…`.
 _ENTRY_START = re.compile(r"^#{1,2} +\d{4}-\d{2}-\d{2}")
 

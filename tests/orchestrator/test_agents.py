@@ -1,48 +1,74 @@
 """CommandAgent with a deterministic fake agent CLI (tests/fixtures/agents/fake_agent.py)."""
+
 from __future__ import annotations
 
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _harness_repo import context, git, item, make_repo, plan, subjects
 
 from orchestrator.agents import CommandAgent, SupervisorTask, WorkerTask, render_argv
-from orchestrator.artifacts import new_report_dir
 from orchestrator.config import AgentCommand
-from orchestrator.handoff_check import validate_handoff_file
-from orchestrator.loop import run_loop
-from orchestrator.steps import step_env
+from orchestrator.cycle.loop import run_loop
+from orchestrator.documents.handoff_check import validate_handoff_file
+from orchestrator.execution.steps import step_env
+from orchestrator.records.artifacts import new_report_dir
 
 FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_agent.py"
-SIMPLE = plan("T-AG-001", [("Only", [("ok", "true")])], ["fine — check: `true`"])
+SIMPLE = ("T-AG-001", [("Only", [("ok", "true")])], ["fine — check: `true`"])
 
 
 def _spec(role: str, mode: str, timeout_s: float = 30) -> AgentCommand:
-    return AgentCommand(name=f"fake-{mode}", role=role, timeout_s=timeout_s,
-                        argv=(sys.executable, str(FAKE), mode, "--repo", "{repo}", "--focus", "{focus}",
-                              "--report-dir", "{report_dir}", "--prompt-file", "{prompt_file}"))
+    return AgentCommand(
+        name=f"fake-{mode}",
+        role=role,
+        timeout_s=timeout_s,
+        argv=(
+            sys.executable,
+            str(FAKE),
+            mode,
+            "--repo",
+            "{repo}",
+            "--focus",
+            "{focus}",
+            "--report-dir",
+            "{report_dir}",
+            "--prompt-file",
+            "{prompt_file}",
+        ),
+    )
 
 
 def _task(repo: Path) -> SupervisorTask:
     report = new_report_dir(repo, "T-AG-001")
-    return SupervisorTask(repo, "T-AG-001", "agent item", 0, report, "(draft)", datetime.now(timezone.utc))
+    return SupervisorTask(repo, "T-AG-001", "agent item", 0, report, "(draft)", datetime.now(UTC))
 
 
 @pytest.fixture()
-def repo(tmp_path: Path) -> Path:
-    root = make_repo(tmp_path / "r", {"T-AG-001": (item("T-AG-001", "agent item"), SIMPLE)},
-                     extra={"input.md": "previous handoff, kept verbatim\n"})
+def repo(tmp_path: Path, harness) -> Path:
+    root = harness.make_repo(
+        tmp_path / "r",
+        {"T-AG-001": (harness.item("T-AG-001", "agent item"), harness.plan(*SIMPLE))},
+        extra={"input.md": "previous handoff, kept verbatim\n"},
+    )
     return root
 
 
 def test_render_argv_substitutes_once_without_a_shell() -> None:
-    argv = render_argv(("agent", "-p", "{prompt}", "--dir={repo}"), {
-        "prompt": "use {repo} literally; $(rm -rf /)", "repo": "/r", "prompt_file": "", "report_dir": "",
-        "role": "supervisor", "focus": "X"})
+    argv = render_argv(
+        ("agent", "-p", "{prompt}", "--dir={repo}"),
+        {
+            "prompt": "use {repo} literally; $(rm -rf /)",
+            "repo": "/r",
+            "prompt_file": "",
+            "report_dir": "",
+            "role": "supervisor",
+            "focus": "X",
+        },
+    )
     assert argv == ["agent", "-p", "use {repo} literally; $(rm -rf /)", "--dir=/r"]
 
 
@@ -91,23 +117,35 @@ def test_worker_agent_may_not_rewrite_the_handoff(repo: Path) -> None:
     assert (report / "agent" / "worker_edited_input.md").read_text() == "overwritten by the worker\n"
 
 
-def test_loop_with_invalid_agent_records_a_blocked_cycle(repo: Path) -> None:
-    ctx = context(repo)
-    ctx = type(ctx)(ctx.repo, ctx.config, CommandAgent(_spec("supervisor", "invalid"), validate_handoff_file),
-                    ctx.worker, ctx.expected_branch, ctx.git_env)
+def test_loop_with_invalid_agent_records_a_blocked_cycle(repo: Path, harness) -> None:
+    ctx = harness.context(repo)
+    ctx = type(ctx)(
+        ctx.repo,
+        ctx.config,
+        CommandAgent(_spec("supervisor", "invalid"), validate_handoff_file),
+        ctx.worker,
+        ctx.expected_branch,
+        ctx.git_env,
+    )
     [outcome] = run_loop(ctx, cycles=1).cycles
     assert outcome.status == "blocked"
-    assert subjects(repo)[0].startswith("SUPERVISOR: T-AG-001 — handoff rejected:")
+    assert harness.subjects(repo)[0].startswith("SUPERVISOR: T-AG-001 — handoff rejected:")
     report = repo / outcome.report_dir
     assert (report / "agent" / "invalid_input.md").exists() and list(report.glob("blocked_*.md"))
-    assert git(repo, "show", "HEAD:input.md") == "previous handoff, kept verbatim"
-    assert git(repo, "status", "--porcelain") == ""
+    assert harness.git(repo, "show", "HEAD:input.md") == "previous handoff, kept verbatim"
+    assert harness.git(repo, "status", "--porcelain") == ""
 
 
-def test_loop_with_valid_agents_end_to_end(repo: Path) -> None:
-    ctx = context(repo)
-    ctx = type(ctx)(ctx.repo, ctx.config, CommandAgent(_spec("supervisor", "valid"), validate_handoff_file),
-                    CommandAgent(_spec("worker", "work"), validate_handoff_file), ctx.expected_branch, ctx.git_env)
+def test_loop_with_valid_agents_end_to_end(repo: Path, harness) -> None:
+    ctx = harness.context(repo)
+    ctx = type(ctx)(
+        ctx.repo,
+        ctx.config,
+        CommandAgent(_spec("supervisor", "valid"), validate_handoff_file),
+        CommandAgent(_spec("worker", "work"), validate_handoff_file),
+        ctx.expected_branch,
+        ctx.git_env,
+    )
     [outcome] = run_loop(ctx, cycles=1).cycles
     run = json.loads((repo / outcome.report_dir / "run.json").read_text())
     assert run["harness"]["worker_agent"] == "fake-work"

@@ -8,12 +8,15 @@ import importlib.metadata
 import json
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from orchestrator.artifacts import (
+from orchestrator.execution.runner import run
+from orchestrator.execution.steps import step_record
+from orchestrator.fsutil import atomic_write_json, atomic_write_text
+from orchestrator.records.artifacts import (
     CriterionRecord,
     GitInfo,
     RunRecord,
@@ -26,15 +29,12 @@ from orchestrator.artifacts import (
     step_log_path,
     validate_run_record,
     write_blocked,
-    write_json_atomic,
     write_run_record,
     write_summary,
-    write_text_atomic,
 )
-from orchestrator.runner import run
-from orchestrator.secrets import redact_env
+from orchestrator.vcs.secret_scan import redact_env
 
-T0 = datetime(2026, 1, 7, 7, 30, 0, 250_000, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 7, 7, 30, 0, 250_000, tzinfo=UTC)
 FOCUS = "STUDY-SYNTH-DOSE-COMPARISON-001"
 
 
@@ -83,7 +83,7 @@ def test_naive_clock_rejected(tmp_path: Path) -> None:
         new_report_dir(tmp_path, FOCUS, clock=lambda: datetime(2026, 1, 1))
 
 
-def test_step_log_path(tmp_path: Path) -> None:
+def test_step_log_paths_are_numbered_from_one(tmp_path: Path) -> None:
     assert step_log_path(tmp_path, 3) == tmp_path / "logs" / "step-03.log"
     assert step_log_path(tmp_path, 1, prefix="check").name == "check-01.log"
     with pytest.raises(ValueError):
@@ -92,17 +92,17 @@ def test_step_log_path(tmp_path: Path) -> None:
 
 def test_atomic_writes_replace_and_never_leave_partial_files(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "state.json"
-    write_json_atomic(target, {"a": 1})
-    write_json_atomic(target, {"a": 2, "ü": "ok"})
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2, "ü": "ok"})
     assert json.loads(target.read_text(encoding="utf-8")) == {"a": 2, "ü": "ok"}
     with pytest.raises(TypeError):
-        write_json_atomic(target, {"bad": object()})
+        atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text(encoding="utf-8"))["a"] == 2  # untouched on failure
-    write_text_atomic(tmp_path / "sub" / "t.md", "hello\n")
+    atomic_write_text(tmp_path / "sub" / "t.md", "hello\n")
     assert sorted(p.name for p in target.parent.iterdir()) == ["state.json", "t.md"]
 
 
-def test_redact_env() -> None:
+def test_secret_like_env_names_and_values_are_redacted() -> None:
     fake_pat = "gh" + "p_" + "a1B2" * 9
     env = {"GITHUB_TOKEN": "x", "aws_secret_access_key": "y", "DB_PASSWORD": "z",
            "OPENAI_API_KEY": "k", "MY_CREDENTIALS": "c", "INNOCENT": fake_pat,
@@ -119,8 +119,8 @@ def _build_record(tmp_path: Path) -> tuple[Path, RunRecord]:
              step_log_path(report, 1), echo=False)
     r2 = run("echo boom | tee a.log; exit 2", tmp_path, 10, step_log_path(report, 2), echo=False)
     steps = (
-        StepRecord.from_result(1, r1, report, title="sanity | pytest", expectation="2 passed"),
-        StepRecord.from_result(2, r2, report, title="study", expectation="1 passed"),
+        step_record(1, r1, report, title="sanity | pytest", expectation="2 passed"),
+        step_record(2, r2, report, title="study", expectation="1 passed"),
     )
     (report / "study_outputs").mkdir()
     (report / "study_outputs" / "metrics.json").write_text('{"psnr": 20}\n')

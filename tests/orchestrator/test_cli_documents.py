@@ -82,7 +82,7 @@ def test_ledger_json_and_focus_filter(capsys):
     assert (only["state"], only["dwell"], only["action_state"]) == ("blocked", 3, "blocked")
 
 
-def test_ledger_errors(tmp_path, capsys):
+def test_ledger_command_exits_2_for_a_missing_file_and_1_naming_the_bad_line(tmp_path, capsys):
     assert main(["ledger", "--ledger", str(tmp_path / "none.md")]) == 2
     assert main(["ledger", "--ledger", str(FIXTURES / "malformed" / "galph_memory_bad_timestamp.md")]) == 1
     assert "galph_memory_bad_timestamp.md:6:" in capsys.readouterr().err

@@ -1,11 +1,12 @@
 """Shared helpers: line splitting, timestamps, fences, strict UTF-8, atomic writes."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from orchestrator.documents import common
 from orchestrator.documents.errors import ParseError
+from orchestrator.fsutil import atomic_write_text
 
 
 @pytest.mark.parametrize("text", ["", "a", "a\n", "a\n\nb", "a\r\nb\r\n", "x\u2028y\n", "\n\n"])
@@ -17,12 +18,12 @@ def test_split_lines_is_lossless_and_splits_only_on_newline(text):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("2026-01-06T14:00:00Z", datetime(2026, 1, 6, 14, 0, 0, tzinfo=timezone.utc)),
-    ("2026-01-07T073000Z", datetime(2026, 1, 7, 7, 30, 0, tzinfo=timezone.utc)),
-    ("2026-01-22T02:40Z", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
-    ("2026-01-22T0240Z", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
-    ("2026-01-22T02:40:05.25Z", datetime(2026, 1, 22, 2, 40, 5, 250000, tzinfo=timezone.utc)),
-    ("2026-01-22T04:40:00+02:00", datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)),
+    ("2026-01-06T14:00:00Z", datetime(2026, 1, 6, 14, 0, 0, tzinfo=UTC)),
+    ("2026-01-07T073000Z", datetime(2026, 1, 7, 7, 30, 0, tzinfo=UTC)),
+    ("2026-01-22T02:40Z", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
+    ("2026-01-22T0240Z", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
+    ("2026-01-22T02:40:05.25Z", datetime(2026, 1, 22, 2, 40, 5, 250000, tzinfo=UTC)),
+    ("2026-01-22T04:40:00+02:00", datetime(2026, 1, 22, 2, 40, tzinfo=UTC)),
 ])
 def test_parse_timestamp_forms(text, expected):
     assert common.parse_timestamp(text) == expected
@@ -36,7 +37,7 @@ def test_parse_timestamp_rejects_bad_values(text):
 
 
 def test_format_timestamp_styles_round_trip():
-    dt = datetime(2026, 1, 7, 7, 30, 5, tzinfo=timezone.utc)
+    dt = datetime(2026, 1, 7, 7, 30, 5, tzinfo=UTC)
     assert common.format_timestamp(dt) == "2026-01-07T07:30:05Z"
     assert common.format_timestamp(dt, "compact") == "2026-01-07T073005Z"
     for style in ("extended", "compact"):
@@ -66,7 +67,7 @@ def test_decode_reports_line_of_first_bad_byte():
     assert err.value.line == 3 and "0xff" in err.value.message
 
 
-def test_code_block_expectations():
+def test_code_block_splits_script_from_expected_lines():
     lines = common.split_lines("```bash\npytest -q\n\n# Expected: 2 passed, 1 skipped\n#expected: all good\n```\n")
     _, fences = common.scan_fences(lines, "x")
     block = common.code_block(lines, fences[0])
@@ -80,7 +81,7 @@ def test_code_block_expectations():
 def test_write_atomic_replaces_content_and_leaves_no_temp(tmp_path):
     target = tmp_path / "doc.md"
     target.write_text("old\n")
-    common.write_atomic(target, "new\r\nline\n")
+    atomic_write_text(target, "new\r\nline\n")
     assert target.read_bytes() == b"new\r\nline\n"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.md"]
 

@@ -14,11 +14,11 @@ EXPORT = FIXTURES / "findings_no_separator.md"
 
 
 @pytest.mark.parametrize("path", [STANDARD, EXPORT])
-def test_round_trip(path):
+def test_render_of_parse_is_byte_identical(path):
     assert findings.render(findings.load(path)) == path.read_text()
 
 
-def test_standard_table_rows():
+def test_findings_rows_are_read_by_id_with_line_numbers():
     doc = findings.load(STANDARD)
     assert doc.ids == ("CONFIG-001", "MODULE-SINGLETON-001", "TF-NON-XLA-SHAPE-001", "BUG-TF-001")
     assert len(doc.tables) == 1 and doc.tables[0].has_separator  # the Keyword table has no ID column
@@ -42,7 +42,9 @@ def test_add_or_update_touches_one_line():
     doc = findings.load(STANDARD)
     before = findings.render(doc)
     updated = findings.add_or_update(doc, "CONFIG-001", {"status": "resolved"})
-    diff = [d for d in difflib.ndiff(before.splitlines(True), findings.render(updated).splitlines(True)) if d[:1] in "+-"]
+    diff = [
+        d for d in difflib.ndiff(before.splitlines(True), findings.render(updated).splitlines(True)) if d[:1] in "+-"
+    ]
     assert len(diff) == 2 and diff[1].rstrip().endswith("| resolved |")
     assert updated.get("CONFIG-001").synopsis == doc.get("CONFIG-001").synopsis
     added = findings.add_or_update(doc, "NEW-001", {"Date": "2026-01-08", "Synopsis": "a | b", "Status": "active"})

@@ -1,13 +1,17 @@
 """docs/fix_plan.md: items dialect with variants, single-focus dialect, byte-exact mutations."""
 
 import difflib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orchestrator.documents import fix_plan
-from orchestrator.documents.errors import ParseError, ReadOnlyDialectError, UnknownIdError
+from orchestrator.documents.errors import (
+    ParseError,
+    ReadOnlyDialectError,
+    UnknownIdError,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 PLAN = FIXTURES / "fix_plan.md"
@@ -19,14 +23,18 @@ def _changed_lines(before: str, after: str) -> list[str]:
 
 
 @pytest.mark.parametrize("path", [PLAN, SINGLE])
-def test_round_trip(path):
+def test_render_of_parse_is_byte_identical(path):
     assert fix_plan.render(fix_plan.load(path)) == path.read_text()
 
 
-def test_items_and_fields():
+def test_items_dialect_reads_status_priority_dependencies_and_plan():
     doc = fix_plan.load(PLAN)
     assert doc.dialect == fix_plan.ITEMS
-    assert doc.ids == ("FIX-GRIDSIZE-TRANSLATE-BATCH-001", "REFACTOR-MODEL-SINGLETON-001", "STUDY-SYNTH-DOSE-COMPARISON-001")
+    assert doc.ids == (
+        "FIX-GRIDSIZE-TRANSLATE-BATCH-001",
+        "REFACTOR-MODEL-SINGLETON-001",
+        "STUDY-SYNTH-DOSE-COMPARISON-001",
+    )
     fix = doc.item("FIX-GRIDSIZE-TRANSLATE-BATCH-001")
     assert (fix.status, fix.priority, fix.depends_on, fix.line) == ("done", "P0", (), 5)
     assert fix.working_plan == "plans/active/FIX-GRIDSIZE-TRANSLATE-BATCH-001/implementation.md"
@@ -34,7 +42,12 @@ def test_items_and_fields():
     assert len(fix.exit_criteria) == 2
     a0, a1 = fix.attempts
     assert (a0.timestamp, a0.role, a0.sha, a0.text, a0.line) == (
-        datetime(2026, 1, 6, 14, tzinfo=timezone.utc), "SUPERVISOR", "1945a45f", "root cause confirmed, fix designed", 15)
+        datetime(2026, 1, 6, 14, tzinfo=UTC),
+        "SUPERVISOR",
+        "1945a45f",
+        "root cause confirmed, fix designed",
+        15,
+    )
     assert a1.role == "RALPH" and a1.sha == "13599565"
 
 
@@ -46,7 +59,7 @@ def test_real_world_variants_bold_keys_status_note_dash_heading():
     assert ref.working_plan == "plans/active/REFACTOR-MODEL-SINGLETON-001/implementation.md"
     assert ref.mapped_tests == ('pytest tests/ptycho/test_model.py -k "multi_n or import" -q',)
     assert [a.timestamp is None for a in ref.attempts] == [False, False, True]  # free-form line kept as raw
-    assert ref.attempts[1].timestamp == datetime(2026, 1, 7, 6, tzinfo=timezone.utc)  # compact form
+    assert ref.attempts[1].timestamp == datetime(2026, 1, 7, 6, tzinfo=UTC)  # compact form
     study = doc.item("STUDY-SYNTH-DOSE-COMPARISON-001")
     assert study.title == "Synthetic dose response & loss comparison study"
     assert study.status == "pending"  # un-bulleted "Status: pending"
@@ -69,7 +82,9 @@ def test_set_status_changes_only_the_status_line():
     new = fix_plan.set_status(doc, "REFACTOR-MODEL-SINGLETON-001", "blocked")
     assert new.item("REFACTOR-MODEL-SINGLETON-001").status == "blocked"
     assert _changed_lines(before, fix_plan.render(new)) == [
-        "- - **Status:** done — verified by test_import_no_side_effects\n", "+ - **Status:** blocked\n"]
+        "- - **Status:** done — verified by test_import_no_side_effects\n",
+        "+ - **Status:** blocked\n",
+    ]
     assert fix_plan.render(doc) == before  # the original document is not mutated
     plain = fix_plan.set_status(doc, "STUDY-SYNTH-DOSE-COMPARISON-001", "in_progress")
     assert _changed_lines(before, fix_plan.render(plain)) == ["- Status: pending\n", "+ Status: in_progress\n"]
@@ -86,7 +101,7 @@ def test_set_status_inserts_a_missing_status_field():
 def test_append_attempt_to_existing_and_new_history():
     doc = fix_plan.load(PLAN)
     before = fix_plan.render(doc)
-    line = fix_plan.format_attempt(datetime(2026, 1, 8, tzinfo=timezone.utc), "ralph", "abc1234", "ran the study")
+    line = fix_plan.format_attempt(datetime(2026, 1, 8, tzinfo=UTC), "ralph", "abc1234", "ran the study")
     assert line == "2026-01-08T00:00:00Z RALPH abc1234: ran the study"
     new = fix_plan.append_attempt(doc, "REFACTOR-MODEL-SINGLETON-001", line)
     assert _changed_lines(before, fix_plan.render(new)) == [f"+   - {line}\n"]
@@ -103,12 +118,22 @@ def test_append_attempt_to_existing_and_new_history():
 
 def test_add_item_appends_a_parseable_item():
     doc = fix_plan.load(PLAN)
-    new = fix_plan.add_item(doc, "DOCS-NEW-001", "Write docs", priority="P3", depends_on=["STUDY-SYNTH-DOSE-COMPARISON-001"],
-                            mapped_tests=["pytest -q tests/x.py"])
+    new = fix_plan.add_item(
+        doc,
+        "DOCS-NEW-001",
+        "Write docs",
+        priority="P3",
+        depends_on=["STUDY-SYNTH-DOSE-COMPARISON-001"],
+        mapped_tests=["pytest -q tests/x.py"],
+    )
     assert fix_plan.render(new).startswith(fix_plan.render(doc))
     item = new.item("DOCS-NEW-001")
     assert (item.status, item.priority, item.depends_on, item.mapped_tests) == (
-        "pending", "P3", ("STUDY-SYNTH-DOSE-COMPARISON-001",), ("pytest -q tests/x.py",))
+        "pending",
+        "P3",
+        ("STUDY-SYNTH-DOSE-COMPARISON-001",),
+        ("pytest -q tests/x.py",),
+    )
     with pytest.raises(ValueError, match="already exists"):
         fix_plan.add_item(new, "DOCS-NEW-001", "again")
 
@@ -123,8 +148,9 @@ def test_single_focus_dialect():
     assert [(a.focus, a.label, a.role) for a in focus.attempts] == [
         ("STUDY-SYNTH-DOSE-COMPARISON-001.F1", "supervisor handoff", "SUPERVISOR"),
         ("STUDY-SYNTH-DOSE-COMPARISON-001.F1", "ralph run", "RALPH"),
-        ("STUDY-SYNTH-DOSE-COMPARISON-001.F0", "supervisor triage", "SUPERVISOR")]
-    assert focus.attempts[0].timestamp == datetime(2026, 1, 22, 2, 40, tzinfo=timezone.utc)
+        ("STUDY-SYNTH-DOSE-COMPARISON-001.F0", "supervisor triage", "SUPERVISOR"),
+    ]
+    assert focus.attempts[0].timestamp == datetime(2026, 1, 22, 2, 40, tzinfo=UTC)
     assert "timeout 900" in focus.attempts[0].text
     assert doc.item("FIX-GRIDSIZE-TRANSLATE-BATCH-001").status == "done"
     assert doc.item("DOCS-FINDINGS-REFRESH-001").status == "pending"

@@ -7,7 +7,6 @@ import pytest
 
 from orchestrator.documents import handoff
 from orchestrator.documents.errors import ParseError
-from orchestrator.documents.handoff_build import CriterionSpec, HandoffSpec, PhaseSpec, StepSpec, build, render_spec, spec_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "input.example.md"
@@ -23,7 +22,11 @@ def test_round_trip_byte_identical(name):
 def test_seed_header_and_sections():
     doc = handoff.load(SEED)
     assert (doc.mode, doc.focus_id, doc.focus_item_id, doc.branch) == (
-        "Implementation", FOCUS, FOCUS, "feature/torchapi-newprompt-2")
+        "Implementation",
+        FOCUS,
+        FOCUS,
+        "feature/torchapi-newprompt-2",
+    )
     assert doc.focus_title == "Synthetic Dose Response & Loss Comparison Study"
     assert doc.mapped_tests == "pytest --collect-only -q tests/ (registry check)"
     assert doc.artifacts == f"plans/active/{FOCUS}/reports/2026-01-07T200000Z/"
@@ -37,11 +40,18 @@ def test_seed_header_and_sections():
 def test_seed_do_now_phases_steps_blocks_expectations():
     doc = handoff.load(SEED)
     assert [(p.id, p.title, p.line) for p in doc.phases] == [
-        ("A", "Verify Environment", 20), ("B", "Execute Dose Response Study", 29), ("C", "Verify Outputs", 45),
-        ("D", "Test Registry Check", 60)]
+        ("A", "Verify Environment", 20),
+        ("B", "Execute Dose Response Study", 29),
+        ("C", "Verify Outputs", 45),
+        ("D", "Test Registry Check", 60),
+    ]
     steps = doc.steps
-    assert [(s.number, s.title) for s in steps] == [(1, "Quick sanity check"), (2, "Run the study"),
-                                                    (3, "Check artifacts"), (4, "Run pytest collect")]
+    assert [(s.number, s.title) for s in steps] == [
+        (1, "Quick sanity check"),
+        (2, "Run the study"),
+        (3, "Check artifacts"),
+        (4, "Run pytest collect"),
+    ]
     assert steps[0].detail == "verify the XLA fix is active:"
     block = steps[0].blocks[0]
     assert (block.lang, block.line, block.end_line) == ("bash", 23, 27)
@@ -52,7 +62,7 @@ def test_seed_do_now_phases_steps_blocks_expectations():
     assert doc.command_blocks[1].code.splitlines()[0] == "cd /home/ollie/Documents/PtychoPINN"
 
 
-def test_seed_exit_criteria():
+def test_seed_exit_criteria_are_numbered_with_lines_and_no_checks():
     crits = handoff.load(SEED).exit_criteria
     assert [(c.number, c.line, c.check) for c in crits] == [(n, 116 + n, None) for n in range(1, 6)]
     assert crits[2].text == '`dose_comparison.png` shows image data (not "No Data") in all 6 panels'
@@ -65,11 +75,18 @@ def test_bold_header_dialect_and_checks():
     assert doc.artifacts == "plans/active/REFACTOR-MODEL-SINGLETON-001/reports/2026-01-07T040000Z/"
     assert doc.mapped_tests == 'pytest tests/ptycho/test_model.py -k "multi_n or import" -q'
     s2 = doc.steps[1]
-    assert (s2.title, s2.detail, s2.blocks[0].lang) == ("Run the multi-N regression", "both sizes in one process:", "sh")
+    assert (s2.title, s2.detail, s2.blocks[0].lang) == (
+        "Run the multi-N regression",
+        "both sizes in one process:",
+        "sh",
+    )
     assert dict(s2.blocks[0].expected[0].counts) == {"passed": 2, "failed": 0}
     assert doc.steps[2].blocks == ()
     c1, c2, c3 = doc.exit_criteria
-    assert (c1.text, c1.check) == ("Importing `ptycho` creates no `tf.Variable`", "pytest tests/ptycho/test_model.py -k import -q")
+    assert (c1.text, c1.check) == (
+        "Importing `ptycho` creates no `tf.Variable`",
+        "pytest tests/ptycho/test_model.py -k import -q",
+    )
     assert c2.text.endswith("(regression for the stale-trace bug)") and c2.check.endswith("-k multi_n -q")
     assert c3.check is None
 
@@ -87,10 +104,16 @@ def test_summary_first_dialect():
     assert all(b.lang == "" and b.is_command for b in doc.command_blocks)
     assert doc.command_blocks[2].expected[0].count == 3
     assert [c.check is not None for c in doc.exit_criteria] == [True, False]
-    assert [s.name for s in doc.sections] == ["Do Now", "How-To Map", "Pitfalls To Avoid", "If Blocked", "Exit Criteria"]
+    assert [s.name for s in doc.sections] == [
+        "Do Now",
+        "How-To Map",
+        "Pitfalls To Avoid",
+        "If Blocked",
+        "Exit Criteria",
+    ]
 
 
-def test_malformed_handoffs():
+def test_malformed_handoffs_raise_parse_errors_naming_the_line():
     with pytest.raises(ParseError, match="empty file"):
         handoff.load(FIXTURES / "malformed" / "input_empty.md")
     with pytest.raises(ParseError) as err:
@@ -98,65 +121,113 @@ def test_malformed_handoffs():
     assert err.value.line == 6
 
 
-def _spec(**overrides) -> HandoffSpec:
+def _spec(handoff_spec, **overrides):
     base = dict(
-        mode="Implementation", focus_id=FOCUS, focus_title="Synthetic dose study", branch="harness/run-1",
+        mode="Implementation",
+        focus_id=FOCUS,
+        focus_title="Synthetic dose study",
+        branch="harness/run-1",
         mapped_tests=("pytest tests/studies -q", "pytest --collect-only -q tests/"),
         artifacts=f"plans/active/{FOCUS}/reports/2026-02-01T120000Z/",
         summary="Run the quick study.\nThen check the figure.",
         current_state=("FIX-GRIDSIZE-TRANSLATE-BATCH-001 done",),
-        phases=(PhaseSpec("A", "Verify environment", (
-                    StepSpec("Sanity check", "pytest tests/ptycho/test_translation.py -q", ("2 passed",), "translation"),)),
-                PhaseSpec("B", "Run", (
-                    StepSpec("Quick study", "timeout 900 python scripts/studies/dose_response_study.py \\\n"
-                                            "    --quick --output-dir out/x"),
-                    StepSpec("Read the notes"),
-                    StepSpec("Only expectations", "", ("0 failed",))))),
+        phases=(
+            handoff_spec.PhaseSpec(
+                "A",
+                "Verify environment",
+                (
+                    handoff_spec.StepSpec(
+                        "Sanity check", "pytest tests/ptycho/test_translation.py -q", ("2 passed",), "translation"
+                    ),
+                ),
+            ),
+            handoff_spec.PhaseSpec(
+                "B",
+                "Run",
+                (
+                    handoff_spec.StepSpec(
+                        "Quick study",
+                        "timeout 900 python scripts/studies/dose_response_study.py \\\n    --quick --output-dir out/x",
+                    ),
+                    handoff_spec.StepSpec("Read the notes"),
+                    handoff_spec.StepSpec("Only expectations", "", ("0 failed",)),
+                ),
+            ),
+        ),
         how_to_map="ARTIFACTS=plans/x\npython scripts/studies/dose_response_study.py --help",
-        pitfalls=("Do not edit ptycho/ here",), if_blocked=("Write blocked_<ts>.md",),
-        findings_applied=("MODULE-SINGLETON-001: resolved",), pointers=("docs/fix_plan.md",),
-        exit_criteria=(CriterionSpec("Study completes", "test -s out/x/summary.json"), CriterionSpec("Ledger updated")),
-        next_up=("Mark the study done",))
+        pitfalls=("Do not edit ptycho/ here",),
+        if_blocked=("Write blocked_<ts>.md",),
+        findings_applied=("MODULE-SINGLETON-001: resolved",),
+        pointers=("docs/fix_plan.md",),
+        exit_criteria=(
+            handoff_spec.CriterionSpec("Study completes", "test -s out/x/summary.json"),
+            handoff_spec.CriterionSpec("Ledger updated"),
+        ),
+        next_up=("Mark the study done",),
+    )
     base.update(overrides)
-    return HandoffSpec(**base)
+    return handoff_spec.HandoffSpec(**base)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"mapped_tests": "pytest -q"},
-                                       {"phases": (PhaseSpec("", "", (StepSpec("only", "true"),)),), "summary": "",
-                                        "how_to_map": "", "pitfalls": (), "current_state": ()}])
-def test_builder_round_trip(overrides):
-    spec = _spec(**overrides)
-    doc = build(spec)
-    assert spec_of(doc) == spec
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        lambda hs: {},
+        lambda hs: {"mapped_tests": "pytest -q"},
+        lambda hs: {
+            "phases": (hs.PhaseSpec("", "", (hs.StepSpec("only", "true"),)),),
+            "summary": "",
+            "how_to_map": "",
+            "pitfalls": (),
+            "current_state": (),
+        },
+    ],
+)
+def test_built_handoff_parses_back_to_its_spec(overrides, handoff_spec):
+    spec = _spec(handoff_spec, **overrides(handoff_spec))
+    doc = handoff_spec.build(spec)
+    assert handoff_spec.spec_of(doc) == spec
     text = handoff.render(doc)
-    assert text == render_spec(spec) and handoff.render(handoff.parse(text, "input.md")) == text
+    assert text == handoff_spec.render_spec(spec) and handoff.render(handoff.parse(text, "input.md")) == text
     assert doc.focus_item_id == FOCUS and doc.command_blocks
 
 
-def test_builder_layout_matches_seed_conventions():
-    text = render_spec(_spec())
+def test_builder_layout_matches_seed_conventions(handoff_spec):
+    text = handoff_spec.render_spec(_spec(handoff_spec))
     assert text.startswith(f"Mode: Implementation\nFocus: {FOCUS} — Synthetic dose study\n")
-    assert "1. **Sanity check** - translation\n```bash\npytest tests/ptycho/test_translation.py -q\n\n# Expected: 2 passed\n```" in text
+    assert (
+        "1. **Sanity check** - translation\n```bash\n"
+        "pytest tests/ptycho/test_translation.py -q\n\n# Expected: 2 passed\n```"
+        in text
+    )
     assert "1. Study completes — check: `test -s out/x/summary.json`" in text
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: {"focus_title": "two\nlines"}, "single line"),
-    (lambda: {"phases": (PhaseSpec("A", "t", (StepSpec("s", "```\nls\n```"),)),)}, "code-fence"),
-    (lambda: {"phases": (PhaseSpec("A", "t", (StepSpec("s", "ls\n# Expected: 1 passed"),)),)}, "StepSpec.expected"),
-    (lambda: {"summary": "fine\n## Do Now"}, "headings or section labels"),
-    (lambda: {"exit_criteria": (CriterionSpec("x", "echo `date`"),)}, "backticks"),
-    (lambda: {"pitfalls": "a string"}, "must be a sequence"),
-    (lambda: {"phases": (PhaseSpec("A-1", "t"),)}, "alphanumeric"),
-])
-def test_builder_rejects_specs_that_would_not_round_trip(make, message):
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda hs: {"focus_title": "two\nlines"}, "single line"),
+        (lambda hs: {"phases": (hs.PhaseSpec("A", "t", (hs.StepSpec("s", "```\nls\n```"),)),)}, "code-fence"),
+        (
+            lambda hs: {"phases": (hs.PhaseSpec("A", "t", (hs.StepSpec("s", "ls\n# Expected: 1 passed"),)),)},
+            "StepSpec.expected",
+        ),
+        (lambda hs: {"summary": "fine\n## Do Now"}, "headings or section labels"),
+        (lambda hs: {"exit_criteria": (hs.CriterionSpec("x", "echo `date`"),)}, "backticks"),
+        (lambda hs: {"pitfalls": "a string"}, "must be a sequence"),
+        (lambda hs: {"phases": (hs.PhaseSpec("A-1", "t"),)}, "alphanumeric"),
+    ],
+)
+def test_builder_rejects_specs_that_would_not_round_trip(make, message, handoff_spec):
     with pytest.raises((ValueError, TypeError), match=message):
-        _spec(**make())
+        _spec(handoff_spec, **make(handoff_spec))
 
 
 def test_summary_label_on_its_own_line_stays_in_the_header():
-    text = ("Summary:\nRun the quick arm\nand record metrics.\nMode: Perf\nFocus: X-001.F2 — arm\n"
-            "Artifacts: plans/active/X-001/reports/r/\n\nDo Now:\n- Run:\n```\ntrue\n```\n")
+    text = (
+        "Summary:\nRun the quick arm\nand record metrics.\nMode: Perf\nFocus: X-001.F2 — arm\n"
+        "Artifacts: plans/active/X-001/reports/r/\n\nDo Now:\n- Run:\n```\ntrue\n```\n"
+    )
     doc = handoff.parse(text, "input.md")
     assert doc.summary == "Run the quick arm\nand record metrics."
     assert (doc.mode, doc.focus_id, doc.field("focus").line) == ("Perf", "X-001.F2", 5)
@@ -165,8 +236,10 @@ def test_summary_label_on_its_own_line_stays_in_the_header():
 
 
 def test_bullets_under_numbered_steps_are_notes_and_focus_may_be_backticked():
-    text = ("Focus: `A-001.F1` — **title**\n\n## Do Now\n\n1. **Run**\n- note: keep logs\n```bash\nls\n```\n"
-            "2. **Check**\n```bash\ntrue\n```\n")
+    text = (
+        "Focus: `A-001.F1` — **title**\n\n## Do Now\n\n1. **Run**\n- note: keep logs\n```bash\nls\n```\n"
+        "2. **Check**\n```bash\ntrue\n```\n"
+    )
     doc = handoff.parse(text, "input.md")
     assert (doc.focus_id, doc.focus_item_id, doc.focus_title) == ("A-001.F1", "A-001", "title")
     assert [(s.number, s.title, len(s.blocks)) for s in doc.steps] == [(1, "Run", 1), (2, "Check", 1)]

@@ -1,7 +1,7 @@
 """galph_memory.md: seed + real-world dialect, typed fields, time order, atomic append."""
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ def test_seed_entries_fields_and_state_line():
     assert doc.dialect == ledger.SEPARATED and len(doc.entries) == 9
     first = doc.entries[0]
     assert first.line == 1 and first.level == 1
-    assert first.timestamp == datetime(2026, 1, 6, 14, tzinfo=timezone.utc)
+    assert first.timestamp == datetime(2026, 1, 6, 14, tzinfo=UTC)
     assert first.title == "FIX-GRIDSIZE-TRANSLATE-BATCH-001 — Root cause confirmed, fix designed"
     assert first.field("Mode") == "Implementation"
     assert first.field("focus issue").startswith("FIX-GRIDSIZE-TRANSLATE-BATCH-001 — Fix Translation")
@@ -33,7 +33,12 @@ def test_seed_entries_fields_and_state_line():
     assert first.action_state == "ready_for_implementation"
     st = first.state
     assert (st.focus, st.state, st.dwell, st.ralph_last_commit, st.line) == (
-        "FIX-GRIDSIZE-TRANSLATE-BATCH-001", "ready_for_implementation", 0, "none", 48)
+        "FIX-GRIDSIZE-TRANSLATE-BATCH-001",
+        "ready_for_implementation",
+        0,
+        "none",
+        48,
+    )
     assert st.artifacts == "plans/active/FIX-GRIDSIZE-TRANSLATE-BATCH-001/reports/2026-01-06T140000Z/"
     assert st.next_action == "implement batch broadcast in translate_xla"
     # free text (including the python fences) is kept verbatim in the body
@@ -46,7 +51,7 @@ def test_seed_compact_timestamps_and_entries_without_state_line():
     doc = ledger.load(SEED)
     compact = doc.entries[2]
     assert compact.timestamp_text == "2026-01-07T073000Z"
-    assert compact.timestamp == datetime(2026, 1, 7, 7, 30, tzinfo=timezone.utc)
+    assert compact.timestamp == datetime(2026, 1, 7, 7, 30, tzinfo=UTC)
     blocked = doc.entries[1]  # free-text entry with a '##' sub-heading and no state line
     assert blocked.state is None and blocked.dwell is None
     assert blocked.focus == "STUDY-SYNTH-DOSE-COMPARISON-001"  # from the title
@@ -87,19 +92,24 @@ def test_state_line_words_without_key_extend_previous_value():
     assert (st.state, st.dwell, st.next_action, st.action_state) == ("ready for impl", 2, "set a=b", "go")
 
 
-@pytest.mark.parametrize("name, line, message", [
-    ("galph_memory_bad_timestamp.md", 6, "month must be in 1..12"),
-    ("galph_memory_missing_separator.md", 9, "missing '---' separator"),
-    ("galph_memory_unterminated_fence.md", 4, "unterminated code fence"),
-])
-def test_malformed_ledgers(name, line, message):
+@pytest.mark.parametrize(
+    "name, line, message",
+    [
+        ("galph_memory_bad_timestamp.md", 6, "month must be in 1..12"),
+        ("galph_memory_missing_separator.md", 9, "missing '---' separator"),
+        ("galph_memory_unterminated_fence.md", 4, "unterminated code fence"),
+    ],
+)
+def test_malformed_ledgers_raise_parse_errors_naming_the_line(name, line, message):
     with pytest.raises(ParseError) as err:
         ledger.load(FIXTURES / "malformed" / name)
     assert err.value.line == line and message in err.value.message
     assert str(err.value).startswith(f"{FIXTURES / 'malformed' / name}:{line}: ")
 
 
-@pytest.mark.parametrize("heading", ["# 2026-01-07T7:30Z: short hour", "## 2026-01-07: no time", "# 2026-01-07T073000Z0"])
+@pytest.mark.parametrize(
+    "heading", ["# 2026-01-07T7:30Z: short hour", "## 2026-01-07: no time", "# 2026-01-07T073000Z0"]
+)
 def test_date_like_heading_with_bad_timestamp_is_an_error(heading):
     with pytest.raises(ParseError, match="bad timestamp") as err:
         ledger.parse(f"# 2026-01-06T14:00:00Z: ok\n\n---\n\n{heading}\n", "g.md")
@@ -124,39 +134,58 @@ def test_empty_and_non_utf8(tmp_path):
 
 def _new_entry(minute: int) -> ledger.LedgerEntry:
     return ledger.make_entry(
-        datetime(2026, 2, 1, 12, minute, tzinfo=timezone.utc), "STUDY-X-001 — supervisor cycle",
+        datetime(2026, 2, 1, 12, minute, tzinfo=UTC),
+        "STUDY-X-001 — supervisor cycle",
         fields={"dwell": "1", "Focus issue": "STUDY-X-001 — study", "Documents reviewed": "docs/fix_plan.md"},
         body="Free text, **kept** verbatim.\n\n```bash\n# 2026-01-01T00:00Z inside a fence\n```",
         action_state="ready_for_implementation",
-        state=ledger.StateLine(focus="STUDY-X-001", state="ready_for_implementation", dwell=1,
-                               ralph_last_commit="abc1234", artifacts="plans/active/STUDY-X-001/reports/x/",
-                               next_action="run the quick study", extra={"action_type": "handoff"}, notes="n1"))
+        state=ledger.StateLine(
+            focus="STUDY-X-001",
+            state="ready_for_implementation",
+            dwell=1,
+            ralph_last_commit="abc1234",
+            artifacts="plans/active/STUDY-X-001/reports/x/",
+            next_action="run the quick study",
+            extra={"action_type": "handoff"},
+            notes="n1",
+        ),
+    )
 
 
 def test_make_entry_round_trips_its_data():
     e = _new_entry(0)
     assert e.title == "STUDY-X-001 — supervisor cycle" and e.field("Documents reviewed") == "docs/fix_plan.md"
     assert e.action_state == "ready_for_implementation"
-    expected = ledger.StateLine(focus="STUDY-X-001", state="ready_for_implementation", dwell=1,
-                                ralph_last_commit="abc1234", artifacts="plans/active/STUDY-X-001/reports/x/",
-                                next_action="run the quick study", extra={"action_type": "handoff"}, notes="n1")
+    expected = ledger.StateLine(
+        focus="STUDY-X-001",
+        state="ready_for_implementation",
+        dwell=1,
+        ralph_last_commit="abc1234",
+        artifacts="plans/active/STUDY-X-001/reports/x/",
+        next_action="run the quick study",
+        extra={"action_type": "handoff"},
+        notes="n1",
+    )
     assert dataclasses.replace(e.state, line=0) == expected
     assert "Free text, **kept** verbatim." in e.body
     again = ledger.parse(ledger.render_entry(e), "x").entries[0]
     assert (again.fields, again.state, again.title) == (e.fields, e.state, e.title)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"title": "two\nlines"}, "single line"),
-    ({"fields": {"bad:key": "v"}}, "bad ledger field key"),
-    ({"state": ledger.StateLine(focus="A-1", state="has space")}, "one non-empty token"),
-    ({"body": "# 2026-01-01T00:00:00Z: sneaky heading"}, "must not contain ledger headings"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"title": "two\nlines"}, "single line"),
+        ({"fields": {"bad:key": "v"}}, "bad ledger field key"),
+        ({"state": ledger.StateLine(focus="A-1", state="has space")}, "one non-empty token"),
+        ({"body": "# 2026-01-01T00:00:00Z: sneaky heading"}, "must not contain ledger headings"),
+    ],
+)
 def test_make_entry_rejects_values_that_would_not_parse_back(kwargs, message):
     args = {"title": "t", **kwargs}
     title = args.pop("title")
     with pytest.raises(ValueError, match=message):
-        ledger.make_entry(datetime(2026, 1, 1, tzinfo=timezone.utc), title, **args)
+        ledger.make_entry(datetime(2026, 1, 1, tzinfo=UTC), title, **args)
 
 
 @pytest.mark.parametrize("source", [SEED, COMPACT])
@@ -203,4 +232,4 @@ def test_entry_to_dict_lists_focus_for_every_entry():
 @pytest.mark.parametrize("key", ["Mode ", " Mode", "x" * 90, "a:b", "focus=x"])
 def test_make_entry_rejects_keys_the_parser_would_not_read(key):
     with pytest.raises(ValueError, match="bad ledger field key"):
-        ledger.make_entry(datetime(2026, 1, 1, tzinfo=timezone.utc), "t", fields={key: "v"})
+        ledger.make_entry(datetime(2026, 1, 1, tzinfo=UTC), "t", fields={key: "v"})

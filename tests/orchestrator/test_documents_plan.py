@@ -16,11 +16,17 @@ def test_round_trip_and_structure():
     assert plan.render(doc) == PLAN.read_text()
     assert doc.title == "STUDY-SYNTH-DOSE-COMPARISON-001 — implementation plan"
     assert [(p.id, p.title, p.line) for p in doc.phases] == [
-        ("A", "Verify environment", 5), ("B", "Execute the quick study", 16), ("C", "Verify outputs", 27),
-        ("D", "Done criteria (informational, no checklist)", 31)]
+        ("A", "Verify environment", 5),
+        ("B", "Execute the quick study", 16),
+        ("C", "Verify outputs", 27),
+        ("D", "Done criteria (informational, no checklist)", 31),
+    ]
     a = doc.phase("A")
     assert [(i.id, i.checked, i.line) for i in a.items] == [("A1", True, 6), ("A2", False, 11)]
-    assert a.items[0].blocks[0].code == "pytest tests/ptycho/test_translation.py -k batch_broadcast -q\n# Expected: 2 passed"
+    assert (
+        a.items[0].blocks[0].code
+        == "pytest tests/ptycho/test_translation.py -k batch_broadcast -q\n# Expected: 2 passed"
+    )
     assert a.items[0].blocks[0].expected[0].count == 2
     b = doc.phase("B")
     assert b.items[0].blocks[0].lang == "bash" and "timeout 900" in b.items[0].blocks[0].script  # indented fence
@@ -34,7 +40,7 @@ def test_first_unfinished_phase_and_tick_changes_one_byte():
     assert plan.first_unfinished_phase(doc).id == "A"
     ticked = plan.tick(doc, "A2")
     before, after = plan.render(doc), plan.render(ticked)
-    assert len(before) == len(after) and sum(x != y for x, y in zip(before, after)) == 1
+    assert len(before) == len(after) and sum(x != y for x, y in zip(before, after, strict=True)) == 1
     assert ticked.item("A2").checked and ticked.phase("A").done
     assert plan.first_unfinished_phase(ticked).id == "B"
     assert plan.render(plan.tick(ticked, "A2", checked=False)) == before
@@ -52,12 +58,15 @@ def test_all_phases_done_gives_none():
     assert plan.first_unfinished_phase(doc) is None
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("# P\n\nno phases here\n", 1, "no phases"),
-    ("## Phase A: x\n- [ ] A1: a\n- [ ] A1: again\n", 3, "duplicate plan item 'A1'"),
-    ("## Phase A: x\n\n## Phase A: y\n", 3, "duplicate phase 'A'"),
-])
-def test_malformed_plans(text, line, message):
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("# P\n\nno phases here\n", 1, "no phases"),
+        ("## Phase A: x\n- [ ] A1: a\n- [ ] A1: again\n", 3, "duplicate plan item 'A1'"),
+        ("## Phase A: x\n\n## Phase A: y\n", 3, "duplicate phase 'A'"),
+    ],
+)
+def test_malformed_plans_raise_parse_errors_naming_the_line(text, line, message):
     with pytest.raises(ParseError) as err:
         plan.parse(text, "p.md")
     assert err.value.line == line and message in err.value.message

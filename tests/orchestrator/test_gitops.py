@@ -1,22 +1,17 @@
-"""gitops against real git repositories in tmp_path (no mocks)."""
+"""The git gateway (orchestrator.vcs.repo) against real git repositories in tmp_path (no mocks)."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from orchestrator.gitops import (
-    GitError,
-    GitGuardError,
-    GitRepo,
-    commit_message,
-    is_owned,
-    owned_paths,
-)
-from orchestrator.secrets import scan_text
+from orchestrator.vcs.history import cycle_commits
+from orchestrator.vcs.owned import commit_message, is_owned, owned_paths
+from orchestrator.vcs.repo import GitError, GitGuardError, GitRepo
+from orchestrator.vcs.secret_scan import scan_text
 
 FOCUS = "FOCUS-1"
 PLAN = f"plans/active/{FOCUS}"
@@ -174,7 +169,7 @@ def test_only_added_lines_are_scanned(root: Path) -> None:
     assert result.committed and result.committed_paths == ("docs/findings.md",)
 
 
-def test_guard_wrong_branch(root: Path) -> None:
+def test_guard_refuses_an_unexpected_branch(root: Path) -> None:
     git(root, "checkout", "-q", "-b", "feature")
     repo = GitRepo(root)
     with pytest.raises(GitGuardError, match="on branch 'feature', expected 'main'"):
@@ -185,7 +180,7 @@ def test_guard_wrong_branch(root: Path) -> None:
     assert repo.guard("feature", FOCUS) == "feature"
 
 
-def test_guard_detached_head(root: Path) -> None:
+def test_guard_refuses_a_detached_head(root: Path) -> None:
     git(root, "checkout", "-q", "--detach")
     with pytest.raises(GitGuardError, match="detached"):
         GitRepo(root).guard()
@@ -228,31 +223,35 @@ def test_guard_operation_in_progress(root: Path, args: tuple[str, ...], what: st
         repo.commit_owned("RALPH", FOCUS, "x", 10_000)
 
 
-def test_log_commits_filters_by_prefix_and_focus(root: Path) -> None:
+def test_cycle_commits_reads_role_focus_and_paths_of_harness_commits(root: Path) -> None:
     repo = GitRepo(root)
     for role, focus, text in [("SUPERVISOR", FOCUS, "handoff"), ("RALPH", FOCUS, "run 1"),
                               ("RALPH", "FOCUS-10", "other"), ("RALPH", FOCUS, "run 2")]:
         write(root, "galph_memory.md", f"{role} {focus} {text}\n")
         assert repo.commit_owned(role, focus, text, 10_000).committed
-    ralph = repo.log_commits("RALPH:", FOCUS)
-    assert [c.subject for c in ralph] == [f"RALPH: {FOCUS} — run 2", f"RALPH: {FOCUS} — run 1"]
-    assert all(c.when.tzinfo is not None and repo.commit_exists(c.sha) for c in ralph)
-    sha, subject, when = ralph[0]
-    assert sha == repo.head_sha()
-    assert len(repo.log_commits("RALPH")) == 3
-    assert [c.subject for c in repo.log_commits("SUPERVISOR:", FOCUS)] == [
-        f"SUPERVISOR: {FOCUS} — handoff"]
-    assert repo.log_commits("RALPH:", FOCUS, max_count=1)[0].sha == sha
+    commits = list(cycle_commits(repo))
+    assert [c.subject for c in commits] == [f"RALPH: {FOCUS} — run 2", "RALPH: FOCUS-10 — other",
+                                            f"RALPH: {FOCUS} — run 1", f"SUPERVISOR: {FOCUS} — handoff"]
+    assert [(c.kind, c.focus) for c in commits] == [("RALPH", FOCUS), ("RALPH", "FOCUS-10"), ("RALPH", FOCUS),
+                                                    ("SUPERVISOR", FOCUS)]
+    assert commits[0].sha == repo.head_sha() and commits[0].parent == commits[1].sha
+    assert all(c.changed == frozenset({"galph_memory.md"}) for c in commits)
+    assert repo.changed_paths(commits[0].sha) == {"galph_memory.md"}
+    assert repo.log_subjects(f"{commits[2].sha}..HEAD") == [(commits[0].sha, commits[0].subject),
+                                                            (commits[1].sha, commits[1].subject)]
 
 
-def test_commit_exists(root: Path) -> None:
+def test_rev_queries_tell_commits_from_other_names(root: Path) -> None:
     repo = GitRepo(root)
     head = repo.head_sha()
     tree = git(root, "rev-parse", "HEAD^{tree}")
-    assert repo.commit_exists(head) and repo.commit_exists(head[:10])
-    assert not repo.commit_exists("0" * 40)
-    assert not repo.commit_exists(tree)
-    assert not repo.commit_exists("--help") and not repo.commit_exists("")
+    assert repo.rev_exists(head) and repo.rev_exists(head[:10]) and repo.rev_parse(head[:10]) == head
+    assert not repo.rev_exists("0" * 40)
+    assert not repo.rev_exists(tree)
+    assert not repo.rev_exists("--help") and not repo.rev_exists("")
+    assert repo.known_commits({head, head[:10], tree, "0" * 40}) == {head, head[:10]}
+    with pytest.raises(GitError, match="rev-parse"):
+        repo.rev_parse("no-such-branch")
 
 
 def test_worktree_commits_leave_main_checkout_alone(root: Path, tmp_path: Path) -> None:
@@ -263,7 +262,7 @@ def test_worktree_commits_leave_main_checkout_alone(root: Path, tmp_path: Path) 
     assert wt.branch() == "harness/run-1" and wt.head_sha() == head
     write(wt_path, "input.md", "from the worktree\n")
     result = wt.commit_owned("SUPERVISOR", FOCUS, "handoff", 10_000, expected_branch="harness/run-1")
-    assert result.committed and repo.commit_exists(result.sha)
+    assert result.committed and repo.rev_exists(result.sha)
     assert repo.branch() == "main" and repo.head_sha() == head and _status(root) == ""
     assert (root / "input.md").read_text() == "Mode: Implementation\n"
     repo.worktree_remove(wt_path)
@@ -280,5 +279,5 @@ def test_errors_name_the_path(tmp_path: Path) -> None:
     empty = GitRepo(tmp_path)
     with pytest.raises(GitError, match="no commits"):
         empty.head_sha()
-    assert empty.log_commits("RALPH:") == []
+    assert list(cycle_commits(empty)) == [] and not empty.rev_exists("HEAD")
     assert empty.branch() == "main"

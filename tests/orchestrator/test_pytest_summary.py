@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pytest_summary import (
+from orchestrator.execution.pytest_summary import (
     PytestCounts,
     evaluate_expectation,
     parse_pytest_output,
@@ -80,7 +80,7 @@ def test_last_summary_line_wins_and_noise_is_ignored() -> None:
         "",
     ],
 )
-def test_non_summary_lines(line: str) -> None:
+def test_lines_that_only_mention_counts_are_not_summaries(line: str) -> None:
     assert parse_summary_line(line) is None
 
 
@@ -121,7 +121,7 @@ def _c(line: str) -> PytestCounts:
         ("2 passed in 0.5s", "2 passed in 0.1s", True),
     ],
 )
-def test_evaluate_expectation(expected: str, line: str, ok: bool) -> None:
+def test_expectation_is_checked_against_pytest_counts(expected: str, line: str, ok: bool) -> None:
     result = evaluate_expectation(expected, _c(line))
     assert result.ok is ok, result.reason
     got_ok, reason = result  # unpacks as (ok, reason)

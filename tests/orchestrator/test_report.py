@@ -14,16 +14,16 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
+from orchestrator.fsutil import atomic_write_text
 from orchestrator.report import build_report, render_html, write_report
 from orchestrator.report.board import attempt_result
-from orchestrator.report.build import write_atomic
 from orchestrator.report.render import render_markdown
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -31,7 +31,7 @@ _SPEC = importlib.util.spec_from_file_location(
 synthetic = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(synthetic)
 
-NOW = datetime(2026, 1, 9, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
 
 
 class Page(HTMLParser):
@@ -304,10 +304,10 @@ def test_write_is_atomic_and_keeps_the_old_page_on_failure(tmp_path: Path) -> No
     target = tmp_path / "page.html"
     target.write_text("old page", encoding="utf-8")
     with pytest.raises(UnicodeEncodeError):
-        write_atomic(target, "new page \ud800")  # lone surrogate: cannot be encoded
+        atomic_write_text(target, "new page \ud800")  # lone surrogate: cannot be encoded
     assert target.read_text(encoding="utf-8") == "old page"
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]  # no temp file left
-    write_atomic(target, "new page")
+    atomic_write_text(target, "new page")
     assert target.read_text(encoding="utf-8") == "new page"
 
 

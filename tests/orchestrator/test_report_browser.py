@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ def test_report_page_in_headless_chromium(tmp_path: Path) -> None:
     assert CHROMIUM.exists(), f"{CHROMIUM} missing: run `make browser-deps` (apt-get install chromium)"
     repo = synthetic.make_repo(tmp_path / "repo")
     page_path = write_report(repo, tmp_path / "out" / "report.html",
-                             now=datetime(2026, 1, 9, 12, 0, tzinfo=timezone.utc))
+                             now=datetime(2026, 1, 9, 12, 0, tzinfo=UTC))
     errors: list[str] = []
     remote: list[str] = []
     with sync_api.sync_playwright() as pw:

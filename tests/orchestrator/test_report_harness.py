@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _harness_repo import context, item, make_repo, plan
-
-from orchestrator.loop import run_loop
+from orchestrator.cycle.loop import run_loop
 from orchestrator.report import build_report, write_report
 
-STUCK = plan("T-STUCK-001", [("Broken", [("always fails", "echo trying; false")])], ["never — check: `false`"])
-EASY = plan("T-EASY-001", [("Easy", [("ok", "echo fine > $ARTIFACTS/fine.txt")])],
+STUCK = ("T-STUCK-001", [("Broken", [("always fails", "echo trying; false")])], ["never — check: `false`"])
+EASY = ("T-EASY-001", [("Easy", [("ok", "echo fine > $ARTIFACTS/fine.txt")])],
             ["written — check: `test -s $ARTIFACTS/fine.txt`"])
 
 
-def test_report_on_a_real_harness_history(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {
-        "T-STUCK-001": (item("T-STUCK-001", "stuck item", priority="P0"), STUCK),
-        "T-EASY-001": (item("T-EASY-001", "easy item", priority="P1"), EASY)})
-    result = run_loop(context(repo), cycles=4)
+def test_report_on_a_real_harness_history(tmp_path: Path, harness) -> None:
+    repo = harness.make_repo(tmp_path / "r", {
+        "T-STUCK-001": (harness.item("T-STUCK-001", "stuck item", priority="P0"), harness.plan(*STUCK)),
+        "T-EASY-001": (harness.item("T-EASY-001", "easy item", priority="P1"), harness.plan(*EASY))})
+    result = run_loop(harness.context(repo), cycles=4)
     assert [c.status for c in result.cycles] == ["failed", "failed", "failed", "done"]
 
     data = build_report(repo)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runner import TIMEOUT_RC, CommandResult, run
+from orchestrator.execution.runner import TIMEOUT_RC, CommandResult, run
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = REPO / "tests" / "fixtures" / "runner" / "interrupt_driver.py"

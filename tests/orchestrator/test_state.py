@@ -1,4 +1,4 @@
-"""Lock file and resumable cycle state (``orchestrator.state``)."""
+"""Lock file and resumable cycle state (``orchestrator.records.state``)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.state import CycleState, LockHeld, StateError, hold_lock, load_state, save_state, utc_now_iso
+from orchestrator.fsutil import utc_now_iso
+from orchestrator.records.state import (
+    CycleState,
+    LockHeld,
+    StateError,
+    hold_lock,
+    load_state,
+    save_state,
+)
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -26,7 +34,7 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
 
 def test_lock_held_by_live_process_in_another_interpreter(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from orchestrator.state import hold_lock\n"
+        "import sys, time; from pathlib import Path; from orchestrator.records.state import hold_lock\n"
         "with hold_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(30)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
@@ -44,13 +52,15 @@ def test_lock_held_by_live_process_in_another_interpreter(tmp_path: Path) -> Non
         assert json.loads(path.read_text())["pid"] == os.getpid()
 
 
-def test_lock_with_reused_pid_is_stale(tmp_path: Path) -> None:
+def test_lock_with_reused_pid_is_stale_and_taken_over(tmp_path: Path) -> None:
     lock = tmp_path / ".orchestrator" / "lock"
     lock.parent.mkdir()
     # our own pid but a different kernel start time: the recorded owner is gone
     lock.write_text(json.dumps({"pid": os.getpid(), "start_ticks": 1, "host": None, "started_at": "x"}))
-    with hold_lock(tmp_path):
-        pass
+    with hold_lock(tmp_path) as path:
+        owner = json.loads(path.read_text())
+        assert owner["pid"] == os.getpid() and owner["start_ticks"] != 1 and owner["started_at"] != "x"
+    assert not lock.exists()
 
 
 def test_state_round_trip_is_atomic_and_validated(tmp_path: Path) -> None:

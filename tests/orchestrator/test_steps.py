@@ -1,4 +1,4 @@
-"""Do-Now step execution (``orchestrator.steps``) with real subprocesses."""
+"""Do-Now step execution (``orchestrator.execution.steps``) with real subprocesses."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.steps import (TIMEOUT_GRACE_S, PlannedCheck, PlannedStep, kill_marked_processes, run_checks,
-                                run_steps, step_env, step_timeout)
+from orchestrator.execution.steps import (
+    TIMEOUT_GRACE_S,
+    PlannedCheck,
+    PlannedStep,
+    kill_marked_processes,
+    run_checks,
+    run_steps,
+    step_env,
+    step_timeout,
+)
 
 
 @pytest.mark.parametrize(("script", "expected"), [

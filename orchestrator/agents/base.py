@@ -1,0 +1,100 @@
+"""Agent seams: one Protocol per role and the task/result records they exchange.
+
+A *supervisor* agent turns a :class:`SupervisorTask` into ``input.md``; a *worker* agent
+executes the Do Now of a :class:`WorkerTask`. Everything around them — focus choice, dwell,
+validation, ledger, exit-criteria checks, commits — is done by the harness, so a builtin
+agent (:mod:`.builtin`) and an external coding-agent CLI (:mod:`.command`) are
+interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.execution.steps import PlannedStep
+from orchestrator.layout import Layout
+from orchestrator.records.run_record import StepRecord
+
+__all__ = ["AgentResult", "HandoffValidator", "SupervisorAgent", "SupervisorTask", "WorkerAgent", "WorkerTask"]
+
+#: (repo, path of the written input.md) -> problems ("file:line: message"); empty = valid
+HandoffValidator = Callable[[Path, Path], list[str]]
+
+
+@dataclass(frozen=True)
+class SupervisorTask:
+    """What a supervisor agent must produce: ``input.md`` for ``focus``.
+
+    ``draft`` is the builtin supervisor's rendering (the builtin agent writes it as is; an
+    LLM agent gets it as a starting point). ``report_dir`` is absolute, inside ``repo``.
+    """
+
+    repo: Path
+    focus: str
+    title: str
+    dwell: int
+    report_dir: Path
+    draft: str
+    now: datetime
+
+    @property
+    def input_path(self) -> Path:
+        return Layout(self.repo).handoff
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """Execute the Do Now of ``handoff_path``. ``done_steps`` holds records of steps that
+    finished before an interruption (a resumed worker skips them); ``on_step`` is called
+    after every finished step so the loop can persist progress."""
+
+    repo: Path
+    handoff_path: Path
+    focus: str
+    report_dir: Path
+    env: Mapping[str, str]
+    step_timeout_s: float
+    steps: tuple[PlannedStep, ...] = ()
+    done_steps: Mapping[int, StepRecord] = field(default_factory=dict)
+    on_step: Callable[[StepRecord], None] | None = None
+    on_start: Callable[[int, Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """``status``: ``ok`` | ``invalid`` (wrote something that failed validation) |
+    ``timed_out`` | ``failed`` (non-zero exit, cannot start). ``steps`` are the commands
+    the agent ran; ``per_step`` says they map one to one onto the handoff's Do-Now steps
+    (the builtin worker) rather than being one record of the agent's whole run (CommandAgent)."""
+
+    status: str
+    message: str = ""
+    steps: tuple[StepRecord, ...] = ()
+    per_step: bool = False
+    transcript: Path | None = None
+    artifacts: tuple[Path, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class SupervisorAgent(Protocol):
+    """Writes ``task.input_path`` for ``task.focus``."""
+
+    name: str
+
+    def supervise(self, task: SupervisorTask) -> AgentResult: ...
+
+
+class WorkerAgent(Protocol):
+    """Executes the Do Now of ``task.handoff_path``."""
+
+    name: str
+
+    def work(self, task: WorkerTask) -> AgentResult: ...

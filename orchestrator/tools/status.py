@@ -1,0 +1,133 @@
+"""``orchestrator status``: where the loop stands, as one JSON-friendly dict.
+
+Lock holder, the saved cycle state, branch/HEAD/dirty, the current focus with its computed
+dwell, every fix-plan item (status, priority, eligibility, plan progress), the newest run
+records and the recent harness commits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import HarnessConfig
+from orchestrator.cycle.supervisor import eligible_items
+from orchestrator.documents import fix_plan as fix_plan_doc
+from orchestrator.documents import plan as plan_doc
+from orchestrator.documents.errors import DocumentError
+from orchestrator.layout import Layout
+from orchestrator.records.state import StateError, load_state, read_lock
+from orchestrator.vcs.history import cycle_commits, dwell, make_judge
+from orchestrator.vcs.repo import GitError, GitRepo
+
+__all__ = ["collect_status", "format_status"]
+
+
+def _items(layout: Layout) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        plan = fix_plan_doc.load(layout.fix_plan)
+    except FileNotFoundError:
+        return [], f"{layout.fix_plan}: missing"
+    except DocumentError as exc:
+        return [], str(exc)
+    eligible = {it.id for it in eligible_items(plan)}
+    out = []
+    for it in plan.items:
+        progress = None
+        plan_path = layout.plan_of(it.id, it.working_plan)
+        try:
+            wp = plan_doc.load(plan_path)
+            progress = {"ticked": sum(1 for x in wp.items if x.checked), "total": len(wp.items)}
+        except (OSError, DocumentError):
+            pass
+        out.append({"id": it.id, "title": it.title, "status": it.status, "priority": it.priority,
+                    "depends_on": list(it.depends_on), "eligible": it.id in eligible, "plan": progress,
+                    "attempts": len(it.attempts)})
+    return out, None
+
+
+def _runs(layout: Layout, limit: int = 5) -> list[dict[str, Any]]:
+    repo = layout.root
+    paths = sorted(layout.plans.glob("*/reports/*/run.json"),
+                   key=lambda p: p.parent.name, reverse=True)[:limit]
+    runs = []
+    for p in paths:
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            runs.append({"path": str(p.relative_to(repo)), "error": str(exc)})
+            continue
+        steps = data.get("steps", [])
+        crit = data.get("exit_criteria", [])
+        runs.append({"path": str(p.relative_to(repo)), "focus": data.get("focus"), "status": data.get("status"),
+                     "steps_ok": sum(1 for s in steps if s.get("rc") == 0 and not s.get("timed_out")),
+                     "steps": len(steps), "criteria_passed": sum(1 for c in crit if c.get("ok") is True),
+                     "criteria": len(crit), "ended_at": data.get("ended_at")})
+    return runs
+
+
+def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
+    repo = Path(repo)
+    status: dict[str, Any] = {"repo": str(repo), "lock": read_lock(repo), "errors": []}
+    try:
+        state = load_state(repo)
+        status["state"] = state.to_dict() if state else None
+    except StateError as exc:
+        status["state"] = None
+        status["errors"].append(str(exc))
+    git: GitRepo | None = None
+    try:
+        git = GitRepo(repo)
+        status["git"] = {"branch": git.current_branch(),
+                         "head": git.head_sha() if git.has_commits() else None, "dirty": git.is_dirty()}
+        commits = list(cycle_commits(git))
+    except GitError as exc:
+        status["git"], commits = None, []
+        status["errors"].append(str(exc))
+    layout = Layout(repo)
+    items, err = _items(layout)
+    if err:
+        status["errors"].append(err)
+    status["items"] = items
+    current = next((c.focus for c in commits if c.kind == "SUPERVISOR"), None)
+    focus: dict[str, Any] | None = None
+    if current and git is not None:
+        focus = {"id": current, "dwell": dwell(commits, current, make_judge(git)),
+                 "dwell_limit": config.dwell_limit}
+    status["focus"] = focus
+    status["next_eligible"] = next((i["id"] for i in items if i["eligible"]), None)
+    status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
+                                 "date": c.committed_at} for c in commits[:6]]
+    status["runs"] = _runs(layout)
+    return status
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """Human-readable text for :func:`collect_status`'s dict."""
+    lines = [f"repo: {s['repo']}"]
+    git = s.get("git") or {}
+    lines.append(f"git: branch {git.get('branch')} at {(git.get('head') or '-')[:12]}"
+                 f"{' (dirty)' if git.get('dirty') else ''}")
+    lock = s.get("lock")
+    lines.append("lock: free" if not lock else
+                 f"lock: held by pid {(lock.get('owner') or {}).get('pid')} "
+                 f"({'alive' if lock.get('alive') else 'stale'})")
+    st = s.get("state")
+    if st:
+        lines.append(f"cycle: {st['cycle_id']} phase={st['phase']} focus={st.get('focus')} "
+                     f"status={st.get('status')} interrupted={st.get('interrupted')} "
+                     f"steps done={len(st.get('steps') or {})}")
+    f = s.get("focus")
+    lines.append(f"focus: {f['id']} dwell {f['dwell']}/{f['dwell_limit']}" if f else "focus: none yet")
+    lines.append(f"next eligible: {s.get('next_eligible') or 'none'}")
+    lines.append("items:")
+    for it in s.get("items", []):
+        prog = f"{it['plan']['ticked']}/{it['plan']['total']}" if it.get("plan") else "-"
+        lines.append(f"  {it['id']:<40} {it['status'] or '?':<12} {it['priority'] or '-':<3} plan {prog:<6}"
+                     f"{' eligible' if it['eligible'] else ''}")
+    for r in s.get("runs", [])[:3]:
+        lines.append(f"run: {r['path']} {r.get('status')} steps {r.get('steps_ok')}/{r.get('steps')} "
+                     f"criteria {r.get('criteria_passed')}/{r.get('criteria')}")
+    lines += [f"error: {e}" for e in s.get("errors", [])]
+    return "\n".join(lines)
