@@ -4,7 +4,7 @@ Input is plain data: the changed and untracked paths (repo-relative, POSIX, as `
 reports them; git-ignored files are never in that list, which is how "everything not
 git-ignored" is the default), a ``size_of(path)`` callable (bytes, ``None`` when the file is
 gone, i.e. a deletion), a ``read_text(path)`` callable (``None`` for binary files) and a secret
-scanner ``scan(text, path) -> findings`` (the harness injects ``orchestrator.secrets.scan_text``).
+scanner ``scan(text, path) -> findings`` (the harness injects ``orchestrator.vcs.secret_scan.scan_text``).
 
 Rules, in order: a path under :data:`ALWAYS_EXCLUDED` or matching an ``exclude`` glob, or
 matching no ``include`` glob, is refused as ``excluded``; a file larger than

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.secrets import scan_text
+from orchestrator.vcs.secret_scan import scan_text
 from orchestrator.turns.breaker import TurnStatus
 from orchestrator.turns.commit_policy import CommitPolicy, CommitSelection, Refusal, glob_match, select_paths
 from orchestrator.turns.progress import TurnEvidence, judge_turn

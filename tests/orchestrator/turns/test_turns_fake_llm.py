@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.documents import handoff as handoff_doc
-from orchestrator.secrets import scan_text
+from orchestrator.vcs.secret_scan import scan_text
 from orchestrator.turns.transient import TransientClassifier
 from orchestrator.turns.usage import Usage, parse_usage
 
