@@ -242,7 +242,8 @@ def cluster_options(args: argparse.Namespace, n_arms: int):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cluster.ClusterOptions(
         scheduler=args.scheduler, retries=args.retries, threads_per_arm=args.threads_per_arm,
-        max_parallel=args.max_parallel or max(1, min(n_arms, cores or 1)))
+        max_parallel=(args.max_parallel if args.max_parallel is not None
+                      else max(1, min(n_arms, cores or 1))))
 
 
 def make_executor(args: argparse.Namespace, cluster_opts, stop_requested,

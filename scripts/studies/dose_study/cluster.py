@@ -35,6 +35,22 @@ ADDRESS_RE = re.compile(r"^([a-z]+://)?[\w.\-\[\]:]+:\d+$")
 CANCEL_WAIT_S = arm_process.TERM_GRACE_S + 10.0
 
 
+class ShippedByValue:
+    """A function that unpickles as itself by value (``cloudpickle``): the scheduler and the
+    workers need not import ``dose_study`` (distributed pickles task functions by reference)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        import cloudpickle
+
+        return cloudpickle.loads, (cloudpickle.dumps(self.fn),)
+
+
 class SchedulerUnreachable(RuntimeError):
     """The Dask scheduler at the given address did not answer in time."""
 
@@ -118,7 +134,8 @@ class DaskArmExecutor:
     def __init__(self, session: DaskSession) -> None:
         import cloudpickle
 
-        cloudpickle.register_pickle_by_value(arm_process)  # workers need not import dose_study
+        cloudpickle.register_pickle_by_value(arm_process)
+        self.task = ShippedByValue(arm_process.arm_task)
         self.session = session
         self.client = session.client
         self.retries = session.opts.retries
@@ -163,7 +180,7 @@ class DaskArmExecutor:
                     "topic": topic, "cancel_event": cancel.name,
                     "threads": self.session.threads,
                     "study_pkg_dir": str(arm_process.STUDY_PKG_DIR)}
-            fut = self.client.submit(arm_process.arm_task, spec, pure=False,
+            fut = self.client.submit(self.task, spec, pure=False,
                                      key=f"dose-arm-{name}-{run_id}-{attempts[name]}")
             futures[fut] = name
             started.setdefault(name, time.perf_counter())
