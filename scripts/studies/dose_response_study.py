@@ -260,6 +260,7 @@ def make_executor(args: argparse.Namespace, cluster_opts, stop_requested,
         return SequentialExecutor(factory), {"scheduler": "none"}
     from dose_study.cluster import DaskArmExecutor, DaskSession
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the embedded scheduler's chatter
     log.info("connecting to Dask (%s) ...", cluster_opts.scheduler)
     session = stack.enter_context(DaskSession(cluster_opts))
     info = session.describe()
