@@ -57,7 +57,7 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dose_study.cluster import SchedulerUnreachable  # noqa: E402 -- imports no Dask
+from dose_study.cluster import SchedulerUnreachable  # noqa: E402 (imports no Dask)
 from dose_study.arms import ARM_NAMES, FULL, QUICK, describe_sizes, get_arm, make_config  # noqa: E402
 from dose_study.store import ArmStore, OutputDirError  # noqa: E402
 from dose_study.study import SequentialExecutor, StudyInterrupted, run_study  # noqa: E402

@@ -33,7 +33,8 @@ def study_cmd(out: Path, *extra: str, sizes: list[str] = TINY) -> list[str]:
 
 
 def looks_complete(out: Path) -> list[str]:
-    return sorted(p.parent.name for p in out.glob("*/complete") if not p.parent.name.startswith("."))
+    return sorted(p.parent.name for p in out.glob("*/complete")
+                  if not p.parent.name.startswith("."))
 
 
 def assert_complete_arm(arm_dir: Path, arm: str, nepochs: int = 1) -> None:
@@ -227,3 +228,62 @@ def test_worker_killed_mid_arm_is_retried_on_the_other(tmp_path: Path) -> None:
         assert _arm_processes_under(cluster.local_dirs[address]) == [], "orphaned arm process"
     finally:
         cluster.stop()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    out, frontier = [], [pid]
+    while frontier:
+        children = [p for p, pp in parents.items() if pp in frontier]
+        out += children
+        frontier = children
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_submitted_arms_of_a_local_cluster(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    log_path = tmp_path / "study.log"
+    with log_path.open("w") as log:
+        sizes = [*TINY[:-4], "--nepochs", "4", "--batch-size", "8"]
+        proc = subprocess.Popen(study_cmd(out, "--scheduler", "local", "--max-parallel", "2",
+                                          sizes=sizes),
+                                stdout=subprocess.DEVNULL, stderr=log, env=ENV,
+                                stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        while not re.search(r"arm \w+: epoch 1 of 4", log_path.read_text()):
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no arm started"
+            time.sleep(0.1)
+        arm_pids = [p for p in _descendants(proc.pid)
+                    if b"dose_study.arm_process" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert arm_pids, "no arm process found under the study"
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        rc = proc.wait(timeout=90)
+    stderr = log_path.read_text()
+    assert rc == 130, stderr[-4000:]
+    assert time.monotonic() - start < 60
+    assert "cancelling 4 submitted arm(s)" in stderr, stderr[-3000:]
+    assert re.search(r"interrupted \(KeyboardInterrupt\) while running arm", stderr)
+    assert looks_complete(out) == [] and not list(out.glob(".staging-*"))
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in arm_pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in arm_pids), "arm processes survived Ctrl-C"
