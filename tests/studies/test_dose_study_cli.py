@@ -107,6 +107,20 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     assert len(files) >= 13 and set(modes.values()) == {"0o644"}, modes  # umask 022
 
 
+def arm_children(pid: int) -> list[int]:
+    """Pids of the arm processes (``dose_study.arm_process``) whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"dose_study.arm_process" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -171,9 +185,14 @@ def test_sigkill_mid_arm_leaves_nothing_complete(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = subprocess.Popen(study_cmd(out, "--arm", "low_nll"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=ENV, stdin=subprocess.DEVNULL)
-    _wait_for(lambda: any(out.glob(".staging-low_nll-*")), proc)
+    _wait_for(lambda: any(out.glob(".staging-low_nll-*")) and arm_children(proc.pid), proc)
+    children = arm_children(proc.pid)
     proc.kill()
     assert proc.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children):  # the arm process ends too
+        assert time.monotonic() < deadline, f"arm process {children} outlived the study"
+        time.sleep(0.1)
     leftovers = list(out.glob(".staging-low_nll-*"))
     assert leftovers and looks_complete(out) == [] and not (out / "low_nll").exists()
 
@@ -205,12 +224,18 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     (["--merge-only", "--force"], "cannot be combined"),
     (["--merge-only"], "--merge-only: no study directory"),
 ])
-def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process ``main`` (argument checks run before anything is imported or written)."""
+    from dose_response_study import main
+
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(out), *args],
-                          capture_output=True, text=True, timeout=60, env=ENV)
-    assert proc.returncode == 2
-    assert message in proc.stderr
+    try:
+        rc = main(["--output-dir", str(out), *args])
+    except SystemExit as exc:  # argparse's parser.error
+        rc = exc.code
+    assert rc == 2
+    assert message in capsys.readouterr().err
     assert not out.exists()
 
 

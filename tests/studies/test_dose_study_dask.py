@@ -167,9 +167,14 @@ def test_unreachable_scheduler_exits_1_naming_the_address(tmp_path: Path) -> Non
     (["--scheduler", "local", "--max-parallel", "0"], "--max-parallel must be >= 1, got 0"),
     (["--scheduler", "local", "--retries", "-1"], "--retries must be >= 0, got -1"),
 ])
-def test_bad_cluster_arguments(tmp_path: Path, args: list[str], message: str) -> None:
-    proc = run(study_cmd(tmp_path / "study", *args), timeout=60)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+def test_bad_cluster_arguments(tmp_path: Path, args: list[str], message: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from dose_response_study import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--output-dir", str(tmp_path / "study"), *TINY, *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err, err[-2000:]
     assert not (tmp_path / "study").exists()
 
 
