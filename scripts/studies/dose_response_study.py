@@ -249,15 +249,17 @@ def cluster_options(args: argparse.Namespace, n_arms: int):
 def make_executor(args: argparse.Namespace, cluster_opts, stop_requested,
                   stack: contextlib.ExitStack):
     """(ArmExecutor or None for merge-only, extra run info for summary.json)."""
+    sequential = {"scheduler": {"scheduler": "none", "address": None, "workers": None,
+                                "dashboard": None}}
     if args.merge_only:
-        return None, {"scheduler": "none"}
+        return None, sequential
     if cluster_opts is None:
         from dose_study.subprocess_runner import SubprocessArmRunner
 
         def factory(cfg):
             return SubprocessArmRunner(cfg, on_line=print_child_line, threads=args.threads_per_arm)
 
-        return SequentialExecutor(factory), {"scheduler": "none"}
+        return SequentialExecutor(factory), sequential
     from dose_study.cluster import DaskArmExecutor, DaskSession
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the embedded scheduler's chatter

@@ -84,7 +84,8 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     out, proc = partial_study
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert trained(proc.stderr) == ["high_nll", "low_mae"]
-    assert re.search(r"epoch 1/1 .*loss=", proc.stderr), "no per-epoch progress line"
+    # the arm process's per-epoch line reaches the console prefixed by the arm
+    assert re.search(r"^\[low_mae\] .*epoch 1/1 .*loss=", proc.stderr, re.M), "no epoch line"
     assert re.search(r"arm high_nll: done in \d+\.\d s", proc.stderr), "no per-arm wall time"
     for arm in ("high_nll", "low_mae"):
         assert_complete_arm(out / arm, arm)
@@ -93,6 +94,12 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arms_missing"] == ["high_mae", "low_nll"]
     assert summary["figure_ok"] is False  # two panels have no arm yet
+    assert summary["run"]["scheduler"]["scheduler"] == "none"
+    for arm in ("high_nll", "low_mae"):  # each arm ran in its own process, memory recorded
+        assert summary["per_arm"][arm]["worker"].startswith("local-subprocess@")
+        assert summary["per_arm"][arm]["process"]["peak_rss_mb"] > 100
+    assert (summary["per_arm"]["high_nll"]["process"]["pid"]
+            != summary["per_arm"]["low_mae"]["process"]["pid"])
     panels = {(p["row"], p["column"]): p for p in summary["figure"]["panels"]}
     assert len(panels) == 6
     for key in [("high", "diffraction"), ("high", "nll"), ("low", "diffraction"), ("low", "mae")]:
