@@ -25,7 +25,6 @@ import logging
 import math
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
