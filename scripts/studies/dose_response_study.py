@@ -8,6 +8,11 @@ from another seed (seed + 1000). Outputs under --output-dir:
   <arm>/wts.h5.zip history.csv metrics.json recon.npz complete   (one directory per arm)
   summary.json summary.md dose_comparison.png                    (study level)
 
+Each arm trains in a fresh Python process (TensorFlow's memory is returned when it ends, so the
+study peaks no higher than one arm); its output lines are shown prefixed by ``[arm]``.
+``--scheduler local`` runs the arms in parallel on an embedded Dask LocalCluster
+(``--max-parallel`` workers), ``--scheduler tcp://host:port`` on an existing Dask cluster
+(docs/dask.md); the default ``none`` runs them one after another and needs no Dask.
 Each arm is written into a staging directory and renamed into place, so an arm is complete
 exactly when <arm>/ exists with its ``complete`` marker; an interrupted run leaves nothing that
 looks complete, and re-running trains only the missing arms (``--force`` retrains).
@@ -24,20 +29,25 @@ Sizes (flags override either set):
 
 Exit codes: 0 ok; 1 an arm failed, an arm's outputs are unreadable, the figure self-check
 failed or (--merge-only) arms are missing -- the failing arms are named on stderr;
-2 bad arguments or unwritable output dir; 130/143 interrupted by SIGINT/SIGTERM.
+2 bad arguments or unwritable output dir; 130/143 interrupted by SIGINT/SIGTERM (the arm
+processes are stopped, submitted Dask arms cancelled). An unreachable --scheduler: exit 1.
 
 Examples:
   dose_response_study.py --quick --output-dir out/study_quick
   dose_response_study.py --output-dir out/study --nepochs 5 --batch-size 8
   dose_response_study.py --output-dir out/study --arm low_nll      # one arm (fan-out)
   dose_response_study.py --output-dir out/study --merge-only       # rebuild summary/figure
+  dose_response_study.py --quick --output-dir out/q --scheduler local --max-parallel 2
+  dose_response_study.py --output-dir out/study --scheduler tcp://head-node:8786
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -47,9 +57,10 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dose_study.cluster import SchedulerUnreachable  # noqa: E402 (imports no Dask)
 from dose_study.arms import ARM_NAMES, FULL, QUICK, describe_sizes, get_arm, make_config  # noqa: E402
 from dose_study.store import ArmStore, OutputDirError  # noqa: E402
-from dose_study.study import StudyInterrupted, run_study  # noqa: E402
+from dose_study.study import SequentialExecutor, StudyInterrupted, run_study  # noqa: E402
 
 log = logging.getLogger("dose_response_study")
 
@@ -99,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-only", action="store_true",
                    help="train nothing; rebuild summary.json/summary.md/figure from complete arms")
     p.add_argument("--force", action="store_true", help="re-run arms that are already complete")
+    p.add_argument("--scheduler", default="none", metavar="none|local|ADDRESS",
+                   help="none (default): arms one after another, each in a fresh process; "
+                   "local: an embedded Dask LocalCluster with --max-parallel workers; "
+                   "tcp://host:port: an existing Dask scheduler (docs/dask.md)")
+    p.add_argument("--max-parallel", type=int, metavar="N",
+                   help="--scheduler local: worker processes, i.e. arms at once (default: "
+                   "CPU cores, at most the number of arms); TF threads per arm = cores / N")
+    p.add_argument("--retries", type=int, default=2,
+                   help="Dask: re-runs of an arm whose worker or process died (default 2)")
+    p.add_argument("--threads-per-arm", type=int, metavar="N",
+                   help="TensorFlow threads of each arm process (default: all cores for none; "
+                   "the worker's cores / its threads for Dask)")
     return p
 
 
@@ -137,6 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     arms = [get_arm(n) for n in dict.fromkeys(args.arm or ARM_NAMES)]
+    if args.scheduler == "none" and args.max_parallel is not None:
+        parser.error("--max-parallel needs --scheduler local")
+    if args.threads_per_arm is not None and args.threads_per_arm < 1:
+        parser.error(f"--threads-per-arm must be >= 1, got {args.threads_per_arm}")
+    cluster_opts = None
+    if args.scheduler != "none" and not args.merge_only:
+        try:
+            cluster_opts = cluster_options(args, len(arms))
+        except ValueError as exc:
+            parser.error(str(exc))
+        except ImportError as exc:
+            parser.error(f"--scheduler {args.scheduler} needs Dask distributed ({exc}); "
+                         "install it with: pip install -e '.[cluster]'")
     if args.merge_only and not args.output_dir.is_dir():
         print(f"error: --merge-only: no study directory {str(args.output_dir)!r}", file=sys.stderr)
         return EXIT_USAGE
@@ -152,9 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("dose-response study -> %s (%s; arms: %s)", args.output_dir, describe_sizes(cfg),
              ", ".join(a.name for a in arms) if not args.merge_only else "merge only")
     try:
-        result = run_study(args.output_dir, cfg, arms, force=args.force,
-                           merge_only=args.merge_only, runner_factory=_runner_factory,
-                           stop_requested=terminated.is_set)
+        with contextlib.ExitStack() as stack:
+            executor, run_extra = make_executor(args, cluster_opts, terminated.is_set, stack)
+            result = run_study(args.output_dir, cfg, arms, force=args.force,
+                               merge_only=args.merge_only, executor=executor,
+                               stop_requested=terminated.is_set, run_extra=run_extra)
+    except SchedulerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except OutputDirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -185,16 +226,64 @@ def main(argv: list[str] | None = None) -> int:
     print(f"summary: {result.summary_path}  figure_ok={summary['figure_ok']}  "
           f"trained={result.trained or '-'} skipped={result.skipped or '-'}  "
           f"nll_beats_mae_at_low_dose={sci['nll_beats_mae_at_low_dose']}  "
-          f"wall {time.perf_counter() - start:.1f} s")
+          f"wall {time.perf_counter() - start:.1f} s  peak RSS: this process "
+          f"{peak_rss_mb():.0f} MB, arms {arm_peaks(summary) or '-'}")
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     return EXIT_FAILED if problems else EXIT_OK
 
 
-def _runner_factory(cfg):  # imported lazily: pulls in TensorFlow via ptycho
-    from dose_study.runner import PtychoArmRunner
+def cluster_options(args: argparse.Namespace, n_arms: int):
+    """ClusterOptions from the flags (imports Dask: ImportError when it is missing)."""
+    import distributed  # noqa: F401 -- fail early with the install hint
 
-    return PtychoArmRunner(cfg)
+    from dose_study import cluster
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cluster.ClusterOptions(
+        scheduler=args.scheduler, retries=args.retries, threads_per_arm=args.threads_per_arm,
+        max_parallel=(args.max_parallel if args.max_parallel is not None
+                      else max(1, min(n_arms, cores or 1))))
+
+
+def make_executor(args: argparse.Namespace, cluster_opts, stop_requested,
+                  stack: contextlib.ExitStack):
+    """(ArmExecutor or None for merge-only, extra run info for summary.json)."""
+    sequential = {"scheduler": {"scheduler": "none", "address": None, "workers": None,
+                                "dashboard": None}}
+    if args.merge_only:
+        return None, sequential
+    if cluster_opts is None:
+        from dose_study.subprocess_runner import SubprocessArmRunner
+
+        def factory(cfg):
+            return SubprocessArmRunner(cfg, on_line=print_child_line, threads=args.threads_per_arm)
+
+        return SequentialExecutor(factory), sequential
+    from dose_study.cluster import DaskArmExecutor, DaskSession
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the embedded scheduler's chatter
+    log.info("connecting to Dask (%s) ...", cluster_opts.scheduler)
+    session = stack.enter_context(DaskSession(cluster_opts))
+    info = session.describe()
+    log.info("Dask scheduler %s with %d worker(s)%s", info["address"], info["workers"],
+             f"; dashboard {info['dashboard']}" if info["dashboard"] else "")
+    return DaskArmExecutor(session), {"scheduler": info}
+
+
+def print_child_line(arm: str, line: str) -> None:
+    """An arm process's output line on this console, prefixed by the arm."""
+    print(f"[{arm}] {line}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def arm_peaks(summary: dict) -> str:
+    return ", ".join(f"{name} {m['process']['peak_rss_mb']:.0f} MB"
+                     for name, m in summary["per_arm"].items()
+                     if isinstance(m.get("process"), dict) and m["process"].get("peak_rss_mb"))
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     out, proc = partial_study
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert trained(proc.stderr) == ["high_nll", "low_mae"]
-    assert re.search(r"epoch 1/1 .*loss=", proc.stderr), "no per-epoch progress line"
+    # the arm process's per-epoch line reaches the console prefixed by the arm
+    assert re.search(r"^\[low_mae\] .*epoch 1/1 .*loss=", proc.stderr, re.M), "no epoch line"
     assert re.search(r"arm high_nll: done in \d+\.\d s", proc.stderr), "no per-arm wall time"
     for arm in ("high_nll", "low_mae"):
         assert_complete_arm(out / arm, arm)
@@ -93,6 +94,12 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arms_missing"] == ["high_mae", "low_nll"]
     assert summary["figure_ok"] is False  # two panels have no arm yet
+    assert summary["run"]["scheduler"]["scheduler"] == "none"
+    for arm in ("high_nll", "low_mae"):  # each arm ran in its own process, memory recorded
+        assert summary["per_arm"][arm]["worker"].startswith("local-subprocess@")
+        assert summary["per_arm"][arm]["process"]["peak_rss_mb"] > 100
+    assert (summary["per_arm"]["high_nll"]["process"]["pid"]
+            != summary["per_arm"]["low_mae"]["process"]["pid"])
     panels = {(p["row"], p["column"]): p for p in summary["figure"]["panels"]}
     assert len(panels) == 6
     for key in [("high", "diffraction"), ("high", "nll"), ("low", "diffraction"), ("low", "mae")]:
@@ -105,6 +112,20 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
     files = [p for p in out.rglob("*") if p.is_file()]
     modes = {str(p.relative_to(out)): oct(p.stat().st_mode & 0o777) for p in files}
     assert len(files) >= 13 and set(modes.values()) == {"0o644"}, modes  # umask 022
+
+
+def arm_children(pid: int) -> list[int]:
+    """Pids of the arm processes (``dose_study.arm_process``) whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"dose_study.arm_process" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -137,7 +158,9 @@ def test_interrupted_rerun_finishes_only_missing_arms(partial_study, tmp_path: P
     stderr = log_path.read_text()
     assert rc == 143, stderr[-3000:]
     assert "interrupted (Terminated) while running arm low_nll" in stderr
-    assert trained(stderr) == ["high_mae", "low_nll"] and skipped(stderr) == ["high_nll"]
+    # complete arms are skipped before any arm is trained
+    assert trained(stderr) == ["high_mae", "low_nll"]
+    assert skipped(stderr) == ["high_nll", "low_mae"]
     assert looks_complete(out) == ["high_mae", "high_nll", "low_mae"]
     assert not (out / "low_nll").exists() and not list(out.glob(".staging-*"))
 
@@ -169,9 +192,14 @@ def test_sigkill_mid_arm_leaves_nothing_complete(tmp_path: Path) -> None:
     out = tmp_path / "study"
     proc = subprocess.Popen(study_cmd(out, "--arm", "low_nll"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=ENV, stdin=subprocess.DEVNULL)
-    _wait_for(lambda: any(out.glob(".staging-low_nll-*")), proc)
+    _wait_for(lambda: any(out.glob(".staging-low_nll-*")) and arm_children(proc.pid), proc)
+    children = arm_children(proc.pid)
     proc.kill()
     assert proc.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children):  # the arm process ends too
+        assert time.monotonic() < deadline, f"arm process {children} outlived the study"
+        time.sleep(0.1)
     leftovers = list(out.glob(".staging-low_nll-*"))
     assert leftovers and looks_complete(out) == [] and not (out / "low_nll").exists()
 
@@ -203,12 +231,18 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     (["--merge-only", "--force"], "cannot be combined"),
     (["--merge-only"], "--merge-only: no study directory"),
 ])
-def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process ``main`` (argument checks run before anything is imported or written)."""
+    from dose_response_study import main
+
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(out), *args],
-                          capture_output=True, text=True, timeout=60, env=ENV)
-    assert proc.returncode == 2
-    assert message in proc.stderr
+    try:
+        rc = main(["--output-dir", str(out), *args])
+    except SystemExit as exc:  # argparse's parser.error
+        rc = exc.code
+    assert rc == 2
+    assert message in capsys.readouterr().err
     assert not out.exists()
 
 

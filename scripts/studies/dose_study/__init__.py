@@ -1,13 +1,17 @@
 """Building blocks of the dose-response study (``scripts/studies/dose_response_study.py``).
 
 Modules:
-  arms     -- the four arms and the study configuration (full / --quick sizes); no ptycho import.
-  store    -- output layout, atomic per-arm commits, completeness and stale-temp cleanup.
-  figure   -- the 2x3 ``dose_comparison.png`` and its per-panel self-check (numpy + matplotlib).
-  summary  -- ``summary.json`` / ``summary.md`` and the recorded science checks.
-  study    -- runs the selected arms and merges; the only part that imports ``runner``.
-  runner   -- trains and evaluates one arm with ``ptycho`` (imported lazily: TensorFlow).
+  arms              -- the four arms and the study configuration (full / --quick sizes).
+  store             -- output layout, atomic per-arm commits, completeness, stale-temp cleanup.
+  figure            -- the 2x3 ``dose_comparison.png`` and its per-panel self-check.
+  summary           -- ``summary.json`` / ``summary.md`` and the recorded science checks.
+  study             -- selects the arms to train, runs them through an executor, merges.
+  runner            -- trains and evaluates one arm with ``ptycho`` (TensorFlow, imported lazily).
+  arm_process       -- one arm in a fresh process: the child entry and its launcher (stdlib
+                       only; also the Dask task, shipped to workers by value).
+  subprocess_runner -- the default runner: each arm in a fresh process, one after another.
+  cluster           -- arms as Dask tasks (``--scheduler local|ADDRESS``; Dask imported lazily).
 
-Everything except ``runner`` works without TensorFlow, so ``--merge-only`` and argument
-errors are fast.
+Only the arm processes import TensorFlow, so the study process stays small, and
+``--merge-only`` and argument errors are fast.
 """

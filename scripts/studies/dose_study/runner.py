@@ -9,19 +9,22 @@ Per arm, into the staging directory given by the caller:
                 centres (``ptycho.inference.scanned_region``), where metrics are computed
   metrics.json  see ``PtychoArmRunner.run``
 
-Both arms of one dose reuse one simulated training and test set per process (the data depend
-only on the dose and seeds, so separate ``--arm`` processes simulate identical data).
+Memory: the study runs each arm in a fresh process (``arm_process``), so nothing is cached
+between arms. Within an arm, the training set keeps only what training needs (the ground-truth
+patches, and for the MAE loss the counts, are dropped after their statistics are taken), and
+the test set is simulated after training, once the training arrays are released. The data
+depend only on the dose and the seeds, so every process simulates identical data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
 import math
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +40,28 @@ class ArmFailure(RuntimeError):
     """An arm produced unusable results (e.g. a non-finite loss or reconstruction)."""
 
 
-@dataclass(frozen=True)
-class DoseData:
-    train: Any  # ptycho.physics.SimulatedData
-    test: Any
-    simulate_s: float
-
-
 def mean_total_counts(counts: np.ndarray) -> float:
     """Mean total counts per pattern of (B, N, N, C) counts."""
     return float(np.asarray(counts, np.float64).sum(axis=(1, 2)).mean())
 
 
+def slim_training_data(data: Any, loss: str) -> Any:
+    """``data`` without what ``ptycho.train.train`` does not read for ``loss``: the (B, N, N, C)
+    complex64 ground-truth patches, and the (B, N, N, C) float32 counts unless loss is "nll"."""
+    drop: dict[str, Any] = {"object_patches": None}
+    if loss != "nll":
+        drop["counts"] = None
+    return dataclasses.replace(data, **drop)
+
+
 class PtychoArmRunner:
-    """Runs arms for one StudyConfig; caches the simulated data of the current dose."""
+    """Runs arms for one StudyConfig (one arm per process in the study; nothing cached)."""
 
     def __init__(self, cfg: StudyConfig) -> None:
         import keras
         import tensorflow as tf
 
         self.cfg = cfg
-        self._data: dict[float, DoseData] = {}
         self._versions = {"python": platform.python_version(), "numpy": np.__version__,
                           "tensorflow": tf.__version__, "keras": keras.__version__}
 
@@ -68,22 +72,17 @@ class PtychoArmRunner:
                          n_images=n_images, object_type=self.cfg.object_type,
                          probe_defocus=self.cfg.probe_defocus, seed=seed)
 
-    def data(self, nphotons: float) -> DoseData:
-        """Training (seed) and test (test_seed) data at one dose, simulated once per process."""
-        if nphotons not in self._data:
-            from ptycho.physics import simulate
+    def simulate(self, nphotons: float, seed: int, n_images: int, what: str) -> Any:
+        from ptycho.physics import simulate
 
-            self._data.clear()  # keep one dose in memory
-            start = time.perf_counter()
-            train = simulate(self.sim_config(nphotons, self.cfg.seed, self.cfg.n_images))
-            test = simulate(self.sim_config(nphotons, self.cfg.test_seed, self.cfg.n_test_images))
-            self._data[nphotons] = DoseData(train, test, time.perf_counter() - start)
-            log.info("simulated %.0e photons: %d train + %d test groups in %.1f s", nphotons,
-                     train.n_groups, test.n_groups, self._data[nphotons].simulate_s)
-        return self._data[nphotons]
+        start = time.perf_counter()
+        data = simulate(self.sim_config(nphotons, seed, n_images))
+        log.info("simulated %.0e photons: %d %s groups in %.1f s", nphotons, data.n_groups, what,
+                 time.perf_counter() - start)
+        return data
 
     def run(self, arm: ArmSpec, staging: Path) -> dict[str, Any]:
-        """Simulate (or reuse), train, reconstruct, evaluate and save one arm into ``staging``.
+        """Simulate, train, reconstruct, evaluate and save one arm into ``staging``.
 
         Returns the metrics.json object (also written there). Raises ArmFailure when the
         training loss or the reconstruction is not finite.
@@ -96,26 +95,34 @@ class PtychoArmRunner:
         from ptycho.train import train
 
         cfg = self.cfg
+        nphotons = cfg.nphotons(arm)
         t0 = time.perf_counter()
-        cached = self.cfg.nphotons(arm) in self._data
-        dose = self.data(cfg.nphotons(arm))
+        train_data = self.simulate(nphotons, cfg.seed, cfg.n_images, "train")
+        train_counts = mean_total_counts(train_data.counts)
+        intensity_scale = float(train_data.intensity_scale)
+        train_data = slim_training_data(train_data, arm.loss)
+        gc.collect()
         t_sim = time.perf_counter() - t0
         model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=arm.loss,
                                 n_filters_scale=cfg.n_filters_scale,
                                 probe_defocus=cfg.probe_defocus,
-                                intensity_scale=dose.train.intensity_scale)
+                                intensity_scale=intensity_scale)
         train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, seed=cfg.seed)
-        model = build_model(model_cfg, probe=dose.train.probe, seed=cfg.seed)
+        model = build_model(model_cfg, probe=train_data.probe, seed=cfg.seed)
         t1 = time.perf_counter()
-        history = train(model, dose.train, train_cfg, history_csv=staging / "history.csv")
+        history = train(model, train_data, train_cfg, history_csv=staging / "history.csv")
         t_train = time.perf_counter() - t1
         losses = [float(v) for v in history.history.get("loss", [])]
         if not losses or not all(math.isfinite(v) for v in losses):
             raise ArmFailure(f"arm {arm.name}: training loss is not finite: {losses[-5:]}")
+        del train_data, history
+        gc.collect()
 
         t2 = time.perf_counter()
-        test = dose.test
+        test = self.simulate(nphotons, cfg.test_seed, cfg.n_test_images, "test")
+        t_sim += time.perf_counter() - t2
+        t2 = time.perf_counter()
         recon = np.asarray(reconstruct(model, test), np.complex64)
         crop = scanned_region(test.coords, test.obj.shape)  # positions actually used by groups
         if not np.isfinite(recon[crop]).all():
@@ -148,12 +155,12 @@ class PtychoArmRunner:
                                         "region), zero phase",
                          "amp_ssim": base["amp_ssim"], "amp_psnr": base["amp_psnr"]},
             "beats_baseline_ssim": bool(scores["amp_ssim"] > base["amp_ssim"]),
-            "counts": {"train_mean_total": mean_total_counts(dose.train.counts),
+            "counts": {"train_mean_total": train_counts,
                        "test_mean_total": mean_total_counts(test.counts),
-                       "intensity_scale": float(dose.train.intensity_scale)},
+                       "intensity_scale": intensity_scale},
             "history": {"epochs": len(losses), "loss_first": losses[0], "loss_last": losses[-1]},
             "crop": bounds.tolist(),
-            "wall_time_s": {"simulate": round(t_sim, 3), "simulate_cached": cached,
+            "wall_time_s": {"simulate": round(t_sim, 3), "simulate_cached": False,
                             "train": round(t_train, 3), "evaluate": round(t_eval, 3),
                             "save": round(t_save, 3),
                             "total": round(time.perf_counter() - t0, 3)},
@@ -162,6 +169,6 @@ class PtychoArmRunner:
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
                                               encoding="utf-8")
-        del model, history
+        del model
         gc.collect()
         return metrics

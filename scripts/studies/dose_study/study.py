@@ -2,7 +2,9 @@
 
 ``run_study`` never imports TensorFlow unless an arm actually has to be trained: the
 ``runner_factory`` is called lazily, so ``--merge-only`` and re-runs with every arm complete
-stay fast.
+stay fast. Arms are trained by an ``ArmExecutor``: ``SequentialExecutor`` (one after another
+through an ``ArmRunner``; the CLI's runner starts a fresh process per arm) or the Dask one in
+``cluster``.
 """
 
 from __future__ import annotations
@@ -87,60 +89,105 @@ def _never() -> bool:
     return False
 
 
-def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool,
-             runner_factory: Callable[[StudyConfig], ArmRunner], result: StudyResult,
-             stop_requested: Callable[[], bool] = _never) -> None:
-    """Train every selected arm that is not complete (or all with ``force``).
+class ArmExecutor(Protocol):
+    """Trains ``arms`` (none complete yet) and commits each through ``store``.
 
-    ``stop_requested`` reports a signal seen by the caller: the exception a signal handler
-    raises can be turned into another one by library code that catches everything (TensorFlow
-    turned it into a TypeError), so an arm failing after a stop request counts as interrupted.
+    Records trained/failed arms in ``result``; raises StudyInterrupted on a signal.
     """
-    runner: ArmRunner | None = None
+
+    def run(self, store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], result: StudyResult,
+            stop_requested: Callable[[], bool]) -> None: ...
+
+
+def select_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool,
+                result: StudyResult) -> list[ArmSpec]:
+    """The arms to train: not complete (or all with ``force``); complete arms recorded with
+    other settings or unreadable metrics go to ``result.failed``, the rest to ``skipped``."""
+    pending: list[ArmSpec] = []
     for arm in arms:
-        if stop_requested():
-            raise StudyInterrupted(arm.name, "stop requested")
-        if store.is_complete(arm.name) and not force:
-            try:
-                recorded = store.load_metrics(arm.name)
-            except ArmDataError as exc:
-                result.failed[arm.name] = str(exc)
-                log.error("arm %s: %s", arm.name, exc)
-                continue
-            diff = config_mismatches({arm.name: recorded}, cfg)
-            if diff:
-                msg = (f"complete arm in {store.arm_dir(arm.name)} was run with different "
-                       f"settings {diff[arm.name]}; use --force or another --output-dir")
-                result.failed[arm.name] = msg
-                log.error("arm %s: %s", arm.name, msg)
-                continue
-            log.info("arm %s: complete, skipping (use --force to re-run)", arm.name)
-            result.skipped.append(arm.name)
+        if not store.is_complete(arm.name) or force:
+            pending.append(arm)
             continue
-        log.info("arm %s (%s): training [%s]", arm.name, arm.label, describe_sizes(cfg))
-        start = time.perf_counter()
         try:
-            if runner is None:
-                runner = runner_factory(cfg)
-            with store.staging(arm.name) as staging:
-                metrics = runner.run(arm, staging)
-                store.commit(staging, arm.name)
-        except Exception as exc:  # one failing arm must not stop the others
-            if stop_requested():
-                raise StudyInterrupted(arm.name, f"stop requested; {type(exc).__name__}") from exc
-            result.failed[arm.name] = f"{type(exc).__name__}: {exc}"
-            log.exception("arm %s FAILED after %.1f s: %s", arm.name,
-                          time.perf_counter() - start, exc)
+            recorded = store.load_metrics(arm.name)
+        except ArmDataError as exc:
+            result.failed[arm.name] = str(exc)
+            log.error("arm %s: %s", arm.name, exc)
             continue
-        except BaseException as exc:  # KeyboardInterrupt / SIGTERM: staging already removed
-            raise StudyInterrupted(arm.name, type(exc).__name__) from exc
-        result.trained.append(arm.name)
-        met = metrics["metrics"]
-        wall = metrics["wall_time_s"]
-        log.info("arm %s: done in %.1f s (simulate %.1f s, train %.1f s, evaluate %.1f s); "
-                 "amp PSNR %.2f dB, SSIM %.3f (constant baseline SSIM %.3f)", arm.name,
-                 wall["total"], wall["simulate"], wall["train"], wall["evaluate"],
-                 met["amp_psnr"], met["amp_ssim"], metrics["baseline"]["amp_ssim"])
+        diff = config_mismatches({arm.name: recorded}, cfg)
+        if diff:
+            msg = (f"complete arm in {store.arm_dir(arm.name)} was run with different "
+                   f"settings {diff[arm.name]}; use --force or another --output-dir")
+            result.failed[arm.name] = msg
+            log.error("arm %s: %s", arm.name, msg)
+            continue
+        log.info("arm %s: complete, skipping (use --force to re-run)", arm.name)
+        result.skipped.append(arm.name)
+    return pending
+
+
+def log_arm_done(arm: str, metrics: dict[str, Any]) -> None:
+    met, wall = metrics["metrics"], metrics["wall_time_s"]
+    log.info("arm %s: done in %.1f s (simulate %.1f s, train %.1f s, evaluate %.1f s); "
+             "amp PSNR %.2f dB, SSIM %.3f (constant baseline SSIM %.3f)", arm,
+             wall["total"], wall["simulate"], wall["train"], wall["evaluate"],
+             met["amp_psnr"], met["amp_ssim"], metrics["baseline"]["amp_ssim"])
+
+
+@dataclass
+class SequentialExecutor:
+    """Arms one after another through an ArmRunner (made lazily, once)."""
+
+    runner_factory: Callable[[StudyConfig], ArmRunner]
+
+    def run(self, store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], result: StudyResult,
+            stop_requested: Callable[[], bool] = _never) -> None:
+        """``stop_requested`` reports a signal seen by the caller: the exception a signal
+        handler raises can be turned into another one by library code that catches everything
+        (TensorFlow turned it into a TypeError), so an arm failing after a stop request counts
+        as interrupted."""
+        runner: ArmRunner | None = None
+        for arm in arms:
+            if stop_requested():
+                raise StudyInterrupted(arm.name, "stop requested")
+            log.info("arm %s (%s): training [%s]", arm.name, arm.label, describe_sizes(cfg))
+            start = time.perf_counter()
+            try:
+                if runner is None:
+                    runner = self.runner_factory(cfg)
+                with store.staging(arm.name) as staging:
+                    metrics = runner.run(arm, staging)
+                    store.commit(staging, arm.name)
+            except Exception as exc:  # one failing arm must not stop the others
+                if stop_requested():
+                    raise StudyInterrupted(arm.name,
+                                           f"stop requested; {type(exc).__name__}") from exc
+                result.failed[arm.name] = f"{type(exc).__name__}: {exc}"
+                log.error("arm %s FAILED after %.1f s: %s", arm.name,
+                          time.perf_counter() - start, exc)
+                continue
+            except BaseException as exc:  # KeyboardInterrupt / SIGTERM: staging removed
+                raise StudyInterrupted(arm.name, type(exc).__name__) from exc
+            result.trained.append(arm.name)
+            log_arm_done(arm.name, metrics)
+
+
+def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool,
+             runner_factory: Callable[[StudyConfig], ArmRunner] | None, result: StudyResult,
+             stop_requested: Callable[[], bool] = _never,
+             executor: ArmExecutor | None = None) -> None:
+    """Train every selected arm that is not complete (or all with ``force``) with
+    ``executor`` (default: one after another through ``runner_factory``)."""
+    pending = select_arms(store, cfg, arms, force, result)
+    if stop_requested() and pending:
+        raise StudyInterrupted(pending[0].name, "stop requested")
+    if not pending:
+        return
+    if executor is None:
+        if runner_factory is None:
+            raise ValueError("runner_factory or executor is required to train arms")
+        executor = SequentialExecutor(runner_factory)
+    executor.run(store, cfg, pending, result, stop_requested)
 
 
 def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
@@ -172,7 +219,9 @@ def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
 def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force: bool = False,
               merge_only: bool = False,
               runner_factory: Callable[[StudyConfig], ArmRunner] | None = None,
-              stop_requested: Callable[[], bool] = _never) -> StudyResult:
+              stop_requested: Callable[[], bool] = _never,
+              executor: ArmExecutor | None = None,
+              run_extra: dict[str, Any] | None = None) -> StudyResult:
     """Run (unless ``merge_only``) the selected arms, then merge all complete arms.
 
     Raises OutputDirError for an unwritable ``output_dir`` and StudyInterrupted on a signal
@@ -184,15 +233,16 @@ def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force:
     store.clean_stale()
     result = StudyResult()
     if not merge_only:
-        if runner_factory is None:
-            raise ValueError("runner_factory is required unless merge_only")
-        run_arms(store, cfg, arms, force, runner_factory, result, stop_requested)
+        if runner_factory is None and executor is None:
+            raise ValueError("runner_factory or executor is required unless merge_only")
+        run_arms(store, cfg, arms, force, runner_factory, result, stop_requested, executor)
     run_info = {
         "finished_utc": utc_now(),
         "mode": "merge-only" if merge_only else "run",
         "arms_selected": [a.name for a in arms],
         "trained": result.trained, "skipped": result.skipped, "failed": result.failed,
         "wall_times_s": {"this_invocation": round(time.perf_counter() - started, 3)},
+        **(run_extra or {}),
     }
     result.summary = merge(store, cfg, result, run_info)
     result.summary_path = store.root / "summary.json"
