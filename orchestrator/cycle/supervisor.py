@@ -18,6 +18,8 @@ from pathlib import Path
 
 from orchestrator.agents.base import AgentResult, SupervisorTask
 from orchestrator.context import HarnessContext
+from orchestrator.cycle.meter import Meter
+from orchestrator.cycle.prompt_context import supervisor_prompt_context
 from orchestrator.documents import findings as findings_doc
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
@@ -29,6 +31,7 @@ from orchestrator.execution.steps import harness_bin
 from orchestrator.fsutil import atomic_write_bytes, atomic_write_text
 from orchestrator.layout import Layout
 from orchestrator.records.artifacts import new_report_dir, write_blocked
+from orchestrator.turns.breaker import TurnStatus
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError
 
@@ -145,6 +148,7 @@ class LedgerNote:
     reviewed: tuple[str, ...]
     next_action: str
     body: str = ""
+    spend: str = ""
 
 
 def _ledger_entry(ctx: HarnessContext, note: LedgerNote) -> str:
@@ -160,7 +164,8 @@ def _ledger_entry(ctx: HarnessContext, note: LedgerNote) -> str:
         now, note.title,
         fields=[("dwell", f"{note.dwell} (computed from git history; limit {ctx.config.dwell_limit})"),
                 ("Focus issue", f"{note.focus} — {item_title}".rstrip(" —")), ("Action type", note.action),
-                ("Mode", "Implementation"), ("Git sync", note.sync), ("Documents reviewed", ", ".join(note.reviewed))],
+                ("Mode", "Implementation"), ("Git sync", note.sync), ("Documents reviewed", ", ".join(note.reviewed)),
+                *([("Spend", note.spend)] if note.spend else [])],
         body=note.body, action_state=note.state,
         state=ledger_doc.StateLine(focus=note.focus, state=note.state, dwell=note.dwell,
                                    ralph_last_commit=_ralph_last(ctx, note.focus),
@@ -233,7 +238,7 @@ class _Turn:
 
 
 def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice, escalated: tuple[str, ...],
-             phases_per_cycle: int | None) -> _Turn:
+             phases_per_cycle: int | None, meter: Meter | None = None) -> _Turn:
     """Load the chosen item's plan, pick the phases, make the report dir and render the draft."""
     assert choice.focus is not None
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
@@ -249,18 +254,56 @@ def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice,
     report = new_report_dir(ctx.repo, item.id, ctx.clock)
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, ctx.rel(report),
                                      ctx.git.branch(), choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
-    task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock())
+    context = None
+    if getattr(ctx.supervisor, "external", False):
+        eligible = tuple(f"{it.id} — {it.title} ({it.status}, {it.priority or 'no priority'})"
+                         for it in eligible_items(plan))
+        context = supervisor_prompt_context(ctx, item.id, ctx.rel(report), choice.dwell, draft, eligible, meter)
+    task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock(), context)
     reviewed = (FIX_PLAN, plan_path, *([FINDINGS] if findings else []), LEDGER)
     return _Turn(cycle_id=cycle_id, sync=sync, choice=choice, escalated=escalated, plan=plan, item=item,
                  plan_path=plan_path, phases=phases, reviewed=reviewed, report=report, task=task)
 
 
-def _handoff(ctx: HarnessContext, turn: _Turn) -> tuple[AgentResult, list[str]]:
+_AGENT_STATUS = {"ok": TurnStatus.OK, "invalid": TurnStatus.INVALID_OUTPUT, "timed_out": TurnStatus.TIMEOUT,
+                 "transient": TurnStatus.TRANSIENT}
+
+
+def _keep_valid_documents(ctx: HarnessContext, turn: _Turn, before: dict[Path, bytes]) -> list[str]:
+    """The fix plan and working plan an agent may edit must still parse; an invalid one is kept
+    as ``<report>/agent/invalid_<name>`` and the previous version restored."""
+    problems = []
+    for path, data in before.items():
+        loader = fix_plan_doc.load if path == ctx.layout.fix_plan else plan_doc.load
+        try:
+            loader(path)
+        except (DocumentError, OSError, ValueError) as exc:
+            keep = turn.report / "agent" / f"invalid_{path.name}"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                keep.write_bytes(path.read_bytes())
+            atomic_write_bytes(path, data)
+            problems.append(f"{ctx.rel(path)}: invalid after the supervisor agent ({exc}); kept as "
+                            f"{ctx.rel(keep)}, previous restored")
+    return problems
+
+
+def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> tuple[AgentResult, list[str]]:
     """Run the supervisor agent and validate what it wrote; an invalid handoff is kept as an
-    artifact and the previous ``input.md`` is put back."""
+    artifact and the previous ``input.md`` is put back (so are an invalid fix plan or plan)."""
     task = turn.task
     previous = task.input_path.read_bytes() if task.input_path.exists() else None
-    outcome = ctx.supervisor.supervise(task)
+    documents = {p: p.read_bytes() for p in (ctx.layout.fix_plan, ctx.repo / turn.plan_path) if p.exists()}
+    if meter is not None:
+        outcome = meter.call("supervisor", turn.item.id, turn.report_rel, lambda: ctx.supervisor.supervise(task))
+    else:
+        outcome = ctx.supervisor.supervise(task)
+    if getattr(ctx.supervisor, "external", False):
+        doc_problems = _keep_valid_documents(ctx, turn, documents)
+        if meter is not None:
+            meter.record("supervisor", turn.item.id, outcome, _AGENT_STATUS.get(outcome.status, TurnStatus.AGENT_ERROR))
+        if doc_problems:
+            logger.warning("supervisor %s: %s", ctx.supervisor.name, "; ".join(doc_problems))
     if not outcome.ok:
         return outcome, list(outcome.problems)
     problems = validate_handoff_file(ctx.repo, task.input_path, expected_focus=turn.item.id,
@@ -274,7 +317,15 @@ def _handoff(ctx: HarnessContext, turn: _Turn) -> tuple[AgentResult, list[str]]:
     return outcome, problems
 
 
-def _commit_handoff(ctx: HarnessContext, turn: _Turn) -> SuperviseResult:
+def _spend_text(meter: Meter | None, focus: str) -> str:
+    if meter is None or not meter.turns:
+        return ""
+    loop, item = meter.spend(), meter.spend(focus)
+    return (f"${loop['cost_usd']:.4f}, {loop['input_tokens']} in / {loop['output_tokens']} out tokens this loop "
+            f"(this focus: ${item['cost_usd']:.4f})")
+
+
+def _commit_handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> SuperviseResult:
     item, choice = turn.item, turn.choice
     if item.status == "pending":
         atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(fix_plan_doc.set_status(turn.plan, item.id,
@@ -283,21 +334,24 @@ def _commit_handoff(ctx: HarnessContext, turn: _Turn) -> SuperviseResult:
         title=f"{item.id} — Phase {turn.span} handoff", focus=item.id, dwell=choice.dwell,
         action="Implementation handoff", state="ready_for_implementation", report_rel=turn.report_rel,
         sync=turn.sync, reviewed=turn.reviewed,
-        next_action=f"worker runs Phase {turn.span} ({ctx.supervisor.name} supervisor; {choice.reason})"))
+        next_action=f"worker runs Phase {turn.span} ({ctx.supervisor.name} supervisor; {choice.reason})",
+        spend=_spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"Phase {turn.span} handoff (dwell {choice.dwell})",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     return SuperviseResult(SuperviseStatus.READY, item.id, turn.report, sha,
                            f"handoff for Phase {turn.span} committed", turn.escalated, choice.dwell)
 
 
-def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: list[str]) -> SuperviseResult:
+def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: list[str],
+                      meter: Meter | None = None) -> SuperviseResult:
     item = turn.item
     blocked = write_blocked(turn.report, f"{item.id}: supervisor agent {ctx.supervisor.name}: {reason}",
                             "\n".join(f"- {p}" for p in problems) or reason, clock=ctx.clock)
     ts = _ledger_entry(ctx, LedgerNote(
         title=f"{item.id} — handoff blocked", focus=item.id, dwell=turn.choice.dwell, action="Handoff rejected",
         state="blocked", report_rel=turn.report_rel, sync=turn.sync, reviewed=turn.reviewed,
-        next_action="next cycle retries the handoff", body="\n".join(f"- {p}" for p in problems[:20])))
+        next_action="next cycle retries the handoff", body="\n".join(f"- {p}" for p in problems[:20]),
+        spend=_spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"handoff rejected: {reason[:80]}",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     logger.warning("supervisor %s: %s (%s)", ctx.supervisor.name, reason, ctx.rel(blocked))
@@ -306,8 +360,9 @@ def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: l
 
 
 def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = None,
-              phases_per_cycle: int | None = None) -> SuperviseResult:
-    """One supervisor turn (see the module docstring)."""
+              phases_per_cycle: int | None = None, meter: Meter | None = None) -> SuperviseResult:
+    """One supervisor turn (see the module docstring); ``meter`` waits out transient agent
+    failures, counts spend and feeds the breaker."""
     sync = git_sync(ctx)
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
     judge = make_judge(ctx.git)
@@ -323,9 +378,9 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
         escalated = (choice.escalate,)
     if choice.focus is None:
         return SuperviseResult(SuperviseStatus.IDLE, None, None, None, choice.reason, escalated)
-    turn = _prepare(ctx, cycle_id, sync, choice, escalated, phases_per_cycle)
-    outcome, problems = _handoff(ctx, turn)
+    turn = _prepare(ctx, cycle_id, sync, choice, escalated, phases_per_cycle, meter)
+    outcome, problems = _handoff(ctx, turn, meter)
     if outcome.ok and not problems:
-        return _commit_handoff(ctx, turn)
+        return _commit_handoff(ctx, turn, meter)
     return _commit_rejection(ctx, turn, outcome.message if not outcome.ok else "the handoff failed validation",
-                             problems)
+                             problems, meter)

@@ -217,6 +217,22 @@ class GitRepo:
                         "--no-renames", "--", *specs)
         return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
+    def worktree_changes(self) -> list[str]:
+        """Every path that differs from HEAD in the work tree (modified, added, deleted,
+        untracked; git-ignored files left out), sorted."""
+        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+        return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+    def commit_secret_hits(self, sha: str) -> list[SecretHit]:
+        """Secret patterns in the lines commit ``sha`` adds (binary files are skipped)."""
+        raw = self._run("-c", "core.quotepath=off", "show", "--format=", "-U0", "--no-color", "--no-ext-diff",
+                        "--no-renames", sha, text=False).stdout
+        return scan_diff(raw.decode("utf-8", errors="replace"))
+
+    def diff_stat(self, since: str) -> str:
+        """``git diff --stat <since>`` (work tree against ``since``; untracked files not shown)."""
+        return self._run("diff", "--stat", "--no-color", since, check=False).stdout.rstrip()
+
     def _entries(self, paths: Sequence[str], *args: str) -> dict[str, tuple[str, str]]:
         """``path -> (mode, blob sha)`` from ``ls-files -s`` (the index) or ``ls-tree HEAD``."""
         entries: dict[str, tuple[str, str]] = {}
@@ -250,9 +266,11 @@ class GitRepo:
 
     def commit_owned(
         self, role: str, focus_id: str, message: str, max_commit_bytes: int | None,
-        expected_branch: str | None = None,
+        expected_branch: str | None = None, extra_paths: Sequence[str] = (), skip_paths: Sequence[str] = (),
     ) -> CommitResult:
-        """Stage and commit the owned files that changed, nothing else.
+        """Stage and commit the owned files that changed, and ``extra_paths`` (an agent's
+        changes its commit policy accepted), nothing else; ``skip_paths`` (refused by the
+        policy) stay uncommitted.
 
         Files above ``max_commit_bytes`` are left out (listed in ``skipped_large``; if they
         were already staged they are unstaged). If the added lines hold a credential, the
@@ -264,7 +282,7 @@ class GitRepo:
         if max_commit_bytes is not None and max_commit_bytes <= 0:
             raise ValueError(f"max_commit_bytes must be positive or None, got {max_commit_bytes}")
         self.guard(expected_branch, focus_id)
-        changed = self.changed_owned_paths(focus_id)
+        changed = sorted({*self.changed_owned_paths(focus_id), *extra_paths} - set(skip_paths))
         to_stage: list[str] = []
         large: list[tuple[str, int]] = []
         for rel in changed:
