@@ -27,7 +27,7 @@ from orchestrator.execution.steps import PlannedCheck, run_checks
 from orchestrator.fsutil import atomic_write_text
 from orchestrator.layout import Layout
 from orchestrator.records.artifacts import CriterionRecord
-from orchestrator.turns.commit_policy import Refusal, select_paths
+from orchestrator.turns.commit_policy import REVIEW_REASONS, Refusal, select_paths
 from orchestrator.turns.progress import ProgressVerdict, TurnEvidence, judge_turn
 from orchestrator.vcs.owned import is_owned
 from orchestrator.vcs.secret_scan import scan_text
@@ -153,7 +153,7 @@ def judge(ctx: HarnessContext, focus: str, before: Before, outcome: AgentResult,
     owned = select_paths([p for p in changes if is_owned(p, focus)], policy,
                          size_of=lambda p: _size(ctx.repo, p), read_text=lambda p: _text(ctx.repo, p), scan=scan_text)
     refused += [*selection.refused, *(r for r in owned.refused if r.reason != "excluded")]
-    review = [r.path for r in refused if r.needs_review]
+    review = [r.path for r in refused if r.reason in REVIEW_REASONS]
     verdict = judge_turn(TurnEvidence(
         rc=outcome.rc, criteria_before=before.criteria, criteria_after=_criteria(criteria),
         plan_before=before.plan_states, plan_after=plan_after, committed_paths=sorted(committed | set(selection.stage)),

@@ -72,6 +72,7 @@ class Meter:
     turns: int = 0
     waits: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
+    last_focus: str | None = None
 
     def __post_init__(self) -> None:
         self.started_at = iso_utc(self.ctx.clock())
@@ -99,6 +100,7 @@ class Meter:
     # the gate before a turn ----------------------------------------------------------------
     def check(self, focus: str | None = None) -> None:
         """Raise :class:`LoopStop` when the breaker tripped or the budget is used."""
+        focus = focus or self.last_focus
         trip = self.tripped()
         if trip is not None:
             raise LoopStop("breaker", trip.message, focus)
@@ -145,6 +147,7 @@ class Meter:
     def record(self, role: str, focus: str, result: AgentResult, status: TurnStatus) -> None:
         """Add the turn's spend and feed ``role``'s breaker with its status."""
         self.turns += 1
+        self.last_focus = focus
         if result.usage is not None:
             self.spent = self.spent + result.usage
             self.per_focus[focus] = self.per_focus.get(focus, Usage()) + result.usage

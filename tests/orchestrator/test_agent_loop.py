@@ -1,0 +1,253 @@
+"""Agent loops with an LLM-style agent CLI (tests/fixtures/agents/fake_llm.py): real git
+repositories, real subprocesses, the harness wired as `orchestrator loop` wires it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli.main import main
+from orchestrator.config import TURN_TOP_KEYS, load_config
+from orchestrator.context import HarnessContext, identity_env
+from orchestrator.cycle.loop import load_turns, make_agents, run_loop
+from orchestrator.execution.heartbeat import heartbeat
+from orchestrator.turns.config import NEW_BUDGET_KEYS, NEW_COMMAND_KEYS, NEW_TOP_KEYS
+
+FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_llm.py"
+PY = sys.executable
+
+NOTIFIER = "import sys, pathlib; pathlib.Path(sys.argv[1]).open('a').write(' '.join(sys.argv[2:]) + '\\n')"
+
+
+def _test_file(name: str) -> str:
+    return (f"from src.{name} import {name}\n\n\ndef test_{name}():\n    assert {name}() == '{name}'\n")
+
+
+def _code(name: str) -> str:
+    return f"def {name}():\n    return '{name}'\n"
+
+
+def _plan(harness, item: str, criterion: str) -> str:
+    return harness.plan(item, [("Implement", [("write the code and its test", "true")])], [criterion])
+
+
+def _repo(tmp_path: Path, harness, items: dict[str, tuple[str, str]], config: dict, *,
+          scenarios: dict[str, object]) -> Path:
+    """A seeded repo whose orchestrator.yaml runs fake_llm for the roles in ``scenarios``."""
+    scen_dir = tmp_path / "scenarios"
+    scen_dir.mkdir()
+    commands = {}
+    for role, scenario in scenarios.items():
+        path = scen_dir / f"{role}.json"
+        path.write_text(json.dumps(scenario), encoding="utf-8")
+        argv = [PY, str(FAKE), "--scenario", str(path), "--prompt-file", "{prompt_file}"]
+        if role == "supervisor":
+            argv += ["--focus", "{focus}", "--report-dir", "{report_dir}"]
+        commands[f"llm-{role}"] = {"role": role, "argv": argv, "usage": "claude-json", "timeout_s": 60}
+    doc = {"git_sync": False, "check_timeout_s": 60, "step_timeout_s": 60,
+           "agents": {role: f"llm-{role}" for role in scenarios}, "commands": commands,
+           "notify": [PY, "-c", NOTIFIER, str(tmp_path / "notified.txt"), "{event}", "{focus}"], **config}
+    extra = {"orchestrator.yaml": yaml.safe_dump(doc, sort_keys=False)}
+    return harness.make_repo(tmp_path / "repo", items, identity=True, extra=extra)
+
+
+def _context(repo: Path) -> HarnessContext:
+    config = load_config(repo / "orchestrator.yaml")
+    sup, wrk = make_agents(config, repo)
+    return HarnessContext(repo, config, sup, wrk, expected_branch="main", git_env=identity_env(repo),
+                          turns=load_turns(config))
+
+
+def _runs(repo: Path, focus: str) -> list[dict]:
+    paths = sorted((repo / "plans/active" / focus / "reports").glob("*/run.json"), key=lambda p: p.parent.name)
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _status(repo: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["status", "--repo", str(repo), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_llm_supervisor_and_worker_complete_a_two_item_plan(tmp_path: Path, harness, capsys) -> None:
+    items = {f"T-{n.upper()}-001": (harness.item(f"T-{n.upper()}-001", f"{n} feature", priority=p),
+                                    _plan(harness, f"T-{n.upper()}-001", "the tests pass"))
+             for n, p in (("alpha", "P1"), ("beta", "P2"))}
+    usage = {"cost_usd": 0.01, "input_tokens": 100, "output_tokens": 10}
+    sup = {"turns": [{"input_md": "valid", "check": f"python -m pytest -q tests/test_{n}.py", "usage": usage}
+                     for n in ("alpha", "beta")]}
+    wrk = {"turns": [{"write": {f"src/{n}.py": _code(n), f"tests/test_{n}.py": _test_file(n)}, "tick": ["A1"],
+                      "usage": {"cost_usd": 0.02, "input_tokens": 200, "output_tokens": 20}} for n in ("alpha", "beta")]}
+    repo = _repo(tmp_path, harness, items, {"budgets": {"max_cycles": 6}},
+                 scenarios={"supervisor": sup, "worker": wrk})
+
+    rc = main(["loop", "--repo", str(repo), "--cycles", "6"])
+
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "nothing eligible" in out and out.count("cycle ") <= 6
+    plan = (repo / "docs/fix_plan.md").read_text()
+    assert plan.count("- Status: done") == 2
+    for n in ("alpha", "beta"):
+        focus = f"T-{n.upper()}-001"
+        run = _runs(repo, focus)[-1]
+        assert run["agent"]["status"] == "ok" and run["harness"]["item_status"] == "done"
+        assert f"src/{n}.py" in run["agent"]["committed"]
+        assert harness.git(repo, "log", "-1", "--format=%s", "--", f"src/{n}.py").startswith(f"RALPH: {focus}")
+        assert harness.git(repo, "show", f"HEAD:src/{n}.py") == _code(n).strip()
+    assert harness.git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    status = _status(repo, capsys)
+    assert status["spend"]["total"] == {"cost_usd": 0.06, "input_tokens": 600, "output_tokens": 60}
+    assert status["spend"]["per_focus"]["T-ALPHA-001"]["cost_usd"] == 0.03
+    assert status["spend"]["loop"]["cost_usd"] == pytest.approx(0.06)
+    assert (tmp_path / "notified.txt").read_text().splitlines() == ["done T-ALPHA-001", "done T-BETA-001"]
+    prompt = next((repo / "plans/active/T-BETA-001/reports").glob("*/agent/worker-prompt.md")).read_text()
+    assert "## [T-BETA-001] beta feature" in prompt and "- [ ] A1: write the code and its test" in prompt
+
+
+def test_rate_limited_supervisor_waits_and_the_worker_turn_is_ok_and_committed(tmp_path: Path, harness) -> None:
+    focus = "T-RATE-001"
+    items = {focus: (harness.item(focus, "rate limited"), _plan(harness, focus, "the tests pass"))}
+    sup = {"rate_limit": 2, "input_md": "valid", "check": "python -m pytest -q tests/test_gamma.py"}
+    wrk = {"write": {"src/gamma.py": _code("gamma"), "tests/test_gamma.py": _test_file("gamma")}, "tick": ["A1"]}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"supervisor": sup, "worker": wrk})
+
+    result = run_loop(_context(repo), cycles=3)
+
+    assert [c.status for c in result.cycles] == ["done", "idle"], result
+    ledger = (repo / "galph_memory.md").read_text()
+    assert ledger.count("Action type: Transient wait") == 2 and "try again in 2 seconds" in ledger
+    assert "blocked" not in (repo / "docs/fix_plan.md").read_text()
+    [run] = _runs(repo, focus)
+    assert run["agent"]["status"] == "ok" and run["status"] == "ok"
+    assert run["agent"]["verdict"]["newly_passing"] == ["1"] and run["agent"]["verdict"]["newly_ticked"] == ["A1"]
+    assert "src/gamma.py" in harness.git(repo, "ls-files")
+    assert not any("blocked" in s for s in harness.subjects(repo))
+
+
+@pytest.mark.parametrize(("worker", "status"), [({"exit": 1, "error": "fatal: the model refused"}, "agent_error"),
+                                                ({}, "no_op")])
+def test_circuit_breaker_stops_the_loop_with_exit_4(tmp_path: Path, harness, capsys, worker, status) -> None:
+    focus = "T-STUCK-001"
+    items = {focus: (harness.item(focus, "stuck"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {"dwell_limit": 10}, scenarios={"worker": worker})
+
+    rc = main(["loop", "--repo", str(repo), "--cycles", "6"])
+
+    out = capsys.readouterr().out
+    assert rc == 4, out
+    assert "loop stopped: breaker" in out and out.count("cycle ") == 3
+    assert [r["agent"]["status"] for r in _runs(repo, focus)] == [status] * 3
+    assert "loop stopped: breaker" in (repo / "galph_memory.md").read_text()
+    assert (tmp_path / "notified.txt").read_text().splitlines() == [f"breaker {focus}"]
+
+
+def test_budget_stops_the_loop_after_three_turns(tmp_path: Path, harness) -> None:
+    focus = "T-SPEND-001"
+    plan = harness.plan(focus, [("Work", [("one", "true"), ("two", "true")])], ["never passes — check: `false`"])
+    items = {focus: (harness.item(focus, "spending"), plan)}
+    wrk = {"turns": [{"write": {"src/n.txt": f"turn {i}\n"}, "usage": {"cost_usd": 0.02, "input_tokens": 10,
+                                                                         "output_tokens": 5}} for i in range(6)]}
+    repo = _repo(tmp_path, harness, items, {"dwell_limit": 10, "budgets": {"max_usd": 0.05}},
+                 scenarios={"worker": wrk})
+
+    result = run_loop(_context(repo), cycles=6)
+
+    assert result.stop_reason == "budget" and len(result.cycles) == 3
+    assert result.spend["cost_usd"] == pytest.approx(0.06)
+    assert [r["agent"]["status"] for r in _runs(repo, focus)] == ["ok"] * 3
+    assert "budget" in (tmp_path / "notified.txt").read_text()
+
+
+def test_secret_and_large_file_are_not_committed_and_the_turn_needs_review(tmp_path: Path, harness) -> None:
+    focus = "T-RISKY-001"
+    items = {focus: (harness.item(focus, "risky"), _plan(harness, focus, "never passes — check: `false`"))}
+    wrk = {"write": {"src/fine.py": _code("fine")}, "secret": "config.env",
+           "big_file": {"path": "data/weights.bin", "mb": 50}}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": wrk})
+
+    [outcome] = run_loop(_context(repo), cycles=1).cycles
+
+    [run] = _runs(repo, focus)
+    assert run["agent"]["status"] == "needs_review"
+    refused = {r["path"]: r["reason"] for r in run["agent"]["refused"]}
+    assert refused == {"config.env": "secret", "data/weights.bin": "oversize"}
+    tracked = harness.git(repo, "ls-files").splitlines()
+    assert "src/fine.py" in tracked and "config.env" not in tracked and "data/weights.bin" not in tracked
+    assert (repo / "config.env").exists() and (repo / "data/weights.bin").stat().st_size == 50 * 1024 * 1024
+    ledger = harness.git(repo, "show", "HEAD:galph_memory.md")
+    assert "not committed (needs review)" in ledger and "`data/weights.bin`: oversize" in ledger
+    assert outcome.worker_commit is not None
+
+
+def _bad_config(tmp_path: Path, harness, command_extra: dict, files: dict[str, str] | None = None) -> Path:
+    focus = "T-CONF-001"
+    items = {focus: (harness.item(focus, "conf"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {}})
+    for rel, text in (files or {}).items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    doc = yaml.safe_load((repo / "orchestrator.yaml").read_text())
+    doc["commands"]["llm-worker"].update(command_extra)
+    (repo / "orchestrator.yaml").write_text(yaml.safe_dump(doc))
+    return repo
+
+
+@pytest.mark.parametrize(("extra", "files", "expected"), [
+    ({"usage": "gpt-json"}, None, "commands.llm-worker.usage: unknown kind 'gpt-json'"),
+    ({"transient": ["slow (down"]}, None, "commands.llm-worker.transient[0]"),
+    ({"prompt": "prompts/missing.md.j2"}, None, "prompts/missing.md.j2: prompt template not found"),
+    ({"prompt": "prompts/w.md.j2"}, {"prompts/w.md.j2": "Focus: {{ focus }}\n\n{{ budget_left }}\n"},
+     "prompts/w.md.j2:3: unknown variable 'budget_left'"),
+])
+def test_bad_configuration_is_an_error_before_any_turn(tmp_path: Path, harness, capsys, extra, files,
+                                                       expected) -> None:
+    repo = _bad_config(tmp_path, harness, extra, files)
+    head = harness.git(repo, "rev-parse", "HEAD")
+
+    rc = main(["loop", "--repo", str(repo), "--cycles", "1"])
+
+    err = capsys.readouterr().err
+    assert rc == 2 and expected in err, err
+    assert harness.git(repo, "rev-parse", "HEAD") == head and not (repo / ".orchestrator/state.json").exists()
+
+
+def test_the_config_loader_accepts_every_turn_key() -> None:
+    assert set(TURN_TOP_KEYS) == set(NEW_TOP_KEYS)
+    from orchestrator.config import AgentCommand, Budgets
+
+    assert set(NEW_BUDGET_KEYS) <= set(Budgets.__dataclass_fields__)
+    assert set(NEW_COMMAND_KEYS) <= set(AgentCommand.__dataclass_fields__)
+
+
+def test_heartbeat_logs_elapsed_log_bytes_and_spend(tmp_path: Path, caplog) -> None:
+    log = tmp_path / "t.log"
+    log.write_text("x" * 42)
+    with caplog.at_level(logging.INFO, logger="orchestrator.execution.heartbeat"):
+        with heartbeat("[worker llm]", log, every_s=0.05, extra=lambda: "spend so far $0.0100, 5 tokens"):
+            import time
+
+            time.sleep(0.2)
+    beats = [r.getMessage() for r in caplog.records]
+    assert beats and all(m.startswith("[worker llm]: running for") for m in beats)
+    assert "log 42 bytes, spend so far $0.0100" in beats[0]
+
+
+def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path: Path, harness) -> None:
+    focus = "T-ECHO-001"
+    items = {focus: (harness.item(focus, "echo"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {"write": {"src/e.py": "E = 1\n"}}})
+    outputs = []
+    for quiet in ([], ["--quiet"]):
+        proc = subprocess.run([PY, "-m", "orchestrator", "loop", "--repo", str(repo), "--cycles", "1", *quiet],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode in (0, 1), proc.stderr
+        outputs.append(proc.stderr)
+    assert "[worker llm-worker] fake_llm: read a prompt" in outputs[0]
+    assert "[worker llm-worker]" not in outputs[1] and "running worker agent llm-worker" in outputs[1]
