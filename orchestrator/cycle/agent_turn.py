@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,16 @@ _SCAN_LIMIT = 8 * 1024 * 1024
 @dataclass(frozen=True)
 class Before:
     """What the harness saw before the turn: HEAD, the working plan (path, text, checkbox
-    states by item id) and the exit criteria (``"<n>" -> passed``)."""
+    states by item id), the exit criteria (``"<n>" -> passed``) and the paths already
+    changed in the work tree (``(mtime_ns, size)``; None = deleted): those stay the user's
+    unless the agent touches them."""
 
     head: str
     plan_path: Path
     plan_text: str | None
     plan_states: Mapping[str, bool]
     criteria: Mapping[str, bool | None]
+    dirty: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)
 
 
 def _plan_path(ctx: HarnessContext, focus: str) -> Path:
@@ -73,7 +76,16 @@ def observe_before(ctx: HarnessContext, focus: str, checks: Sequence[PlannedChec
     text = path.read_text(encoding="utf-8") if path.exists() else None
     states = _states(plan_doc.load(path)) if text is not None else {}
     criteria = run_checks(checks, ctx.repo, report / "before", env, ctx.config.check_timeout_s) if checks else ()
-    return Before(ctx.git.head_sha(), path, text, states, _criteria(criteria))
+    dirty = {p: _stamp(ctx.repo, p) for p in ctx.git.worktree_changes()}
+    return Before(ctx.git.head_sha(), path, text, states, _criteria(criteria), dirty)
+
+
+def _stamp(root: Path, rel: str) -> tuple[int, int] | None:
+    try:
+        st = (root / rel).lstat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,8 @@ def judge(ctx: HarnessContext, focus: str, before: Before, outcome: AgentResult,
         refused += [Refusal(h.path, "secret", f"in agent commit {sha[:10]}: {h}") for h in git.commit_secret_hits(sha)]
     plan_after, plan_problems = _plan_after(ctx, before, report)
     plan_rel = ctx.rel(before.plan_path)
-    changes = [p for p in git.worktree_changes() if p not in Layout.OWNED_FILES and p != plan_rel]
+    changes = [p for p in git.worktree_changes() if p not in Layout.OWNED_FILES and p != plan_rel
+               and (p not in before.dirty or _stamp(ctx.repo, p) != before.dirty[p])]
     policy = ctx.turns.commit.policy(ctx.config.max_commit_bytes)
     selection = select_paths([p for p in changes if not is_owned(p, focus)], policy,
                              size_of=lambda p: _size(ctx.repo, p), read_text=lambda p: _text(ctx.repo, p),

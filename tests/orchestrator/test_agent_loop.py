@@ -251,3 +251,16 @@ def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path:
         outputs.append(proc.stderr)
     assert "[worker llm-worker] fake_llm: read a prompt" in outputs[0]
     assert "[worker llm-worker]" not in outputs[1] and "running worker agent llm-worker" in outputs[1]
+
+
+def test_readme_claude_codex_config_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Running with Claude Code or Codex", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "orchestrator.yaml").write_text(block, encoding="utf-8")
+    config = load_config(tmp_path / "orchestrator.yaml")
+    sup, wrk = make_agents(config, tmp_path)
+    turns = load_turns(config)
+    assert (sup.name, wrk.name) == ("claude-supervisor", "claude-worker")
+    assert turns.budget.max_usd == 5.0 and turns.command("codex-worker").usage == "codex-jsonl"
+    assert "--output-format" in wrk.spec.argv and wrk.spec.argv[wrk.spec.argv.index("--output-format") + 1] == "json"
