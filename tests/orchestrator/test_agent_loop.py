@@ -82,8 +82,9 @@ def test_llm_supervisor_and_worker_complete_a_two_item_plan(tmp_path: Path, harn
     usage = {"cost_usd": 0.01, "input_tokens": 100, "output_tokens": 10}
     sup = {"turns": [{"input_md": "valid", "check": f"python -m pytest -q tests/test_{n}.py", "usage": usage}
                      for n in ("alpha", "beta")]}
+    cost = {"cost_usd": 0.02, "input_tokens": 200, "output_tokens": 20}
     wrk = {"turns": [{"write": {f"src/{n}.py": _code(n), f"tests/test_{n}.py": _test_file(n)}, "tick": ["A1"],
-                      "usage": {"cost_usd": 0.02, "input_tokens": 200, "output_tokens": 20}} for n in ("alpha", "beta")]}
+                      "usage": cost} for n in ("alpha", "beta")]}
     repo = _repo(tmp_path, harness, items, {"budgets": {"max_cycles": 6}},
                  scenarios={"supervisor": sup, "worker": wrk})
 
