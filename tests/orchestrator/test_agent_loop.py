@@ -265,3 +265,21 @@ def test_readme_claude_codex_config_is_valid(tmp_path: Path) -> None:
     assert (sup.name, wrk.name) == ("claude-supervisor", "claude-worker")
     assert turns.budget.max_usd == 5.0 and turns.command("codex-worker").usage == "codex-jsonl"
     assert "--output-format" in wrk.spec.argv and wrk.spec.argv[wrk.spec.argv.index("--output-format") + 1] == "json"
+
+
+def test_status_shows_the_running_turn_and_a_transient_wait(tmp_path: Path, harness, capsys) -> None:
+    focus = "T-LIVE-001"
+    items = {focus: (harness.item(focus, "live"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {}})
+    from orchestrator.cycle.meter import Meter
+
+    meter = Meter(_context(repo))
+    meter.live(turn={"role": "worker", "focus": focus, "report_dir": "r", "started_at": "2020-01-01T00:00:00Z"},
+               waiting={"role": "supervisor", "until": "2020-01-01T00:05:00Z", "excerpt": "try again in 2 seconds"})
+    status = _status(repo, capsys)
+    assert status["running_turn"]["role"] == "worker" and status["running_turn"]["elapsed_s"] > 1e8
+    assert status["running_turn"]["spend_so_far"] == {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
+    assert main(["status", "--repo", str(repo)]) == 0
+    text = capsys.readouterr().out
+    assert f"running: worker turn on {focus}" in text
+    assert "waiting until 2020-01-01T00:05:00Z (supervisor agent: try again in 2 seconds)" in text
