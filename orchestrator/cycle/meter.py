@@ -122,7 +122,11 @@ class Meter:
         while True:
             self.live(turn={"role": role, "focus": focus, "report_dir": report_rel,
                             "started_at": iso_utc(self.ctx.clock()), "attempt": attempt + 1})
-            result = run()
+            try:
+                result = run()
+            except BaseException:
+                self.live(turn=None)
+                raise
             if result.status != "transient" or result.transient is None:
                 self.live(turn=None)
                 return result
@@ -140,8 +144,11 @@ class Meter:
             self.live(turn=None, waiting={**wait, "since": iso_utc(now)})
             logger.warning("%s agent: %s; waiting until %s (%s), then retrying the same turn", role,
                            result.transient.excerpt, until, plan.source)
-            if not self.sleep_until(plan.until):
-                raise KeyboardInterrupt
+            try:
+                if not self.sleep_until(plan.until):
+                    raise KeyboardInterrupt
+            finally:
+                self.live(turn=None)
             attempt += 1
 
     def record(self, role: str, focus: str, result: AgentResult, status: TurnStatus) -> None:

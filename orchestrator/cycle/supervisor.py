@@ -327,8 +327,9 @@ def _spend_text(meter: Meter | None, focus: str) -> str:
 
 def _commit_handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> SuperviseResult:
     item, choice = turn.item, turn.choice
-    if item.status == "pending":
-        atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(fix_plan_doc.set_status(turn.plan, item.id,
+    if item.status == "pending":  # the plan as it is now: a supervisor agent may have refined it
+        plan = fix_plan_doc.load(ctx.layout.fix_plan)
+        atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(fix_plan_doc.set_status(plan, item.id,
                                                                                              "in_progress")))
     ts = _ledger_entry(ctx, LedgerNote(
         title=f"{item.id} — Phase {turn.span} handoff", focus=item.id, dwell=choice.dwell,

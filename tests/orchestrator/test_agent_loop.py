@@ -283,3 +283,19 @@ def test_status_shows_the_running_turn_and_a_transient_wait(tmp_path: Path, harn
     text = capsys.readouterr().out
     assert f"running: worker turn on {focus}" in text
     assert "waiting until 2020-01-01T00:05:00Z (supervisor agent: try again in 2 seconds)" in text
+
+
+def test_rate_limited_worker_retries_the_same_turn(tmp_path: Path, harness) -> None:
+    focus = "T-WAIT-001"
+    items = {focus: (harness.item(focus, "wait"), _plan(harness, focus, "never passes — check: `false`"))}
+    wrk = {"rate_limit": 1, "write": {"src/w.py": "W = 1\n"}, "usage": {"cost_usd": 0.01}}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": wrk})
+
+    result = run_loop(_context(repo), cycles=1)
+
+    [run] = _runs(repo, focus)
+    assert run["agent"]["status"] == "ok" and "src/w.py" in run["agent"]["committed"]
+    assert result.spend["cost_usd"] == pytest.approx(0.01) and not result.stop_reason
+    ledger = harness.git(repo, "show", "HEAD:galph_memory.md")
+    assert ledger.count("Action type: Transient wait") == 1 and "worker agent waiting until" in ledger
+    assert (tmp_path / "scenarios/worker.json.state").read_text() == "2"  # the same turn, run twice
