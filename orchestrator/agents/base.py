@@ -44,6 +44,9 @@ class SupervisorTask:
     draft: str
     now: datetime
     prompt_context: PromptContext | None = None
+    #: called by an external agent right after its process ended, before input.md is
+    #: validated: puts back documents it left invalid (fix plan, plan); returns what it did
+    after_run: Callable[[], list[str]] | None = None
 
     @property
     def input_path(self) -> Path:

@@ -134,6 +134,9 @@ class CommandAgent:
         before = _Snapshot.take(task.input_path)
         result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=(before,))
         agent_dir = task.report_dir / "agent"
+        restored = task.after_run() if task.after_run is not None else []
+        for note in restored:
+            logger.warning("%s: %s", self.name, note)
         decision = self._transient(result)
         if decision is not None:
             kept = _keep_copy(task.input_path, agent_dir, "transient_input") if before.changed() else None

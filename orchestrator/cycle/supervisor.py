@@ -12,7 +12,7 @@ item, and that escalation is committed on its own before the next item is superv
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -294,16 +294,13 @@ def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> tu
     task = turn.task
     previous = task.input_path.read_bytes() if task.input_path.exists() else None
     documents = {p: p.read_bytes() for p in (ctx.layout.fix_plan, ctx.repo / turn.plan_path) if p.exists()}
+    task = replace(task, after_run=lambda: _keep_valid_documents(ctx, turn, documents))
     if meter is not None:
         outcome = meter.call("supervisor", turn.item.id, turn.report_rel, lambda: ctx.supervisor.supervise(task))
     else:
         outcome = ctx.supervisor.supervise(task)
-    if getattr(ctx.supervisor, "external", False):
-        doc_problems = _keep_valid_documents(ctx, turn, documents)
-        if meter is not None:
-            meter.record("supervisor", turn.item.id, outcome, _AGENT_STATUS.get(outcome.status, TurnStatus.AGENT_ERROR))
-        if doc_problems:
-            logger.warning("supervisor %s: %s", ctx.supervisor.name, "; ".join(doc_problems))
+    if getattr(ctx.supervisor, "external", False) and meter is not None:
+        meter.record("supervisor", turn.item.id, outcome, _AGENT_STATUS.get(outcome.status, TurnStatus.AGENT_ERROR))
     if not outcome.ok:
         return outcome, list(outcome.problems)
     problems = validate_handoff_file(ctx.repo, task.input_path, expected_focus=turn.item.id,

@@ -299,3 +299,20 @@ def test_rate_limited_worker_retries_the_same_turn(tmp_path: Path, harness) -> N
     ledger = harness.git(repo, "show", "HEAD:galph_memory.md")
     assert ledger.count("Action type: Transient wait") == 1 and "worker agent waiting until" in ledger
     assert (tmp_path / "scenarios/worker.json.state").read_text() == "2"  # the same turn, run twice
+
+
+def test_an_invalid_fix_plan_from_the_supervisor_agent_is_kept_and_the_previous_restored(tmp_path: Path,
+                                                                                        harness) -> None:
+    focus = "T-EDIT-001"
+    items = {focus: (harness.item(focus, "edit"), _plan(harness, focus, "never passes — check: `false`"))}
+    sup = {"write": {"docs/fix_plan.md": "garbage\n"}, "input_md": "valid"}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"supervisor": sup})
+    seeded = (repo / "docs/fix_plan.md").read_text()
+
+    outcome = run_loop(_context(repo), cycles=1).cycles[0]
+
+    assert outcome.status != "blocked", outcome
+    kept = repo / outcome.report_dir / "agent" / "invalid_fix_plan.md"
+    assert kept.read_text() == "garbage\n"
+    assert harness.git(repo, "show", f"{outcome.supervisor_commit}:docs/fix_plan.md").startswith(seeded.rstrip()[:40])
+    assert "- Status: in_progress" in harness.git(repo, "show", f"{outcome.supervisor_commit}:docs/fix_plan.md")
