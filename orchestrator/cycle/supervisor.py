@@ -20,6 +20,13 @@ from orchestrator.agents.base import AgentResult, SupervisorTask
 from orchestrator.context import HarnessContext
 from orchestrator.cycle.meter import Meter
 from orchestrator.cycle.prompt_context import supervisor_prompt_context
+from orchestrator.cycle.supervisor_agent import (
+    agent_status,
+    chosen_focus,
+    keep_valid_documents,
+    move_report,
+    spend_text,
+)
 from orchestrator.documents import findings as findings_doc
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
@@ -31,7 +38,6 @@ from orchestrator.execution.steps import harness_bin
 from orchestrator.fsutil import atomic_write_bytes, atomic_write_text
 from orchestrator.layout import Layout
 from orchestrator.records.artifacts import new_report_dir, write_blocked
-from orchestrator.turns.breaker import TurnStatus
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError
 
@@ -227,6 +233,7 @@ class _Turn:
     reviewed: tuple[str, ...]
     report: Path
     task: SupervisorTask
+    phases_per_cycle: int | None = None
 
     @property
     def report_rel(self) -> str:
@@ -238,7 +245,7 @@ class _Turn:
 
 
 def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice, escalated: tuple[str, ...],
-             phases_per_cycle: int | None, meter: Meter | None = None) -> _Turn:
+             phases_per_cycle: int | None, meter: Meter | None = None, report: Path | None = None) -> _Turn:
     """Load the chosen item's plan, pick the phases, make the report dir and render the draft."""
     assert choice.focus is not None
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
@@ -251,7 +258,7 @@ def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice,
         raise ValueError(f"{plan_path}: every checklist item is ticked but {item.id} is {item.status}; "
                          "set its status by hand or add a phase")
     findings = findings_doc.load(ctx.layout.findings) if ctx.layout.findings.exists() else None
-    report = new_report_dir(ctx.repo, item.id, ctx.clock)
+    report = report if report is not None else new_report_dir(ctx.repo, item.id, ctx.clock)
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, ctx.rel(report),
                                      ctx.git.branch(), choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
     context = None
@@ -262,47 +269,44 @@ def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice,
     task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock(), context)
     reviewed = (FIX_PLAN, plan_path, *([FINDINGS] if findings else []), LEDGER)
     return _Turn(cycle_id=cycle_id, sync=sync, choice=choice, escalated=escalated, plan=plan, item=item,
-                 plan_path=plan_path, phases=phases, reviewed=reviewed, report=report, task=task)
+                 plan_path=plan_path, phases=phases, reviewed=reviewed, report=report, task=task,
+                 phases_per_cycle=phases_per_cycle)
 
 
-_AGENT_STATUS = {"ok": TurnStatus.OK, "invalid": TurnStatus.INVALID_OUTPUT, "timed_out": TurnStatus.TIMEOUT,
-                 "transient": TurnStatus.TRANSIENT}
+def _rechoose(ctx: HarnessContext, turn: _Turn, focus: str) -> _Turn:
+    """The turn for the eligible item ``focus`` a supervisor agent chose instead of the proposed
+    one: its report dir (same name, under ``focus``; the agent's transcript moved there), plan,
+    phases and dwell."""
+    report = move_report(ctx, turn.report, focus)
+    choice = FocusChoice(focus, dwell(cycle_commits(ctx.git), focus, make_judge(ctx.git)),
+                         f"chosen by the supervisor agent instead of {turn.item.id}")
+    logger.info("supervisor agent chose %s instead of %s", focus, turn.item.id)
+    return _prepare(ctx, turn.cycle_id, turn.sync, choice, turn.escalated, turn.phases_per_cycle, report=report)
 
 
-def _keep_valid_documents(ctx: HarnessContext, turn: _Turn, before: dict[Path, bytes]) -> list[str]:
-    """The fix plan and working plan an agent may edit must still parse; an invalid one is kept
-    as ``<report>/agent/invalid_<name>`` and the previous version restored."""
-    problems = []
-    for path, data in before.items():
-        loader = fix_plan_doc.load if path == ctx.layout.fix_plan else plan_doc.load
-        try:
-            loader(path)
-        except (DocumentError, OSError, ValueError) as exc:
-            keep = turn.report / "agent" / f"invalid_{path.name}"
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                keep.write_bytes(path.read_bytes())
-            atomic_write_bytes(path, data)
-            problems.append(f"{ctx.rel(path)}: invalid after the supervisor agent ({exc}); kept as "
-                            f"{ctx.rel(keep)}, previous restored")
-    return problems
-
-
-def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> tuple[AgentResult, list[str]]:
+def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None,
+             forced: bool = False) -> tuple[_Turn, AgentResult, list[str]]:
     """Run the supervisor agent and validate what it wrote; an invalid handoff is kept as an
-    artifact and the previous ``input.md`` is put back (so are an invalid fix plan or plan)."""
+    artifact and the previous ``input.md`` is put back (so are an invalid fix plan or plan).
+    An external agent may name another eligible item (not when the focus was forced)."""
     task = turn.task
     previous = task.input_path.read_bytes() if task.input_path.exists() else None
     documents = {p: p.read_bytes() for p in (ctx.layout.fix_plan, ctx.repo / turn.plan_path) if p.exists()}
-    task = replace(task, after_run=lambda: _keep_valid_documents(ctx, turn, documents))
+    task = replace(task, after_run=lambda: keep_valid_documents(ctx, turn.report, documents))
     if meter is not None:
         outcome = meter.call("supervisor", turn.item.id, turn.report_rel, lambda: ctx.supervisor.supervise(task))
     else:
         outcome = ctx.supervisor.supervise(task)
-    if getattr(ctx.supervisor, "external", False) and meter is not None:
-        meter.record("supervisor", turn.item.id, outcome, _AGENT_STATUS.get(outcome.status, TurnStatus.AGENT_ERROR))
+    external = getattr(ctx.supervisor, "external", False)
+    if external and meter is not None:
+        meter.record("supervisor", turn.item.id, outcome, agent_status(outcome.status))
     if not outcome.ok:
-        return outcome, list(outcome.problems)
+        return turn, outcome, list(outcome.problems)
+    if external and not forced:
+        eligible = [it.id for it in eligible_items(fix_plan_doc.load(ctx.layout.fix_plan))]
+        chosen = chosen_focus(ctx, task.input_path, turn.item.id, eligible)
+        if chosen is not None:
+            turn = _rechoose(ctx, turn, chosen)
     problems = validate_handoff_file(ctx.repo, task.input_path, expected_focus=turn.item.id,
                                      expected_artifacts=turn.report_rel)
     if problems:
@@ -311,15 +315,7 @@ def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> tu
             task.input_path.unlink()
         else:
             atomic_write_bytes(task.input_path, previous)
-    return outcome, problems
-
-
-def _spend_text(meter: Meter | None, focus: str) -> str:
-    if meter is None or not meter.turns:
-        return ""
-    loop, item = meter.spend(), meter.spend(focus)
-    return (f"${loop['cost_usd']:.4f}, {loop['input_tokens']} in / {loop['output_tokens']} out tokens this loop "
-            f"(this focus: ${item['cost_usd']:.4f})")
+    return turn, outcome, problems
 
 
 def _commit_handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> SuperviseResult:
@@ -333,7 +329,7 @@ def _commit_handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None
         action="Implementation handoff", state="ready_for_implementation", report_rel=turn.report_rel,
         sync=turn.sync, reviewed=turn.reviewed,
         next_action=f"worker runs Phase {turn.span} ({ctx.supervisor.name} supervisor; {choice.reason})",
-        spend=_spend_text(meter, item.id)))
+        spend=spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"Phase {turn.span} handoff (dwell {choice.dwell})",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     return SuperviseResult(SuperviseStatus.READY, item.id, turn.report, sha,
@@ -349,7 +345,7 @@ def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: l
         title=f"{item.id} — handoff blocked", focus=item.id, dwell=turn.choice.dwell, action="Handoff rejected",
         state="blocked", report_rel=turn.report_rel, sync=turn.sync, reviewed=turn.reviewed,
         next_action="next cycle retries the handoff", body="\n".join(f"- {p}" for p in problems[:20]),
-        spend=_spend_text(meter, item.id)))
+        spend=spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"handoff rejected: {reason[:80]}",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     logger.warning("supervisor %s: %s (%s)", ctx.supervisor.name, reason, ctx.rel(blocked))
@@ -377,7 +373,7 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
     if choice.focus is None:
         return SuperviseResult(SuperviseStatus.IDLE, None, None, None, choice.reason, escalated)
     turn = _prepare(ctx, cycle_id, sync, choice, escalated, phases_per_cycle, meter)
-    outcome, problems = _handoff(ctx, turn, meter)
+    turn, outcome, problems = _handoff(ctx, turn, meter, forced=forced_focus is not None)
     if outcome.ok and not problems:
         return _commit_handoff(ctx, turn, meter)
     return _commit_rejection(ctx, turn, outcome.message if not outcome.ok else "the handoff failed validation",

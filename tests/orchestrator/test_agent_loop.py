@@ -316,3 +316,21 @@ def test_an_invalid_fix_plan_from_the_supervisor_agent_is_kept_and_the_previous_
     assert kept.read_text() == "garbage\n"
     assert harness.git(repo, "show", f"{outcome.supervisor_commit}:docs/fix_plan.md").startswith(seeded.rstrip()[:40])
     assert "- Status: in_progress" in harness.git(repo, "show", f"{outcome.supervisor_commit}:docs/fix_plan.md")
+
+
+def test_llm_supervisor_may_choose_another_eligible_item(tmp_path: Path, harness) -> None:
+    items = {f"T-{n}-001": (harness.item(f"T-{n}-001", n.lower(), priority=p),
+                            _plan(harness, f"T-{n}-001", "the tests pass"))
+             for n, p in (("FIRST", "P1"), ("SECOND", "P2"))}
+    sup = {"input_md": "valid", "choose_focus": "T-SECOND-001", "check": "python -m pytest -q tests/test_second.py"}
+    wrk = {"write": {"src/second.py": _code("second"), "tests/test_second.py": _test_file("second")}, "tick": ["A1"]}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"supervisor": sup, "worker": wrk})
+
+    [outcome] = run_loop(_context(repo), cycles=1).cycles
+
+    assert outcome.focus == "T-SECOND-001" and outcome.status == "done", outcome
+    assert outcome.report_dir.startswith("plans/active/T-SECOND-001/reports/")
+    assert (repo / outcome.report_dir / "agent" / "supervisor-prompt.md").exists()
+    assert not (repo / "plans/active/T-FIRST-001/reports").exists()
+    assert harness.subjects(repo)[1].startswith("SUPERVISOR: T-SECOND-001 —")
+    assert "chosen by the supervisor agent instead of T-FIRST-001" in harness.git(repo, "show", "HEAD:galph_memory.md")
