@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.agents.base import AgentResult
 from orchestrator.context import HarnessContext
+from orchestrator.cycle.supervisor_agent import keep_valid_documents
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents import plan as plan_doc
@@ -54,6 +55,7 @@ class Before:
     plan_states: Mapping[str, bool]
     criteria: Mapping[str, bool | None]
     dirty: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)
+    fix_plan: bytes | None = None
 
 
 def _plan_path(ctx: HarnessContext, focus: str) -> Path:
@@ -77,7 +79,8 @@ def observe_before(ctx: HarnessContext, focus: str, checks: Sequence[PlannedChec
     states = _states(plan_doc.load(path)) if text is not None else {}
     criteria = run_checks(checks, ctx.repo, report / "before", env, ctx.config.check_timeout_s) if checks else ()
     dirty = {p: _stamp(ctx.repo, p) for p in ctx.git.worktree_changes()}
-    return Before(ctx.git.head_sha(), path, text, states, _criteria(criteria), dirty)
+    fix_plan = ctx.layout.fix_plan.read_bytes() if ctx.layout.fix_plan.exists() else None
+    return Before(ctx.git.head_sha(), path, text, states, _criteria(criteria), dirty, fix_plan)
 
 
 def _stamp(root: Path, rel: str) -> tuple[int, int] | None:
@@ -155,6 +158,8 @@ def judge(ctx: HarnessContext, focus: str, before: Before, outcome: AgentResult,
         committed |= git.changed_paths(sha)
         refused += [Refusal(h.path, "secret", f"in agent commit {sha[:10]}: {h}") for h in git.commit_secret_hits(sha)]
     plan_after, plan_problems = _plan_after(ctx, before, report)
+    if before.fix_plan is not None:  # the worker must leave docs/fix_plan.md parseable
+        plan_problems += tuple(keep_valid_documents(ctx, report, {ctx.layout.fix_plan: before.fix_plan}))
     plan_rel = ctx.rel(before.plan_path)
     changes = [p for p in git.worktree_changes() if p not in Layout.OWNED_FILES and p != plan_rel
                and (p not in before.dirty or _stamp(ctx.repo, p) != before.dirty[p])]

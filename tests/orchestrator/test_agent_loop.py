@@ -334,3 +334,16 @@ def test_llm_supervisor_may_choose_another_eligible_item(tmp_path: Path, harness
     assert not (repo / "plans/active/T-FIRST-001/reports").exists()
     assert harness.subjects(repo)[1].startswith("SUPERVISOR: T-SECOND-001 —")
     assert "chosen by the supervisor agent instead of T-FIRST-001" in harness.git(repo, "show", "HEAD:galph_memory.md")
+
+
+def test_a_worker_that_breaks_the_fix_plan_gets_it_restored_and_invalid_output(tmp_path: Path, harness) -> None:
+    focus = "T-BREAK-001"
+    items = {focus: (harness.item(focus, "break"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {"write": {"docs/fix_plan.md": "garbage\n"}}})
+
+    [outcome] = run_loop(_context(repo), cycles=1).cycles
+
+    [run] = _runs(repo, focus)
+    assert run["agent"]["status"] == "invalid_output" and "docs/fix_plan.md" in run["agent"]["plan_problems"][0]
+    assert (repo / outcome.report_dir / "agent" / "invalid_fix_plan.md").read_text() == "garbage\n"
+    assert f"## [{focus}] break" in harness.git(repo, "show", "HEAD:docs/fix_plan.md")
