@@ -95,9 +95,12 @@ def _spend(layout: Layout) -> dict[str, dict[str, float | int]]:
     return per_focus
 
 
-def _live(repo: Path, per_focus: dict[str, dict[str, float | int]]) -> dict[str, Any]:
-    """The running turn or wait (with elapsed seconds), the loop's and the repository's spend."""
+def _live(repo: Path, per_focus: dict[str, dict[str, float | int]], running: bool) -> dict[str, Any]:
+    """The running turn or wait (with elapsed seconds; only while a loop holds the lock), the
+    loop's and the repository's spend."""
     live = read_live(repo) or {}
+    if not running:
+        live = {**live, "turn": None, "waiting": None}
     total = {k: sum(v[k] for v in per_focus.values()) for k in _SPEND_KEYS}
     total["cost_usd"] = round(float(total["cost_usd"]), 6)
     out: dict[str, Any] = {"spend": {"total": total, "per_focus": per_focus, "loop": live.get("spend")},
@@ -146,7 +149,8 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
                                  "date": c.committed_at} for c in commits[:6]]
     status["runs"] = _runs(layout)
-    status.update(_live(repo, _spend(layout)))
+    lock = status["lock"]
+    status.update(_live(repo, _spend(layout), running=bool(lock and lock.get("alive"))))
     return status
 
 

@@ -272,15 +272,18 @@ def test_status_shows_the_running_turn_and_a_transient_wait(tmp_path: Path, harn
     items = {focus: (harness.item(focus, "live"), _plan(harness, focus, "never passes — check: `false`"))}
     repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {}})
     from orchestrator.cycle.meter import Meter
+    from orchestrator.records.state import hold_lock
 
     meter = Meter(_context(repo))
     meter.live(turn={"role": "worker", "focus": focus, "report_dir": "r", "started_at": "2020-01-01T00:00:00Z"},
                waiting={"role": "supervisor", "until": "2020-01-01T00:05:00Z", "excerpt": "try again in 2 seconds"})
-    status = _status(repo, capsys)
+    assert _status(repo, capsys)["running_turn"] is None  # no loop holds the lock: a stale live.json
+    with hold_lock(repo):
+        status = _status(repo, capsys)
+        assert main(["status", "--repo", str(repo)]) == 0
+        text = capsys.readouterr().out
     assert status["running_turn"]["role"] == "worker" and status["running_turn"]["elapsed_s"] > 1e8
     assert status["running_turn"]["spend_so_far"] == {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0}
-    assert main(["status", "--repo", str(repo)]) == 0
-    text = capsys.readouterr().out
     assert f"running: worker turn on {focus}" in text
     assert "waiting until 2020-01-01T00:05:00Z (supervisor agent: try again in 2 seconds)" in text
 
