@@ -350,3 +350,42 @@ def test_a_worker_that_breaks_the_fix_plan_gets_it_restored_and_invalid_output(t
     assert run["agent"]["status"] == "invalid_output" and "docs/fix_plan.md" in run["agent"]["plan_problems"][0]
     assert (repo / outcome.report_dir / "agent" / "invalid_fix_plan.md").read_text() == "garbage\n"
     assert f"## [{focus}] break" in harness.git(repo, "show", "HEAD:docs/fix_plan.md")
+
+
+def _transient_meter(tmp_path: Path, harness, **kw):
+    from orchestrator.cycle.meter import Meter
+
+    focus = "T-METER-001"
+    items = {focus: (harness.item(focus, "meter"), _plan(harness, focus, "never passes — check: `false`"))}
+    repo = _repo(tmp_path, harness, items, {}, scenarios={"worker": {}})
+    return repo, Meter(_context(repo), **kw)
+
+
+def _rate_limited(now):
+    from datetime import timedelta
+
+    from orchestrator.agents.base import AgentResult
+    from orchestrator.turns.transient import TransientDecision
+
+    return AgentResult("transient", "limited", transient=TransientDecision(True, "claude-usage-limit",
+                                                                            now + timedelta(seconds=60), "resets 4pm"))
+
+
+def test_a_stopped_transient_wait_is_an_interrupt(tmp_path: Path, harness) -> None:
+    repo, meter = _transient_meter(tmp_path, harness, sleep_until=lambda until: False)  # as SIGINT during the wait
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        meter.call("worker", "T-METER-001", "r", lambda: calls.append(1) or _rate_limited(meter.ctx.clock()))
+    assert calls == [1] and meter.turns == 0 and not meter.breakers  # neither counted nor fed to the breaker
+    live = json.loads((repo / ".orchestrator/live.json").read_text())
+    assert live["turn"] is None
+
+
+def test_a_transient_wait_past_the_wall_budget_stops_the_loop(tmp_path: Path, harness) -> None:
+    from orchestrator.cycle.meter import LoopStop
+
+    repo, meter = _transient_meter(tmp_path, harness)
+    meter.deadline = meter.ctx.clock()  # no wall time left
+    with pytest.raises(LoopStop) as stop:
+        meter.call("supervisor", "T-METER-001", "r", lambda: _rate_limited(meter.ctx.clock()))
+    assert stop.value.reason == "wall" and "resets 4pm" in stop.value.message
