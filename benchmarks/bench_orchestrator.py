@@ -2,7 +2,8 @@
 
 Each measurement is a zero-argument function returning a dict that is merged into the output;
 add new ones (e.g. ``cycle_overhead_s``) to :func:`measurements`. Targets are
-reported, never asserted: ``ledger_parse_s_10mb`` < 1 s.
+reported, never asserted: ``ledger_parse_s_10mb`` < 1 s; ``cycle_overhead_s`` and
+``external_cycle_s`` (a cycle whose worker is a no-op external agent CLI) < 2 s.
 
 Usage: ``python benchmarks/bench_orchestrator.py [--only NAME ...]``
 """
@@ -173,9 +174,59 @@ def measure_cycle_overhead() -> dict:
             "cycle_overhead_excl_commands_s": round(min(excl), 3), "cycle_cli_cold_s": round(cold, 3)}
 
 
+FAKE_LLM = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "agents" / "fake_llm.py"
+
+
+def measure_external_cycle() -> dict:
+    """One cycle with the builtin supervisor and an external worker agent that does nothing
+    (``fake_llm.py`` without a scenario: reads the rendered prompt, exits 0), best of N,
+    in-process. The cycle renders the prompt, runs the criteria before and after the turn,
+    judges the turn (``no_op``), applies the commit policy and commits.
+    ``external_cycle_excl_commands_s`` subtracts the agent process and the checks. Target: < 2 s."""
+    import json as json_mod
+
+    import yaml
+
+    from orchestrator.config import load_config
+    from orchestrator.context import HarnessContext, identity_env
+    from orchestrator.cycle.loop import load_turns, make_agents, run_loop
+
+    walls, excl, agent_s = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(REPEATS):
+            repo = _cycle_repo(Path(tmp) / f"x{i}")
+            doc = {"git_sync": False, "agents": {"worker": "noop"}, "commands": {"noop": {
+                "role": "worker", "argv": [sys.executable, str(FAKE_LLM), "--prompt-file", "{prompt_file}"],
+                "usage": "claude-json"}}}
+            (repo / "orchestrator.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+            config = load_config(repo / "orchestrator.yaml")
+            sup, wrk = make_agents(config, repo)
+            ctx = HarnessContext(repo, config, sup, wrk, turns=load_turns(config), git_env=identity_env(repo) or {
+                "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "b@x"})
+            t0 = time.perf_counter()
+            [outcome] = run_loop(ctx, cycles=1).cycles
+            wall = time.perf_counter() - t0
+            report = repo / outcome.report_dir
+            run = json_mod.loads((report / "run.json").read_text())
+            if run["agent"]["status"] != "no_op":
+                raise RuntimeError(f"benchmark agent turn was not a no-op: {run['agent']}")
+            agent = json_mod.loads((report / "agent" / "worker.json").read_text())["command"]["duration_s"]
+            commands = agent
+            for check_log in report.rglob("check-*.log"):  # before and after the turn
+                commands += sum(float(m) for m in re.findall(r"duration=([0-9.]+)s", check_log.read_text()))
+            walls.append(wall)
+            excl.append(wall - commands)
+            agent_s.append(agent)
+    return {"external_cycle_s": round(min(walls), 3), "external_cycle_runs": [round(w, 3) for w in walls],
+            "external_cycle_excl_commands_s": round(min(excl), 3),
+            "external_cycle_agent_process_s": round(min(agent_s), 3)}
+
+
 def measurements() -> dict[str, Callable[[], dict]]:
     """Named measurements; each returns a dict merged into the printed JSON object."""
-    return {"ledger_parse": measure_ledger_parse, "cycle_overhead": measure_cycle_overhead}
+    return {"ledger_parse": measure_ledger_parse, "cycle_overhead": measure_cycle_overhead,
+            "external_cycle": measure_external_cycle}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "orchestrator.yaml"
 BUILTIN = "builtin"
+#: top-level keys of the agent-turn settings (validated by orchestrator.turns.config; the
+#: names equal its NEW_TOP_KEYS, which tests/orchestrator/test_agent_loop.py checks)
+TURN_TOP_KEYS = ("commit", "breaker", "notify")
 PLACEHOLDERS = ("{prompt}", "{prompt_file}", "{repo}", "{report_dir}", "{role}", "{focus}")
 
 
@@ -40,13 +43,18 @@ class ConfigError(ValueError):
 class AgentCommand:
     """An external agent CLI. ``argv`` is a template: each element may contain the
     placeholders ``{prompt}`` (prompt text), ``{prompt_file}``, ``{repo}``, ``{report_dir}``,
-    ``{role}`` and ``{focus}``; it is never passed through a shell."""
+    ``{role}`` and ``{focus}``; it is never passed through a shell. ``transient`` (extra
+    regexes), ``usage`` (``claude-json`` | ``codex-jsonl`` | ``none``) and ``prompt`` (template
+    path) are validated by :class:`orchestrator.turns.config.TurnsConfig` before any turn."""
 
     name: str
     role: str
     argv: tuple[str, ...]
     timeout_s: float = 3600.0
     description: str = ""
+    transient: tuple[str, ...] = ()
+    usage: str = "none"
+    prompt: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ("supervisor", "worker"):
@@ -59,10 +67,14 @@ class AgentCommand:
 
 @dataclass(frozen=True)
 class Budgets:
-    """Limits of one ``loop`` invocation: cycles and wall-clock seconds (0 = unlimited)."""
+    """Limits of one ``loop`` invocation: cycles and wall-clock seconds (0 = unlimited);
+    ``max_usd`` / ``max_tokens``: agent spend after which no new turn starts (None = none;
+    validated by :class:`orchestrator.turns.config.TurnsConfig`)."""
 
     max_cycles: int = 10
     max_wall_s: float = 4 * 3600.0
+    max_usd: float | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_cycles < 1:
@@ -100,6 +112,10 @@ class HarnessConfig:
     main_job: MainJobConfig = field(default_factory=MainJobConfig)
     commands: Mapping[str, AgentCommand] = field(default_factory=dict)
     source: str = "<defaults>"
+    #: the parsed document (for the agent-turn keys: ``commit``, ``breaker``, ``notify``,
+    #: ``budgets.max_usd``/``max_tokens``, per-command ``transient``/``usage``/``prompt``),
+    #: read by :class:`orchestrator.turns.config.TurnsConfig`; empty for the defaults
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dwell_limit < 1:
@@ -151,6 +167,8 @@ def _parse_commands(raw: Mapping[str, Any], source: str) -> dict[str, AgentComma
         if not isinstance(argv, list):
             raise ConfigError(f"{source}: commands.{name}.argv must be a list of strings")
         data["argv"] = tuple(argv)
+        if isinstance(data.get("transient"), list):
+            data["transient"] = tuple(data["transient"])
         try:
             commands[name] = AgentCommand(name=str(name), **{k: v for k, v in data.items() if k != "name"})
         except TypeError as exc:
@@ -169,7 +187,8 @@ def load_config(path: Path) -> HarnessConfig:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     source = str(path)
-    top = dict(_mapping(raw, "the document", source))
+    document = dict(_mapping(raw, "the document", source))
+    top = {k: v for k, v in document.items() if k not in TURN_TOP_KEYS}
     agents = _mapping(top.pop("agents", None), "agents", source)
     unknown_agents = sorted(set(agents) - {"supervisor", "worker"})
     if unknown_agents:
@@ -184,7 +203,7 @@ def load_config(path: Path) -> HarnessConfig:
         message = str(exc)
         raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from exc
     scalars = _take(top, HarnessConfig, "the top level", source)
-    for forbidden in ("supervisor", "worker", "source"):
+    for forbidden in ("supervisor", "worker", "source", "document"):
         if forbidden in scalars:
             raise ConfigError(f"{source}: {forbidden!r} belongs under agents:, not at the top level")
     try:
@@ -195,6 +214,7 @@ def load_config(path: Path) -> HarnessConfig:
             main_job=main_job,
             commands=commands,
             source=source,
+            document=document,
             **scalars,
         )
     except TypeError as exc:

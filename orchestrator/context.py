@@ -15,6 +15,7 @@ from orchestrator.agents.base import SupervisorAgent, WorkerAgent
 from orchestrator.config import HarnessConfig
 from orchestrator.fsutil import utc_now
 from orchestrator.layout import Layout
+from orchestrator.turns.config import TurnsConfig
 from orchestrator.vcs.repo import GitRepo
 
 __all__ = ["HARNESS_IDENTITY", "HarnessContext", "identity_env"]
@@ -45,7 +46,9 @@ class HarnessContext:
     ``repo``: repository or worktree root (steps run there). ``expected_branch``: commits
     are refused on any other branch (None: whatever branch is checked out, never a detached
     HEAD). ``git_env``: identity variables for the harness's commits (see
-    :func:`identity_env`). ``git`` and ``layout`` are made once, on first use.
+    :func:`identity_env`). ``turns``: the agent-turn settings (commit policy, breaker, notify,
+    spend budget, per-command transient/usage/prompt). ``git`` and ``layout`` are made once,
+    on first use.
     """
 
     repo: Path
@@ -55,6 +58,7 @@ class HarnessContext:
     expected_branch: str | None = None
     git_env: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    turns: TurnsConfig = field(default_factory=TurnsConfig)
 
     @cached_property
     def git(self) -> GitRepo:

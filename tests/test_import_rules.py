@@ -25,12 +25,13 @@ LAYERS: dict[str, int] = {
     "vcs": 2,
     "records": 3,
     "execution": 4,
-    "agents": 5, "turns": 5,
-    "context": 6,
-    "cycle": 7,
-    "tools": 8,
-    "report": 9,
-    "cli": 10,
+    "turns": 5,
+    "agents": 6,
+    "context": 7,
+    "cycle": 8,
+    "tools": 9,
+    "report": 10,
+    "cli": 11,
 }
 #: Entry points that only start the command line.
 ENTRY_POINTS = ("orchestrator/__init__.py", "orchestrator/__main__.py", "orchestrator/report/__main__.py")
@@ -115,9 +116,13 @@ def test_orchestrator_imports_point_down_the_layers() -> None:
 def test_layer_check_flags_upward_and_sibling_imports(tmp_path: Path) -> None:
     module = tmp_path / "probe.py"
     module.write_text("from orchestrator.cycle.loop import run_loop\nimport orchestrator.turns.x\n"
-                      "from orchestrator.documents import plan\nfrom orchestrator import fsutil\n")
+                      "from orchestrator.documents import plan\nfrom orchestrator import fsutil\n"
+                      "import orchestrator.layout\n")
     names = _imported_modules(module)
-    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 7)", "orchestrator.turns.x (layer 5)"]
+    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 8)"]
+    assert _upward_imports("turns", names) == ["orchestrator.cycle.loop (layer 8)"]
+    assert _upward_imports("fsutil", names) == ["orchestrator.cycle.loop (layer 8)", "orchestrator.documents (layer 1)",
+                                                "orchestrator.layout (layer 0)", "orchestrator.turns.x (layer 5)"]
     assert _upward_imports("cli", names) == []
 
 

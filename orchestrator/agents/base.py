@@ -18,6 +18,9 @@ from typing import Protocol
 from orchestrator.execution.steps import PlannedStep
 from orchestrator.layout import Layout
 from orchestrator.records.run_record import StepRecord
+from orchestrator.turns.prompts import PromptContext
+from orchestrator.turns.transient import TransientDecision
+from orchestrator.turns.usage import Usage
 
 __all__ = ["AgentResult", "HandoffValidator", "SupervisorAgent", "SupervisorTask", "WorkerAgent", "WorkerTask"]
 
@@ -40,6 +43,10 @@ class SupervisorTask:
     report_dir: Path
     draft: str
     now: datetime
+    prompt_context: PromptContext | None = None
+    #: called by an external agent right after its process ended, before input.md is
+    #: validated: puts back documents it left invalid (fix plan, plan); returns what it did
+    after_run: Callable[[], list[str]] | None = None
 
     @property
     def input_path(self) -> Path:
@@ -62,14 +69,19 @@ class WorkerTask:
     done_steps: Mapping[int, StepRecord] = field(default_factory=dict)
     on_step: Callable[[StepRecord], None] | None = None
     on_start: Callable[[int, Path], None] | None = None
+    prompt_context: PromptContext | None = None
 
 
 @dataclass(frozen=True)
 class AgentResult:
     """``status``: ``ok`` | ``invalid`` (wrote something that failed validation) |
-    ``timed_out`` | ``failed`` (non-zero exit, cannot start). ``steps`` are the commands
-    the agent ran; ``per_step`` says they map one to one onto the handoff's Do-Now steps
-    (the builtin worker) rather than being one record of the agent's whole run (CommandAgent)."""
+    ``timed_out`` | ``failed`` (non-zero exit, cannot start) | ``transient`` (a rate limit,
+    usage limit or overload: ``transient`` holds the decision; retry after the wait).
+    ``steps`` are the commands the agent ran; ``per_step`` says they map one to one onto the
+    handoff's Do-Now steps (the builtin worker) rather than being one record of the agent's
+    whole run (CommandAgent). ``rc``: the external process's exit status (None: builtin or
+    not started); ``usage``: its spend when its ``usage:`` kind reported one; ``error_tail``:
+    the last lines of its output (for the breaker's same-error rule and the next prompt)."""
 
     status: str
     message: str = ""
@@ -78,6 +90,10 @@ class AgentResult:
     transcript: Path | None = None
     artifacts: tuple[Path, ...] = ()
     problems: tuple[str, ...] = ()
+    rc: int | None = None
+    usage: Usage | None = None
+    transient: TransientDecision | None = None
+    error_tail: str = ""
 
     @property
     def ok(self) -> bool:

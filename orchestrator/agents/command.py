@@ -1,17 +1,20 @@
 """External coding-agent CLIs as agents: :class:`CommandAgent`.
 
 :class:`CommandAgent` runs an external CLI from an argv template (``orchestrator.yaml``,
-never through a shell) with a rendered prompt file, under a timeout, with its transcript in
-``<report_dir>/agent/``. Afterwards it validates what the agent wrote; anything invalid is
-kept as an artifact and the previous file is restored, so nothing is lost and the cycle is
-recorded as blocked.
+never through a shell) with a prompt rendered from a Jinja2 template
+(:mod:`orchestrator.turns.prompts`; the command's ``prompt:`` or the shipped default), under a
+timeout, with its transcript in ``<report_dir>/agent/``. Its output lines go to the
+``orchestrator.output`` logger prefixed ``[<role> <name>]``, with a heartbeat every 30 s.
+Afterwards it parses the spend (``usage:``), classifies a failure as transient (rate/usage
+limit, overload: the caller waits and retries) and validates what the agent wrote; anything
+invalid is kept as an artifact and the previous file is restored, so nothing is lost.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,15 @@ from orchestrator.agents.base import (
     WorkerTask,
 )
 from orchestrator.config import AgentCommand
+from orchestrator.execution.heartbeat import HEARTBEAT_S, heartbeat
 from orchestrator.execution.runner import CommandInterrupted, CommandResult, run
-from orchestrator.execution.steps import step_record
-from orchestrator.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from orchestrator.execution.steps import OUTPUT_LOG, step_record
+from orchestrator.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, utc_now
 from orchestrator.layout import Layout
 from orchestrator.records.run_record import StepRecord
+from orchestrator.turns.prompts import PromptContext, PromptTemplate, default_template
+from orchestrator.turns.transient import TransientClassifier, TransientDecision
+from orchestrator.turns.usage import Usage, check_usage_kind, parse_usage
 
 __all__ = ["CommandAgent", "render_argv"]
 
@@ -40,37 +47,6 @@ def render_argv(template: tuple[str, ...], values: Mapping[str, str]) -> list[st
     """Substitute ``{prompt}``, ``{prompt_file}``, ``{repo}``, ``{report_dir}``, ``{role}`` and
     ``{focus}`` in one pass (text inserted for one placeholder is never re-substituted)."""
     return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in template]
-
-
-_SUPERVISOR_PROMPT = """\
-You are the SUPERVISOR of the ptycho-harness loop working in {repo}.
-
-Focus: {focus} — {title}
-Dwell (computed by the harness from git history): {dwell}
-This cycle's report directory: {report_rel}/
-
-Write the worker's handoff to `input.md` in the repository root. Keep the format of the
-draft below: header lines `Mode:`, `Focus: <ID> — <title>`, `Branch:`, `Mapped tests:`,
-`Artifacts: {report_rel}/`; `## Do Now` with `### Phase X: title` sections, numbered steps
-and ```bash blocks (a `# Expected: N passed` comment states a pytest expectation; a leading
-`timeout N` bounds a step); `## Exit Criteria` as a numbered list whose items end with
-`check: `<command>`` wherever the criterion can be checked by a command.
-Use only paths inside the repository. Do not edit other files and do not commit: the harness
-validates input.md, appends the ledger entry and commits.
-
-Draft from the builtin supervisor:
-
-{draft}
-"""
-
-_WORKER_PROMPT = """\
-You are the WORKER of the ptycho-harness loop working in {repo}.
-
-Execute the `## Do Now` of `input.md` (focus {focus}) step by step, keeping every output
-under {report_rel}/. Do not edit `input.md`, `galph_memory.md` or `docs/fix_plan.md` and do
-not commit: the harness checks the exit criteria itself, records run.json, updates the plan
-and commits. If you cannot proceed, write {report_rel}/blocked_<UTC-ts>.md saying why.
-"""
 
 
 @dataclass(frozen=True)
@@ -106,25 +82,67 @@ def _keep_copy(src: Path, dest_dir: Path, stem: str) -> Path | None:
     raise RuntimeError(f"too many copies of {stem} in {dest_dir}")
 
 
+_TAIL_CHARS = 20_000
+
+
+def _tail(path: Path | None, chars: int = _TAIL_CHARS) -> str:
+    """The last ``chars`` characters of a transcript (the runner's ``# [runner]`` lines dropped)."""
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - chars * 4))
+        text = fh.read().decode("utf-8", errors="replace")[-chars:]
+    return "\n".join(line for line in text.splitlines() if not line.startswith("# [runner]")
+                     and not line.startswith("# $ "))
+
+
 class CommandAgent:
-    """An external agent CLI for one role (``spec.role``). See the module docstring."""
+    """An external agent CLI for one role (``spec.role``). See the module docstring.
+
+    ``template``: the prompt template (default: the shipped one for the role). ``spend_note``:
+    called by the heartbeat for "spend so far". ``clock``: UTC now (for reset times)."""
+
+    #: this agent is judged by the harness from evidence (one record of its whole run)
+    external = True
 
     def __init__(self, spec: AgentCommand, validate_handoff: HandoffValidator,
-                 protected: tuple[str, ...] = (Layout.HANDOFF,)) -> None:
+                 protected: tuple[str, ...] = (Layout.HANDOFF,), *, template: PromptTemplate | None = None,
+                 heartbeat_s: float = HEARTBEAT_S, spend_note: Callable[[], str] | None = None,
+                 clock: Callable[[], Any] = utc_now) -> None:
         self.spec = spec
         self.name = spec.name
         self._validate_handoff = validate_handoff
         self._protected = protected
+        self.template = template if template is not None else default_template(spec.role)
+        where = f"commands.{spec.name}"
+        self.usage_kind = check_usage_kind(spec.usage, f"{where}.usage")
+        self.classifier = TransientClassifier.from_regexes(spec.transient, f"{where}.transient")
+        self.heartbeat_s = heartbeat_s
+        self.spend_note = spend_note
+        self.clock = clock
 
     # the two role entry points ------------------------------------------------------
     def supervise(self, task: SupervisorTask) -> AgentResult:
         self._require_role("supervisor")
         report_rel = task.report_dir.relative_to(task.repo).as_posix()
-        prompt = _SUPERVISOR_PROMPT.format(repo=task.repo, focus=task.focus, title=task.title,
-                                           dwell=task.dwell, report_rel=report_rel, draft=task.draft)
+        context = task.prompt_context or PromptContext(
+            role="supervisor", repo=str(task.repo), focus=task.focus, report_dir=report_rel,
+            focus_title=task.title, dwell=task.dwell, draft=task.draft)
+        prompt = self.template.render(context)
         before = _Snapshot.take(task.input_path)
         result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=(before,))
         agent_dir = task.report_dir / "agent"
+        restored = task.after_run() if task.after_run is not None else []
+        for note in restored:
+            logger.warning("%s: %s", self.name, note)
+        decision = self._transient(result)
+        if decision is not None:
+            kept = _keep_copy(task.input_path, agent_dir, "transient_input") if before.changed() else None
+            before.restore()
+            return self._finish(task.report_dir, "transient", f"{self.name} hit a transient limit "
+                                f"({decision.pattern}): {decision.excerpt}", result, kept, decision=decision)
         if result.timed_out or not result.ok:
             kept = _keep_copy(task.input_path, agent_dir, "unvalidated_input") if before.changed() else None
             before.restore()
@@ -147,7 +165,9 @@ class CommandAgent:
     def work(self, task: WorkerTask) -> AgentResult:
         self._require_role("worker")
         report_rel = task.report_dir.relative_to(task.repo).as_posix()
-        prompt = _WORKER_PROMPT.format(repo=task.repo, focus=task.focus, report_rel=report_rel)
+        context = task.prompt_context or PromptContext(role="worker", repo=str(task.repo), focus=task.focus,
+                                                       report_dir=report_rel)
+        prompt = self.template.render(context)
         snapshots = tuple(_Snapshot.take(task.repo / p) for p in self._protected)
         result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=snapshots, env=task.env)
         touched = [s for s in snapshots if s.changed()]
@@ -159,13 +179,24 @@ class CommandAgent:
         step = step_record(1, result, task.report_dir, title=f"agent {self.name}")
         if task.on_step is not None:
             task.on_step(step)
+        decision = self._transient(result)
         status = "timed_out" if result.timed_out else ("ok" if result.ok else "failed")
-        if problems and status == "ok":
+        if decision is not None:
+            status = "transient"
+        elif problems and status == "ok":
             status = "invalid"
-        return self._finish(task.report_dir, status, f"{self.name} {_describe(result)}", result,
-                            *[k for k in kept if k is not None], problems=problems, steps=(step,))
+        message = (f"{self.name} hit a transient limit ({decision.pattern}): {decision.excerpt}" if decision
+                   else f"{self.name} {_describe(result)}")
+        return self._finish(task.report_dir, status, message, result, *[k for k in kept if k is not None],
+                            problems=problems, steps=(step,), decision=decision)
 
     # helpers ----------------------------------------------------------------------------
+    def _transient(self, result: CommandResult) -> TransientDecision | None:
+        if result.timed_out:
+            return None
+        decision = self.classifier.classify(result.rc, _tail(result.log_path), self.clock())
+        return decision if decision.transient else None
+
     def _require_role(self, role: str) -> None:
         if self.spec.role != role:
             raise ValueError(f"agent command {self.name!r} has role {self.spec.role!r}, cannot act as {role}")
@@ -180,8 +211,11 @@ class CommandAgent:
             "report_dir": str(report_dir), "role": self.spec.role, "focus": focus})
         transcript = agent_dir / f"{self.spec.role}-transcript.log"
         logger.info("running %s agent %s (timeout %ss)", self.spec.role, self.name, self.spec.timeout_s)
+        prefix = f"[{self.spec.role} {self.name}]"
         try:
-            return run(argv, cwd=repo, timeout_s=self.spec.timeout_s, log_path=transcript, env=env, echo=False)
+            with heartbeat(prefix, transcript, self.heartbeat_s, self.spend_note):
+                return run(argv, cwd=repo, timeout_s=self.spec.timeout_s, log_path=transcript, env=env,
+                           echo=lambda line: OUTPUT_LOG.info("%s %s", prefix, line))
         except CommandInterrupted as exc:
             for snap in restore:
                 if snap.changed():
@@ -191,23 +225,35 @@ class CommandAgent:
             raise
 
     def _record(self, report_dir: Path, status: str, message: str, result: CommandResult,
-                problems: tuple[str, ...] | list[str], kept: tuple[Path, ...] = ()) -> Path:
+                problems: tuple[str, ...] | list[str], kept: tuple[Path, ...] = (),
+                usage: Usage | None = None, decision: TransientDecision | None = None) -> Path:
         data: dict[str, Any] = {"agent": self.name, "role": self.spec.role, "status": status,
                                 "message": message, "problems": list(problems),
                                 "kept": [str(k.relative_to(report_dir)) for k in kept],
+                                "usage": usage.to_dict() if usage is not None else None,
+                                "transient": None if decision is None else {
+                                    "pattern": decision.pattern, "excerpt": decision.excerpt,
+                                    "wait_until": decision.wait_until.isoformat() if decision.wait_until else None},
                                 "command": result.to_dict()}
         data["command"]["argv"] = [a if len(a) < 200 else a[:200] + "…" for a in data["command"]["argv"]]
         return atomic_write_json(report_dir / "agent" / f"{self.spec.role}.json", data)
 
     def _finish(self, report_dir: Path, status: str, message: str, result: CommandResult,
                 *kept: Path | None, problems: tuple[str, ...] | list[str] = (),
-                steps: tuple[StepRecord, ...] = ()) -> AgentResult:
+                steps: tuple[StepRecord, ...] = (), decision: TransientDecision | None = None) -> AgentResult:
         kept_paths = tuple(k for k in kept if k is not None)
-        record = self._record(report_dir, status, message, result, problems, kept_paths)
+        tail = _tail(result.log_path)
+        parsed = parse_usage(self.usage_kind, tail, f"commands.{self.name}.usage")
+        if parsed.usage is None and self.usage_kind != "none":
+            logger.warning("%s: no spend in its output (%s)", self.name, parsed.reason)
+        record = self._record(report_dir, status, message, result, problems, kept_paths, parsed.usage, decision)
         level = logging.INFO if status == "ok" else logging.WARNING
         logger.log(level, "%s: %s", self.name, message)
+        error_tail = "\n".join(tail.splitlines()[-5:]) if status != "ok" else ""
         return AgentResult(status=status, message=message, steps=steps, transcript=result.log_path,
-                           artifacts=(record, result.log_path, *kept_paths), problems=tuple(problems))
+                           artifacts=(record, result.log_path, *kept_paths), problems=tuple(problems),
+                           rc=None if result.error else result.rc, usage=parsed.usage, transient=decision,
+                           error_tail=error_tail)
 
 
 def _describe(result: CommandResult) -> str:

@@ -41,12 +41,13 @@ def _config(args: argparse.Namespace, repo: Path) -> HarnessConfig:
 
 def _context(args: argparse.Namespace):
     from orchestrator.context import HarnessContext, identity_env
-    from orchestrator.cycle.loop import make_agents
+    from orchestrator.cycle.loop import load_turns, make_agents
 
     repo = _repo(args)
     config = _config(args, repo)
-    sup, wrk = make_agents(config)
-    return HarnessContext(repo, config, sup, wrk, expected_branch=None, git_env=identity_env(repo))
+    sup, wrk = make_agents(config, repo)  # every command and prompt template validated before any turn
+    return HarnessContext(repo, config, sup, wrk, expected_branch=None, git_env=identity_env(repo),
+                          turns=load_turns(config))
 
 
 def _print_outcome(o: Any) -> None:
@@ -63,6 +64,7 @@ def _print_outcome(o: Any) -> None:
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def wrapper(args: argparse.Namespace) -> int:
+        from orchestrator.cycle.meter import LoopStop
         from orchestrator.documents.errors import DocumentError
         from orchestrator.vcs.repo import GitError
 
@@ -71,6 +73,9 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return Exit.LOCKED
+        except LoopStop as exc:
+            print(f"orchestrator: stopped ({exc.reason}): {exc.message}", file=sys.stderr)
+            return Exit.STOPPED
         except (_Usage, ConfigError) as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return Exit.USAGE
@@ -99,9 +104,14 @@ def cmd_loop(args: argparse.Namespace) -> int:
 
     ctx = _context(args)
     result = run_loop(ctx, args.cycles, args.max_wall_s, args.focus, args.phases, on_cycle=_print_outcome)
-    print(f"loop stopped: {result.stopped_because} ({len(result.cycles)} cycle(s))")
+    spend = result.spend or {}
+    print(f"loop stopped: {result.stopped_because} ({len(result.cycles)} cycle(s); spend "
+          f"${spend.get('cost_usd', 0.0):.4f}, {spend.get('input_tokens', 0)} in / "
+          f"{spend.get('output_tokens', 0)} out tokens)")
     if result.cycles and result.cycles[-1].status == "interrupted":
         return Exit.INTERRUPTED
+    if result.stop_reason:
+        return Exit.STOPPED
     return Exit.OK if result.ok else Exit.FAILED
 
 
@@ -205,6 +215,9 @@ def run_ledger_check(args: argparse.Namespace, doc: Any) -> int:
 def _common(p: argparse.ArgumentParser, progress: bool = False) -> None:
     p.add_argument("--repo", default=None, metavar="DIR", help="repository (default: the one containing the cwd)")
     p.add_argument("--config", default=None, metavar="FILE", help=f"config (default: <repo>/{CONFIG_NAME})")
+    if progress:
+        p.add_argument("--quiet", action="store_true",
+                       help="do not echo agent and step output lines (heartbeats and progress stay)")
     p.set_defaults(progress=progress)
 
 

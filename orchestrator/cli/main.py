@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "progress", False) and not args.verbose:
         logging.getLogger("orchestrator").setLevel(logging.INFO)  # step/commit progress lines
         logging.getLogger("orchestrator.execution.runner.output").setLevel(logging.WARNING)  # not every output line
+        if getattr(args, "quiet", False):  # agent/step output lines (prefixed [worker …] / [step N])
+            logging.getLogger("orchestrator.output").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except KeyboardInterrupt:

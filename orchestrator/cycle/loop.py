@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 
 from orchestrator.agents import (
     BuiltinSupervisor,
@@ -28,8 +29,9 @@ from orchestrator.agents import (
     SupervisorAgent,
     WorkerAgent,
 )
-from orchestrator.config import BUILTIN, HarnessConfig
+from orchestrator.config import BUILTIN, ConfigError, HarnessConfig
 from orchestrator.context import HarnessContext
+from orchestrator.cycle.meter import LoopStop, Meter
 from orchestrator.cycle.supervisor import SuperviseStatus, supervise
 from orchestrator.cycle.worker import commit_ralph, work
 from orchestrator.documents.handoff_check import validate_handoff_file
@@ -43,10 +45,12 @@ from orchestrator.records.state import (
     load_state,
     save_state,
 )
+from orchestrator.turns.config import TurnsConfig
+from orchestrator.turns.errors import TurnConfigError
 from orchestrator.vcs.history import cycle_commits
 
-__all__ = ["CycleOutcome", "CycleStatus", "LoopResult", "adopt_handoff", "make_agents", "run_cycle", "run_loop",
-           "run_turn"]
+__all__ = ["CycleOutcome", "CycleStatus", "LoopResult", "adopt_handoff", "load_turns", "make_agents", "run_cycle",
+           "run_loop", "run_turn"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,22 +91,47 @@ class CycleOutcome:
 
 @dataclass(frozen=True)
 class LoopResult:
+    """``stop_reason``: ``breaker`` | ``budget`` | ``wall`` when a limit stopped the loop
+    (the CLI exits 4), else empty; ``spend``: the loop's ``{cost_usd, input_tokens, output_tokens}``."""
+
     cycles: tuple[CycleOutcome, ...] = field(default_factory=tuple)
     stopped_because: str = ""
+    stop_reason: str = ""
+    spend: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return bool(self.cycles) and all(c.status in OK_STATUSES for c in self.cycles)
 
 
-def make_agents(config: HarnessConfig) -> tuple[SupervisorAgent, WorkerAgent]:
-    """The configured agents: builtin, or a CommandAgent per ``commands`` entry."""
+def load_turns(config: HarnessConfig) -> TurnsConfig:
+    """The agent-turn settings of ``config`` (ConfigError naming the key when invalid)."""
+    try:
+        return TurnsConfig.from_mapping(config.document, config.source)
+    except TurnConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def make_agents(config: HarnessConfig, repo: Path | None = None) -> tuple[SupervisorAgent, WorkerAgent]:
+    """The configured agents: builtin, or a CommandAgent per ``commands`` entry. Every
+    configured command's settings and prompt template (relative to ``repo``, default the
+    config file's directory) are validated here, before any turn: ConfigError names the key
+    or the template's file:line."""
+    turns = load_turns(config)
+    root = Path(repo) if repo is not None else (Path(config.source).parent if config.document else Path.cwd())
     sup: SupervisorAgent = BuiltinSupervisor()
     wrk: WorkerAgent = BuiltinWorker()
-    if config.supervisor != BUILTIN:
-        sup = CommandAgent(config.commands[config.supervisor], validate_handoff_file)
-    if config.worker != BUILTIN:
-        wrk = CommandAgent(config.commands[config.worker], validate_handoff_file)
+    try:
+        for name, spec in config.commands.items():
+            turns.prompt_template(name, spec.role, root)
+        if config.supervisor != BUILTIN:
+            spec = config.commands[config.supervisor]
+            sup = CommandAgent(spec, validate_handoff_file, template=turns.prompt_template(spec.name, spec.role, root))
+        if config.worker != BUILTIN:
+            spec = config.commands[config.worker]
+            wrk = CommandAgent(spec, validate_handoff_file, template=turns.prompt_template(spec.name, spec.role, root))
+    except TurnConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return sup, wrk
 
 
@@ -140,6 +169,7 @@ class _Run:
     t0: float
     resumed: bool
     escalated: tuple[str, ...] = ()
+    meter: Meter | None = None
 
     def save(self, state: CycleState) -> CycleState:
         save_state(self.ctx.repo, state)
@@ -179,7 +209,7 @@ def _supervise_phase(run: _Run, state: CycleState, forced_focus: str | None,
     ctx = run.ctx
     if run.resumed:
         _restore_root_docs(ctx)
-    result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle)
+    result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle, run.meter)
     run = replace(run, escalated=result.escalated)
     report_dir = ctx.rel(result.report_dir) if result.report_dir else None
     if result.status != SuperviseStatus.READY:
@@ -192,8 +222,10 @@ def _supervise_phase(run: _Run, state: CycleState, forced_focus: str | None,
 
 
 def _work_phase(run: _Run, state: CycleState) -> CycleOutcome:
+    if run.meter is not None:
+        run.meter.check(state.focus)  # no new turn once the breaker tripped or the budget is used
     with sigterm_as_interrupt():
-        result, state = work(run.ctx, state, run.save)
+        result, state = work(run.ctx, state, run.save, run.meter)
     if result.status == "blocked":
         status = CycleStatus.BLOCKED
     elif result.item_status == "done":
@@ -205,12 +237,13 @@ def _work_phase(run: _Run, state: CycleState) -> CycleOutcome:
 
 
 def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None,
-              stop_after_supervise: bool = False) -> CycleOutcome:
+              stop_after_supervise: bool = False, meter: Meter | None = None) -> CycleOutcome:
     """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
-    after the state and an ``interrupted`` run.json are saved."""
+    after the state and an ``interrupted`` run.json are saved; :class:`LoopStop` (breaker,
+    budget, a wait past the wall budget) propagates with the state kept for resumption."""
     t0 = time.monotonic()
     state, resumed = _start_or_resume(ctx)
-    run = _Run(ctx, t0, resumed)
+    run = _Run(ctx, t0, resumed, meter=meter if meter is not None else Meter.for_loop(ctx))
     if resumed and state.phase in (Phase.SUPERVISING, Phase.WORKED):
         state = run.save(_catch_up(ctx, state))  # killed after its commit, before the state was saved
     if state.phase == Phase.SUPERVISING:
@@ -277,33 +310,58 @@ def _interrupted_outcome(ctx: HarnessContext) -> CycleOutcome:
                         message="interrupted by a signal; run again to resume")
 
 
+def _notify_outcome(meter: Meter, outcome: CycleOutcome) -> None:
+    if outcome.status == CycleStatus.DONE:
+        meter.notify("done", outcome.focus, outcome.message, outcome.report_dir)
+    if outcome.status == CycleStatus.BLOCKED:
+        meter.notify("blocked", outcome.focus, outcome.message, outcome.report_dir)
+    for focus in outcome.escalated:
+        meter.notify("blocked", focus, f"{focus} escalated to blocked", outcome.report_dir)
+
+
 def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float | None = None,
              forced_focus: str | None = None, phases_per_cycle: int | None = None,
-             on_cycle: Callable[[CycleOutcome], None] | None = None) -> LoopResult:
+             on_cycle: Callable[[CycleOutcome], None] | None = None, meter: Meter | None = None) -> LoopResult:
     """Hold the lock and run up to ``cycles`` cycles (default: the budget) within
-    ``max_wall_s`` (0 = unlimited). Stops early when nothing is eligible or on a signal.
-    Raises :class:`orchestrator.records.state.LockHeld` when another loop runs."""
+    ``max_wall_s`` (0 = unlimited). Stops early when nothing is eligible, on a signal, when the
+    circuit breaker trips or the spend budget is used (``stop_reason``; a ledger entry and a
+    notification). Raises :class:`orchestrator.records.state.LockHeld` when another loop runs."""
     budget = ctx.config.budgets
     n_max = cycles if cycles is not None else budget.max_cycles
     wall = budget.max_wall_s if max_wall_s is None else max_wall_s
+    meter = meter if meter is not None else Meter.for_loop(ctx, wall)
     t0 = time.monotonic()
     done: list[CycleOutcome] = []
+
+    def result(why: str, reason: str = "") -> LoopResult:
+        return LoopResult(tuple(done), why, reason, meter.spend())
+
     with hold_lock(ctx.repo):
         with sigterm_as_interrupt():
             for _ in range(n_max):
                 if done and wall and time.monotonic() - t0 >= wall:  # the first cycle always starts
-                    return LoopResult(tuple(done), f"wall-time budget of {wall:g}s used")
+                    return result(f"wall-time budget of {wall:g}s used")
                 try:
-                    outcome = run_cycle(ctx, forced_focus, phases_per_cycle)
+                    meter.check()
+                    outcome = run_cycle(ctx, forced_focus, phases_per_cycle, meter=meter)
                 except KeyboardInterrupt:
                     interrupted = _interrupted_outcome(ctx)
                     done.append(interrupted)
                     if on_cycle:
                         on_cycle(interrupted)
-                    return LoopResult(tuple(done), "interrupted")
+                    return result("interrupted")
+                except LoopStop as stop:
+                    meter.stopped(stop)
+                    event = stop.reason if stop.reason in ("breaker", "budget") else "error"
+                    meter.notify(event, stop.focus, stop.message)
+                    return result(f"{stop.reason}: {stop.message}", stop.reason)
+                except Exception as exc:
+                    meter.notify("error", forced_focus, f"{type(exc).__name__}: {exc}")
+                    raise
                 done.append(outcome)
+                _notify_outcome(meter, outcome)
                 if on_cycle:
                     on_cycle(outcome)
                 if outcome.status == CycleStatus.IDLE:
-                    return LoopResult(tuple(done), "nothing eligible")
-    return LoopResult(tuple(done), f"{n_max} cycle(s) run")
+                    return result("nothing eligible")
+    return result(f"{n_max} cycle(s) run")

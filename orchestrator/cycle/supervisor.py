@@ -12,12 +12,21 @@ item, and that escalation is committed on its own before the next item is superv
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from orchestrator.agents.base import AgentResult, SupervisorTask
 from orchestrator.context import HarnessContext
+from orchestrator.cycle.meter import Meter
+from orchestrator.cycle.prompt_context import supervisor_prompt_context
+from orchestrator.cycle.supervisor_agent import (
+    agent_status,
+    chosen_focus,
+    keep_valid_documents,
+    move_report,
+    spend_text,
+)
 from orchestrator.documents import findings as findings_doc
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
@@ -145,6 +154,7 @@ class LedgerNote:
     reviewed: tuple[str, ...]
     next_action: str
     body: str = ""
+    spend: str = ""
 
 
 def _ledger_entry(ctx: HarnessContext, note: LedgerNote) -> str:
@@ -160,7 +170,8 @@ def _ledger_entry(ctx: HarnessContext, note: LedgerNote) -> str:
         now, note.title,
         fields=[("dwell", f"{note.dwell} (computed from git history; limit {ctx.config.dwell_limit})"),
                 ("Focus issue", f"{note.focus} — {item_title}".rstrip(" —")), ("Action type", note.action),
-                ("Mode", "Implementation"), ("Git sync", note.sync), ("Documents reviewed", ", ".join(note.reviewed))],
+                ("Mode", "Implementation"), ("Git sync", note.sync), ("Documents reviewed", ", ".join(note.reviewed)),
+                *([("Spend", note.spend)] if note.spend else [])],
         body=note.body, action_state=note.state,
         state=ledger_doc.StateLine(focus=note.focus, state=note.state, dwell=note.dwell,
                                    ralph_last_commit=_ralph_last(ctx, note.focus),
@@ -222,6 +233,7 @@ class _Turn:
     reviewed: tuple[str, ...]
     report: Path
     task: SupervisorTask
+    phases_per_cycle: int | None = None
 
     @property
     def report_rel(self) -> str:
@@ -233,7 +245,7 @@ class _Turn:
 
 
 def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice, escalated: tuple[str, ...],
-             phases_per_cycle: int | None) -> _Turn:
+             phases_per_cycle: int | None, meter: Meter | None = None, report: Path | None = None) -> _Turn:
     """Load the chosen item's plan, pick the phases, make the report dir and render the draft."""
     assert choice.focus is not None
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
@@ -246,23 +258,55 @@ def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice,
         raise ValueError(f"{plan_path}: every checklist item is ticked but {item.id} is {item.status}; "
                          "set its status by hand or add a phase")
     findings = findings_doc.load(ctx.layout.findings) if ctx.layout.findings.exists() else None
-    report = new_report_dir(ctx.repo, item.id, ctx.clock)
+    report = report if report is not None else new_report_dir(ctx.repo, item.id, ctx.clock)
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, ctx.rel(report),
                                      ctx.git.branch(), choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
-    task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock())
+    context = None
+    if getattr(ctx.supervisor, "external", False):
+        eligible = tuple(f"{it.id} — {it.title} ({it.status}, {it.priority or 'no priority'})"
+                         for it in eligible_items(plan))
+        context = supervisor_prompt_context(ctx, item.id, ctx.rel(report), choice.dwell, draft, eligible, meter)
+    task = SupervisorTask(ctx.repo, item.id, item.title, choice.dwell, report, draft, ctx.clock(), context)
     reviewed = (FIX_PLAN, plan_path, *([FINDINGS] if findings else []), LEDGER)
     return _Turn(cycle_id=cycle_id, sync=sync, choice=choice, escalated=escalated, plan=plan, item=item,
-                 plan_path=plan_path, phases=phases, reviewed=reviewed, report=report, task=task)
+                 plan_path=plan_path, phases=phases, reviewed=reviewed, report=report, task=task,
+                 phases_per_cycle=phases_per_cycle)
 
 
-def _handoff(ctx: HarnessContext, turn: _Turn) -> tuple[AgentResult, list[str]]:
+def _rechoose(ctx: HarnessContext, turn: _Turn, focus: str) -> _Turn:
+    """The turn for the eligible item ``focus`` a supervisor agent chose instead of the proposed
+    one: its report dir (same name, under ``focus``; the agent's transcript moved there), plan,
+    phases and dwell."""
+    report = move_report(ctx, turn.report, focus)
+    choice = FocusChoice(focus, dwell(cycle_commits(ctx.git), focus, make_judge(ctx.git)),
+                         f"chosen by the supervisor agent instead of {turn.item.id}")
+    logger.info("supervisor agent chose %s instead of %s", focus, turn.item.id)
+    return _prepare(ctx, turn.cycle_id, turn.sync, choice, turn.escalated, turn.phases_per_cycle, report=report)
+
+
+def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None,
+             forced: bool = False) -> tuple[_Turn, AgentResult, list[str]]:
     """Run the supervisor agent and validate what it wrote; an invalid handoff is kept as an
-    artifact and the previous ``input.md`` is put back."""
+    artifact and the previous ``input.md`` is put back (so are an invalid fix plan or plan).
+    An external agent may name another eligible item (not when the focus was forced)."""
     task = turn.task
     previous = task.input_path.read_bytes() if task.input_path.exists() else None
-    outcome = ctx.supervisor.supervise(task)
+    documents = {p: p.read_bytes() for p in (ctx.layout.fix_plan, ctx.repo / turn.plan_path) if p.exists()}
+    task = replace(task, after_run=lambda: keep_valid_documents(ctx, turn.report, documents))
+    if meter is not None:
+        outcome = meter.call("supervisor", turn.item.id, turn.report_rel, lambda: ctx.supervisor.supervise(task))
+    else:
+        outcome = ctx.supervisor.supervise(task)
+    external = getattr(ctx.supervisor, "external", False)
+    if external and meter is not None:
+        meter.record("supervisor", turn.item.id, outcome, agent_status(outcome.status))
     if not outcome.ok:
-        return outcome, list(outcome.problems)
+        return turn, outcome, list(outcome.problems)
+    if external and not forced:
+        eligible = [it.id for it in eligible_items(fix_plan_doc.load(ctx.layout.fix_plan))]
+        chosen = chosen_focus(ctx, task.input_path, turn.item.id, eligible)
+        if chosen is not None:
+            turn = _rechoose(ctx, turn, chosen)
     problems = validate_handoff_file(ctx.repo, task.input_path, expected_focus=turn.item.id,
                                      expected_artifacts=turn.report_rel)
     if problems:
@@ -271,33 +315,37 @@ def _handoff(ctx: HarnessContext, turn: _Turn) -> tuple[AgentResult, list[str]]:
             task.input_path.unlink()
         else:
             atomic_write_bytes(task.input_path, previous)
-    return outcome, problems
+    return turn, outcome, problems
 
 
-def _commit_handoff(ctx: HarnessContext, turn: _Turn) -> SuperviseResult:
+def _commit_handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None) -> SuperviseResult:
     item, choice = turn.item, turn.choice
-    if item.status == "pending":
-        atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(fix_plan_doc.set_status(turn.plan, item.id,
+    if item.status == "pending":  # the plan as it is now: a supervisor agent may have refined it
+        plan = fix_plan_doc.load(ctx.layout.fix_plan)
+        atomic_write_text(ctx.layout.fix_plan, fix_plan_doc.render(fix_plan_doc.set_status(plan, item.id,
                                                                                              "in_progress")))
     ts = _ledger_entry(ctx, LedgerNote(
         title=f"{item.id} — Phase {turn.span} handoff", focus=item.id, dwell=choice.dwell,
         action="Implementation handoff", state="ready_for_implementation", report_rel=turn.report_rel,
         sync=turn.sync, reviewed=turn.reviewed,
-        next_action=f"worker runs Phase {turn.span} ({ctx.supervisor.name} supervisor; {choice.reason})"))
+        next_action=f"worker runs Phase {turn.span} ({ctx.supervisor.name} supervisor; {choice.reason})",
+        spend=spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"Phase {turn.span} handoff (dwell {choice.dwell})",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     return SuperviseResult(SuperviseStatus.READY, item.id, turn.report, sha,
                            f"handoff for Phase {turn.span} committed", turn.escalated, choice.dwell)
 
 
-def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: list[str]) -> SuperviseResult:
+def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: list[str],
+                      meter: Meter | None = None) -> SuperviseResult:
     item = turn.item
     blocked = write_blocked(turn.report, f"{item.id}: supervisor agent {ctx.supervisor.name}: {reason}",
                             "\n".join(f"- {p}" for p in problems) or reason, clock=ctx.clock)
     ts = _ledger_entry(ctx, LedgerNote(
         title=f"{item.id} — handoff blocked", focus=item.id, dwell=turn.choice.dwell, action="Handoff rejected",
         state="blocked", report_rel=turn.report_rel, sync=turn.sync, reviewed=turn.reviewed,
-        next_action="next cycle retries the handoff", body="\n".join(f"- {p}" for p in problems[:20])))
+        next_action="next cycle retries the handoff", body="\n".join(f"- {p}" for p in problems[:20]),
+        spend=spend_text(meter, item.id)))
     sha = _commit(ctx, item.id, f"handoff rejected: {reason[:80]}",
                   {"Ledger-Entry": ts, "Cycle-Id": turn.cycle_id, "Artifacts": turn.report_rel + "/"})
     logger.warning("supervisor %s: %s (%s)", ctx.supervisor.name, reason, ctx.rel(blocked))
@@ -306,8 +354,9 @@ def _commit_rejection(ctx: HarnessContext, turn: _Turn, reason: str, problems: l
 
 
 def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = None,
-              phases_per_cycle: int | None = None) -> SuperviseResult:
-    """One supervisor turn (see the module docstring)."""
+              phases_per_cycle: int | None = None, meter: Meter | None = None) -> SuperviseResult:
+    """One supervisor turn (see the module docstring); ``meter`` waits out transient agent
+    failures, counts spend and feeds the breaker."""
     sync = git_sync(ctx)
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
     judge = make_judge(ctx.git)
@@ -323,9 +372,9 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
         escalated = (choice.escalate,)
     if choice.focus is None:
         return SuperviseResult(SuperviseStatus.IDLE, None, None, None, choice.reason, escalated)
-    turn = _prepare(ctx, cycle_id, sync, choice, escalated, phases_per_cycle)
-    outcome, problems = _handoff(ctx, turn)
+    turn = _prepare(ctx, cycle_id, sync, choice, escalated, phases_per_cycle, meter)
+    turn, outcome, problems = _handoff(ctx, turn, meter, forced=forced_focus is not None)
     if outcome.ok and not problems:
-        return _commit_handoff(ctx, turn)
+        return _commit_handoff(ctx, turn, meter)
     return _commit_rejection(ctx, turn, outcome.message if not outcome.ok else "the handoff failed validation",
-                             problems)
+                             problems, meter)

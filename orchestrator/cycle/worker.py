@@ -18,6 +18,9 @@ from typing import Any
 
 from orchestrator.agents.base import AgentResult, WorkerTask
 from orchestrator.context import HarnessContext
+from orchestrator.cycle import agent_turn
+from orchestrator.cycle.meter import Meter
+from orchestrator.cycle.prompt_context import worker_prompt_context
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import handoff as handoff_doc
 from orchestrator.documents import plan as plan_doc
@@ -66,6 +69,7 @@ class WorkResult:
     progressed: bool
     message: str
     ticked: tuple[str, ...] = ()
+    turn_status: str | None = None
 
 
 def _preserve_previous(report: Path) -> list[str]:
@@ -106,7 +110,7 @@ class _Recorder:
         self.started = ctx.clock()
 
     def write(self, status: str, steps: Sequence[StepRecord], criteria: Sequence[CriterionRecord],
-              notes: str, extra: dict[str, Any]) -> Path:
+              notes: str, extra: dict[str, Any], agent: dict[str, Any] | None = None) -> Path:
         git = self.ctx.git
         record = RunRecord(
             run_id=f"{self.state.cycle_id}-ralph-{self.state.attempts}", focus=self.state.focus or "UNKNOWN",
@@ -118,6 +122,8 @@ class _Recorder:
         data["harness"] = {"cycle_id": self.state.cycle_id, "attempt": self.state.attempts,
                            "worker_agent": self.ctx.worker.name, "supervisor_commit": self.state.supervisor_commit,
                            "earlier_attempt_records": self.kept, **extra}
+        if agent is not None:
+            data["agent"] = agent
         problems = validate_run_record(data)
         if problems:
             raise ValueError("run.json would be invalid: " + "; ".join(problems))
@@ -126,11 +132,13 @@ class _Recorder:
 
 
 def commit_ralph(ctx: HarnessContext, focus: str, subject: str, state: CycleState, report_rel: str,
-                 status: str) -> str | None:
-    """Commit the worker's owned changes as ``RALPH: <focus> — <subject>`` with trailers."""
+                 status: str, extra_paths: Sequence[str] = (), skip_paths: Sequence[str] = ()) -> str | None:
+    """Commit the worker's owned changes (and ``extra_paths``, the agent's changes its commit
+    policy accepted) as ``RALPH: <focus> — <subject>`` with trailers."""
     message = (f"{subject}\n\nCycle-Id: {state.cycle_id}\nArtifacts: {report_rel}/\nRun-Status: {status}")
     result = ctx.git.commit_owned("RALPH", focus, message, ctx.config.max_commit_bytes,
-                                    expected_branch=ctx.expected_branch)
+                                  expected_branch=ctx.expected_branch, extra_paths=extra_paths,
+                                  skip_paths=skip_paths)
     if result.refused_reason:
         raise RuntimeError(result.refused_reason)
     for path, size in result.skipped_large:
@@ -275,23 +283,68 @@ def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: 
     return WorkResult(run_status, item_status, run_json, sha, progressed, notes, ticked), state
 
 
-def work(ctx: HarnessContext, state: CycleState,
-         save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
-    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
+def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None],
+         meter: Meter | None = None) -> tuple[WorkResult, CycleState]:
+    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``). An
+    external agent (``external`` attribute) is judged from evidence by
+    :mod:`orchestrator.cycle.agent_turn`; ``meter`` waits out its transient failures and
+    counts its spend."""
     problems = validate_handoff_file(ctx.repo, ctx.layout.handoff, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
     if problems:
         return _blocked_handoff(ctx, state, problems), state
     attempt, state = _start(ctx, state, save)
     progress = _Progress(state, save)
+    external = bool(getattr(ctx.worker, "external", False))
+    before = agent_turn.observe_before(ctx, attempt.focus, attempt.checks, attempt.report, attempt.env) \
+        if external else None
+    context = worker_prompt_context(ctx, attempt.focus, attempt.report_rel, meter) if external else None
     task = WorkerTask(ctx.repo, attempt.handoff, attempt.focus, attempt.report, attempt.env,
                       ctx.config.step_timeout_s, steps=attempt.steps,
                       done_steps={int(k): _step_from_dict(v) for k, v in state.steps.items()},
-                      on_step=progress.on_step)
+                      on_step=progress.on_step, prompt_context=context)
     try:
-        outcome = ctx.worker.work(task)
+        if meter is not None:
+            outcome = meter.call("worker", attempt.focus, attempt.report_rel, lambda: ctx.worker.work(task))
+        else:
+            outcome = ctx.worker.work(task)
         criteria = run_checks(attempt.checks, ctx.repo, attempt.report, attempt.env, ctx.config.check_timeout_s)
     except KeyboardInterrupt as exc:
         _record_interrupt(attempt, progress, exc, save)
         raise
+    if before is not None:
+        return _finish_external(ctx, attempt, progress.state, outcome, criteria, before, save, meter)
     return _finish(ctx, attempt, progress.state, outcome, criteria, save)
+
+
+def _finish_external(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
+                     criteria: Sequence[CriterionRecord], before: agent_turn.Before,
+                     save: Callable[[CycleState], None], meter: Meter | None) -> tuple[WorkResult, CycleState]:
+    """An external agent's turn: judge it from evidence, record run.json (``agent``), commit
+    its changes under the commit policy with the RALPH commit."""
+    turn = agent_turn.judge(ctx, attempt.focus, before, outcome, criteria, attempt.report)
+    verdict = turn.verdict
+    base = (state.supervisor_commit or attempt.recorder.sha_before)[:10]
+    item_status = agent_turn.update_plans(
+        ctx, attempt.focus, verdict.done,
+        fix_plan_doc.format_attempt(ctx.clock(), "RALPH", base, f"agent {ctx.worker.name}: {verdict.status}; "
+                                    f"{verdict.reason} ({attempt.report_rel}/)"))
+    run_status = "ok" if verdict.status == "ok" else "failed"
+    notes = (f"{outcome.message}. Turn {verdict.status}: {verdict.reason}. "
+             f"{sum(1 for c in criteria if c.ok is True)}/{len(criteria)} exit criteria passed. "
+             f"Fix-plan status: {item_status}.")
+    if turn.refused:
+        agent_turn.ledger_refusals(ctx, attempt.focus, attempt.report_rel, turn.refused)
+    attempt.recorder.state = state
+    run_json = attempt.recorder.write(run_status, outcome.steps, criteria, notes,
+                                      {"item_status": item_status, "ticked": list(verdict.newly_ticked),
+                                       "agent_message": outcome.message}, agent=turn.record(ctx.worker.name))
+    state = state.advance(Phase.WORKED, status=run_status)
+    save(state)
+    sha = commit_ralph(ctx, attempt.focus, f"agent {verdict.status} → {item_status}", state, attempt.report_rel,
+                       run_status, extra_paths=turn.stage, skip_paths=tuple(r.path for r in turn.refused))
+    if meter is not None:
+        meter.record("worker", attempt.focus, outcome, verdict.status)
+    progressed = verdict.progressed or item_status == "done"
+    return WorkResult(run_status, item_status, run_json, sha, progressed, notes, verdict.newly_ticked,
+                      turn_status=verdict.status.value), state

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.documents import handoff as handoff_doc
+from orchestrator.execution.heartbeat import heartbeat
 from orchestrator.execution.pytest_summary import evaluate_expectation
 from orchestrator.execution.runner import CommandResult, run
 from orchestrator.records.artifacts import CriterionRecord, StepRecord, step_log_path
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: Output lines of steps and agents, prefixed with the step or role (``--quiet`` silences it).
+OUTPUT_LOG = logging.getLogger("orchestrator.output")
 
 #: Added to the sum of ``timeout N`` prefixes so the inner ``timeout`` fires first.
 TIMEOUT_GRACE_S = 60.0
@@ -212,7 +215,10 @@ def run_steps(
             if on_start is not None:
                 on_start(step.number, log_path)
             step_env_ = {**env, MARKER_VAR: f"{env.get(MARKER_VAR, 'run')}:{step.number}"}
-            result = run(_script(step.script), cwd=repo, timeout_s=timeout_s, log_path=log_path, env=step_env_)
+            prefix = f"[step {step.number}]"
+            with heartbeat(f"{prefix} {step.title}", log_path):
+                result = run(_script(step.script), cwd=repo, timeout_s=timeout_s, log_path=log_path, env=step_env_,
+                             echo=lambda line, p=prefix: OUTPUT_LOG.info("%s %s", p, line))
             record = step_record(step.number, result, report_dir, title=step.title,
                                             expectation=step.expected)
             if on_step is not None:

@@ -7,15 +7,19 @@ records and the recent harness commits.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import HarnessConfig
+from orchestrator.cycle.meter import read_live
 from orchestrator.cycle.supervisor import eligible_items
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import plan as plan_doc
 from orchestrator.documents.errors import DocumentError
+from orchestrator.fsutil import parse_iso
 from orchestrator.layout import Layout
 from orchestrator.records.state import StateError, load_state, read_lock
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
@@ -67,6 +71,51 @@ def _runs(layout: Layout, limit: int = 5) -> list[dict[str, Any]]:
     return runs
 
 
+_SPEND_KEYS = ("cost_usd", "input_tokens", "output_tokens")
+
+
+def _spend(layout: Layout) -> dict[str, dict[str, float | int]]:
+    """Spend per focus: the ``usage`` of every agent turn record (``reports/*/agent/*.json``)."""
+    per_focus: dict[str, dict[str, float | int]] = {}
+    for path in sorted(layout.plans.glob("*/reports/*/agent/*.json")):
+        try:
+            usage = json.loads(path.read_text(encoding="utf-8")).get("usage")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if not isinstance(usage, dict):
+            continue
+        focus = path.parents[3].name
+        sums = per_focus.setdefault(focus, {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0})
+        for key in _SPEND_KEYS:
+            value = usage.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                sums[key] += value
+    for sums in per_focus.values():
+        sums["cost_usd"] = round(float(sums["cost_usd"]), 6)
+    return per_focus
+
+
+def _live(repo: Path, per_focus: dict[str, dict[str, float | int]], running: bool) -> dict[str, Any]:
+    """The running turn or wait (with elapsed seconds; only while a loop holds the lock), the
+    loop's and the repository's spend."""
+    live = read_live(repo) or {}
+    if not running:
+        live = {**live, "turn": None, "waiting": None}
+    total = {k: sum(v[k] for v in per_focus.values()) for k in _SPEND_KEYS}
+    total["cost_usd"] = round(float(total["cost_usd"]), 6)
+    out: dict[str, Any] = {"spend": {"total": total, "per_focus": per_focus, "loop": live.get("spend")},
+                           "running_turn": None, "waiting": None, "loop_stopped": live.get("stopped")}
+    now = datetime.now(UTC)
+    turn = live.get("turn")
+    if isinstance(turn, dict) and turn.get("started_at"):
+        with contextlib.suppress(ValueError):
+            turn = {**turn, "elapsed_s": round((now - parse_iso(turn["started_at"])).total_seconds(), 1)}
+        out["running_turn"] = {**turn, "spend_so_far": live.get("spend")}
+    if isinstance(live.get("waiting"), dict):
+        out["waiting"] = live["waiting"]
+    return out
+
+
 def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     repo = Path(repo)
     status: dict[str, Any] = {"repo": str(repo), "lock": read_lock(repo), "errors": []}
@@ -100,6 +149,8 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
                                  "date": c.committed_at} for c in commits[:6]]
     status["runs"] = _runs(layout)
+    lock = status["lock"]
+    status.update(_live(repo, _spend(layout), running=bool(lock and lock.get("alive"))))
     return status
 
 
@@ -129,5 +180,15 @@ def format_status(s: dict[str, Any]) -> str:
     for r in s.get("runs", [])[:3]:
         lines.append(f"run: {r['path']} {r.get('status')} steps {r.get('steps_ok')}/{r.get('steps')} "
                      f"criteria {r.get('criteria_passed')}/{r.get('criteria')}")
+    spend = (s.get("spend") or {}).get("total")
+    if spend:
+        lines.append(f"spend: ${spend['cost_usd']:.4f}, {spend['input_tokens']} in / "
+                     f"{spend['output_tokens']} out tokens")
+    turn = s.get("running_turn")
+    if turn:
+        lines.append(f"running: {turn.get('role')} turn on {turn.get('focus')} for {turn.get('elapsed_s', '?')} s")
+    wait = s.get("waiting")
+    if wait:
+        lines.append(f"waiting until {wait.get('until')} ({wait.get('role')} agent: {wait.get('excerpt')})")
     lines += [f"error: {e}" for e in s.get("errors", [])]
     return "\n".join(lines)

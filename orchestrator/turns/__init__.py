@@ -3,7 +3,7 @@
 | module | holds |
 | --- | --- |
 | :mod:`~orchestrator.turns.errors` | :class:`TurnConfigError` (bad configuration; names the key or file:line) |
-| :mod:`~orchestrator.turns.transient` | rate-limit / usage-limit / overload classification, reset-time parsing, backoff, cancellable waits |
+| :mod:`~orchestrator.turns.transient` | rate/usage-limit and overload detection, reset times, backoff, waits |
 | :mod:`~orchestrator.turns.usage` | :class:`Usage` and the ``claude-json`` / ``codex-jsonl`` / ``none`` parsers |
 | :mod:`~orchestrator.turns.breaker` | :class:`TurnStatus`, the circuit breaker and the spend :class:`Budget` |
 | :mod:`~orchestrator.turns.commit_policy` | which changed paths a turn may commit (globs, size, secrets) |

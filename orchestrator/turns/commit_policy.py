@@ -21,9 +21,10 @@ Globs: ``*`` and ``?`` never cross ``/``, ``**`` matches any number of directori
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = ["ALWAYS_EXCLUDED", "CommitPolicy", "CommitSelection", "Refusal", "glob_match", "select_paths"]
 

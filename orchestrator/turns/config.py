@@ -22,9 +22,10 @@ codex-jsonl, none)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.turns.breaker import BreakerLimits, Budget
 from orchestrator.turns.commit_policy import CommitPolicy

@@ -16,9 +16,9 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 __all__ = ["NOTIFY_EVENTS", "NOTIFY_PLACEHOLDERS", "NotifyResult", "notify", "render_notify_argv",
            "unknown_placeholders"]

@@ -17,8 +17,9 @@ The agent's own claims never enter: only these observations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from orchestrator.turns.breaker import TurnStatus
 
@@ -69,7 +70,8 @@ class ProgressVerdict:
 
 def judge_turn(ev: TurnEvidence) -> ProgressVerdict:
     """Apply the rules of the module docstring to ``ev``."""
-    newly_passing = tuple(k for k, ok in ev.criteria_after.items() if ok is True and ev.criteria_before.get(k) is not True)
+    newly_passing = tuple(k for k, ok in ev.criteria_after.items()
+                          if ok is True and ev.criteria_before.get(k) is not True)
     failing = tuple(k for k, ok in ev.criteria_after.items() if ok is not True)
     newly_ticked = tuple(k for k, on in ev.plan_after.items() if on and not ev.plan_before.get(k, False))
     unticked = tuple(k for k, on in ev.plan_after.items() if not on and ev.plan_before.get(k, False))

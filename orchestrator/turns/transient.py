@@ -26,9 +26,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.turns.errors import TurnConfigError
@@ -193,12 +193,12 @@ def _duration_s(text: str) -> float:
 def _zone(name: str | None, local_tz: tzinfo | None) -> tzinfo:
     if name:
         if name.upper() == "UTC":
-            return timezone.utc
+            return UTC
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             logger.warning("unknown time zone %r in a reset time; using local time", name)
-    return local_tz or datetime.now().astimezone().tzinfo or timezone.utc
+    return local_tz or datetime.now().astimezone().tzinfo or UTC
 
 
 def _clock_time(m: re.Match[str], now: datetime, local_tz: tzinfo | None) -> datetime | None:
@@ -222,12 +222,12 @@ def _clock_time(m: re.Match[str], now: datetime, local_tz: tzinfo | None) -> dat
             except ValueError:
                 return None
             if m["year"] or cand > here - timedelta(days=1):
-                return cand.astimezone(timezone.utc)
+                return cand.astimezone(UTC)
         return None
     cand = here.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if cand <= here:
         cand = (cand.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=tz)
-    return cand.astimezone(timezone.utc)
+    return cand.astimezone(UTC)
 
 
 def parse_wait_until(text: str, now: datetime, local_tz: tzinfo | None = None) -> datetime | None:
@@ -245,7 +245,7 @@ def parse_wait_until(text: str, now: datetime, local_tz: tzinfo | None = None) -
     for m in (*_SECONDS_RE.finditer(text), *_RETRY_DELAY_RE.finditer(text)):
         found.append((m.start(), now + timedelta(seconds=float(m["s"]))))
     for m in _EPOCH_RE.finditer(text):
-        found.append((m.start(), datetime.fromtimestamp(int(m["ts"] or m["ts2"] or m["ts3"]), tz=timezone.utc)))
+        found.append((m.start(), datetime.fromtimestamp(int(m["ts"] or m["ts2"] or m["ts3"]), tz=UTC)))
     for m in _CLOCK_RE.finditer(text):
         if text[m.end("h"):].lstrip().lower().startswith(("sec", "min", "hour", "day")):
             continue  # "resets 5 minutes" is a duration, not a clock time
@@ -254,7 +254,7 @@ def parse_wait_until(text: str, now: datetime, local_tz: tzinfo | None = None) -
             found.append((m.start(), when))
     if not found:
         return None
-    return max(found, key=lambda pair: pair[0])[1].astimezone(timezone.utc)
+    return max(found, key=lambda pair: pair[0])[1].astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- backoff and waits
@@ -273,7 +273,8 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not (self.base_s > 0 and self.factor >= 1 and self.cap_s >= self.base_s and 0 <= self.jitter < 1):
-            raise ValueError(f"invalid backoff {self!r}: need base_s > 0, factor >= 1, cap_s >= base_s, 0 <= jitter < 1")
+            raise ValueError(f"invalid backoff {self!r}: need base_s > 0, factor >= 1, cap_s >= base_s, "
+                             "0 <= jitter < 1")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         if attempt < 0:
@@ -311,7 +312,7 @@ def plan_wait(decision: TransientDecision, attempt: int, now: datetime, *, backo
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def wait_until(until: datetime, stop: threading.Event | Callable[[], bool] | None = None, *,

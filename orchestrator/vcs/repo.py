@@ -8,9 +8,9 @@ logs), guarded owned-path commits, worktrees, and the remote operations (``fetch
 (bounded by a timeout, stdin closed) serve porcelain reads. No other module runs ``git``.
 
 Commits (:meth:`GitRepo.commit_owned`) stage only the harness's owned paths
-(:mod:`orchestrator.vcs.owned`), leave everything else as it was, refuse a repository a human
-should look at (wrong branch, detached HEAD, an operation in progress, foreign staged
-changes) and refuse staged text holding a credential.
+(:mod:`orchestrator.vcs.owned`) and the agent changes the commit policy accepted, leave
+everything else as it was, refuse a repository a human should look at (wrong branch, detached
+HEAD, an operation in progress, foreign staged changes) and staged text holding a credential.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ __all__ = ["GitError", "GitGuardError", "GitRepo"]
 logger = logging.getLogger(__name__)
 
 _OWNED_FILES = Layout.OWNED_FILES
-_IN_PROGRESS = (
-    ("rebase-merge", "a rebase"), ("rebase-apply", "a rebase or `git am`"),
-    ("MERGE_HEAD", "a merge"), ("CHERRY_PICK_HEAD", "a cherry-pick"),
-    ("REVERT_HEAD", "a revert"), ("BISECT_LOG", "a bisect"),
-)
+_IN_PROGRESS = (("rebase-merge", "a rebase"), ("rebase-apply", "a rebase or `git am`"), ("MERGE_HEAD", "a merge"),
+                ("CHERRY_PICK_HEAD", "a cherry-pick"), ("REVERT_HEAD", "a revert"), ("BISECT_LOG", "a bisect"))
 _CHUNK = 200  # paths per git invocation (command-line length)
 _TIMEOUT_S = 120
 
@@ -45,8 +42,8 @@ class GitError(RuntimeError):
     """A git command failed or the repository is unusable; the message says which."""
 
 
-class GitGuardError(GitError):
-    """The repository is in a state the harness must not commit in."""
+class GitGuardError(GitError):  # the repository is in a state the harness must not commit in
+    pass
 
 
 def _lit(path: str) -> str:
@@ -210,12 +207,22 @@ class GitRepo:
         return branch
 
     # ---- committing --------------------------------------------------------------------
-    def changed_owned_paths(self, focus_id: str) -> list[str]:
-        """Owned files that differ from HEAD (modified, added, deleted, untracked; not ignored)."""
-        specs = [*_OWNED_FILES, Layout.item_rel(focus_id)]
-        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all",
-                        "--no-renames", "--", *specs)
+    def worktree_changes(self, *specs: str) -> list[str]:
+        """Paths (under ``specs``, default all) that differ from HEAD in the work tree:
+        modified, added, deleted, untracked; git-ignored files left out. Sorted."""
+        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--", *specs)
         return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+    def changed_owned_paths(self, focus_id: str) -> list[str]:  # owned files that differ from HEAD
+        return self.worktree_changes(*_OWNED_FILES, Layout.item_rel(focus_id))
+
+    def commit_secret_hits(self, sha: str) -> list[SecretHit]:  # in the lines ``sha`` adds (binary skipped)
+        raw = self._run("-c", "core.quotepath=off", "show", "--format=", "-U0", "--no-color", "--no-ext-diff",
+                        "--no-renames", sha, text=False).stdout
+        return scan_diff(raw.decode("utf-8", errors="replace"))
+
+    def diff_stat(self, since: str) -> str:  # work tree against ``since`` (untracked files not shown)
+        return self._run("diff", "--stat", "--no-color", since, check=False).stdout.rstrip()
 
     def _entries(self, paths: Sequence[str], *args: str) -> dict[str, tuple[str, str]]:
         """``path -> (mode, blob sha)`` from ``ls-files -s`` (the index) or ``ls-tree HEAD``."""
@@ -250,9 +257,11 @@ class GitRepo:
 
     def commit_owned(
         self, role: str, focus_id: str, message: str, max_commit_bytes: int | None,
-        expected_branch: str | None = None,
+        expected_branch: str | None = None, extra_paths: Sequence[str] = (), skip_paths: Sequence[str] = (),
     ) -> CommitResult:
-        """Stage and commit the owned files that changed, nothing else.
+        """Stage and commit the owned files that changed, and ``extra_paths`` (an agent's
+        changes its commit policy accepted), nothing else; ``skip_paths`` (refused by the
+        policy) stay uncommitted.
 
         Files above ``max_commit_bytes`` are left out (listed in ``skipped_large``; if they
         were already staged they are unstaged). If the added lines hold a credential, the
@@ -264,7 +273,7 @@ class GitRepo:
         if max_commit_bytes is not None and max_commit_bytes <= 0:
             raise ValueError(f"max_commit_bytes must be positive or None, got {max_commit_bytes}")
         self.guard(expected_branch, focus_id)
-        changed = self.changed_owned_paths(focus_id)
+        changed = sorted({*self.changed_owned_paths(focus_id), *extra_paths} - set(skip_paths))
         to_stage: list[str] = []
         large: list[tuple[str, int]] = []
         for rel in changed:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.turns.breaker import (BreakerLimits, BreakerState, BreakerTrip, Budget, TurnStatus,
-                                        error_signature)
+from orchestrator.turns.breaker import BreakerLimits, BreakerState, BreakerTrip, Budget, TurnStatus, error_signature
 from orchestrator.turns.usage import Usage
 
 LIMITS = BreakerLimits()
@@ -58,7 +57,8 @@ def test_three_identical_errors_trip_with_normalised_text() -> None:
 
 
 def test_different_errors_or_statuses_do_not_trip() -> None:
-    assert feed(BreakerState(), ("agent_error", "A"), ("agent_error", "B"), ("agent_error", "A")).tripped(LIMITS) is None
+    mixed = feed(BreakerState(), ("agent_error", "A"), ("agent_error", "B"), ("agent_error", "A"))
+    assert mixed.tripped(LIMITS) is None
     assert feed(BreakerState(), ("timeout", ""), ("agent_error", ""), ("timeout", "")).tripped(LIMITS) is None
     assert feed(BreakerState(), ("timeout", "killed"), ("timeout", "killed"), ("timeout", "killed")).tripped(LIMITS) \
         == BreakerTrip("same_error", 3, "timeout: killed")

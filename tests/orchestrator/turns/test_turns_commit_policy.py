@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.vcs.secret_scan import scan_text
 from orchestrator.turns.breaker import TurnStatus
 from orchestrator.turns.commit_policy import CommitPolicy, CommitSelection, Refusal, glob_match, select_paths
 from orchestrator.turns.progress import TurnEvidence, judge_turn
+from orchestrator.vcs.secret_scan import scan_text
 
 TOKEN = "ghp_" + "Zq9" * 12  # assembled here so this file holds no credential-shaped literal
 
@@ -57,7 +57,8 @@ class FakeTree:
             return None
 
 
-def select(tree: FakeTree, policy: CommitPolicy = CommitPolicy()) -> CommitSelection:
+def select(tree: FakeTree, policy: CommitPolicy | None = None) -> CommitSelection:
+    policy = policy if policy is not None else CommitPolicy()
     return select_paths(list(tree.files), policy, size_of=tree.size_of, read_text=tree.read_text, scan=scan_text)
 
 
@@ -82,7 +83,8 @@ def test_include_and_exclude_globs() -> None:
     tree = FakeTree({"src/a.py": b"x", "src/a.log": b"x", "notes.txt": b"x", "src/gen/b.py": b"x"})
     sel = select(tree, CommitPolicy(include=("src/**",), exclude=("*.log", "src/gen/")))
     assert sel.stage == ("src/a.py",)
-    assert set(sel.refused) == {Refusal("src/a.log", "excluded", "*.log"), Refusal("notes.txt", "excluded", "not included"),
+    assert set(sel.refused) == {Refusal("src/a.log", "excluded", "*.log"),
+                                Refusal("notes.txt", "excluded", "not included"),
                                 Refusal("src/gen/b.py", "excluded", "src/gen/")}
     assert not sel.needs_review  # the user's own policy is not a review matter
 

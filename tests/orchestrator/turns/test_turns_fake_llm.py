@@ -5,15 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestrator.documents import handoff as handoff_doc
-from orchestrator.vcs.secret_scan import scan_text
 from orchestrator.turns.transient import TransientClassifier
 from orchestrator.turns.usage import Usage, parse_usage
+from orchestrator.vcs.secret_scan import scan_text
 
 FAKE = Path(__file__).resolve().parents[2] / "fixtures" / "agents" / "fake_llm.py"
 PLAN = "## Phase A: Code\n\n- [ ] A1: write src/feature.py\n- [ ] A2: test it\n"
@@ -50,7 +50,7 @@ def test_rate_limited_twice_then_does_the_work(repo: Path) -> None:
                           "tests/test_feature.py": "from src.feature import double\n\n\ndef test_double():\n"
                                                    "    assert double(2) == 4\n"},
                 "tick": ["A1", "A2"], "usage": {"cost_usd": 0.02, "input_tokens": 1200, "output_tokens": 300}}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for _ in range(2):
         proc = run_fake(repo, scenario)
         decision = TransientClassifier().classify(proc.returncode, proc.stdout + proc.stderr, now)
@@ -95,7 +95,7 @@ def test_secret_big_file_and_handoffs(repo: Path) -> None:
 def test_fails_with_a_fixed_error_does_nothing_or_hangs(repo: Path) -> None:
     proc = run_fake(repo, {"turns": [{"exit": 1, "error": "Error: tool crashed at step 3"}, {}]})
     assert proc.returncode == 1 and proc.stderr.strip() == "Error: tool crashed at step 3"
-    assert not TransientClassifier().classify(1, proc.stderr, datetime.now(timezone.utc)).transient
+    assert not TransientClassifier().classify(1, proc.stderr, datetime.now(UTC)).transient
     noop = run_fake(repo, {})
     assert noop.returncode == 0
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""

@@ -6,8 +6,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.turns.errors import TurnConfigError
-from orchestrator.turns.prompts import (FailingCriterion, PreviousTurn, PromptContext, Spend, default_template,
-                                        load_template, template_from_text)
+from orchestrator.turns.prompts import (
+    FailingCriterion,
+    PreviousTurn,
+    PromptContext,
+    Spend,
+    default_template,
+    load_template,
+    template_from_text,
+)
 
 REPO = "/work/repo"
 
@@ -21,7 +28,8 @@ def context(role: str, **changes: object) -> PromptContext:
         working_plan="## Phase A: Code\n- [x] A1: write src/scaler.py\n- [ ] A2: test it",
         ledger_entries=("# 2026-11-29T20:00:00Z: SUPERVISOR FEAT-2\n- dwell: 1",),
         previous_turn=PreviousTurn("no_op", "exit 0, nothing changed",
-                                   (FailingCriterion("pytest tests/test_scaler.py passes", "E   AssertionError: 3 != 4"),)),
+                                   (FailingCriterion("pytest tests/test_scaler.py passes",
+                                                     "E   AssertionError: 3 != 4"),)),
         diff_stat=" src/scaler.py | 12 ++++++++++++\n 1 file changed, 12 insertions(+)",
         dwell=2, spend=Spend(0.1234, 5000, 700, usd_left=4.8766, tokens_left=None),
         draft="Mode: Implementation\nFocus: FEAT-2 — Add the scaler")

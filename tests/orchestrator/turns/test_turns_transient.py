@@ -6,17 +6,24 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from orchestrator.turns.errors import TurnConfigError
-from orchestrator.turns.transient import (Backoff, TransientClassifier, TransientDecision, compile_patterns,
-                                          parse_wait_until, plan_wait, stop_on_signals, wait_until)
+from orchestrator.turns.transient import (
+    Backoff,
+    TransientClassifier,
+    TransientDecision,
+    compile_patterns,
+    parse_wait_until,
+    plan_wait,
+    wait_until,
+)
 
-NOW = datetime(2026, 11, 29, 21, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 21, 0, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")  # UTC+1 in November
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -88,25 +95,25 @@ def test_extra_regexes_come_first_and_bad_ones_name_the_key() -> None:
     ("HTTP/1.1 429\nRetry-After: 120\n", NOW + timedelta(seconds=120)),
     ('{"retry_after": 30}', NOW + timedelta(seconds=30)),
     ('"retryDelay": "17s"', NOW + timedelta(seconds=17)),
-    ('{"resets_at":1775317531}', datetime.fromtimestamp(1775317531, tz=timezone.utc)),
-    ("Claude AI usage limit reached|1764457200", datetime.fromtimestamp(1764457200, tz=timezone.utc)),
+    ('{"resets_at":1775317531}', datetime.fromtimestamp(1775317531, tz=UTC)),
+    ("Claude AI usage limit reached|1764457200", datetime.fromtimestamp(1764457200, tz=UTC)),
     # clock times: NOW is 22:00 in Berlin (the local zone of these cases)
-    ("You've hit your limit · resets 11pm", datetime(2026, 11, 29, 22, 0, tzinfo=timezone.utc)),
-    ("resets 4pm", datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)),  # 4pm passed: tomorrow
-    ("resets 4:30pm", datetime(2026, 11, 30, 15, 30, tzinfo=timezone.utc)),
-    ("resets 23:15", datetime(2026, 11, 29, 22, 15, tzinfo=timezone.utc)),
-    ("resets 16:00 (UTC)", datetime(2026, 11, 30, 16, 0, tzinfo=timezone.utc)),
-    ("resets 1:30am (Asia/Dhaka)", datetime(2026, 11, 29, 19, 30, tzinfo=timezone.utc) + timedelta(days=1)),
-    ("resets 12am (Europe/Berlin)", datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)),
-    ("resets May 5 at 9pm (America/New_York)", datetime(2027, 5, 6, 1, 0, tzinfo=timezone.utc)),
-    ("resets Dec 1 at 9am", datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)),
-    ("or try again at Jul 5th, 2026 8:19 PM.", datetime(2026, 7, 5, 18, 19, tzinfo=timezone.utc)),
-    ("Your limit will reset at 3pm (America/Bogota).", datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc)),
+    ("You've hit your limit · resets 11pm", datetime(2026, 11, 29, 22, 0, tzinfo=UTC)),
+    ("resets 4pm", datetime(2026, 11, 30, 15, 0, tzinfo=UTC)),  # 4pm passed: tomorrow
+    ("resets 4:30pm", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)),
+    ("resets 23:15", datetime(2026, 11, 29, 22, 15, tzinfo=UTC)),
+    ("resets 16:00 (UTC)", datetime(2026, 11, 30, 16, 0, tzinfo=UTC)),
+    ("resets 1:30am (Asia/Dhaka)", datetime(2026, 11, 29, 19, 30, tzinfo=UTC) + timedelta(days=1)),
+    ("resets 12am (Europe/Berlin)", datetime(2026, 11, 29, 23, 0, tzinfo=UTC)),
+    ("resets May 5 at 9pm (America/New_York)", datetime(2027, 5, 6, 1, 0, tzinfo=UTC)),
+    ("resets Dec 1 at 9am", datetime(2026, 12, 1, 8, 0, tzinfo=UTC)),
+    ("or try again at Jul 5th, 2026 8:19 PM.", datetime(2026, 7, 5, 18, 19, tzinfo=UTC)),
+    ("Your limit will reset at 3pm (America/Bogota).", datetime(2026, 11, 30, 20, 0, tzinfo=UTC)),
 ])
 def test_reset_times(text: str, expected: datetime) -> None:
     got = parse_wait_until(text, NOW, local_tz=BERLIN)
     assert got == expected
-    assert got.tzinfo == timezone.utc
+    assert got.tzinfo == UTC
 
 
 @pytest.mark.parametrize("text", ["You've hit your limit", "resets 4", "resets 25:00", "resets 13pm",
@@ -117,7 +124,7 @@ def test_no_reset_time(text: str) -> None:
 
 def test_unknown_zone_falls_back_to_local_and_last_time_wins() -> None:
     assert parse_wait_until("resets 11pm (Mars/Olympus)", NOW, local_tz=BERLIN) == \
-        datetime(2026, 11, 29, 22, 0, tzinfo=timezone.utc)
+        datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
     assert parse_wait_until("try again in 10 minutes ... try again in 2 seconds", NOW) == NOW + timedelta(seconds=2)
     with pytest.raises(ValueError, match="timezone-aware"):
         parse_wait_until("try again in 2 seconds", NOW.replace(tzinfo=None))
@@ -164,15 +171,15 @@ def test_plan_wait_prefers_the_printed_reset_then_backs_off_and_respects_the_dea
 
 def test_wait_until_elapses_or_stops_on_event_or_callable() -> None:
     t0 = time.monotonic()
-    assert wait_until(datetime.now(timezone.utc) + timedelta(seconds=0.2), threading.Event(), poll_s=0.05)
+    assert wait_until(datetime.now(UTC) + timedelta(seconds=0.2), threading.Event(), poll_s=0.05)
     assert 0.15 <= time.monotonic() - t0 < 2
     event = threading.Event()
     threading.Timer(0.1, event.set).start()
     t0 = time.monotonic()
-    assert not wait_until(datetime.now(timezone.utc) + timedelta(seconds=30), event)
+    assert not wait_until(datetime.now(UTC) + timedelta(seconds=30), event)
     assert time.monotonic() - t0 < 2
     calls = iter([False, False, True])
-    assert not wait_until(datetime.now(timezone.utc) + timedelta(seconds=30), lambda: next(calls), poll_s=0.01)
+    assert not wait_until(datetime.now(UTC) + timedelta(seconds=30), lambda: next(calls), poll_s=0.01)
     # a fake clock: no real sleeping needed when the time has come
     assert wait_until(NOW, None, clock=lambda: NOW + timedelta(seconds=1))
 
@@ -227,5 +234,5 @@ def test_stream_json_rate_limit_events() -> None:
     assert not classifier.classify(1, allowed + "\nError: ENOENT\n", NOW).transient
     decision = classifier.classify(1, allowed + "\n" + rejected + "\n", NOW)
     assert decision.pattern == "claude-rate-limit-event"
-    assert decision.wait_until == datetime.fromtimestamp(1784283600, tz=timezone.utc)
+    assert decision.wait_until == datetime.fromtimestamp(1784283600, tz=UTC)
     assert parse_wait_until(allowed, NOW) is None
