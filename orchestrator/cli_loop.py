@@ -2,7 +2,10 @@
 ``replay``, ``status``, ``main-job`` and ``ledger --check`` (argument handling and printing
 only; the logic lives in the library modules). A CLI module: it prints.
 
-Exit codes: 0 ok · 1 the cycle/check failed · 2 usage error · 3 lock held · 130 interrupted.
+Exit codes: 0 ok · 1 the cycle/check failed (also: a dirty tree refused by ``loop --role``) ·
+2 usage error · 3 lock held · 5 peer dead (``loop --role``: the other side's lease is overdue, it
+did not take its turn, or ``sync.max_wait_s`` passed) · 6 rebase conflict (local commits kept on
+``orchestrator/conflict-<ts>``) · 7 remote unreachable for ``sync.max_offline_s`` · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from orchestrator.state import LockHeld
 __all__ = ["LOOP_SUBCOMMANDS", "add_check_arguments", "run_ledger_check"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_PEER_DEAD, EXIT_CONFLICT, EXIT_OFFLINE = 5, 6, 7  # `loop --role … --remote …`
 
 
 class _Usage(Exception):
@@ -98,11 +102,34 @@ def cmd_loop(args: argparse.Namespace) -> int:
     """``loop [--cycles N]``: cycles until the budget is used or nothing is eligible."""
     from orchestrator.loop import run_loop
 
+    if args.role or args.remote or args.branch:
+        return _role_loop(args)
     ctx = _context(args)
     result = run_loop(ctx, args.cycles, args.max_wall_s, args.focus, args.phases, on_cycle=_print_outcome)
     print(f"loop stopped: {result.stopped_because} ({len(result.cycles)} cycle(s))")
     if result.cycles and result.cycles[-1].status == "interrupted":
         return 130
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _role_loop(args: argparse.Namespace) -> int:
+    """``loop --role supervisor|worker --remote NAME [--branch B] [--cycles N]``: one side of
+    the two-machine loop (see orchestrator.sync)."""
+    from orchestrator.sync import role_loop as rl
+
+    if not args.role or not args.remote:
+        raise _Usage("--role and --remote go together (and --branch needs both)")
+    options = rl.RoleOptions(args.role, args.remote, args.branch, args.cycles, args.focus, args.phases)
+    ctx = _context(args)
+    codes = ((rl.PeerDead, EXIT_PEER_DEAD), (rl.SyncConflict, EXIT_CONFLICT), (rl.RemoteUnreachable, EXIT_OFFLINE),
+             (rl.SyncUsage, EXIT_USAGE), (rl.SyncStop, EXIT_FAILED))
+    try:
+        result = rl.run_role_loop(ctx, options, on_turn=_print_outcome)
+    except rl.SyncStop as exc:
+        code = next(c for kind, c in codes if isinstance(exc, kind))
+        print(f"orchestrator ({args.role}): {exc}", file=sys.stderr)
+        return code
+    print(f"{args.role} loop stopped: {result.stopped_because} ({len(result.turns)} turn(s))")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -222,6 +249,10 @@ def _add_loop(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wall-s", type=float, metavar="S", help="wall-time budget (default: budgets.max_wall_s)")
     p.add_argument("--focus", metavar="ID", help="work on this item")
     p.add_argument("--phases", type=int, metavar="N", help="plan phases per Do Now (0 = all remaining)")
+    p.add_argument("--role", choices=("supervisor", "worker"),
+                   help="two machines: run only this side, taking turns with the other over --remote")
+    p.add_argument("--remote", metavar="NAME", help="git remote shared with the other side (with --role)")
+    p.add_argument("--branch", metavar="B", help="shared branch (default: the checked-out one; with --role)")
     p.set_defaults(func=cmd_loop)
 
 
