@@ -114,8 +114,9 @@ class SyncRemote:
         if proc.returncode == 0:
             return proc
         err = proc.stderr.strip()
-        if _REJECTED.search(err):
-            raise PushRejected(f"git {args[0]} to {self.remote} rejected: {err}")
+        if _REJECTED.search(proc.stdout + "\n" + err):  # `push --porcelain` reports refs on stdout
+            raise PushRejected(f"git {args[0]} to {self.remote} rejected (not a fast-forward): "
+                               f"{' '.join((proc.stdout + ' ' + err).split())[:300]}")
         if _OFFLINE.search(err):
             raise RemoteOffline(f"remote {self.remote!r} unreachable: {' '.join(err.split())[:300]}")
         raise SyncGitError(f"git {' '.join(args)} failed in {self.repo} (rc {proc.returncode}): {err}")

@@ -1,0 +1,233 @@
+"""Two machines: real `python -m orchestrator loop --role …` processes, one per clone of a real
+bare remote on disk (sync.poll_s 0.2, heartbeat_s 0.5, lease_s 3)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _harness_repo import git, item, plan
+from _sync_repos import clone, events, remote_subjects, setup, start, two_item_plan, wait_for
+
+from orchestrator.documents import fix_plan as fix_plan_doc
+
+POLL_S, LEASE_S = 0.2, 3.0
+
+
+def _fix_plan_on(bare: Path) -> fix_plan_doc.FixPlan:
+    return fix_plan_doc.parse(git(bare, "show", "main:docs/fix_plan.md"), Path("docs/fix_plan.md"))
+
+
+def _kinds(subjects: list[str]) -> list[str]:
+    return [s.split(":")[0] for s in subjects if s.startswith(("SUPERVISOR:", "RALPH:"))]
+
+
+def _finish(*procs: subprocess.Popen, timeout: float = 60) -> list[int]:
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            codes.append(-9)
+    return codes
+
+
+def _log(repo: Path, role: str) -> str:
+    return (repo.parent / f"{repo.name}-{role}.log").read_text()
+
+
+FLAG = "go.flag"  # created in the worker's clone (untracked) to let the blocking step finish
+WAIT_FOR_FLAG = f"for i in $(seq 600); do test -e {FLAG} && break; sleep 0.1; done; test -e {FLAG}"
+
+
+def _one_item() -> dict[str, tuple[str, str]]:
+    """One item whose step blocks until the worker clone has ``go.flag`` (at most 60 s)."""
+    script = WAIT_FOR_FLAG
+    return {"T-ONE-001": (item("T-ONE-001", "blocking item", priority="P0"),
+                          plan("T-ONE-001", [("Do", [("wait for the flag", script)])], ["flag seen — check: `true`"]))}
+
+
+def _turn_started(repo: Path) -> bool:
+    return any(e["event"] == "turn_started" for e in events(repo))
+
+
+def test_two_processes_complete_a_two_item_plan_taking_turns(tmp_path: Path) -> None:
+    r = setup(tmp_path, two_item_plan())
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    assert _finish(sup, wrk) == [0, 0], _log(r["sup"], "supervisor") + _log(r["wrk"], "worker")
+    subjects = remote_subjects(r["remote"])
+    assert _kinds(subjects) == ["RALPH", "SUPERVISOR", "RALPH", "SUPERVISOR"]  # newest first, alternating
+    assert [i.status for i in _fix_plan_on(r["remote"]).items] == ["done", "done"]
+    files = git(r["remote"], "ls-tree", "-r", "--name-only", "main").splitlines()
+    for focus, name in (("T-ONE-001", "a.txt"), ("T-TWO-001", "b.txt")):
+        for artifact in ("run.json", "summary.md", name, "logs/step-01.log"):
+            assert any(f.startswith(f"plans/active/{focus}/reports/") and f.endswith("/" + artifact) for f in files)
+    # leases: linear chains on the remote (fast-forwards only), final state done for both
+    for role in ("supervisor", "worker"):
+        ref = f"refs/orchestrator/lease/{role}"
+        parents = git(r["remote"], "log", "--format=%p", ref).splitlines()
+        assert parents and all(len(p.split()) <= 1 for p in parents)
+        lease = json.loads(git(r["remote"], "log", "-1", "--format=%B", ref))
+        assert lease["role"] == role and lease["state"] == "done" and lease["pid"] > 0 and lease["host"]
+    assert git(r["remote"], "branch", "--list").strip() == "* main"  # no extra branches on the remote
+    # turn latency: worker's push → supervisor starts its turn, <= poll_s + 2 s
+    pushes = {e["sha"]: e["t"] for e in events(r["wrk"]) if e["event"] == "pushed"}
+    starts = [e for e in events(r["sup"]) if e["event"] == "turn_started" and e["turn_of"] in pushes]
+    assert len(starts) == 2
+    assert all(0 <= e["t"] - pushes[e["turn_of"]] <= POLL_S + 2 for e in starts)
+    # status --json of a clone shows the sync block
+    out = subprocess.run([sys.executable, "-m", "orchestrator", "status", "--json"], cwd=r["wrk"],
+                         capture_output=True, text=True, check=True).stdout
+    sync = json.loads(out)["sync"]
+    assert sync["role"] == "worker" and sync["turn"]["holder"] == "supervisor"
+    assert sync["last_push"]["sha"] == git(r["remote"], "rev-parse", "main")
+    assert sync["peer_last_heartbeat_utc"] == sync["leases"]["supervisor"]["heartbeat_utc"]
+    assert sync["lease_age_s"] >= 0
+
+
+def test_kill_worker_mid_turn_supervisor_exits_5_and_restarted_worker_resumes(tmp_path: Path) -> None:
+    r = setup(tmp_path, _one_item())
+    flag = r["wrk"] / FLAG
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    wait_for(lambda: (r["wrk"] / ".orchestrator" / "state.json").exists()
+             and json.loads((r["wrk"] / ".orchestrator" / "state.json").read_text())["phase"] == "working",
+             30, "the worker's step to run")
+    time.sleep(1.0)  # a few heartbeats into the turn
+    wrk.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    wrk.wait(10)
+    assert _finish(sup, timeout=LEASE_S + 10) == [5]
+    dead = [e for e in events(r["sup"]) if e["event"] == "peer_dead"]
+    assert len(dead) == 1 and dead[0]["t"] - killed_at <= LEASE_S + 2 * POLL_S
+    err = _log(r["sup"], "supervisor")
+    assert "the worker is not taking its turn" in err and "last heartbeat" in err and "host" in err
+    # restart: the worker resumes the unfinished turn and pushes it; nothing is duplicated
+    flag.touch()
+    assert _finish(start(r["wrk"], "worker", "--cycles", "1")) == [0], _log(r["wrk"], "worker")
+    subjects = remote_subjects(r["remote"])
+    assert _kinds(subjects) == ["RALPH", "SUPERVISOR"]
+    assert "resuming cycle" in _log(r["wrk"], "worker")
+    assert _fix_plan_on(r["remote"]).item("T-ONE-001").status == "done"
+    assert len(_fix_plan_on(r["remote"]).item("T-ONE-001").attempts) == 1
+    # the restarted supervisor takes its turn: nothing left, both stop cleanly
+    assert _finish(start(r["sup"], "supervisor")) == [0]
+    assert remote_subjects(r["remote"]) == subjects
+
+
+def test_a_third_clone_pushing_during_a_turn_is_rebased_not_lost(tmp_path: Path) -> None:
+    r = setup(tmp_path, _one_item(), clones=("sup", "wrk", "human"))
+    flag = r["wrk"] / FLAG
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    wait_for(lambda: _turn_started(r["wrk"]), 30, "the worker's turn")
+    (r["human"] / "docs" / "notes.md").write_text("a human's notes\n")
+    git(r["human"], "add", "docs/notes.md")
+    git(r["human"], "commit", "-qm", "docs: a human's notes")
+    git(r["human"], "pull", "-q", "--rebase")
+    git(r["human"], "push", "-q", "origin", "main")
+    flag.touch()
+    assert _finish(sup, wrk) == [0, 0], _log(r["wrk"], "worker")
+    subjects = remote_subjects(r["remote"])
+    assert [s.split(" — ")[0] for s in subjects] == ["RALPH: T-ONE-001", "docs: a human's notes",
+                                                       "SUPERVISOR: T-ONE-001", "seed"]
+    assert git(r["remote"], "show", "main:docs/notes.md") == "a human's notes"
+    assert "push rejected" in _log(r["wrk"], "worker")
+    assert _fix_plan_on(r["remote"]).item("T-ONE-001").status == "done"
+
+
+def test_conflicting_human_edit_exits_6_and_keeps_the_commits_on_a_branch(tmp_path: Path) -> None:
+    r = setup(tmp_path, _one_item(), clones=("sup", "wrk", "human"))
+    flag = r["wrk"] / FLAG
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    wait_for(lambda: _turn_started(r["wrk"]), 30, "the worker's turn")
+    git(r["human"], "pull", "-q", "--rebase")
+    path = r["human"] / "docs" / "fix_plan.md"
+    path.write_text(path.read_text().replace("- Status: in_progress", "- Status: blocked"))
+    git(r["human"], "commit", "-qam", "docs: a human blocks the item")
+    git(r["human"], "push", "-q", "origin", "main")
+    flag.touch()
+    assert _finish(wrk) == [6]
+    err = _log(r["wrk"], "worker")
+    assert "conflicting files: docs/fix_plan.md" in err
+    branches = git(r["wrk"], "branch", "--list", "orchestrator/conflict-*").split()
+    assert len(branches) == 1
+    assert git(r["wrk"], "log", "-1", "--format=%s", branches[0]).startswith("RALPH: T-ONE-001")
+    assert git(r["wrk"], "log", "-1", "--format=%s", "main").startswith("RALPH: T-ONE-001")  # not discarded
+    assert git(r["wrk"], "status", "--porcelain", "--untracked-files=no") == ""  # rebase aborted
+    assert _finish(sup, timeout=LEASE_S + 10) == [5]  # the worker's lease says it failed
+    assert "stopped with an error" in _log(r["sup"], "supervisor")
+
+
+def _move(bare: Path, away: Path, seconds: float) -> None:
+    bare.rename(away)
+    time.sleep(seconds)
+    away.rename(bare)
+
+
+@pytest.mark.parametrize("outage_s", [pytest.param(4.0, id="4s"), pytest.param(10.0, id="10s", marks=pytest.mark.slow)])
+def test_remote_unreadable_for_a_while_both_sides_retry_and_continue(tmp_path: Path, outage_s: float) -> None:
+    r = setup(tmp_path, two_item_plan(script_a=WAIT_FOR_FLAG), offline_s=30)
+    flag = r["wrk"] / FLAG
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    wait_for(lambda: _turn_started(r["wrk"]), 30, "the worker's turn")
+    r["remote"].rename(tmp_path / "away.git")
+    flag.touch()  # the worker finishes its turn while the remote is gone
+    time.sleep(outage_s)
+    (tmp_path / "away.git").rename(r["remote"])
+    assert _finish(sup, wrk) == [0, 0], _log(r["sup"], "supervisor") + _log(r["wrk"], "worker")
+    assert _kinds(remote_subjects(r["remote"])) == ["RALPH", "SUPERVISOR", "RALPH", "SUPERVISOR"]
+    for repo in (r["sup"], r["wrk"]):
+        names = [e["event"] for e in events(repo)]
+        assert "offline" in names and "online" in names
+
+
+def test_remote_unreadable_beyond_max_offline_exits_7_and_a_restart_completes(tmp_path: Path) -> None:
+    r = setup(tmp_path, _one_item(), offline_s=2)
+    flag = r["wrk"] / FLAG
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    wait_for(lambda: _turn_started(r["wrk"]), 30, "the worker's turn")
+    r["remote"].rename(tmp_path / "away.git")
+    flag.touch()
+    assert _finish(sup, wrk, timeout=30) == [7, 7]
+    err = _log(r["wrk"], "worker")
+    assert "unreachable" in err and "1 local commit(s) not pushed yet" in err
+    local_ralph = git(r["wrk"], "log", "-1", "--format=%s", "main")
+    assert local_ralph.startswith("RALPH: T-ONE-001")  # nothing local lost
+    (tmp_path / "away.git").rename(r["remote"])
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    assert _finish(sup, wrk) == [0, 0], _log(r["sup"], "supervisor") + _log(r["wrk"], "worker")
+    assert remote_subjects(r["remote"])[0] == local_ralph
+    assert _kinds(remote_subjects(r["remote"])) == ["RALPH", "SUPERVISOR"]
+
+
+def test_dirty_tree_is_refused_with_the_files_and_left_alone(tmp_path: Path) -> None:
+    r = setup(tmp_path, two_item_plan(), clones=("wrk",))
+    (r["wrk"] / "tests" / "test_tiny.py").write_text("# my unsaved work\n")
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "loop", "--role", "worker", "--remote", "origin"],
+                          cwd=r["wrk"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "uncommitted changes" in proc.stderr and "tests/test_tiny.py" in proc.stderr
+    assert (r["wrk"] / "tests" / "test_tiny.py").read_text() == "# my unsaved work\n"
+    assert git(r["wrk"], "stash", "list") == ""
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    r = setup(tmp_path, two_item_plan(), clones=("wrk",))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", "loop", *args], cwd=r["wrk"],
+                              capture_output=True, text=True, timeout=60)
+
+    no_remote = run("--role", "worker", "--remote", "nowhere")
+    assert no_remote.returncode == 2 and "no git remote named 'nowhere'" in no_remote.stderr
+    alone = run("--role", "worker")
+    assert alone.returncode == 2 and "--role and --remote go together" in alone.stderr
+    wrong = run("--role", "worker", "--remote", "origin", "--branch", "other")
+    assert wrong.returncode == 2 and "git switch other" in wrong.stderr
