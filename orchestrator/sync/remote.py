@@ -191,9 +191,17 @@ class SyncRemote:
     # ---- talking to the remote ----------------------------------------------------------
     def fetch(self) -> None:
         """The shared branch and every ``refs/orchestrator/*`` ref of the remote."""
-        self._network("fetch", "--quiet", "--prune", "--no-write-fetch-head", self.remote,
-                      f"+refs/heads/{self.branch}:{self.tracking_ref}",
-                      f"+refs/orchestrator/*:refs/orchestrator/remotes/{self.remote}/*")
+        try:
+            self._network("fetch", "--quiet", "--prune", "--no-write-fetch-head", self.remote,
+                          f"+refs/heads/{self.branch}:{self.tracking_ref}",
+                          f"+refs/orchestrator/*:refs/orchestrator/remotes/{self.remote}/*")
+        except RemoteOffline:
+            raise
+        except SyncGitError as exc:
+            if "couldn't find remote ref" in str(exc):
+                raise SyncGitError(f"remote {self.remote!r} has no branch {self.branch!r}: push it once "
+                                   f"(`git push {self.remote} {self.branch}`) before starting the loops") from exc
+            raise
 
     def ls_remote(self) -> dict[str, str]:
         """``{ref: sha}`` of the remote's branch and orchestrator refs (no objects fetched)."""

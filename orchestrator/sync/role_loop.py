@@ -173,6 +173,10 @@ class _RoleLoop:
             self._beat_quietly("failed", "interrupted by a signal; the same command resumes")
             self.journal.event("stopped", reason="interrupted")
             raise
+        except Exception as exc:  # a failed turn (invalid handoff, git guard, …): tell the peer, then report
+            self._beat_quietly("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+            self.journal.event("stopped", reason=type(exc).__name__, message=str(exc))
+            raise
 
     def _finish(self, turns: list[CycleOutcome], why: str) -> RoleLoopResult:
         self._beat_quietly("done", why)

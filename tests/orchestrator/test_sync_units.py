@@ -142,3 +142,11 @@ def test_remote_errors_are_sorted(tmp_path: Path) -> None:
     bare.rename(tmp_path / "gone.git")
     with pytest.raises(RemoteOffline, match="unreachable"):
         SyncRemote(two, "origin", "main").fetch()
+
+
+def test_fetch_of_a_branch_the_remote_lacks_says_how_to_fix_it(tmp_path: Path) -> None:
+    from orchestrator.sync.remote import SyncGitError
+
+    _bare, one, _two = _remote_and_clones(tmp_path)
+    with pytest.raises(SyncGitError, match="has no branch 'topic': push it once"):
+        SyncRemote(one, "origin", "topic").fetch()
