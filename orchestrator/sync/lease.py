@@ -121,19 +121,19 @@ class LeaseWriter:
 
 
 class Heartbeat:
-    """Context manager: renew the lease (``working``, ``turn_of``) every ``interval_s`` in a
-    daemon thread until the block ends. Failures (an offline remote) are logged, never raised:
+    """Context manager: renew the lease (``state``, ``turn_of``) every ``interval_s`` in a
+    daemon thread until the block ends (``working`` during a turn, ``idle`` while waiting). Failures (an offline remote) are logged, never raised:
     the loop's own pushes decide what an outage means."""
 
-    def __init__(self, writer: LeaseWriter, turn_of: str | None, interval_s: float) -> None:
-        self.writer, self.turn_of, self.interval_s = writer, turn_of, interval_s
+    def __init__(self, writer: LeaseWriter, turn_of: str | None, interval_s: float, state: str = "working") -> None:
+        self.writer, self.turn_of, self.interval_s, self.state = writer, turn_of, interval_s, state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{writer.role}", daemon=True)
         self.failures = 0
 
     def _beat(self) -> None:
         try:
-            self.writer.beat(self.turn_of, "working")
+            self.writer.beat(self.turn_of, self.state)
         except SyncGitError as exc:
             self.failures += 1
             logger.warning("heartbeat not pushed (%s); retrying in %g s", exc, self.interval_s)
@@ -143,7 +143,7 @@ class Heartbeat:
             self._beat()
 
     def __enter__(self) -> Heartbeat:
-        self._beat()  # taking the turn is announced before any work starts
+        self._beat()  # a turn is announced as taken before any work starts
         self._thread.start()
         return self
 

@@ -4,7 +4,8 @@ the first-parent history and lease refs, writing lease commits, keeping a confli
 
 Refs: the shared branch is fetched into ``refs/remotes/<remote>/<branch>``; the leases live on
 the remote as ``refs/orchestrator/lease/<role>`` and are fetched into
-``refs/orchestrator/remotes/<remote>/lease/<role>`` (out of ``git branch -r``'s way).
+``refs/orchestrator/remotes/<remote>/lease/<role>`` (out of ``git branch -r``'s way) by
+:meth:`SyncRemote.fetch` only.
 
 Failures are sorted into three exceptions: :class:`RemoteOffline` (the remote could not be
 reached or read; the caller retries), :class:`PushRejected` (not a fast-forward; the caller
@@ -29,7 +30,8 @@ _REJECTED = re.compile(r"\[rejected\]|non-fast-forward|fetch first|stale info", 
 _OFFLINE = re.compile(
     r"could not read from remote|does not appear to be a git repository|unable to access|"
     r"could not resolve host|connection (refused|reset|timed out)|network is unreachable|"
-    r"the remote end hung up|early eof|no route to host|operation timed out|not a git repository",
+    r"the remote end hung up|early eof|no route to host|operation timed out|not a git repository|"
+    r"cannot lock ref|unable to update local ref|unable to create '[^']*\.lock'",  # transient: retried likewise
     re.IGNORECASE)
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree (sha1)
 
@@ -241,12 +243,21 @@ class SyncRemote:
         return self._run("rev-parse", "HEAD").stdout.strip()
 
     # ---- leases -------------------------------------------------------------------------
+    def fetched_refs(self) -> dict[str, str]:
+        """``{ref: sha}`` of the fetched branch and leases, in one git call (the poll loop's read)."""
+        out = self._run("for-each-ref", "--format=%(objectname) %(refname)", self.tracking_ref,
+                        f"refs/orchestrator/remotes/{self.remote}/").stdout
+        return {ref: sha for sha, ref in (line.split(" ", 1) for line in out.splitlines() if " " in line)}
+
+    def lease_message(self, sha: str) -> str:
+        return self._run("cat-file", "commit", sha).stdout.split("\n\n", 1)[-1]
+
     def read_lease(self, role: str) -> tuple[str, str] | None:
         """``(sha, message)`` of the fetched lease of ``role``, None when there is none."""
         sha = self._rev(self.lease_tracking_ref(role))
         if sha is None:
             return None
-        return sha, self._run("cat-file", "commit", sha).stdout.split("\n\n", 1)[-1]
+        return sha, self.lease_message(sha)
 
     def make_lease_commit(self, message: str, parent: str | None) -> str:
         """A commit with the empty tree, ``message`` and (optionally) ``parent``."""
@@ -257,13 +268,14 @@ class SyncRemote:
     def push_lease(self, role: str, sha: str) -> None:
         """Fast-forward ``refs/orchestrator/lease/<role>`` on the remote to ``sha`` (never forced)."""
         self._network("push", "--quiet", "--porcelain", self.remote, f"{sha}:{self.lease_ref(role)}")
-        self._run("update-ref", self.lease_tracking_ref(role), sha, check=False)  # a concurrent fetch may hold it
+        # the tracking ref is left to fetch(): the heartbeat thread must not race the poll loop's fetch for it
 
     def fetch_lease(self, role: str) -> str | None:
-        """Fetch only the lease of ``role``; returns its sha (None if the remote has none)."""
+        """Fetch only the lease of ``role`` (into a ref of the writer's own, so the poll loop's
+        fetch is never raced); returns its sha (None if the remote has none)."""
         refs = self.ls_remote()
         if self.lease_ref(role) not in refs:
             return None
-        self._network("fetch", "--quiet", "--no-write-fetch-head", self.remote,
-                      f"+{self.lease_ref(role)}:{self.lease_tracking_ref(role)}")
-        return self._rev(self.lease_tracking_ref(role))
+        private = f"refs/orchestrator/writer/{self.remote}/{role}"
+        self._network("fetch", "--quiet", "--no-write-fetch-head", self.remote, f"+{self.lease_ref(role)}:{private}")
+        return self._rev(private)

@@ -141,6 +141,7 @@ class _RoleLoop:
         self.handed_seen: dict[str, float] = {}
         self.last_turn_of: str | None = None
         self._turn_cache: tuple[str | None, Turn] | None = None
+        self._lease_cache: dict[str, Lease | None] = {}
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> RoleLoopResult:
@@ -235,40 +236,46 @@ class _RoleLoop:
         except (SyncGitError, AttributeError) as exc:
             logger.warning("lease (%s) not pushed: %s", state, exc)
 
-    def _turn(self) -> Turn:
-        tip = self.remote.remote_tip()
+    def _turn(self, tip: str | None = None) -> Turn:
+        tip = tip if tip is not None else self.remote.remote_tip()
         if self._turn_cache is None or self._turn_cache[0] != tip:
             log = self.remote.first_parent_log(self.remote.tracking_ref)
             self._turn_cache = (tip, whose_turn((e.sha, e.subject, e.paths) for e in log))
         return self._turn_cache[1]
 
-    def _peer_lease(self) -> Lease | None:
-        raw = self.remote.read_lease(self.peer)
-        if raw is None:
+    def _peer_lease(self, sha: str | None) -> Lease | None:
+        if sha is None:
             return None
-        try:
-            return Lease.from_message(raw[1], raw[0])
-        except LeaseError as exc:
-            logger.warning("ignoring the %s's lease: %s", self.peer, exc)
-            return None
+        if sha not in self._lease_cache:
+            try:
+                self._lease_cache = {sha: Lease.from_message(self.remote.lease_message(sha), sha)}
+            except LeaseError as exc:
+                logger.warning("ignoring the %s's lease: %s", self.peer, exc)
+                self._lease_cache = {sha: None}
+        return self._lease_cache[sha]
 
     def _wait_for_turn(self) -> Turn | None:
-        t0, last_beat, logged = time.time(), 0.0, False
+        with Heartbeat(self.writer, self.last_turn_of, self.cfg.heartbeat_s, state="idle"):
+            return self._poll_for_turn()
+
+    def _poll_for_turn(self) -> Turn | None:
+        t0, last_note, logged = time.time(), 0.0, False
         while True:
+            started = time.monotonic()
             self._net(self.remote.fetch, "fetch")
-            turn = self._turn()
+            refs = self.remote.fetched_refs()
+            turn = self._turn(refs.get(self.remote.tracking_ref))
             if turn.holder == self.role:
                 return turn
             now = time.time()
-            if now - last_beat >= self.cfg.heartbeat_s:
-                self._beat_quietly("idle")
+            if now - last_note >= self.cfg.heartbeat_s:
                 self.journal.update(last_fetch_utc=_utc())
-                last_beat = now
+                last_note = now
             if not logged:
                 logger.info("waiting for the %s (turn handed by %s)", self.peer, (turn.handed_by or "-")[:12])
                 logged = True
             seen = self.handed_seen.setdefault(turn.handed_by or "", now)
-            lease = self._peer_lease()
+            lease = self._peer_lease(refs.get(self.remote.lease_tracking_ref(self.peer)))
             fresh = lease is not None and lease.sha != self.peer_baseline
             verdict = judge_peer(turn, lease.to_dict() if lease else None, fresh, now, self.grace_from, seen,
                                  self.cfg.lease_s)
@@ -283,7 +290,7 @@ class _RoleLoop:
                 notify_peer_dead(message, lease)
                 self.journal.event("peer_dead", peer=self.peer, reason=reason, lease=lease.to_dict() if lease else None)
                 raise PeerDead(message)
-            time.sleep(self.cfg.poll_s)
+            time.sleep(max(0.0, self.cfg.poll_s - (time.monotonic() - started)))  # one poll per poll_s
 
     def _rebase(self) -> None:
         dirty = self.remote.dirty_paths()
