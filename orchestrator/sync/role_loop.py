@@ -167,7 +167,8 @@ class _RoleLoop:
                     return self._finish(turns, "nothing eligible")
             return self._finish(turns, f"{budget} turn(s) taken")
         except SyncStop as exc:
-            self._beat_quietly("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
+            if not isinstance(exc, (PeerDead, RemoteUnreachable)):  # nobody to tell / no way to tell: exit at once
+                self._beat_quietly("failed", f"{type(exc).__name__}: {str(exc)[:300]}")
             self.journal.event("stopped", reason=type(exc).__name__, message=str(exc))
             raise
         except KeyboardInterrupt:

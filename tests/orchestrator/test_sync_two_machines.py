@@ -105,8 +105,10 @@ def test_kill_worker_mid_turn_supervisor_exits_5_and_restarted_worker_resumes(tm
     killed_at = time.time()
     wrk.wait(10)
     assert _finish(sup, timeout=LEASE_S + 10) == [5]
+    exited_after = time.time() - killed_at
     dead = [e for e in events(r["sup"]) if e["event"] == "peer_dead"]
-    assert len(dead) == 1 and dead[0]["t"] - killed_at <= LEASE_S + 2 * POLL_S
+    assert len(dead) == 1 and dead[0]["t"] - killed_at <= LEASE_S + 2 * POLL_S  # the bound of the issue
+    assert exited_after <= LEASE_S + 2 * POLL_S + 1.0  # + interpreter exit on a loaded 2-core machine
     err = _log(r["sup"], "supervisor")
     assert "the worker is not taking its turn" in err and "last heartbeat" in err and "host" in err
     # restart: the worker resumes the unfinished turn and pushes it; nothing is duplicated
