@@ -233,3 +233,20 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert alone.returncode == 2 and "--role and --remote go together" in alone.stderr
     wrong = run("--role", "worker", "--remote", "origin", "--branch", "other")
     assert wrong.returncode == 2 and "git switch other" in wrong.stderr
+
+
+def test_restart_after_a_commit_whose_state_was_not_saved_does_not_commit_twice(tmp_path: Path) -> None:
+    r = setup(tmp_path, two_item_plan())
+    sup, wrk = start(r["sup"], "supervisor", "--cycles", "1"), start(r["wrk"], "worker", "--cycles", "1")
+    assert _finish(sup, wrk) == [0, 0], _log(r["wrk"], "worker")
+    # as if the worker had been killed between its RALPH commit and saving the state
+    state_path = r["wrk"] / ".orchestrator" / "state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "phase": "worked", "worker_commit": None}))
+    sup, wrk = start(r["sup"], "supervisor"), start(r["wrk"], "worker")
+    assert _finish(sup, wrk) == [0, 0], _log(r["wrk"], "worker")
+    subjects = remote_subjects(r["remote"])
+    assert [s.split(" — ")[0] for s in subjects[:4]] == ["RALPH: T-TWO-001", "SUPERVISOR: T-TWO-001",
+                                                          "RALPH: T-ONE-001", "SUPERVISOR: T-ONE-001"]
+    assert "closed on this clone: its commit is already made" in _log(r["wrk"], "worker")
+    assert [i.status for i in _fix_plan_on(r["remote"]).items] == ["done", "done"]
