@@ -3,7 +3,8 @@
 Layout for adding subcommands: write ``_add_<name>(subparsers)`` that registers the parser and
 sets ``func=cmd_<name>``, write ``cmd_<name>(args) -> int`` (argument handling and printing
 only; the logic lives in the library), and list the adder in :data:`SUBCOMMANDS`.
-Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 124 timeout ·
+Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 5/6/7 two-machine
+loop stops (peer dead, rebase conflict, remote unreachable; see cli_loop) · 124 timeout ·
 130 interrupted (state saved; the same command resumes). The loop subcommands (supervise, work,
 loop, replay, status, main-job, ledger --check) live in :mod:`orchestrator.cli_loop`.
 """

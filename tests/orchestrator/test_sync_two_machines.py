@@ -250,3 +250,15 @@ def test_restart_after_a_commit_whose_state_was_not_saved_does_not_commit_twice(
                                                           "RALPH: T-ONE-001", "SUPERVISOR: T-ONE-001"]
     assert "closed on this clone: its commit is already made" in _log(r["wrk"], "worker")
     assert [i.status for i in _fix_plan_on(r["remote"]).items] == ["done", "done"]
+
+
+def test_waits_are_bounded_by_max_wait_s(tmp_path: Path) -> None:
+    r = setup(tmp_path, two_item_plan(), clones=("wrk",))
+    config = tmp_path / "short-wait.yaml"
+    config.write_text("sync:\n  poll_s: 0.2\n  heartbeat_s: 0.5\n  lease_s: 30\n  max_wait_s: 1\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "loop", "--role", "worker", "--remote", "origin",
+                           "--config", str(config)], cwd=r["wrk"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 5, proc.stderr
+    assert "no turn within sync.max_wait_s (1 s)" in proc.stderr and "no heartbeat ever seen" in proc.stderr
+    assert time.monotonic() - t0 < 30  # the wait bound, not the lease, ended it
