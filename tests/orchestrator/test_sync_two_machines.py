@@ -3,8 +3,6 @@ bare remote on disk (sync.poll_s 0.2, heartbeat_s 0.5, lease_s 3)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from _harness_repo import git, item, plan
-from _sync_repos import clone, events, remote_subjects, setup, start, two_item_plan, wait_for
+from _sync_repos import events, remote_subjects, setup, start, two_item_plan, wait_for
 
 from orchestrator.documents import fix_plan as fix_plan_doc
 
@@ -165,12 +163,6 @@ def test_conflicting_human_edit_exits_6_and_keeps_the_commits_on_a_branch(tmp_pa
     assert git(r["wrk"], "status", "--porcelain", "--untracked-files=no") == ""  # rebase aborted
     assert _finish(sup, timeout=LEASE_S + 10) == [5]  # the worker's lease says it failed
     assert "stopped with an error" in _log(r["sup"], "supervisor")
-
-
-def _move(bare: Path, away: Path, seconds: float) -> None:
-    bare.rename(away)
-    time.sleep(seconds)
-    away.rename(bare)
 
 
 @pytest.mark.parametrize("outage_s", [pytest.param(4.0, id="4s"), pytest.param(10.0, id="10s", marks=pytest.mark.slow)])
