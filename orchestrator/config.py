@@ -21,6 +21,7 @@ __all__ = [
     "ConfigError",
     "HarnessConfig",
     "MainJobConfig",
+    "SyncConfig",
     "load_config",
     "CONFIG_NAME",
 ]
@@ -80,6 +81,29 @@ class MainJobConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """Two machines (``loop --role … --remote …``), all in seconds: how often the waiting side
+    polls the remote, how often the side holding the turn renews its lease, after how long
+    without a renewal (or without the peer taking a handed-over turn) the peer is dead, the
+    longest wait for one turn, and how long the remote may stay unreachable."""
+
+    poll_s: float = 10.0
+    heartbeat_s: float = 30.0
+    lease_s: float = 120.0
+    max_wait_s: float = 86400.0
+    max_offline_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"sync.{f.name} must be a number > 0 (seconds), got {value!r}")
+        if self.lease_s < 2 * self.heartbeat_s:
+            raise ConfigError(f"sync.lease_s must be >= 2 x sync.heartbeat_s ({2 * self.heartbeat_s:g}), "
+                              f"got {self.lease_s!r}")
+
+
+@dataclass(frozen=True)
 class HarnessConfig:
     """Everything the loop needs besides the repository documents.
 
@@ -98,6 +122,7 @@ class HarnessConfig:
     git_sync: bool = True
     budgets: Budgets = field(default_factory=Budgets)
     main_job: MainJobConfig = field(default_factory=MainJobConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     commands: Mapping[str, AgentCommand] = field(default_factory=dict)
     source: str = "<defaults>"
 
@@ -180,6 +205,7 @@ def load_config(path: Path) -> HarnessConfig:
             **_take(_mapping(top.pop("main_job", None), "main_job", source), MainJobConfig, "main_job", source)
         )
         commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
+        sync = SyncConfig(**_take(_mapping(top.pop("sync", None), "sync", source), SyncConfig, "sync", source))
     except (ConfigError, TypeError) as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from exc
@@ -193,6 +219,7 @@ def load_config(path: Path) -> HarnessConfig:
             worker=str(agents.get("worker", BUILTIN)),
             budgets=budgets,
             main_job=main_job,
+            sync=sync,
             commands=commands,
             source=source,
             **scalars,

@@ -28,9 +28,10 @@ LAYERS: dict[str, int] = {
     "agents": 5, "turns": 5,
     "context": 6,
     "cycle": 7,
-    "tools": 8,
-    "report": 9,
-    "cli": 10,
+    "sync": 8,
+    "tools": 9,
+    "report": 10,
+    "cli": 11,
 }
 #: Entry points that only start the command line.
 ENTRY_POINTS = ("orchestrator/__init__.py", "orchestrator/__main__.py", "orchestrator/report/__main__.py")

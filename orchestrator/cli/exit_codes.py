@@ -8,12 +8,19 @@ __all__ = ["Exit"]
 
 
 class Exit(IntEnum):
-    """0 ok · 1 a check, validation or cycle failed · 2 usage error · 3 lock held ·
-    124 a command timed out · 130 interrupted (state saved; the same command resumes)."""
+    """0 ok · 1 a check, validation or cycle failed (also: a dirty tree refused by
+    ``loop --role``) · 2 usage error · 3 lock held · 5 peer dead (``loop --role``: the other
+    side's lease is overdue, it did not take its turn, or ``sync.max_wait_s`` passed) ·
+    6 rebase conflict (local commits kept on ``orchestrator/conflict-<ts>``) · 7 remote
+    unreachable for ``sync.max_offline_s`` · 124 a command timed out · 130 interrupted (state
+    saved; the same command resumes)."""
 
     OK = 0
     FAILED = 1
     USAGE = 2
     LOCKED = 3
+    PEER_DEAD = 5
+    CONFLICT = 6
+    OFFLINE = 7
     TIMEOUT = 124
     INTERRUPTED = 130

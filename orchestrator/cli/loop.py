@@ -97,11 +97,34 @@ def cmd_loop(args: argparse.Namespace) -> int:
     """``loop [--cycles N]``: cycles until the budget is used or nothing is eligible."""
     from orchestrator.cycle.loop import run_loop
 
+    if args.role or args.remote or args.branch:
+        return _role_loop(args)
     ctx = _context(args)
     result = run_loop(ctx, args.cycles, args.max_wall_s, args.focus, args.phases, on_cycle=_print_outcome)
     print(f"loop stopped: {result.stopped_because} ({len(result.cycles)} cycle(s))")
     if result.cycles and result.cycles[-1].status == "interrupted":
         return Exit.INTERRUPTED
+    return Exit.OK if result.ok else Exit.FAILED
+
+
+def _role_loop(args: argparse.Namespace) -> int:
+    """``loop --role supervisor|worker --remote NAME [--branch B] [--cycles N]``: one side of
+    the two-machine loop (see orchestrator.sync)."""
+    from orchestrator.sync import role_loop as rl
+
+    if not args.role or not args.remote:
+        raise _Usage("--role and --remote go together (and --branch needs both)")
+    options = rl.RoleOptions(args.role, args.remote, args.branch, args.cycles, args.focus, args.phases)
+    ctx = _context(args)
+    codes = ((rl.PeerDead, Exit.PEER_DEAD), (rl.SyncConflict, Exit.CONFLICT), (rl.RemoteUnreachable, Exit.OFFLINE),
+             (rl.SyncUsage, Exit.USAGE), (rl.SyncStop, Exit.FAILED))
+    try:
+        result = rl.run_role_loop(ctx, options, on_turn=_print_outcome)
+    except rl.SyncStop as exc:
+        code = next(c for kind, c in codes if isinstance(exc, kind))
+        print(f"orchestrator ({args.role}): {exc}", file=sys.stderr)
+        return code
+    print(f"{args.role} loop stopped: {result.stopped_because} ({len(result.turns)} turn(s))")
     return Exit.OK if result.ok else Exit.FAILED
 
 
@@ -226,6 +249,10 @@ def _add_loop(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wall-s", type=float, metavar="S", help="wall-time budget (default: budgets.max_wall_s)")
     p.add_argument("--focus", metavar="ID", help="work on this item")
     p.add_argument("--phases", type=int, metavar="N", help="plan phases per Do Now (0 = all remaining)")
+    p.add_argument("--role", choices=("supervisor", "worker"),
+                   help="two machines: run only this side, taking turns with the other over --remote")
+    p.add_argument("--remote", metavar="NAME", help="git remote shared with the other side (with --role)")
+    p.add_argument("--branch", metavar="B", help="shared branch (default: the checked-out one; with --role)")
     p.set_defaults(func=cmd_loop)
 
 

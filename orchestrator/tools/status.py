@@ -100,7 +100,19 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
                                  "date": c.committed_at} for c in commits[:6]]
     status["runs"] = _runs(layout)
+    status["sync"] = _sync(repo, status["errors"])
     return status
+
+
+def _sync(repo: Path, errors: list[str]) -> dict[str, Any] | None:
+    """Two machines: whose turn, leases, last push (None unless ``loop --role`` ran here)."""
+    from orchestrator.sync.status import sync_status
+
+    try:
+        return sync_status(repo)
+    except ValueError as exc:
+        errors.append(str(exc))
+        return None
 
 
 def format_status(s: dict[str, Any]) -> str:
@@ -129,5 +141,12 @@ def format_status(s: dict[str, Any]) -> str:
     for r in s.get("runs", [])[:3]:
         lines.append(f"run: {r['path']} {r.get('status')} steps {r.get('steps_ok')}/{r.get('steps')} "
                      f"criteria {r.get('criteria_passed')}/{r.get('criteria')}")
+    sync = s.get("sync")
+    if sync:
+        turn = sync.get("turn") or {}
+        lines.append(f"sync: {sync['role']} via {sync['remote']}/{sync['branch']}; turn: {turn.get('holder')} "
+                     f"(handed by {(turn.get('handed_by') or '-')[:12]}); lease age {sync.get('lease_age_s')} s; "
+                     f"peer heartbeat {sync.get('peer_last_heartbeat_utc')}; last push "
+                     f"{(sync.get('last_push') or {}).get('utc')}")
     lines += [f"error: {e}" for e in s.get("errors", [])]
     return "\n".join(lines)

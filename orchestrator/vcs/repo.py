@@ -27,7 +27,7 @@ from orchestrator.layout import Layout
 from orchestrator.vcs.owned import CommitResult, commit_message, is_owned
 from orchestrator.vcs.secret_scan import SecretHit, scan_diff
 
-__all__ = ["GitError", "GitGuardError", "GitRepo"]
+__all__ = ["GitError", "GitGuardError", "GitRepo", "GitTimeout"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class GitGuardError(GitError):
     """The repository is in a state the harness must not commit in."""
 
 
+class GitTimeout(GitError):
+    """A git command ran past its time limit (for a network command: the remote is unreachable)."""
+
+
 def _lit(path: str) -> str:
     return f":(literal){path}"
 
@@ -68,7 +72,9 @@ def _run_git(cwd: Path, *args: str, check: bool = True, input: str | None = None
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=text, input=input,
                               timeout=timeout_s, stdin=None if input is not None else subprocess.DEVNULL,
                               check=False, env=full_env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        raise GitTimeout(f"git {' '.join(args[:3])} in {cwd} timed out after {exc.timeout:g} s") from exc
+    except OSError as exc:
         raise GitError(f"git {' '.join(args)} in {cwd}: {exc}") from exc
     if check and proc.returncode != 0:
         stderr = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode("utf-8", "replace")
@@ -111,10 +117,12 @@ class GitRepo:
             stderr = (exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
             raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {stderr}") from exc
 
-    def _run(self, *args: str, check: bool = True, input: str | None = None,
-             timeout_s: float = _TIMEOUT_S, text: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, check: bool = True, input: str | None = None, timeout_s: float = _TIMEOUT_S,
+             text: bool = True, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        """``git ARGS`` as a subprocess (thread-safe); ``env`` is added to :attr:`env`. The one
+        runner the gateway's topic classes (:mod:`orchestrator.vcs.remote`, …) go through."""
         return _run_git(self.root, *args, check=check, input=input, timeout_s=timeout_s, text=text,
-                        env=self.env)
+                        env={**self.env, **(env or {})})
 
     # ---- state -------------------------------------------------------------------------
     def has_commits(self) -> bool:
