@@ -3,8 +3,8 @@
 Layout for adding subcommands: write ``_add_<name>(subparsers)`` that registers the parser and
 sets ``func=cmd_<name>``, write ``cmd_<name>(args) -> int`` (argument handling and printing
 only; the logic lives in the library), and list the adder in :data:`SUBCOMMANDS`.
-Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 124 timeout ·
-130 interrupted (state saved; the same command resumes). The loop subcommands (supervise, work,
+Exit codes: 0 ok · 1 a check or validation failed · 2 usage error · 3 lock held · 8 handoff
+refused by the worker (trust boundary) · 124 timeout · 130 interrupted (state saved; the same command resumes). The loop subcommands (supervise, work,
 loop, replay, status, main-job, ledger --check) live in :mod:`orchestrator.cli_loop`.
 """
 
@@ -25,7 +25,7 @@ from orchestrator.documents import validate as validate_doc
 from orchestrator.documents.errors import ParseError
 from orchestrator.report.command import add_report_arguments, run_report
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_TIMEOUT = 0, 1, 2, 3, 124
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_REFUSED, EXIT_TIMEOUT = 0, 1, 2, 3, 8, 124
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

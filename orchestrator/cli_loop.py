@@ -2,7 +2,9 @@
 ``replay``, ``status``, ``main-job`` and ``ledger --check`` (argument handling and printing
 only; the logic lives in the library modules). A CLI module: it prints.
 
-Exit codes: 0 ok · 1 the cycle/check failed · 2 usage error · 3 lock held · 130 interrupted.
+Exit codes: 0 ok · 1 the cycle/check failed · 2 usage error · 3 lock held · 8 handoff refused
+(trust boundary: not signed by an allowed supervisor key, or a command outside
+``worker.allow_commands``; nothing ran) · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from orchestrator.state import LockHeld
 __all__ = ["LOOP_SUBCOMMANDS", "add_check_arguments", "run_ledger_check"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_REFUSED = 8  # the worker refused an untrusted handoff (orchestrator.trust)
 
 
 class _Usage(Exception):
@@ -66,9 +69,16 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     def wrapper(args: argparse.Namespace) -> int:
         from orchestrator.documents.errors import DocumentError
         from orchestrator.gitops import GitError
+        from orchestrator.trust.verify import HandoffRefused
 
         try:
             return func(args)
+        except HandoffRefused as exc:
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            if exc.ledger_entry:
+                print(f"  recorded in galph_memory.md ({exc.ledger_entry})"
+                      + (f", commit {exc.commit[:12]}" if exc.commit else ""), file=sys.stderr)
+            return EXIT_REFUSED
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return EXIT_LOCKED

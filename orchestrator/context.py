@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from orchestrator.agents import SupervisorAgent, WorkerAgent
 from orchestrator.artifacts import utc_now
@@ -46,7 +46,8 @@ class HarnessContext:
     are refused on any other branch (None: whatever branch is checked out, never a detached
     HEAD). ``git_env``: identity variables for the harness's commits (see
     :func:`identity_env`). ``phases_per_cycle`` overrides the config (the main job uses 0 =
-    every remaining phase).
+    every remaining phase). ``on_refusal``: notification hook of the trust boundary
+    (:mod:`orchestrator.trust.enforce`).
     """
 
     repo: Path
@@ -56,6 +57,8 @@ class HarnessContext:
     expected_branch: str | None = None
     git_env: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    #: trust boundary: called with the HandoffRefused after a refused handoff was recorded
+    on_refusal: Callable[[Any], None] | None = None
 
     def git(self) -> GitRepo:
         repo = GitRepo(self.repo)

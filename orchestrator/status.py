@@ -2,7 +2,8 @@
 
 Lock holder, the saved cycle state, branch/HEAD/dirty, the current focus with its computed
 dwell, every fix-plan item (status, priority, eligibility, plan progress), the newest run
-records and the recent harness commits.
+records, the recent harness commits and the provenance of the committed handoff (``handoff``:
+commit, author, signature, signer; see :mod:`orchestrator.trust`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.gitops import GitError, GitRepo
 from orchestrator.history import cycle_commits, dwell, make_judge
 from orchestrator.state import StateError, load_state, read_lock
 from orchestrator.supervisor import FIX_PLAN, eligible_items
+from orchestrator.trust.enforce import describe_handoff
 
 __all__ = ["collect_status", "format_status"]
 
@@ -96,6 +98,7 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     status["recent_commits"] = [{"sha": c.sha[:12], "kind": c.kind, "focus": c.focus, "subject": c.subject,
                                  "date": c.committed_at} for c in commits[:6]]
     status["runs"] = _runs(repo)
+    status["handoff"] = describe_handoff(repo, config) if status["git"] else None  # signer of the handoff
     return status
 
 
@@ -124,5 +127,11 @@ def format_status(s: dict[str, Any]) -> str:
     for r in s.get("runs", [])[:3]:
         lines.append(f"run: {r['path']} {r.get('status')} steps {r.get('steps_ok')}/{r.get('steps')} "
                      f"criteria {r.get('criteria_passed')}/{r.get('criteria')}")
+    h = s.get("handoff")
+    if h and h.get("commit"):
+        lines.append(f"handoff: {h['commit'][:12]} by {h.get('author')}, signature {h.get('signature')}"
+                     f"{' signer ' + h['signer'] if h.get('signer') else ''}"
+                     f"{'' if h.get('ok') else ' — not verified: ' + str(h.get('reason'))}"
+                     f"{' (required)' if h.get('required') else ''}")
     lines += [f"error: {e}" for e in s.get("errors", [])]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from orchestrator.handoff_draft import DraftInputs, render_draft
 from orchestrator.history import cycle_commits, dwell, make_judge
 
 from orchestrator.steps import harness_bin
+from orchestrator.trust.signing import signing_setup
 
 __all__ = ["FocusChoice", "SuperviseResult", "choose_focus", "eligible_items", "escalate", "git_sync", "supervise"]
 
@@ -153,7 +154,8 @@ def _ledger_entry(ctx: HarnessContext, title: str, focus: str, dwell_: int, acti
 def _commit(ctx: HarnessContext, focus: str, subject: str, trailers: dict[str, str]) -> str | None:
     message = subject + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items())
     result = ctx.git().commit_owned("SUPERVISOR", focus, message, ctx.config.max_commit_bytes,
-                                    expected_branch=ctx.expected_branch)
+                                    expected_branch=ctx.expected_branch,
+                                    commit_args=signing_setup(ctx.repo, ctx.config).commit_args)
     if result.refused_reason:
         raise RuntimeError(result.refused_reason)
     return result.sha
@@ -188,6 +190,7 @@ def _phases(ctx: HarnessContext, plan: plan_doc.Plan, phases_per_cycle: int) -> 
 def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = None,
               phases_per_cycle: int | None = None) -> SuperviseResult:
     """One supervisor turn (see the module docstring)."""
+    signing_setup(ctx.repo, ctx.config)  # trust boundary: SigningConfigError names the missing git setting
     sync = git_sync(ctx)
     plan = fix_plan_doc.load(ctx.repo / FIX_PLAN)
     judge = make_judge(ctx.repo)

@@ -29,6 +29,7 @@ from orchestrator.handoff_check import validate_handoff_file
 from orchestrator.runner import CommandInterrupted
 from orchestrator.state import CycleState
 from orchestrator.steps import PlannedCheck, PlannedStep, kill_marked_processes, run_checks, step_env
+from orchestrator.trust.enforce import verify_handoff
 
 __all__ = ["WorkResult", "commit_ralph", "planned_checks", "planned_steps", "step_item_id", "work"]
 
@@ -114,6 +115,7 @@ class _Recorder:
         self.ctx, self.state, self.report = ctx, state, report
         self.sha_before, self.dirty, self.kept = sha_before, dirty, kept
         self.started = ctx.clock()
+        self.provenance: dict[str, Any] | None = None  # trust boundary verdict on the handoff
 
     def write(self, status: str, steps: Sequence[StepRecord], criteria: Sequence[CriterionRecord],
               notes: str, extra: dict[str, Any]) -> Path:
@@ -128,6 +130,8 @@ class _Recorder:
         data["harness"] = {"cycle_id": self.state.cycle_id, "attempt": self.state.attempts,
                            "worker_agent": self.ctx.worker.name, "supervisor_commit": self.state.supervisor_commit,
                            "earlier_attempt_records": self.kept, **extra}
+        if self.provenance is not None:
+            data["harness"]["handoff_provenance"] = self.provenance
         problems = validate_run_record(data)
         if problems:
             raise ValueError("run.json would be invalid: " + "; ".join(problems))
@@ -195,6 +199,7 @@ def _blocked_handoff(ctx: HarnessContext, state: CycleState, problems: list[str]
 def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
     """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
     input_path = ctx.repo / "input.md"
+    provenance = verify_handoff(ctx, state, save)  # trust boundary: HandoffRefused (exit 8) before anything runs
     problems = validate_handoff_file(ctx.repo, input_path, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
     if problems:
@@ -212,6 +217,7 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     save(state)
     git = ctx.git()
     recorder = _Recorder(ctx, state, report, git.head_sha(), git.is_dirty(untracked=False), kept)
+    recorder.provenance = provenance.to_dict()
     steps = planned_steps(doc)
     checks = planned_checks(doc)
     env = step_env(ctx.repo, report_rel, state.cycle_id)
