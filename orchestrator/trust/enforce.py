@@ -121,6 +121,7 @@ def _record_refusal(ctx: HarnessContext, state: CycleState, focus: str | None, p
         ctx.clock(), f"{label} — handoff refused by the worker",
         fields=[("Action type", "Handoff refused"), ("Refused commit", culprit),
                 ("Author", prov.offending_author or prov.author or "unknown"),
+                ("Committer", prov.offending_committer or prov.committer or "unknown"),
                 ("Handoff commit", prov.commit or "none"), ("Signature", sig), ("Reason", prov.reason or "-"),
                 ("Cycle", state.cycle_id)],
         action_state="refused",
@@ -158,7 +159,8 @@ def verify_handoff(ctx: HarnessContext, state: CycleState,
         if outside:
             shown = "; ".join(outside[:3]) + (f" (+{len(outside) - 3} more)" if len(outside) > 3 else "")
             prov = replace(prov, ok=False, reason=f"{len(outside)} command line(s) outside worker.allow_commands: "
-                           f"{shown}", offending=prov.commit, offending_author=prov.author)
+                           f"{shown}", offending=prov.commit, offending_author=prov.author,
+                           offending_committer=prov.committer)
             refuse = True
     if not refuse:
         if not prov.ok:
@@ -166,8 +168,9 @@ def verify_handoff(ctx: HarnessContext, state: CycleState,
         else:
             logger.info("handoff %s verified: signed by %s", (prov.commit or "")[:12], prov.signer)
         return prov
-    logger.error("refusing the handoff: %s (commit %s by %s); no Do-Now step runs", prov.reason,
-                 (prov.offending or prov.commit or "-")[:12], prov.offending_author or prov.author)
+    logger.error("refusing the handoff: %s (commit %s, author %s, committer %s); no Do-Now step runs", prov.reason,
+                 (prov.offending or prov.commit or "-")[:12], prov.offending_author or prov.author,
+                 prov.offending_committer or prov.committer)
     ts, sha = _record_refusal(ctx, state, focus, prov)
     save(state.advance("done", status="refused", worker_commit=sha,
                        notes=(*state.notes, f"handoff refused: {prov.reason}")))

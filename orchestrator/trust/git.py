@@ -15,7 +15,7 @@ from typing import Sequence
 
 __all__ = ["SignedCommit", "TrustGit", "TrustGitError"]
 
-_FIELDS = "%H%x1f%G?%x1f%GK%x1f%GS%x1f%GF%x1f%an <%ae>%x1f%s"
+_FIELDS = "%H%x1f%G?%x1f%GK%x1f%GS%x1f%GF%x1f%an <%ae>%x1f%cn <%ce>%x1f%s"
 _REC, _SEP = "\x1e", "\x1f"
 
 
@@ -30,7 +30,8 @@ class SignedCommit:
     ``status`` is ``%G?``: ``G`` good signature from an allowed signer, ``U`` good signature
     from a key not in the allowed-signers file, ``B`` bad, ``X``/``Y`` expired, ``R`` revoked,
     ``E`` cannot be checked, ``N`` no signature. ``signer`` is the allowed-signers principal
-    (empty unless ``G``); ``key`` the key's fingerprint; ``paths`` the files it changed among
+    (empty unless ``G``); ``key`` the key's fingerprint; ``author``/``committer`` as
+    ``Name <email>`` (both are whatever the committer claimed); ``paths`` the files it changed among
     those asked about (only filled by :meth:`TrustGit.commits_after`).
     """
 
@@ -40,6 +41,7 @@ class SignedCommit:
     signer: str
     fingerprint: str
     author: str
+    committer: str
     subject: str
     paths: tuple[str, ...] = ()
 
@@ -73,9 +75,9 @@ class TrustGit:
     @staticmethod
     def _parse(record: str) -> SignedCommit:
         head, _, names = record.partition("\n")
-        sha, status, key, signer, fingerprint, author, subject = head.split(_SEP)
+        sha, status, key, signer, fingerprint, author, committer, subject = head.split(_SEP)
         paths = tuple(p for p in names.splitlines() if p.strip())
-        return SignedCommit(sha, status, key, signer, fingerprint, author, subject, paths)
+        return SignedCommit(sha, status, key, signer, fingerprint, author, committer, subject, paths)
 
     def config_get(self, key: str) -> str | None:
         """``git config --get KEY`` as seen in this clone (None when unset)."""

@@ -41,17 +41,19 @@ _STATUS_TEXT = {
 class Provenance:
     """The verdict on the handoff in the work tree.
 
-    ``commit``/``author``/``subject``: the commit that last changed ``input.md``;
+    ``commit``/``author``/``committer``/``subject``: the commit that last changed ``input.md``;
     ``signature``: its ``%G?`` letter; ``signer``: the allowed-signers principal of a good
     signature; ``key``: the signing key's fingerprint. ``ok`` False means refuse; ``reason``
-    then says why and ``offending``/``offending_author`` name the commit to blame (the
-    handoff commit itself or a later one). ``required``: whether the policy demands it.
+    then says why and ``offending``/``offending_author``/``offending_committer`` name the
+    commit to blame (the handoff commit itself or a later one; an amended commit keeps its
+    author, so the committer is recorded too). ``required``: whether the policy demands it.
     """
 
     ok: bool
     required: bool
     commit: str | None = None
     author: str | None = None
+    committer: str | None = None
     subject: str | None = None
     signature: str = "not checked"
     signer: str | None = None
@@ -59,6 +61,7 @@ class Provenance:
     reason: str | None = None
     offending: str | None = None
     offending_author: str | None = None
+    offending_committer: str | None = None
     allowed_signers: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,20 +117,23 @@ def check_provenance(git: TrustGit, paths: tuple[str, ...], required: bool) -> P
     if head is None:
         return Provenance(False, required, reason=f"{HANDOFF} is not committed on this branch",
                           allowed_signers=signers)
-    base = dict(required=required, commit=head.sha, author=head.author, subject=head.subject,
+    base = dict(required=required, commit=head.sha, author=head.author, committer=head.committer, subject=head.subject,
                 signature=head.status, signer=head.signer or None, key=head.key or None, allowed_signers=signers)
     if not head.subject.startswith("SUPERVISOR:"):
         return Provenance(False, **base, reason=f"the commit that last changed {HANDOFF} is not a SUPERVISOR: commit "
-                          f"(subject {head.subject[:80]!r})", offending=head.sha, offending_author=head.author)
+                          f"(subject {head.subject[:80]!r})", offending=head.sha, offending_author=head.author,
+                          offending_committer=head.committer)
     if not head.good:
         return Provenance(False, **base, reason=f"the SUPERVISOR: commit that last changed {HANDOFF} {_describe(head)}"
-                          + (f" (key {head.key})" if head.key else ""), offending=head.sha, offending_author=head.author)
+                          + (f" (key {head.key})" if head.key else ""), offending=head.sha, offending_author=head.author,
+                          offending_committer=head.committer)
     for later in git.commits_after(head.sha, paths):
         if not later.good:
             what = ", ".join(later.paths[:5]) or "files through a merge"
             return Provenance(False, **base, reason=f"a later commit changed {what} and {_describe(later)}"
                               + (f" (key {later.key})" if later.key else ""),
-                              offending=later.sha, offending_author=later.author)
+                              offending=later.sha, offending_author=later.author,
+                              offending_committer=later.committer)
     dirty = git.modified([HANDOFF, CONFIG_FILE])
     if dirty:
         return Provenance(False, **base, reason=f"uncommitted changes to {', '.join(dirty)} in the work tree")
