@@ -101,7 +101,7 @@ def allowed_signers_path(repo: Path, configured: str | None) -> Path | None:
     except ValueError:
         return path
     raise ValueError(f"trust.allowed_signers {configured!r} is inside the repository ({path}); anyone who can "
-                     "push could add a key to it — keep it outside the clone, e.g. ~/.config/orchestrator/allowed_signers")
+                     "push could add a key to it — keep it outside the clone, e.g. ~/.ssh/allowed_signers")
 
 
 def _describe(commit: SignedCommit) -> str:

@@ -74,7 +74,7 @@ def _setup(tmp_path: Path, allow: list[str] | None = None) -> Setup:
     key = _keygen(keys / "supervisor", PRINCIPAL)
     rogue = _keygen(keys / "rogue", "rogue@elsewhere")
     allowed = keys / "allowed_signers"
-    allowed.write_text(f"{PRINCIPAL} {(keys / 'supervisor.pub').read_text().strip()}\n")
+    allowed.write_text(f"{PRINCIPAL} namespaces=\"git\" {(keys / 'supervisor.pub').read_text().strip()}\n")  # README's line
     work_plan = plan(FOCUS, [("Mark", [("mark", f"touch {MARKER}")])], ["marked — check: `true`"])
     seed = make_repo(tmp_path / "seed", {FOCUS: (item(FOCUS, "trusted item"), work_plan)}, identity=True)
     remote = tmp_path / "remote.git"
@@ -177,6 +177,10 @@ def test_handoff_amended_without_signature_by_a_third_clone_is_refused(tmp_path:
 def test_handoff_signed_by_a_key_not_in_allowed_signers_is_refused(tmp_path: Path) -> None:
     s = _setup(tmp_path)
     _sign_with(s.supervisor, s.rogue_key)
+    # a clone-local allowed-signers setting cannot widen the configured set
+    lenient = tmp_path / "lenient_signers"
+    lenient.write_text(f"rogue@elsewhere {(tmp_path / 'keys' / 'rogue.pub').read_text().strip()}\n")
+    git(s.worker, "config", "gpg.ssh.allowedSignersFile", str(lenient))
     sha = _supervise_and_push(s)
     proc = _work(s)
     _assert_refused(s, proc, sha, "Supervisor", "not in the allowed signers")
