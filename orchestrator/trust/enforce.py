@@ -127,8 +127,14 @@ def _record_refusal(ctx: HarnessContext, state: CycleState, focus: str | None, p
         action_state="refused",
         state=ledger_doc.StateLine(focus=label, state="refused", artifacts="none",
                                    next_action="the supervisor commits a handoff signed by an allowed key"))
+    # the refusal commit stages every changed owned file: never turn someone's uncommitted
+    # edit of a harness document into a commit — then the entry stays uncommitted
+    edited = TrustGit(ctx.repo).modified([HANDOFF, FIX_PLAN, "docs/findings.md", f"plans/active/{label}"])
     line = ledger_doc.append(ctx.repo / LEDGER, entry)
     ts = f"{entry.timestamp_text} (line {line})"
+    if edited:
+        logger.warning("the refusal's ledger entry is not committed: uncommitted changes to %s", ", ".join(edited))
+        return ts, None
     message = (f"handoff refused: commit {culprit[:12]} not trusted\n\nLedger-Entry: {ts}\n"
                f"Cycle-Id: {state.cycle_id}\nRefused-Commit: {culprit}\nRun-Status: refused")
     try:

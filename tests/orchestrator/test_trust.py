@@ -257,3 +257,20 @@ def test_single_process_loop_signs_and_verifies(tmp_path: Path) -> None:
     assert [c.status for c in result.cycles] == ["done"] and (s.supervisor / MARKER).exists()
     assert git(s.supervisor, "-c", f"gpg.ssh.allowedSignersFile={s.allowed}", "log", "-1", "--format=%G?",
                "--", "input.md") == "G"
+
+
+def test_uncommitted_edit_of_the_signed_handoff_is_refused_and_kept(tmp_path: Path) -> None:
+    s = _setup(tmp_path)
+    trust = TrustConfig(require_signed_handoff=True, allowed_signers=str(s.allowed))
+    ctx = context(s.supervisor, trust=trust)
+    assert run_turn(ctx, "supervise").status == "supervised"
+    head = git(s.supervisor, "rev-parse", "HEAD")
+    edited = (s.supervisor / "input.md").read_text().replace(f"touch {MARKER}", f"rm -rf {VICTIM}\ntouch {MARKER}")
+    (s.supervisor / "input.md").write_text(edited)
+    with pytest.raises(HandoffRefused) as info:
+        run_turn(ctx, "work")
+    assert "uncommitted changes to input.md" in info.value.provenance.reason and info.value.commit is None
+    assert not (s.supervisor / MARKER).exists()
+    assert git(s.supervisor, "rev-parse", "HEAD") == head  # nothing committed, the edit is kept as it was
+    assert (s.supervisor / "input.md").read_text() == edited
+    assert _last_ledger_entry(s.supervisor).field("Reason") == info.value.provenance.reason
