@@ -76,8 +76,8 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         except HandoffRefused as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             if exc.ledger_entry:
-                print(f"  recorded in galph_memory.md ({exc.ledger_entry})"
-                      + (f", commit {exc.commit[:12]}" if exc.commit else ""), file=sys.stderr)
+                print(f"  recorded in galph_memory.md, entry {exc.ledger_entry}"
+                      + (f"; commit {exc.commit[:12]}" if exc.commit else " (not committed)"), file=sys.stderr)
             return EXIT_REFUSED
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)

@@ -77,7 +77,8 @@ class HandoffRefused(Exception):
         self.commit = commit
         who = provenance.offending or provenance.commit or "-"
         super().__init__(f"handoff refused: {provenance.reason} (commit {who[:12]}, author "
-                         f"{provenance.offending_author or provenance.author or 'unknown'}); no Do-Now step ran")
+                         f"{provenance.offending_author or provenance.author or 'unknown'}, committer "
+                         f"{provenance.offending_committer or provenance.committer or 'unknown'}); no Do-Now step ran")
 
 
 def protected_paths(focus: str | None, working_plan: str | None = None) -> tuple[str, ...]:

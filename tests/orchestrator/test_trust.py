@@ -117,7 +117,8 @@ def _last_ledger_entry(repo: Path) -> ledger_doc.LedgerEntry:
 
 def _assert_refused(s: Setup, proc: subprocess.CompletedProcess[str], culprit: str, who: str, why: str) -> None:
     assert proc.returncode == 8, proc.stdout + proc.stderr
-    assert "handoff refused" in proc.stderr and why in proc.stderr
+    assert "handoff refused" in proc.stderr and why in proc.stderr and culprit[:12] in proc.stderr
+    assert f"committer {who}" in proc.stderr and "no Do-Now step ran" in proc.stderr
     assert not s.marker.exists(), "a Do-Now step ran"
     assert (s.victim / "precious.txt").read_text() == "keep me\n", "the injected step ran"
     entry = _last_ledger_entry(s.worker)
