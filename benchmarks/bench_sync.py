@@ -50,7 +50,8 @@ def _seed(root: Path, items: int, poll_s: float, lease_s: float = 10.0, script: 
     (root / ".gitignore").write_text(".orchestrator/\n")
     (root / "orchestrator.yaml").write_text(
         f"phases_per_cycle: 0\nsync:\n  poll_s: {poll_s}\n  heartbeat_s: {lease_s / 4:g}\n  lease_s: {lease_s:g}\n"
-        "  max_offline_s: 30\n")
+        "  max_offline_s: 30\n"
+        "trust:\n  require_signed_handoff: false\n")  # turn latency only (signing: tests/orchestrator/sync)
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "-A")
     _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "seed")

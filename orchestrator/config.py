@@ -8,6 +8,7 @@ the key and the expected range.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,8 @@ __all__ = [
     "HarnessConfig",
     "MainJobConfig",
     "SyncConfig",
+    "TrustConfig",
+    "WorkerSettings",
     "load_config",
     "CONFIG_NAME",
 ]
@@ -80,6 +83,78 @@ class MainJobConfig:
     phases_per_cycle: int = 0
 
 
+# ---- trust boundary (issue #19; logic in orchestrator/trust/) -----------------------------
+@dataclass(frozen=True)
+class TrustConfig:
+    """``trust:`` — who may hand the worker commands.
+
+    ``require_signed_handoff``: the worker runs a Do Now only when the commit that last
+    changed ``input.md`` is a ``SUPERVISOR:`` commit signed by a key in ``allowed_signers``
+    (git's SSH allowed-signers file) and no later commit without such a signature changed the
+    handoff, the plans it runs or ``orchestrator.yaml``; the supervisor signs its commits.
+    ``None`` = not set: off in the single-process loop, on for the role loop
+    (:func:`orchestrator.trust.signing.resolve_trust`).
+    """
+
+    require_signed_handoff: bool | None = None
+    allowed_signers: str | None = None
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        if self.require_signed_handoff is not None and not isinstance(self.require_signed_handoff, bool):
+            raise ConfigError(f"{self.source}: trust.require_signed_handoff must be true or false, "
+                              f"got {self.require_signed_handoff!r}")
+        if self.allowed_signers is not None and (not isinstance(self.allowed_signers, str)
+                                                 or not self.allowed_signers.strip()):
+            raise ConfigError(f"{self.source}: trust.allowed_signers must be a file path, got {self.allowed_signers!r}")
+
+    @property
+    def required(self) -> bool:
+        return self.require_signed_handoff is True
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """``worker:`` — ``allow_commands``: regular expressions; when given, every command line
+    of the Do Now (and every exit-criterion check) must match one of them in full, else the
+    worker refuses the handoff before any step runs."""
+
+    allow_commands: tuple[str, ...] = ()
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        for i, pattern in enumerate(self.allow_commands):
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(f"{self.source}: worker.allow_commands[{i}] must be a non-empty string, "
+                                  f"got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{self.source}: worker.allow_commands[{i}] {pattern!r} is not a valid "
+                                  f"regular expression: {exc}") from exc
+
+
+def _parse_trust(raw: Mapping[str, Any], source: str) -> TrustConfig:
+    data = _take({k: v for k, v in raw.items() if k != "source"}, TrustConfig, "trust", source)
+    if "source" in raw:
+        raise ConfigError(f"{source}: unknown key(s) ['source'] in trust")
+    return TrustConfig(**data, source=source)
+
+
+def _parse_worker_settings(raw: Mapping[str, Any], source: str) -> WorkerSettings:
+    data = _take({k: v for k, v in raw.items() if k != "source"}, WorkerSettings, "worker", source)
+    if "source" in raw:
+        raise ConfigError(f"{source}: unknown key(s) ['source'] in worker")
+    allow = data.get("allow_commands", ())
+    if allow is None:
+        allow = ()
+    if not isinstance(allow, (list, tuple)):
+        raise ConfigError(f"{source}: worker.allow_commands must be a list of regular expressions, "
+                          f"got {type(allow).__name__}")
+    return WorkerSettings(allow_commands=tuple(allow), source=source)
+# ---- end trust boundary ---------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class SyncConfig:
     """Two machines (``loop --role … --remote …``), all in seconds: how often the waiting side
@@ -124,6 +199,8 @@ class HarnessConfig:
     main_job: MainJobConfig = field(default_factory=MainJobConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     commands: Mapping[str, AgentCommand] = field(default_factory=dict)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    worker_settings: WorkerSettings = field(default_factory=WorkerSettings)
     source: str = "<defaults>"
 
     def __post_init__(self) -> None:
@@ -206,11 +283,15 @@ def load_config(path: Path) -> HarnessConfig:
         )
         commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
         sync = SyncConfig(**_take(_mapping(top.pop("sync", None), "sync", source), SyncConfig, "sync", source))
+        trust = _parse_trust(_mapping(top.pop("trust", None), "trust", source), source)
+        worker_settings = WorkerSettings(source=source)
+        if isinstance(top.get("worker"), Mapping):  # `worker:` section (a scalar is a misplaced agent)
+            worker_settings = _parse_worker_settings(top.pop("worker"), source)
     except (ConfigError, TypeError) as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from exc
     scalars = _take(top, HarnessConfig, "the top level", source)
-    for forbidden in ("supervisor", "worker", "source"):
+    for forbidden in ("supervisor", "worker", "source", "worker_settings"):
         if forbidden in scalars:
             raise ConfigError(f"{source}: {forbidden!r} belongs under agents:, not at the top level")
     try:
@@ -221,6 +302,8 @@ def load_config(path: Path) -> HarnessConfig:
             main_job=main_job,
             sync=sync,
             commands=commands,
+            trust=trust,
+            worker_settings=worker_settings,
             source=source,
             **scalars,
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from orchestrator.agents.base import SupervisorAgent, WorkerAgent
 from orchestrator.config import HarnessConfig
@@ -46,6 +47,7 @@ class HarnessContext:
     are refused on any other branch (None: whatever branch is checked out, never a detached
     HEAD). ``git_env``: identity variables for the harness's commits (see
     :func:`identity_env`). ``git`` and ``layout`` are made once, on first use.
+    ``on_refusal``: notification hook of the trust boundary (:mod:`orchestrator.trust.enforce`).
     """
 
     repo: Path
@@ -55,6 +57,8 @@ class HarnessContext:
     expected_branch: str | None = None
     git_env: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    #: trust boundary: called with the HandoffRefused after a refused handoff was recorded
+    on_refusal: Callable[[Any], None] | None = None
 
     @cached_property
     def git(self) -> GitRepo:

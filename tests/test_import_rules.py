@@ -27,11 +27,12 @@ LAYERS: dict[str, int] = {
     "execution": 4,
     "agents": 5, "turns": 5,
     "context": 6,
-    "cycle": 7,
-    "sync": 8,
-    "tools": 9,
-    "report": 10,
-    "cli": 11,
+    "trust": 7,
+    "cycle": 8,
+    "sync": 9,
+    "tools": 10,
+    "report": 11,
+    "cli": 12,
 }
 #: Entry points that only start the command line.
 ENTRY_POINTS = ("orchestrator/__init__.py", "orchestrator/__main__.py", "orchestrator/report/__main__.py")
@@ -118,7 +119,7 @@ def test_layer_check_flags_upward_and_sibling_imports(tmp_path: Path) -> None:
     module.write_text("from orchestrator.cycle.loop import run_loop\nimport orchestrator.turns.x\n"
                       "from orchestrator.documents import plan\nfrom orchestrator import fsutil\n")
     names = _imported_modules(module)
-    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 7)", "orchestrator.turns.x (layer 5)"]
+    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 8)", "orchestrator.turns.x (layer 5)"]
     assert _upward_imports("cli", names) == []
 
 

@@ -64,10 +64,17 @@ def _print_outcome(o: Any) -> None:
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def wrapper(args: argparse.Namespace) -> int:
         from orchestrator.documents.errors import DocumentError
+        from orchestrator.trust.verify import HandoffRefused
         from orchestrator.vcs.repo import GitError
 
         try:
             return func(args)
+        except HandoffRefused as exc:
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            if exc.ledger_entry:
+                print(f"  recorded in galph_memory.md, entry {exc.ledger_entry}"
+                      + (f"; commit {exc.commit[:12]}" if exc.commit else " (not committed)"), file=sys.stderr)
+            return Exit.REFUSED
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return Exit.LOCKED

@@ -47,6 +47,7 @@ from orchestrator.records.artifacts import (
     write_blocked,
 )
 from orchestrator.records.state import CycleState, Phase
+from orchestrator.trust.enforce import verify_handoff
 
 __all__ = ["WorkResult", "commit_ralph", "work"]
 
@@ -104,6 +105,7 @@ class _Recorder:
         self.ctx, self.state, self.report = ctx, state, report
         self.sha_before, self.dirty, self.kept = sha_before, dirty, kept
         self.started = ctx.clock()
+        self.provenance: dict[str, Any] | None = None  # trust boundary verdict on the handoff
 
     def write(self, status: str, steps: Sequence[StepRecord], criteria: Sequence[CriterionRecord],
               notes: str, extra: dict[str, Any]) -> Path:
@@ -118,6 +120,8 @@ class _Recorder:
         data["harness"] = {"cycle_id": self.state.cycle_id, "attempt": self.state.attempts,
                            "worker_agent": self.ctx.worker.name, "supervisor_commit": self.state.supervisor_commit,
                            "earlier_attempt_records": self.kept, **extra}
+        if self.provenance is not None:
+            data["harness"]["handoff_provenance"] = self.provenance
         problems = validate_run_record(data)
         if problems:
             raise ValueError("run.json would be invalid: " + "; ".join(problems))
@@ -278,11 +282,13 @@ def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: 
 def work(ctx: HarnessContext, state: CycleState,
          save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
     """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``)."""
+    provenance = verify_handoff(ctx, state, save)  # trust boundary: HandoffRefused (exit 8) before anything runs
     problems = validate_handoff_file(ctx.repo, ctx.layout.handoff, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
     if problems:
         return _blocked_handoff(ctx, state, problems), state
     attempt, state = _start(ctx, state, save)
+    attempt.recorder.provenance = provenance.to_dict()
     progress = _Progress(state, save)
     task = WorkerTask(ctx.repo, attempt.handoff, attempt.focus, attempt.report, attempt.env,
                       ctx.config.step_timeout_s, steps=attempt.steps,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -31,12 +31,14 @@ from orchestrator.records.state import hold_lock, load_state, save_state
 from orchestrator.sync.journal import Journal
 from orchestrator.sync.lease import Heartbeat, Lease, LeaseError, LeaseWriter
 from orchestrator.sync.turns import PEER, ROLES, Turn, judge_peer, whose_turn
+from orchestrator.trust.enforce import verification_setup
+from orchestrator.trust.signing import resolve_trust, signing_setup
 from orchestrator.vcs.owned import is_owned
 from orchestrator.vcs.remote import PushRejected, RebaseConflict, RemoteBranch, RemoteOffline
 from orchestrator.vcs.repo import GitError
 
 __all__ = ["DirtyTree", "PeerDead", "RemoteUnreachable", "RoleLoopResult", "RoleOptions", "SyncConflict",
-           "SyncStop", "SyncUsage", "notify_peer_dead", "run_role_loop"]
+           "SyncStop", "SyncUsage", "notify_peer_dead", "run_role_loop", "with_trust"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +111,25 @@ def notify_peer_dead(message: str, lease: Lease | None) -> None:
     logger.error("peer dead: %s", message)
 
 
+def with_trust(ctx: HarnessContext, role: str, remote: str) -> HarnessContext:
+    """``ctx`` with ``trust.require_signed_handoff`` decided for this side (unset = on, see
+    :func:`orchestrator.trust.signing.resolve_trust`), checked once at the start: the
+    supervisor's signing setup, the worker's allowed-signers file. Raises
+    :class:`~orchestrator.trust.signing.SigningConfigError` (exit 2) naming what is missing."""
+    ctx = replace(ctx, config=resolve_trust(ctx.config, role, remote))
+    if role == "supervisor":
+        signing_setup(ctx.git, ctx.config)
+    else:
+        verification_setup(ctx.repo, ctx.config)
+    return ctx
+
+
 def run_role_loop(ctx: HarnessContext, options: RoleOptions,
                   on_turn: Callable[[CycleOutcome], None] | None = None) -> RoleLoopResult:
     """Run one side until its budget is used, nothing is eligible, the peer finished, or a
-    :class:`SyncStop`. Holds ``.orchestrator/sync-lock`` (one role loop per clone)."""
+    :class:`SyncStop`. Holds ``.orchestrator/sync-lock`` (one role loop per clone). A handoff
+    the worker refuses raises :class:`~orchestrator.trust.verify.HandoffRefused` (exit 8)."""
+    ctx = with_trust(ctx, options.role, options.remote)
     with hold_lock(ctx.repo, "sync-lock"), sigterm_as_interrupt():
         return _RoleLoop(ctx, options, on_turn).run()
 

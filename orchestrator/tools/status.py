@@ -2,7 +2,8 @@
 
 Lock holder, the saved cycle state, branch/HEAD/dirty, the current focus with its computed
 dwell, every fix-plan item (status, priority, eligibility, plan progress), the newest run
-records and the recent harness commits.
+records, the recent harness commits and the provenance of the committed handoff (``handoff``:
+commit, author, signature, signer; see :mod:`orchestrator.trust`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from orchestrator.documents import plan as plan_doc
 from orchestrator.documents.errors import DocumentError
 from orchestrator.layout import Layout
 from orchestrator.records.state import StateError, load_state, read_lock
+from orchestrator.trust.enforce import describe_handoff
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError, GitRepo
 
@@ -101,6 +103,7 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
                                  "date": c.committed_at} for c in commits[:6]]
     status["runs"] = _runs(layout)
     status["sync"] = _sync(repo, status["errors"])
+    status["handoff"] = describe_handoff(repo, config) if status["git"] else None  # signer of the handoff
     return status
 
 
@@ -148,5 +151,11 @@ def format_status(s: dict[str, Any]) -> str:
                      f"(handed by {(turn.get('handed_by') or '-')[:12]}); lease age {sync.get('lease_age_s')} s; "
                      f"peer heartbeat {sync.get('peer_last_heartbeat_utc')}; last push "
                      f"{(sync.get('last_push') or {}).get('utc')}")
+    h = s.get("handoff")
+    if h and h.get("commit"):
+        lines.append(f"handoff: {h['commit'][:12]} by {h.get('author')}, signature {h.get('signature')}"
+                     f"{' signer ' + h['signer'] if h.get('signer') else ''}"
+                     f"{'' if h.get('ok') else ' — not verified: ' + str(h.get('reason'))}"
+                     f"{' (required)' if h.get('required') else ''}")
     lines += [f"error: {e}" for e in s.get("errors", [])]
     return "\n".join(lines)

@@ -258,7 +258,7 @@ class GitRepo:
 
     def commit_owned(
         self, role: str, focus_id: str, message: str, max_commit_bytes: int | None,
-        expected_branch: str | None = None,
+        expected_branch: str | None = None, commit_args: Sequence[str] = (),
     ) -> CommitResult:
         """Stage and commit the owned files that changed, nothing else.
 
@@ -266,7 +266,7 @@ class GitRepo:
         were already staged they are unstaged). If the added lines hold a credential, the
         index is put back as it was and the result carries ``refused_reason``.
         Raises GitGuardError when :meth:`guard` refuses, GitError if git fails (the index is
-        restored first).
+        restored first). ``commit_args``: extra ``git commit`` options (``-S`` to sign).
         """
         full_message = commit_message(role, focus_id, message)
         if max_commit_bytes is not None and max_commit_bytes <= 0:
@@ -299,7 +299,7 @@ class GitRepo:
                 reason = f"refusing to commit: {len(hits)} secret-like string(s) staged: {shown}"
                 logger.error("%s", reason)
                 return CommitResult(None, (), tuple(large), reason, tuple(hits), full_message)
-            self._git("commit", "-q", "-m", full_message)
+            self._git("commit", "-q", *commit_args, "-m", full_message)
         except BaseException:
             self._restore_index(changed, before)
             raise

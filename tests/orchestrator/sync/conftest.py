@@ -17,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
-#: Fast settings for tests: poll 0.2 s, heartbeat 0.5 s, lease 3 s.
+#: Fast settings for tests: poll 0.2 s, heartbeat 0.5 s, lease 3 s. Signed handoffs (on by default
+#: for ``loop --role``) are turned off explicitly here: these tests are about taking turns; the
+#: signed variant is ``test_two_processes_with_signed_handoffs``.
 SYNC_YAML = ("git_sync: true\nphases_per_cycle: 0\nstep_timeout_s: 60\ncheck_timeout_s: 60\n"
-             "sync:\n  poll_s: 0.2\n  heartbeat_s: 0.5\n  lease_s: 3\n  max_wait_s: 120\n  max_offline_s: {offline}\n")
+             "sync:\n  poll_s: 0.2\n  heartbeat_s: 0.5\n  lease_s: 3\n  max_wait_s: 120\n  max_offline_s: {offline}\n"
+             "{trust}")
+UNSIGNED = "trust:\n  require_signed_handoff: false\n"
 
 
 class SyncRepos:
@@ -40,10 +44,11 @@ class SyncRepos:
         }
 
     def setup(self, root: Path, items: dict[str, tuple[str, str]], offline_s: float = 30,
-              clones: tuple[str, ...] = ("sup", "wrk")) -> dict[str, Path]:
-        """``root/remote.git`` (bare) seeded from a harness repo, and one clone per name."""
-        seed = self.harness.make_repo(root / "seed", items,
-                                      extra={"orchestrator.yaml": SYNC_YAML.format(offline=offline_s)})
+              clones: tuple[str, ...] = ("sup", "wrk"), trust: str = UNSIGNED) -> dict[str, Path]:
+        """``root/remote.git`` (bare) seeded from a harness repo, and one clone per name.
+        ``trust``: the ``trust:`` section of the committed orchestrator.yaml."""
+        yaml = SYNC_YAML.format(offline=offline_s, trust=trust)
+        seed = self.harness.make_repo(root / "seed", items, extra={"orchestrator.yaml": yaml})
         bare = root / "remote.git"
         subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(bare)], check=True)
         out = {"remote": bare}

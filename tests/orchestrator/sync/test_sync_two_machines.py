@@ -3,6 +3,7 @@ bare remote on disk (sync.poll_s 0.2, heartbeat_s 0.5, lease_s 3)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -253,10 +254,42 @@ def test_restart_after_a_commit_whose_state_was_not_saved_does_not_commit_twice(
 def test_waits_are_bounded_by_max_wait_s(sr, tmp_path: Path) -> None:
     r = sr.setup(tmp_path, sr.two_item_plan(), clones=("wrk",))
     config = tmp_path / "short-wait.yaml"
-    config.write_text("sync:\n  poll_s: 0.2\n  heartbeat_s: 0.5\n  lease_s: 30\n  max_wait_s: 1\n")
+    config.write_text("sync:\n  poll_s: 0.2\n  heartbeat_s: 0.5\n  lease_s: 30\n  max_wait_s: 1\n"
+                      "trust:\n  require_signed_handoff: false\n")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "loop", "--role", "worker", "--remote", "origin",
                            "--config", str(config)], cwd=r["wrk"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 5, proc.stderr
     assert "no turn within sync.max_wait_s (1 s)" in proc.stderr and "no heartbeat ever seen" in proc.stderr
     assert time.monotonic() - t0 < 30  # the wait bound, not the lease, ended it
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_two_processes_with_signed_handoffs(sr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trust.require_signed_handoff`` unset is on for ``loop --role … --remote``: a supervisor
+    clone without signing setup stops at start naming the git setting (exit 2); set up, it signs
+    every SUPERVISOR commit and the worker verifies each handoff before running it."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")  # no signing setting from the host
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sup@test", "-f", str(keys / "sup")],
+                   check=True)
+    allowed = keys / "allowed_signers"
+    allowed.write_text(f'sup@test namespaces="git" {(keys / "sup.pub").read_text().strip()}\n')
+    r = sr.setup(tmp_path, sr.two_item_plan(), trust=f"trust:\n  allowed_signers: {allowed}\n")
+    unset = subprocess.run([sys.executable, "-m", "orchestrator", "loop", "--role", "supervisor", "--remote", "origin"],
+                           cwd=r["sup"], capture_output=True, text=True, timeout=60)
+    assert unset.returncode == 2 and "git setting gpg.format" in unset.stderr, unset.stderr
+    sr.git(r["sup"], "config", "gpg.format", "ssh")
+    sr.git(r["sup"], "config", "user.signingkey", str(keys / "sup"))
+    sup, wrk = sr.start(r["sup"], "supervisor"), sr.start(r["wrk"], "worker")
+    assert _finish(sup, wrk) == [0, 0], _log(r["sup"], "supervisor") + _log(r["wrk"], "worker")
+    assert _kinds(sr.remote_subjects(r["remote"])) == ["RALPH", "SUPERVISOR", "RALPH", "SUPERVISOR"]
+    verdicts = sr.git(r["remote"], "-c", f"gpg.ssh.allowedSignersFile={allowed}", "log", "--first-parent",
+                      "--format=%G?%x1f%s", "main").splitlines()
+    assert [v.split("\x1f")[0] for v in verdicts if "\x1fSUPERVISOR:" in v] == ["G", "G"]
+    runs = sorted(r["wrk"].glob("plans/active/*/reports/*/run.json"))
+    assert len(runs) == 2
+    for run in runs:
+        prov = json.loads(run.read_text())["harness"]["handoff_provenance"]
+        assert prov["ok"] and prov["required"] and prov["signature"] == "G" and prov["signer"] == "sup@test"
