@@ -3,7 +3,8 @@
 * ``orchestrator`` never imports ``ptycho`` and ``ptycho`` never imports ``orchestrator``;
 * inside ``orchestrator`` imports point down the layers of docs/architecture.md (a layer may
   import its own modules and any lower layer, never a higher one or a sibling of equal rank);
-* only ``orchestrator/vcs/repo.py`` imports GitPython or spells a ``git`` command line;
+* only ``orchestrator/vcs/repo.py`` imports GitPython or spells a ``git`` command line, and only
+  ``vcs/`` modules (the gateway's topic classes) call its runner;
 * docs/architecture.md names every orchestrator module.
 """
 from __future__ import annotations
@@ -144,6 +145,24 @@ def test_only_the_git_gateway_runs_git() -> None:
     assert offenders == []
     gateway = _tree(ROOT / GIT_GATEWAY)
     assert "git" in _imported_top_levels(ROOT / GIT_GATEWAY) and _spells_git_command(gateway)
+
+
+def _uses_the_gateway_runner(tree: ast.Module) -> bool:
+    """``<something>.git._run(…)`` / ``._git(…)``: the gateway's private runner."""
+    return any(isinstance(node, ast.Attribute) and node.attr in ("_run", "_git")
+               and isinstance(node.value, ast.Attribute | ast.Name)
+               and getattr(node.value, "attr", getattr(node.value, "id", None)) == "git"
+               for node in ast.walk(tree))
+
+
+def test_only_vcs_topic_classes_use_the_gateway_runner() -> None:
+    """``vcs/remote.py`` and ``vcs/signatures.py`` build git arguments and run them through
+    ``GitRepo._run``; nothing outside ``vcs/`` may (it calls the gateway's public methods)."""
+    offenders = [p.relative_to(ROOT).as_posix() for p in _modules()
+                 if p.parent.name != "vcs" and _uses_the_gateway_runner(_tree(p))]
+    assert offenders == []
+    assert _uses_the_gateway_runner(_tree(PKG / "vcs" / "remote.py"))
+    assert not _uses_the_gateway_runner(ast.parse("ctx.git.run_turn()\nself._run()"))
 
 
 def test_git_command_detector_sees_an_argv(tmp_path: Path) -> None:
