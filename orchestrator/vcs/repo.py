@@ -5,7 +5,8 @@ per command (the harness context holds it). It offers state queries (head, branc
 tracked/ignored paths, config), history reads (``show``, ``read_blob``, ``changed_paths``,
 logs), guarded owned-path commits, worktrees, and the remote operations (``fetch``,
 ``pull_rebase``, ``push``). GitPython backs the repository object; plain ``git`` subprocesses
-(bounded by a timeout, stdin closed) serve porcelain reads. No other module runs ``git``.
+(bounded by a timeout, stdin closed) serve porcelain reads and the gateway's topic classes
+(:mod:`orchestrator.vcs.remote`, :mod:`orchestrator.vcs.signatures`). No other module runs git.
 
 Commits (:meth:`GitRepo.commit_owned`) stage only the harness's owned paths
 (:mod:`orchestrator.vcs.owned`), leave everything else as it was, refuse a repository a human
@@ -119,8 +120,7 @@ class GitRepo:
 
     def _run(self, *args: str, check: bool = True, input: str | None = None, timeout_s: float = _TIMEOUT_S,
              text: bool = True, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-        """``git ARGS`` as a subprocess (thread-safe); ``env`` is added to :attr:`env`. The one
-        runner the gateway's topic classes (:mod:`orchestrator.vcs.remote`, …) go through."""
+        """``git ARGS`` as a thread-safe subprocess, ``env`` added to :attr:`env` (topic classes too)."""
         return _run_git(self.root, *args, check=check, input=input, timeout_s=timeout_s, text=text,
                         env={**self.env, **(env or {})})
 
