@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_orchestrator.py
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_grouping.py
+	$(PY) benchmarks/bench_sync.py
 
 study-quick: $(STAMP)
 	$(PY) scripts/studies/dose_response_study.py --quick --output-dir out/study_quick

@@ -8,6 +8,7 @@ the key and the expected range.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,6 +22,9 @@ __all__ = [
     "ConfigError",
     "HarnessConfig",
     "MainJobConfig",
+    "SyncConfig",
+    "TrustConfig",
+    "WorkerSettings",
     "load_config",
     "CONFIG_NAME",
 ]
@@ -91,6 +95,101 @@ class MainJobConfig:
     phases_per_cycle: int = 0
 
 
+# ---- trust boundary (issue #19; logic in orchestrator/trust/) -----------------------------
+@dataclass(frozen=True)
+class TrustConfig:
+    """``trust:`` — who may hand the worker commands.
+
+    ``require_signed_handoff``: the worker runs a Do Now only when the commit that last
+    changed ``input.md`` is a ``SUPERVISOR:`` commit signed by a key in ``allowed_signers``
+    (git's SSH allowed-signers file) and no later commit without such a signature changed the
+    handoff, the plans it runs or ``orchestrator.yaml``; the supervisor signs its commits.
+    ``None`` = not set: off in the single-process loop, on for the role loop
+    (:func:`orchestrator.trust.signing.resolve_trust`).
+    """
+
+    require_signed_handoff: bool | None = None
+    allowed_signers: str | None = None
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        if self.require_signed_handoff is not None and not isinstance(self.require_signed_handoff, bool):
+            raise ConfigError(f"{self.source}: trust.require_signed_handoff must be true or false, "
+                              f"got {self.require_signed_handoff!r}")
+        if self.allowed_signers is not None and (not isinstance(self.allowed_signers, str)
+                                                 or not self.allowed_signers.strip()):
+            raise ConfigError(f"{self.source}: trust.allowed_signers must be a file path, got {self.allowed_signers!r}")
+
+    @property
+    def required(self) -> bool:
+        return self.require_signed_handoff is True
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """``worker:`` — ``allow_commands``: regular expressions; when given, every command line
+    of the Do Now (and every exit-criterion check) must match one of them in full, else the
+    worker refuses the handoff before any step runs."""
+
+    allow_commands: tuple[str, ...] = ()
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        for i, pattern in enumerate(self.allow_commands):
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(f"{self.source}: worker.allow_commands[{i}] must be a non-empty string, "
+                                  f"got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{self.source}: worker.allow_commands[{i}] {pattern!r} is not a valid "
+                                  f"regular expression: {exc}") from exc
+
+
+def _parse_trust(raw: Mapping[str, Any], source: str) -> TrustConfig:
+    data = _take({k: v for k, v in raw.items() if k != "source"}, TrustConfig, "trust", source)
+    if "source" in raw:
+        raise ConfigError(f"{source}: unknown key(s) ['source'] in trust")
+    return TrustConfig(**data, source=source)
+
+
+def _parse_worker_settings(raw: Mapping[str, Any], source: str) -> WorkerSettings:
+    data = _take({k: v for k, v in raw.items() if k != "source"}, WorkerSettings, "worker", source)
+    if "source" in raw:
+        raise ConfigError(f"{source}: unknown key(s) ['source'] in worker")
+    allow = data.get("allow_commands", ())
+    if allow is None:
+        allow = ()
+    if not isinstance(allow, (list, tuple)):
+        raise ConfigError(f"{source}: worker.allow_commands must be a list of regular expressions, "
+                          f"got {type(allow).__name__}")
+    return WorkerSettings(allow_commands=tuple(allow), source=source)
+# ---- end trust boundary ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Two machines (``loop --role … --remote …``), all in seconds: how often the waiting side
+    polls the remote, how often the side holding the turn renews its lease, after how long
+    without a renewal (or without the peer taking a handed-over turn) the peer is dead, the
+    longest wait for one turn, and how long the remote may stay unreachable."""
+
+    poll_s: float = 10.0
+    heartbeat_s: float = 30.0
+    lease_s: float = 120.0
+    max_wait_s: float = 86400.0
+    max_offline_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"sync.{f.name} must be a number > 0 (seconds), got {value!r}")
+        if self.lease_s < 2 * self.heartbeat_s:
+            raise ConfigError(f"sync.lease_s must be >= 2 x sync.heartbeat_s ({2 * self.heartbeat_s:g}), "
+                              f"got {self.lease_s!r}")
+
+
 @dataclass(frozen=True)
 class HarnessConfig:
     """Everything the loop needs besides the repository documents.
@@ -110,7 +209,10 @@ class HarnessConfig:
     git_sync: bool = True
     budgets: Budgets = field(default_factory=Budgets)
     main_job: MainJobConfig = field(default_factory=MainJobConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     commands: Mapping[str, AgentCommand] = field(default_factory=dict)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    worker_settings: WorkerSettings = field(default_factory=WorkerSettings)
     source: str = "<defaults>"
     #: the parsed document (for the agent-turn keys: ``commit``, ``breaker``, ``notify``,
     #: ``budgets.max_usd``/``max_tokens``, per-command ``transient``/``usage``/``prompt``),
@@ -199,11 +301,16 @@ def load_config(path: Path) -> HarnessConfig:
             **_take(_mapping(top.pop("main_job", None), "main_job", source), MainJobConfig, "main_job", source)
         )
         commands = _parse_commands(_mapping(top.pop("commands", None), "commands", source), source)
+        sync = SyncConfig(**_take(_mapping(top.pop("sync", None), "sync", source), SyncConfig, "sync", source))
+        trust = _parse_trust(_mapping(top.pop("trust", None), "trust", source), source)
+        worker_settings = WorkerSettings(source=source)
+        if isinstance(top.get("worker"), Mapping):  # `worker:` section (a scalar is a misplaced agent)
+            worker_settings = _parse_worker_settings(top.pop("worker"), source)
     except (ConfigError, TypeError) as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from exc
     scalars = _take(top, HarnessConfig, "the top level", source)
-    for forbidden in ("supervisor", "worker", "source", "document"):
+    for forbidden in ("supervisor", "worker", "source", "document", "worker_settings"):
         if forbidden in scalars:
             raise ConfigError(f"{source}: {forbidden!r} belongs under agents:, not at the top level")
     try:
@@ -212,7 +319,10 @@ def load_config(path: Path) -> HarnessConfig:
             worker=str(agents.get("worker", BUILTIN)),
             budgets=budgets,
             main_job=main_job,
+            sync=sync,
             commands=commands,
+            trust=trust,
+            worker_settings=worker_settings,
             source=source,
             document=document,
             **scalars,

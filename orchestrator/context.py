@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from orchestrator.agents.base import SupervisorAgent, WorkerAgent
 from orchestrator.config import HarnessConfig
@@ -49,6 +50,7 @@ class HarnessContext:
     :func:`identity_env`). ``turns``: the agent-turn settings (commit policy, breaker, notify,
     spend budget, per-command transient/usage/prompt). ``git`` and ``layout`` are made once,
     on first use.
+    ``on_refusal``: notification hook of the trust boundary (:mod:`orchestrator.trust.enforce`).
     """
 
     repo: Path
@@ -59,6 +61,8 @@ class HarnessContext:
     git_env: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     turns: TurnsConfig = field(default_factory=TurnsConfig)
+    #: trust boundary: called with the HandoffRefused after a refused handoff was recorded
+    on_refusal: Callable[[Any], None] | None = None
 
     @cached_property
     def git(self) -> GitRepo:

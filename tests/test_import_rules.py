@@ -3,7 +3,8 @@
 * ``orchestrator`` never imports ``ptycho`` and ``ptycho`` never imports ``orchestrator``;
 * inside ``orchestrator`` imports point down the layers of docs/architecture.md (a layer may
   import its own modules and any lower layer, never a higher one or a sibling of equal rank);
-* only ``orchestrator/vcs/repo.py`` imports GitPython or spells a ``git`` command line;
+* only ``orchestrator/vcs/repo.py`` imports GitPython or spells a ``git`` command line, and only
+  ``vcs/`` modules (the gateway's topic classes) call its runner;
 * docs/architecture.md names every orchestrator module.
 """
 from __future__ import annotations
@@ -28,10 +29,12 @@ LAYERS: dict[str, int] = {
     "turns": 5,
     "agents": 6,
     "context": 7,
-    "cycle": 8,
-    "tools": 9,
-    "report": 10,
-    "cli": 11,
+    "trust": 8,
+    "cycle": 9,
+    "sync": 10,
+    "tools": 11,
+    "report": 12,
+    "cli": 13,
 }
 #: Entry points that only start the command line.
 ENTRY_POINTS = ("orchestrator/__init__.py", "orchestrator/__main__.py", "orchestrator/report/__main__.py")
@@ -119,9 +122,9 @@ def test_layer_check_flags_upward_and_sibling_imports(tmp_path: Path) -> None:
                       "from orchestrator.documents import plan\nfrom orchestrator import fsutil\n"
                       "import orchestrator.layout\n")
     names = _imported_modules(module)
-    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 8)"]
-    assert _upward_imports("turns", names) == ["orchestrator.cycle.loop (layer 8)"]
-    assert _upward_imports("fsutil", names) == ["orchestrator.cycle.loop (layer 8)", "orchestrator.documents (layer 1)",
+    assert _upward_imports("agents", names) == ["orchestrator.cycle.loop (layer 9)"]
+    assert _upward_imports("turns", names) == ["orchestrator.cycle.loop (layer 9)"]
+    assert _upward_imports("fsutil", names) == ["orchestrator.cycle.loop (layer 9)", "orchestrator.documents (layer 1)",
                                                 "orchestrator.layout (layer 0)", "orchestrator.turns.x (layer 5)"]
     assert _upward_imports("cli", names) == []
 
@@ -147,6 +150,24 @@ def test_only_the_git_gateway_runs_git() -> None:
     assert offenders == []
     gateway = _tree(ROOT / GIT_GATEWAY)
     assert "git" in _imported_top_levels(ROOT / GIT_GATEWAY) and _spells_git_command(gateway)
+
+
+def _uses_the_gateway_runner(tree: ast.Module) -> bool:
+    """``<something>.git._run(…)`` / ``._git(…)``: the gateway's private runner."""
+    return any(isinstance(node, ast.Attribute) and node.attr in ("_run", "_git")
+               and isinstance(node.value, ast.Attribute | ast.Name)
+               and getattr(node.value, "attr", getattr(node.value, "id", None)) == "git"
+               for node in ast.walk(tree))
+
+
+def test_only_vcs_topic_classes_use_the_gateway_runner() -> None:
+    """``vcs/remote.py`` and ``vcs/signatures.py`` build git arguments and run them through
+    ``GitRepo._run``; nothing outside ``vcs/`` may (it calls the gateway's public methods)."""
+    offenders = [p.relative_to(ROOT).as_posix() for p in _modules()
+                 if p.parent.name != "vcs" and _uses_the_gateway_runner(_tree(p))]
+    assert offenders == []
+    assert _uses_the_gateway_runner(_tree(PKG / "vcs" / "remote.py"))
+    assert not _uses_the_gateway_runner(ast.parse("ctx.git.run_turn()\nself._run()"))
 
 
 def test_git_command_detector_sees_an_argv(tmp_path: Path) -> None:

@@ -66,10 +66,17 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     def wrapper(args: argparse.Namespace) -> int:
         from orchestrator.cycle.meter import LoopStop
         from orchestrator.documents.errors import DocumentError
+        from orchestrator.trust.verify import HandoffRefused
         from orchestrator.vcs.repo import GitError
 
         try:
             return func(args)
+        except HandoffRefused as exc:
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            if exc.ledger_entry:
+                print(f"  recorded in galph_memory.md, entry {exc.ledger_entry}"
+                      + (f"; commit {exc.commit[:12]}" if exc.commit else " (not committed)"), file=sys.stderr)
+            return Exit.REFUSED
         except LockHeld as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return Exit.LOCKED
@@ -102,6 +109,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
     """``loop [--cycles N]``: cycles until the budget is used or nothing is eligible."""
     from orchestrator.cycle.loop import run_loop
 
+    if args.role or args.remote or args.branch:
+        return _role_loop(args)
     ctx = _context(args)
     result = run_loop(ctx, args.cycles, args.max_wall_s, args.focus, args.phases, on_cycle=_print_outcome)
     spend = result.spend or {}
@@ -112,6 +121,27 @@ def cmd_loop(args: argparse.Namespace) -> int:
         return Exit.INTERRUPTED
     if result.stop_reason:
         return Exit.STOPPED
+    return Exit.OK if result.ok else Exit.FAILED
+
+
+def _role_loop(args: argparse.Namespace) -> int:
+    """``loop --role supervisor|worker --remote NAME [--branch B] [--cycles N]``: one side of
+    the two-machine loop (see orchestrator.sync)."""
+    from orchestrator.sync import role_loop as rl
+
+    if not args.role or not args.remote:
+        raise _Usage("--role and --remote go together (and --branch needs both)")
+    options = rl.RoleOptions(args.role, args.remote, args.branch, args.cycles, args.focus, args.phases)
+    ctx = _context(args)
+    codes = ((rl.PeerDead, Exit.PEER_DEAD), (rl.SyncConflict, Exit.CONFLICT), (rl.RemoteUnreachable, Exit.OFFLINE),
+             (rl.SyncUsage, Exit.USAGE), (rl.SyncStop, Exit.FAILED))
+    try:
+        result = rl.run_role_loop(ctx, options, on_turn=_print_outcome)
+    except rl.SyncStop as exc:
+        code = next(c for kind, c in codes if isinstance(exc, kind))
+        print(f"orchestrator ({args.role}): {exc}", file=sys.stderr)
+        return code
+    print(f"{args.role} loop stopped: {result.stopped_because} ({len(result.turns)} turn(s))")
     return Exit.OK if result.ok else Exit.FAILED
 
 
@@ -239,6 +269,10 @@ def _add_loop(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wall-s", type=float, metavar="S", help="wall-time budget (default: budgets.max_wall_s)")
     p.add_argument("--focus", metavar="ID", help="work on this item")
     p.add_argument("--phases", type=int, metavar="N", help="plan phases per Do Now (0 = all remaining)")
+    p.add_argument("--role", choices=("supervisor", "worker"),
+                   help="two machines: run only this side, taking turns with the other over --remote")
+    p.add_argument("--remote", metavar="NAME", help="git remote shared with the other side (with --role)")
+    p.add_argument("--branch", metavar="B", help="shared branch (default: the checked-out one; with --role)")
     p.set_defaults(func=cmd_loop)
 
 

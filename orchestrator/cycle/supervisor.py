@@ -38,6 +38,7 @@ from orchestrator.execution.steps import harness_bin
 from orchestrator.fsutil import atomic_write_bytes, atomic_write_text
 from orchestrator.layout import Layout
 from orchestrator.records.artifacts import new_report_dir, write_blocked
+from orchestrator.trust.signing import signing_setup
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError
 
@@ -184,7 +185,8 @@ def _ledger_entry(ctx: HarnessContext, note: LedgerNote) -> str:
 def _commit(ctx: HarnessContext, focus: str, subject: str, trailers: dict[str, str]) -> str | None:
     message = subject + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items())
     result = ctx.git.commit_owned("SUPERVISOR", focus, message, ctx.config.max_commit_bytes,
-                                    expected_branch=ctx.expected_branch)
+                                  expected_branch=ctx.expected_branch,
+                                  commit_args=signing_setup(ctx.git, ctx.config).commit_args)
     if result.refused_reason:
         raise RuntimeError(result.refused_reason)
     return result.sha
@@ -357,6 +359,7 @@ def supervise(ctx: HarnessContext, cycle_id: str, forced_focus: str | None = Non
               phases_per_cycle: int | None = None, meter: Meter | None = None) -> SuperviseResult:
     """One supervisor turn (see the module docstring); ``meter`` waits out transient agent
     failures, counts spend and feeds the breaker."""
+    signing_setup(ctx.git, ctx.config)  # trust boundary: SigningConfigError names the missing git setting
     sync = git_sync(ctx)
     plan = fix_plan_doc.load(ctx.layout.fix_plan)
     judge = make_judge(ctx.git)

@@ -50,6 +50,7 @@ from orchestrator.records.artifacts import (
     write_blocked,
 )
 from orchestrator.records.state import CycleState, Phase
+from orchestrator.trust.enforce import verify_handoff
 
 __all__ = ["WorkResult", "commit_ralph", "work"]
 
@@ -108,6 +109,7 @@ class _Recorder:
         self.ctx, self.state, self.report = ctx, state, report
         self.sha_before, self.dirty, self.kept = sha_before, dirty, kept
         self.started = ctx.clock()
+        self.provenance: dict[str, Any] | None = None  # trust boundary verdict on the handoff
 
     def write(self, status: str, steps: Sequence[StepRecord], criteria: Sequence[CriterionRecord],
               notes: str, extra: dict[str, Any], agent: dict[str, Any] | None = None) -> Path:
@@ -124,6 +126,8 @@ class _Recorder:
                            "earlier_attempt_records": self.kept, **extra}
         if agent is not None:
             data["agent"] = agent
+        if self.provenance is not None:
+            data["harness"]["handoff_provenance"] = self.provenance
         problems = validate_run_record(data)
         if problems:
             raise ValueError("run.json would be invalid: " + "; ".join(problems))
@@ -289,11 +293,13 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     external agent (``external`` attribute) is judged from evidence by
     :mod:`orchestrator.cycle.agent_turn`; ``meter`` waits out its transient failures and
     counts its spend."""
+    provenance = verify_handoff(ctx, state, save)  # trust boundary: HandoffRefused (exit 8) before anything runs
     problems = validate_handoff_file(ctx.repo, ctx.layout.handoff, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
     if problems:
         return _blocked_handoff(ctx, state, problems), state
     attempt, state = _start(ctx, state, save)
+    attempt.recorder.provenance = provenance.to_dict()
     progress = _Progress(state, save)
     external = bool(getattr(ctx.worker, "external", False))
     before = agent_turn.observe_before(ctx, attempt.focus, attempt.checks, attempt.report, attempt.env) \

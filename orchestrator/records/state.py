@@ -141,13 +141,13 @@ def _read_owner(path: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def hold_lock(repo: Path) -> Iterator[Path]:
-    """Hold ``<repo>/.orchestrator/lock`` for the duration of the block.
+def hold_lock(repo: Path, name: str = "lock") -> Iterator[Path]:
+    """Hold ``<repo>/.orchestrator/<name>`` (default ``lock``) for the duration of the block.
 
     Raises :class:`LockHeld` when a live process holds it. A stale lock (dead pid, reused
     pid, or an empty file older than a few seconds) is replaced, with a warning.
     """
-    path = state_dir(repo) / "lock"
+    path = state_dir(repo) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "start_ticks": _start_ticks(os.getpid()), "host": socket.gethostname(),
           "started_at": utc_now_iso()}

@@ -2,7 +2,8 @@
 
 Lock holder, the saved cycle state, branch/HEAD/dirty, the current focus with its computed
 dwell, every fix-plan item (status, priority, eligibility, plan progress), the newest run
-records and the recent harness commits.
+records, the recent harness commits and the provenance of the committed handoff (``handoff``:
+commit, author, signature, signer; see :mod:`orchestrator.trust`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orchestrator.documents.errors import DocumentError
 from orchestrator.fsutil import parse_iso
 from orchestrator.layout import Layout
 from orchestrator.records.state import StateError, load_state, read_lock
+from orchestrator.trust.enforce import describe_handoff
 from orchestrator.vcs.history import cycle_commits, dwell, make_judge
 from orchestrator.vcs.repo import GitError, GitRepo
 
@@ -151,7 +153,20 @@ def collect_status(repo: Path, config: HarnessConfig) -> dict[str, Any]:
     status["runs"] = _runs(layout)
     lock = status["lock"]
     status.update(_live(repo, _spend(layout), running=bool(lock and lock.get("alive"))))
+    status["sync"] = _sync(repo, status["errors"])
+    status["handoff"] = describe_handoff(repo, config) if status["git"] else None  # signer of the handoff
     return status
+
+
+def _sync(repo: Path, errors: list[str]) -> dict[str, Any] | None:
+    """Two machines: whose turn, leases, last push (None unless ``loop --role`` ran here)."""
+    from orchestrator.sync.status import sync_status
+
+    try:
+        return sync_status(repo)
+    except ValueError as exc:
+        errors.append(str(exc))
+        return None
 
 
 def format_status(s: dict[str, Any]) -> str:
@@ -190,5 +205,18 @@ def format_status(s: dict[str, Any]) -> str:
     wait = s.get("waiting")
     if wait:
         lines.append(f"waiting until {wait.get('until')} ({wait.get('role')} agent: {wait.get('excerpt')})")
+    sync = s.get("sync")
+    if sync:
+        turn = sync.get("turn") or {}
+        lines.append(f"sync: {sync['role']} via {sync['remote']}/{sync['branch']}; turn: {turn.get('holder')} "
+                     f"(handed by {(turn.get('handed_by') or '-')[:12]}); lease age {sync.get('lease_age_s')} s; "
+                     f"peer heartbeat {sync.get('peer_last_heartbeat_utc')}; last push "
+                     f"{(sync.get('last_push') or {}).get('utc')}")
+    h = s.get("handoff")
+    if h and h.get("commit"):
+        lines.append(f"handoff: {h['commit'][:12]} by {h.get('author')}, signature {h.get('signature')}"
+                     f"{' signer ' + h['signer'] if h.get('signer') else ''}"
+                     f"{'' if h.get('ok') else ' — not verified: ' + str(h.get('reason'))}"
+                     f"{' (required)' if h.get('required') else ''}")
     lines += [f"error: {e}" for e in s.get("errors", [])]
     return "\n".join(lines)

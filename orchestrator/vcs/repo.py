@@ -5,7 +5,8 @@ per command (the harness context holds it). It offers state queries (head, branc
 tracked/ignored paths, config), history reads (``show``, ``read_blob``, ``changed_paths``,
 logs), guarded owned-path commits, worktrees, and the remote operations (``fetch``,
 ``pull_rebase``, ``push``). GitPython backs the repository object; plain ``git`` subprocesses
-(bounded by a timeout, stdin closed) serve porcelain reads. No other module runs ``git``.
+(bounded by a timeout, stdin closed) serve porcelain reads and the gateway's topic classes
+(:mod:`orchestrator.vcs.remote`, :mod:`orchestrator.vcs.signatures`). No other module runs git.
 
 Commits (:meth:`GitRepo.commit_owned`) stage only the harness's owned paths
 (:mod:`orchestrator.vcs.owned`) and the agent changes the commit policy accepted, leave
@@ -27,7 +28,7 @@ from orchestrator.layout import Layout
 from orchestrator.vcs.owned import CommitResult, commit_message, is_owned
 from orchestrator.vcs.secret_scan import SecretHit, scan_diff
 
-__all__ = ["GitError", "GitGuardError", "GitRepo"]
+__all__ = ["GitError", "GitGuardError", "GitRepo", "GitTimeout"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ class GitError(RuntimeError):
 
 class GitGuardError(GitError):  # the repository is in a state the harness must not commit in
     pass
+
+
+class GitTimeout(GitError):
+    """A git command ran past its time limit (for a network command: the remote is unreachable)."""
 
 
 def _lit(path: str) -> str:
@@ -65,7 +70,9 @@ def _run_git(cwd: Path, *args: str, check: bool = True, input: str | None = None
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=text, input=input,
                               timeout=timeout_s, stdin=None if input is not None else subprocess.DEVNULL,
                               check=False, env=full_env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        raise GitTimeout(f"git {' '.join(args[:3])} in {cwd} timed out after {exc.timeout:g} s") from exc
+    except OSError as exc:
         raise GitError(f"git {' '.join(args)} in {cwd}: {exc}") from exc
     if check and proc.returncode != 0:
         stderr = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode("utf-8", "replace")
@@ -108,10 +115,11 @@ class GitRepo:
             stderr = (exc.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
             raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {stderr}") from exc
 
-    def _run(self, *args: str, check: bool = True, input: str | None = None,
-             timeout_s: float = _TIMEOUT_S, text: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, check: bool = True, input: str | None = None, timeout_s: float = _TIMEOUT_S,
+             text: bool = True, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        """``git ARGS`` as a thread-safe subprocess, ``env`` added to :attr:`env` (topic classes too)."""
         return _run_git(self.root, *args, check=check, input=input, timeout_s=timeout_s, text=text,
-                        env=self.env)
+                        env={**self.env, **(env or {})})
 
     # ---- state -------------------------------------------------------------------------
     def has_commits(self) -> bool:
@@ -258,6 +266,7 @@ class GitRepo:
     def commit_owned(
         self, role: str, focus_id: str, message: str, max_commit_bytes: int | None,
         expected_branch: str | None = None, extra_paths: Sequence[str] = (), skip_paths: Sequence[str] = (),
+        commit_args: Sequence[str] = (),
     ) -> CommitResult:
         """Stage and commit the owned files that changed, and ``extra_paths`` (an agent's
         changes its commit policy accepted), nothing else; ``skip_paths`` (refused by the
@@ -267,7 +276,7 @@ class GitRepo:
         were already staged they are unstaged). If the added lines hold a credential, the
         index is put back as it was and the result carries ``refused_reason``.
         Raises GitGuardError when :meth:`guard` refuses, GitError if git fails (the index is
-        restored first).
+        restored first). ``commit_args``: extra ``git commit`` options (``-S`` to sign).
         """
         full_message = commit_message(role, focus_id, message)
         if max_commit_bytes is not None and max_commit_bytes <= 0:
@@ -300,7 +309,7 @@ class GitRepo:
                 reason = f"refusing to commit: {len(hits)} secret-like string(s) staged: {shown}"
                 logger.error("%s", reason)
                 return CommitResult(None, (), tuple(large), reason, tuple(hits), full_message)
-            self._git("commit", "-q", "-m", full_message)
+            self._git("commit", "-q", *commit_args, "-m", full_message)
         except BaseException:
             self._restore_index(changed, before)
             raise
