@@ -33,6 +33,7 @@ from orchestrator.sync.lease import Heartbeat, Lease, LeaseError, LeaseWriter
 from orchestrator.sync.turns import PEER, ROLES, Turn, judge_peer, whose_turn
 from orchestrator.trust.enforce import verification_setup
 from orchestrator.trust.signing import resolve_trust, signing_setup
+from orchestrator.turns.notify import notify
 from orchestrator.vcs.owned import is_owned
 from orchestrator.vcs.remote import PushRejected, RebaseConflict, RemoteBranch, RemoteOffline
 from orchestrator.vcs.repo import GitError
@@ -106,9 +107,10 @@ class RoleLoopResult:
         return all(t.status in _OK for t in self.turns)
 
 
-def notify_peer_dead(message: str, lease: Lease | None) -> None:
-    """The notification of a dead peer (a hook for mail/chat notifiers; today: an error log line)."""
+def notify_peer_dead(ctx: HarnessContext, message: str) -> None:
+    """Log a dead peer and run the ``notify:`` argv with event ``peer_dead`` (never fatal)."""
     logger.error("peer dead: %s", message)
+    notify(ctx.turns.notify, "peer_dead", message=message)
 
 
 def with_trust(ctx: HarnessContext, role: str, remote: str) -> HarnessContext:
@@ -306,7 +308,7 @@ class _RoleLoop:
                 last = (f"last heartbeat {lease.heartbeat_utc} from host {lease.host} (pid {lease.pid}, "
                         f"state {lease.state})" if lease else "no heartbeat ever seen")
                 message = f"the {self.peer} is not taking its turn: {reason}; {last}"
-                notify_peer_dead(message, lease)
+                notify_peer_dead(self.ctx, message)
                 self.journal.event("peer_dead", peer=self.peer, reason=reason, lease=lease.to_dict() if lease else None)
                 raise PeerDead(message)
             time.sleep(max(0.0, self.cfg.poll_s - (time.monotonic() - started)))  # one poll per poll_s

@@ -25,6 +25,7 @@ from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents.common import read_text
 from orchestrator.documents.errors import DocumentError
 from orchestrator.layout import Layout, check_focus_id
+from orchestrator.turns.notify import notify
 from orchestrator.records.state import CycleState, Phase
 from orchestrator.trust.allowlist import disallowed_commands
 from orchestrator.trust.signing import SigningConfigError
@@ -197,6 +198,8 @@ def verify_handoff(ctx: HarnessContext, state: CycleState,
     save(state.advance(Phase.DONE, status="refused", worker_commit=sha,
                        notes=(*state.notes, f"handoff refused: {prov.reason}")))
     refusal = HandoffRefused(prov, ts, sha)
+    notify(ctx.turns.notify, "refused", focus=focus or "", message=str(refusal),
+           report_dir=state.report_dir or "")
     if ctx.on_refusal is not None:
         try:
             ctx.on_refusal(refusal)

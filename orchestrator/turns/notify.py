@@ -25,7 +25,7 @@ __all__ = ["NOTIFY_EVENTS", "NOTIFY_PLACEHOLDERS", "NotifyResult", "notify", "re
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_EVENTS = ("done", "blocked", "breaker", "budget", "error")
+NOTIFY_EVENTS = ("done", "blocked", "breaker", "budget", "error", "refused", "peer_dead")
 NOTIFY_PLACEHOLDERS = ("event", "focus", "message", "report_dir")
 _PLACEHOLDER = re.compile(r"\{(event|focus|message|report_dir)\}")
 _ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -99,7 +99,9 @@ def test_two_processes_complete_a_two_item_plan_taking_turns(sr, tmp_path: Path)
 
 
 def test_kill_worker_mid_turn_supervisor_exits_5_and_restarted_worker_resumes(sr, tmp_path: Path) -> None:
-    r = sr.setup(tmp_path, _one_item(sr))
+    notified = tmp_path / "notified.txt"
+    notify = json.dumps(["/bin/sh", "-c", 'printf "%s\\n" "$0" >> "$1"', "{event}", str(notified)])
+    r = sr.setup(tmp_path, _one_item(sr), trust=f"trust:\n  require_signed_handoff: false\nnotify: {notify}\n")
     flag = r["wrk"] / FLAG
     sup, wrk = sr.start(r["sup"], "supervisor"), sr.start(r["wrk"], "worker")
     sr.wait_for(lambda: (r["wrk"] / ".orchestrator" / "state.json").exists()
@@ -116,6 +118,7 @@ def test_kill_worker_mid_turn_supervisor_exits_5_and_restarted_worker_resumes(sr
     assert exited_after <= LEASE_S + 2 * POLL_S + 1.0  # + interpreter exit on a loaded 2-core machine
     err = _log(r["sup"], "supervisor")
     assert "the worker is not taking its turn" in err and "last heartbeat" in err and "host" in err
+    assert notified.read_text() == "peer_dead\n"  # the notify: hook ran once
     # restart: the worker resumes the unfinished turn and pushes it; nothing is duplicated
     flag.touch()
     assert _finish(sr.start(r["wrk"], "worker", "--cycles", "1")) == [0], _log(r["wrk"], "worker")

@@ -87,7 +87,9 @@ def _setup(harness, tmp_path: Path, allow: list[str] | None = None) -> Setup:
     (wrk / VICTIM / "precious.txt").write_text("keep me\n")
     cfg = tmp_path / "worker.yaml"
     text = ("git_sync: false\nstep_timeout_s: 60\ncheck_timeout_s: 60\n"
-            f"trust:\n  require_signed_handoff: true\n  allowed_signers: {allowed}\n")
+            f"trust:\n  require_signed_handoff: true\n  allowed_signers: {allowed}\n"
+            "notify: " + json.dumps(["/bin/sh", "-c", 'printf "%s %s\\n" "$0" "$1" >> "$2"', "{event}", "{focus}",
+                                     str(tmp_path / "notified.txt")]) + "\n")
     if allow:
         text += "worker:\n  allow_commands:\n" + "".join(f"    - {json.dumps(p)}\n" for p in allow)
     cfg.write_text(text)
@@ -171,6 +173,7 @@ def test_handoff_amended_without_signature_by_a_third_clone_is_refused(harness, 
     harness.git(s.worker, "reset", "-q", "--hard", "origin/main")
     proc = _cli(s.worker, "work", "--config", str(s.worker_config))
     _assert_refused(harness, s, proc, evil, "Mallory", "has no signature")
+    assert (tmp_path / "notified.txt").read_text() == f"refused {FOCUS}\n"  # the notify: hook ran
     assert "Supervisor" in _last_ledger_entry(s.worker).field("Author")  # --amend keeps the forged author
     assert _last_ledger_entry(s.worker).field("Handoff commit") == evil
     status = json.loads(_cli(s.worker, "status", "--json", "--config", str(s.worker_config)).stdout)
