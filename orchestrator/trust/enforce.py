@@ -25,7 +25,6 @@ from orchestrator.documents import ledger as ledger_doc
 from orchestrator.documents.common import read_text
 from orchestrator.documents.errors import DocumentError
 from orchestrator.layout import Layout, check_focus_id
-from orchestrator.turns.notify import notify
 from orchestrator.records.state import CycleState, Phase
 from orchestrator.trust.allowlist import disallowed_commands
 from orchestrator.trust.signing import SigningConfigError
@@ -38,6 +37,7 @@ from orchestrator.trust.verify import (
     check_provenance,
     protected_paths,
 )
+from orchestrator.turns.notify import notify
 from orchestrator.vcs.repo import GitError, GitRepo
 from orchestrator.vcs.signatures import SignatureLog
 

@@ -57,8 +57,8 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dose_study.cluster import SchedulerUnreachable  # noqa: E402 (imports no Dask)
 from dose_study.arms import ARM_NAMES, FULL, QUICK, describe_sizes, get_arm, make_config  # noqa: E402
+from dose_study.cluster import SchedulerUnreachable  # noqa: E402 (imports no Dask)
 from dose_study.store import ArmStore, OutputDirError  # noqa: E402
 from dose_study.study import SequentialExecutor, StudyInterrupted, run_study  # noqa: E402
 
@@ -83,24 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "unwritable output dir, 130/143 interrupted."),
     )
     p.add_argument("--output-dir", required=True, type=Path, help="study directory (created)")
-    p.add_argument("--nepochs", type=int, help="training epochs per arm (full 50, quick %d)"
-                   % QUICK.nepochs)
+    p.add_argument("--nepochs", type=int, help=f"training epochs per arm (full {FULL.nepochs}, quick {QUICK.nepochs})")
     p.add_argument("--batch-size", type=int, help="batch size in groups (default 16)")
-    p.add_argument("--n-images", type=int, help="training groups per dose (full 2000, quick %d)"
-                   % QUICK.n_images)
+    p.add_argument("--n-images", type=int,
+                   help=f"training groups per dose (full {FULL.n_images}, quick {QUICK.n_images})")
     p.add_argument("--n-test-images", type=int,
-                   help="test groups per dose (full %d, quick %d)"
-                   % (FULL.n_test_images, QUICK.n_test_images))
+                   help=f"test groups per dose (full {FULL.n_test_images}, quick {QUICK.n_test_images})")
     p.add_argument("--patch-size", dest="N", type=int,
-                   help="patch side N, multiple of 8 and >= 16 (full 64, quick %d)" % QUICK.N)
-    p.add_argument("--learning-rate", type=float, help="Adam learning rate (full %g, quick %g)"
-                   % (FULL.learning_rate, QUICK.learning_rate))
+                   help=f"patch side N, multiple of 8 and >= 16 (full {FULL.N}, quick {QUICK.N})")
+    p.add_argument("--learning-rate", type=float, help=f"Adam learning rate (full {FULL.learning_rate:g}, "
+                   f"quick {QUICK.learning_rate:g})")
     p.add_argument("--filters-scale", dest="n_filters_scale", type=int,
-                   help="CNN width multiplier, ModelConfig.n_filters_scale (full %d, quick %d)"
-                   % (FULL.n_filters_scale, QUICK.n_filters_scale))
+                   help=f"CNN width multiplier, ModelConfig.n_filters_scale (full {FULL.n_filters_scale}, "
+                   f"quick {QUICK.n_filters_scale})")
     p.add_argument("--probe-defocus", type=float,
-                   help="probe defocus, pupil-edge phase in rad (default %g; 0: focused, real "
-                   "probe with an exact twin-image ambiguity)" % FULL.probe_defocus)
+                   help=f"probe defocus, pupil-edge phase in rad (default {FULL.probe_defocus:g}; 0: focused, real "
+                   "probe with an exact twin-image ambiguity)")
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",
@@ -236,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
 def cluster_options(args: argparse.Namespace, n_arms: int):
     """ClusterOptions from the flags (imports Dask: ImportError when it is missing)."""
     import distributed  # noqa: F401 -- fail early with the install hint
-
     from dose_study import cluster
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ptycho.config import SimConfig, TrainConfig  # noqa: E402
+from ptycho.fsutil import atomic_path  # noqa: E402
+from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.io import (  # noqa: E402
     ARCHIVE_VERSION,
     load_data,
@@ -23,8 +25,6 @@ from ptycho.io import (  # noqa: E402
     save_model,
     save_npz,
 )
-from ptycho.fsutil import atomic_path  # noqa: E402
-from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
 from ptycho.train import train  # noqa: E402
@@ -56,7 +56,7 @@ def test_model_round_trip_is_exact(sim: object, archive: tuple[Path, object]) ->
     a, b = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
-    for wa, wb in zip(model.weights, loaded.weights):
+    for wa, wb in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy())
     with zipfile.ZipFile(path) as zf:
         assert set(zf.namelist()) == {"model.weights.h5", "model_config.json", "meta.json"}

@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
-from .figure import ArmView, render_figure
 from ptycho.fsutil import atomic_write_json, atomic_write_text
 
+from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
+from .figure import ArmView, render_figure
 from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now
 from .summary import build_summary, config_mismatches, render_markdown
 
