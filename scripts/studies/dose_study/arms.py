@@ -19,12 +19,10 @@ from typing import Any
 HIGH_DOSE = 1e9
 LOW_DOSE = 1e4
 TEST_SEED_OFFSET = 1000
-# Probe defocus (rad at the pupil edge) of both doses. A focused disk-pupil probe is real and
-# centro-symmetric, so each pattern is equally well explained by the twin object conj(O(-r))
-# and the network learns slowly: quick high_nll amp SSIM 0.43 after 20 epochs (constant
-# baseline 0.48). With 3 rad the probe is complex and wider (21 vs 13 px above half peak
-# intensity at N=32): 0.61 with the same data sizes and training (2026-11-23, 2-core CPU).
-PROBE_DEFOCUS = 3.0
+# Probe defocus (rad at the edge of the probe disk, see ptycho.probe.make_probe) of both
+# doses: a real disk probe is centro-symmetric, so each pattern is equally explained by the
+# twin object conj(O(-r)); 2 rad makes it complex (docs/findings.md PROBE-TWIN-001).
+PROBE_DEFOCUS = 2.0
 
 
 @dataclass(frozen=True)
