@@ -63,6 +63,7 @@ __all__ = [
     "model_config_for",
     "model_probe",
     "overlap_pad",
+    "overlap_reach",
     "resolve_execution",
 ]
 
@@ -217,6 +218,12 @@ def overlap_pad(n: int) -> int:
     """Canvas margin of the overlap constraint: N//4 px (offsets from the group centre of
     simulated data are ≈N/8–N/5 at the default scan density)."""
     return n // 4
+
+
+def overlap_reach(cfg: ModelConfig) -> int:
+    """Largest |offset| (px) the overlap canvas holds without dropping object content: the
+    canvas margin, plus the zero border N//4 outside the object support with ``pad_object``."""
+    return overlap_pad(cfg.N) + (cfg.N // 4 if cfg.pad_object else 0)
 
 
 def inference_model(model: PtychoModel) -> keras.Model:

@@ -191,6 +191,37 @@ def test_render_figure_flags_nan_and_missing_panels(tmp_path: Path) -> None:
     assert [p["present"] for p in report.panels] == [True, True, False, True, True, True]
 
 
+def _complete_views(missing: str | None = None) -> dict[str, ArmView]:
+    rng = np.random.default_rng(1)
+    truth = (1.0 + 0.5 * (rng.random((40, 40)) > 0.8)).astype(np.complex64)  # zero phase
+    views = {}
+    for arm in ARMS:
+        if arm.name == missing:
+            continue
+        recon = (truth + 0.05 * rng.standard_normal((40, 40))) * np.exp(0.3j)  # global phase
+        diff = rng.poisson(arm.nphotons / 256, size=(16, 16)).astype(np.float32)
+        views[arm.name] = ArmView(arm, arm.nphotons, diff, np.abs(recon).astype(np.float32),
+                                  psnr=20.0, ssim=0.6, recon=recon, truth=truth)
+    return views
+
+
+def test_full_figure_has_truth_column_phase_rows_and_shared_row_limits(tmp_path: Path) -> None:
+    report = render_figure(_complete_views(), tmp_path / "fig.png", "test")
+    assert report.ok and len(report.panels) == 14
+    cells = [(p["row"], p["quantity"], p["column"]) for p in report.panels]
+    assert cells[:7] == [("high", "amplitude", "diffraction"), ("high", "amplitude", "truth"),
+                         ("high", "amplitude", "nll"), ("high", "amplitude", "mae"),
+                         ("high", "phase", "truth"), ("high", "phase", "nll"),
+                         ("high", "phase", "mae")]
+    truth_phase = report.panels[4]
+    assert truth_phase["ok"] and truth_phase["nonconstant"] is False  # zero phase is fine
+    # reconstructions are shown after the global phase alignment: phase near 0, not 0.3 rad
+    assert abs(report.panels[5]["mean"]) < 0.05
+    missing = render_figure(_complete_views(missing="low_mae"), tmp_path / "fig2.png", "test")
+    assert not missing.ok and missing.png_ok
+    assert [p["source"] for p in missing.panels if not p["present"]] == ["low_mae", "low_mae"]
+
+
 # ----------------------------------------------------------------------------- summary
 def _metrics(arm_name: str, psnr: float, ssim: float, counts: float) -> dict:
     arm = get_arm(arm_name)
