@@ -131,16 +131,17 @@ class StudyConfig:
         return d
 
 
-FULL = StudyConfig()
-# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target): 1280 steps of batch 16 per arm.
-# Amp SSIM after 20 epochs, high_nll / high_mae / low_nll / low_mae (constant baseline 0.480), and
-# the 4-arm wall time, measured 2026-11-23 on a 2-core float32 CPU:
-#   focused probe, width 2, lr 1e-3: high_nll 0.43; lr 3e-3, cosine decay, weight EMA, width 1 or
-#     2x data at half the epochs: none above 0.47
-#   PROBE_DEFOCUS, width 2, lr 1e-3: 0.61 / 0.72 / 0.56 / 0.69, 6 min 15 s (too slow here)
-#   PROBE_DEFOCUS, width 1, lr 1e-3: 0.51 / 0.66 / 0.55 / 0.62, 4 min 17 s
-#   PROBE_DEFOCUS, width 1, lr 2e-3 (this preset): 0.59 / 0.69 / 0.54 / 0.57, 4 min 33 s
-QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=128, nepochs=20,
+# Full preset: 4 arms in <= 60 min on 2 CPU cores. benchmarks/bench_quality.py (same data and
+# model, high dose, NLL) on a 2-core EPYC under load 7: amp SSIM 0.50 / 0.68 / 0.72 / 0.82 /
+# 0.84 after epochs 1-5 at 30-45 s per epoch; 16 epochs of 2000 groups ≈ 8-10 min per arm.
+FULL = StudyConfig(nepochs=16, learning_rate=2e-3)
+# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
+# low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
+# (docs/findings.md MODEL-LEARNS-001 for the model changes behind them):
+#   before 2026-11-29 (pupil probe, 4-pattern CNN, 20 epochs, lr 2e-3): 0.59 / 0.69 / 0.54 / 0.57
+#   2026-11-29, 20 epochs: 0.971 / 0.969 / 0.962 / 0.883, 338 s (load 7, beside another job)
+#   2026-11-29, 14 epochs (this preset): see docs/findings.md
+QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=128, nepochs=14,
                     batch_size=16, learning_rate=2e-3, n_filters_scale=1, quick=True)
 
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
