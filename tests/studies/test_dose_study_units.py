@@ -222,6 +222,24 @@ def test_full_figure_has_truth_column_phase_rows_and_shared_row_limits(tmp_path:
     assert [p["source"] for p in missing.panels if not p["present"]] == ["low_mae", "low_mae"]
 
 
+def test_figure_cli_draws_the_full_figure_from_a_study_directory(tmp_path: Path) -> None:
+    from dose_study.figure import main as figure_main
+
+    for name, view in _complete_views().items():
+        arm_dir = tmp_path / name
+        arm_dir.mkdir()
+        truth = np.pad(view.truth, 4)
+        np.savez(arm_dir / "recon.npz", recon=np.pad(view.recon, 4), truth=truth,
+                 diffraction_sample=view.diffraction, crop=np.array([4, 44, 4, 44]))
+        (arm_dir / "metrics.json").write_text(json.dumps(
+            {"nphotons": view.nphotons, "metrics": {"amp_psnr": 20.0, "amp_ssim": 0.6}}))
+    assert figure_main([str(tmp_path), str(tmp_path / "fig.png")]) == 0
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "low_mae" / "recon.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="low_mae/recon.npz: unreadable"):
+        figure_main([str(tmp_path)])
+
+
 # ----------------------------------------------------------------------------- summary
 def _metrics(arm_name: str, psnr: float, ssim: float, counts: float) -> dict:
     arm = get_arm(arm_name)

@@ -19,16 +19,22 @@ no global backend switch).
 from __future__ import annotations
 
 import io
+import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptycho.fsutil import atomic_write_bytes
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "dose_study"  # noqa: A001
 
-from .arms import ARMS, ArmSpec, format_dose
+from ptycho.fsutil import atomic_write_bytes  # noqa: E402
+
+from .arms import ARMS, ArmSpec, format_dose  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +275,47 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> Figur
     if bad:
         log.warning("figure self-check: bad or missing panels %s", ", ".join(bad))
     return report
+
+
+def load_complete_view(arm_dir: Path, arm: ArmSpec, metrics: dict[str, Any]) -> ArmView:
+    """An ArmView with the complex reconstruction and truth, from ``<arm_dir>/recon.npz``
+    (``recon``, ``truth``, ``diffraction_sample``, ``crop``) and the arm's metrics.json dict.
+    Raises ValueError naming the file when it is unreadable."""
+    path = Path(arm_dir) / "recon.npz"
+    try:
+        with np.load(path) as npz:
+            recon, truth = npz["recon"], npz["truth"]
+            diffraction, crop = npz["diffraction_sample"], npz["crop"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable recon archive: {exc}") from exc
+    r0, r1, c0, c1 = (int(v) for v in crop)
+    recon, truth = recon[r0:r1, c0:c1], truth[r0:r1, c0:c1]
+    return ArmView(spec=arm, nphotons=float(metrics["nphotons"]),
+                   diffraction=np.asarray(diffraction, dtype=np.float32),
+                   amplitude=np.abs(recon).astype(np.float32),
+                   psnr=float(metrics["metrics"]["amp_psnr"]),
+                   ssim=float(metrics["metrics"]["amp_ssim"]), recon=recon, truth=truth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``figure.py STUDY_DIR [OUT.png]``: draw the full figure (truth column, phase rows) from
+    the complete arms of a study directory; prints the self-check as JSON."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        print("usage: figure.py STUDY_DIR [OUT.png]", file=sys.stderr)
+        return 2
+    root = Path(args[0])
+    out = Path(args[1]) if len(args) == 2 else root / "dose_comparison.png"
+    views = {}
+    for arm in ARMS:
+        metrics_path = root / arm.name / "metrics.json"
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            views[arm.name] = load_complete_view(root / arm.name, arm, metrics)
+    report = render_figure(views, out, f"Dose-response study: {root.name}")
+    print(json.dumps({"path": report.path, "figure_ok": report.ok, "panels": report.panels}))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
