@@ -262,6 +262,7 @@ def test_science_checks_record_what_happened() -> None:
     assert sci["nll_beats_mae_at_low_dose"] is False
     assert sci["nll_vs_mae"]["low"]["psnr_delta_db"] == pytest.approx(-1.5)
     assert sci["high_dose_ssim_ge_0_5"] is False  # high_mae at 0.45
+    assert sci["targets"]["met"] is False and sci["targets"]["arms"]["high_mae"]["met"] is False
     assert sci["baseline"]["low_mae"]["beats_baseline"] is False
     assert sci["all_arms_beat_baseline_ssim"] is False
     partial = science_checks({"low_nll": per_arm["low_nll"]}, QUICK)
