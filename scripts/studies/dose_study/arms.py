@@ -132,9 +132,10 @@ class StudyConfig:
 
 
 # Full preset: 4 arms in <= 60 min on 2 CPU cores. benchmarks/bench_quality.py (same data and
-# model, high dose, NLL) on a 2-core EPYC under load 7: amp SSIM 0.50 / 0.68 / 0.72 / 0.82 /
-# 0.84 after epochs 1-5 at 30-45 s per epoch; 16 epochs of 2000 groups ≈ 8-10 min per arm.
-FULL = StudyConfig(nepochs=16, learning_rate=2e-3)
+# model, high dose, NLL) on a 2-core EPYC under load 6-7, lr 1e-3: amp SSIM 0.50 / 0.68 / 0.72
+# / 0.82 / 0.84 / 0.86 / 0.89 / 0.89 after epochs 1-8 at 30-45 s per epoch; at lr 2e-3 it
+# stayed at the constant image (0.43) for 2 epochs. 16 epochs of 2000 groups ≈ 8-10 min per arm.
+FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
 # --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
 # low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
 # (docs/findings.md MODEL-LEARNS-001 for the model changes behind them):
