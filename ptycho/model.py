@@ -180,7 +180,8 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     )(obj, offsets)
     waves = ProbeIllumination(n, probe, name="probe")(consistent)
     amp_pred = FarField(name="amplitude")(waves)
-    sqrt_counts = IntensityScale(cfg.intensity_scale, trainable_scale=cfg.loss == "nll" and cfg.trainable_intensity_scale,
+    trainable_scale = cfg.loss == "nll" and cfg.trainable_intensity_scale
+    sqrt_counts = IntensityScale(cfg.intensity_scale, trainable_scale=trainable_scale,
                                  name="sqrt_counts")(amp_pred)
     model = PtychoModel(
         inputs={"diffraction": diffraction, "offsets": offsets},
