@@ -187,8 +187,8 @@ def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
 
 def calibrate(paths: Sequence[str] | None = None, steps: int = 12,
               timer: Callable[[], float] = time.perf_counter,
-              cache_dir: Path | None = None) -> dict[str, Any]:
-    """Time a few training steps of each path (N=64, gridsize 2, batch 16), record the fastest
+              cache_dir: Path | None = None, n: int = 64) -> dict[str, Any]:
+    """Time a few training steps of each path (N=`n`, gridsize 2, batch 16), record the fastest
     in the cache for this CPU model + TF version (atomic write) and return the record.
 
     Paths default to xla and non_xla, plus bf16 only on a CPU with native bf16. Takes about
@@ -203,7 +203,7 @@ def calibrate(paths: Sequence[str] | None = None, steps: int = 12,
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
     paths = list(paths or (["xla", "non_xla"] + (["bf16"] if native else [])))
     rng = np.random.default_rng(0)
-    batch, n, c = 16, 64, 4
+    batch, c = 16, 4
     x = {"diffraction": rng.uniform(0, 2, (batch * 4, n, n, c)).astype(np.float32),
          "offsets": rng.uniform(-6, 6, (batch * 4, 1, 2, c)).astype(np.float32)}
     y = rng.poisson(50.0, (batch * 4, n, n, c)).astype(np.float32)
@@ -218,7 +218,7 @@ def calibrate(paths: Sequence[str] | None = None, steps: int = 12,
         rates[path] = batch * 4 * max(1, steps // 4) / (timer() - start)
         del model
         tf.keras.backend.clear_session()
-    record = {"cpu": cpu_model, "tensorflow": tf.__version__, "native_bf16": native,
+    record = {"cpu": cpu_model, "tensorflow": tf.__version__, "native_bf16": native, "N": n,
               "train_groups_per_s": {k: round(v, 1) for k, v in rates.items()},
               "fastest": max(rates, key=rates.__getitem__),
               "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
