@@ -36,7 +36,8 @@ def test_merge_reports_mean_std_and_a_verdict_from_the_spread() -> None:
     # equal SSIMs: no difference
     assert low["verdict_ssim"].startswith("no significant difference")
     text = render_markdown(merged)
-    assert "| low_nll | 21.03 ± 0.15 |" in text and "Yes" in text
+    assert "| low_nll | 21.03 ± 0.15 |" in text and "In amplitude PSNR yes" in text
+    assert "+1.03 ± 0.06 dB" in text
 
 
 def test_a_noisy_difference_gets_no_verdict() -> None:

@@ -112,7 +112,8 @@ def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
 
 def _pm(stats: dict[str, Any], spec: str) -> str:
     std = stats["std"]
-    return format(stats["mean"], spec) + ("" if std is None else " ± " + format(std, spec))
+    return format(stats["mean"], spec) + ("" if std is None else
+                                          " ± " + format(std, spec.replace("+", "")))
 
 
 def render_markdown(merged: dict[str, Any]) -> str:
@@ -132,11 +133,12 @@ def render_markdown(merged: dict[str, Any]) -> str:
                      f"{_pm(e['amp_ssim_nll_minus_mae'], '+.3f')} | {e['verdict_psnr']}; "
                      f"{e['verdict_ssim']} |")
     low = merged["nll_vs_mae"]["low"]
-    lines += ["", "Does Poisson NLL beat MAE at the low dose? "
-              + ("Yes" if merged["nll_beats_mae_at_low_dose"] else "No")
-              + f": {low['verdict_psnr']}, {low['verdict_ssim']} "
-              f"(a difference counts when it exceeds twice its standard error over "
-              f"{len(merged['seeds'])} seeds).", ""]
+    lines += ["", "Does Poisson NLL beat MAE at the low dose? In amplitude PSNR "
+              + ("yes" if merged["nll_beats_mae_at_low_dose"] else "no")
+              + f" ({low['verdict_psnr']}: {_pm(low['amp_psnr_nll_minus_mae'], '+.2f')} dB); "
+              f"in amplitude SSIM: {low['verdict_ssim']} "
+              f"({_pm(low['amp_ssim_nll_minus_mae'], '+.3f')}). A difference counts when it "
+              f"exceeds twice its standard error over {len(merged['seeds'])} seeds.", ""]
     return "\n".join(lines)
 
 
