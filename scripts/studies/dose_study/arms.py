@@ -134,14 +134,16 @@ class StudyConfig:
 # Full preset: 4 arms in <= 60 min on 2 CPU cores. benchmarks/bench_quality.py (same data and
 # model, high dose, NLL) on a 2-core EPYC under load 6-7, lr 1e-3: amp SSIM 0.50 / 0.68 / 0.72
 # / 0.82 / 0.84 / 0.86 / 0.89 / 0.89 after epochs 1-8 at 30-45 s per epoch; at lr 2e-3 it
-# stayed at the constant image (0.43) for 2 epochs. 16 epochs of 2000 groups ≈ 8-10 min per arm.
+# stayed at the constant image (0.43) for 2 epochs. Full run 2026-11-29: 0.915 / 0.934 / 0.432
+# (LOW-DOSE-NLL-PHASE-001) / 0.772 in 2271 s on 2 loaded cores (docs/results/full_study).
 FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
 # --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
 # low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
 # (docs/findings.md MODEL-LEARNS-001 for the model changes behind them):
 #   before 2026-11-29 (pupil probe, 4-pattern CNN, 20 epochs, lr 2e-3): 0.59 / 0.69 / 0.54 / 0.57
 #   2026-11-29, 20 epochs: 0.971 / 0.969 / 0.962 / 0.883, 338 s (load 7, beside another job)
-#   2026-11-29, 14 epochs (this preset): see docs/findings.md
+#   2026-11-29, 14 epochs, lr 1e-3 (this preset), seeds 0/1/2: 0.955 ± 0.009 / 0.960 ± 0.010 /
+#     0.949 ± 0.007 / 0.878 ± 0.010; 240 / 339 / 311 s beside the full study (load 6.5-7.7)
 # The test region of 128 groups (≈46 px square at N=32) held no line at all for seed 1 (a
 # constant image scored SSIM 0.983 there); 512 test groups (≈90 px) cost a second of inference.
 # lr 2e-3 stalled the high_nll arm of seed 1 at the constant image (SSIM 0.453 = baseline);
