@@ -50,7 +50,8 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
     from ptycho.inference import predict_patches, reconstruct
     from ptycho.io import PtychoData
-    from ptycho.model import build_model, model_config_for, resolve_execution
+    from ptycho.execution import resolve_execution
+    from ptycho.model import build_model, model_config_for
     from ptycho.physics import simulate
     from ptycho.train import train
 
@@ -96,6 +97,7 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
         "param_count": int(model.count_params()),
         "device": model.execution.device,
         "default_path": resolve_execution(ModelConfig()).name,
+        "default_source": resolve_execution(ModelConfig()).source,
     }
 
 
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(ok[main_path]["peak_rss_mb"], 1) if main_path else None,
         "peak_rss_mb_by_path": per_path("peak_rss_mb"),
         "default_path": default,
+        "default_source": any_result.get("default_source"),
+        "fastest_measured_path": (max(ok, key=lambda p: ok[p]["train_groups_per_s_cpu"])
+                                  if ok else None),
         "param_count": any_result.get("param_count"),
         "device": any_result.get("device"),
         "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},

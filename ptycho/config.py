@@ -170,9 +170,10 @@ class SimConfig(_ConfigMixin):
     n_images:       number of groups B (>= 1); also the number of scan positions.
     object_size:    canvas side (px); None → `default_object_size(N, n_images, buffer)`.
     object_type:    "lines" | "random" | "disk".
-    probe_scale:    probe pupil radius = N / (2·probe_scale) frequency px (> 0); see make_probe.
-    probe_defocus:  quadratic pupil phase at the pupil edge (rad, finite; 0 → focused, real
-                    probe); see make_probe.
+    probe_scale:    probe disk radius = N / (2·probe_scale) px (> 0; 3 → diameter N/3); see
+                    make_probe.
+    probe_defocus:  quadratic (defocus) phase at the disk edge (rad, finite; 0 → real,
+                    centro-symmetric probe); see make_probe.
     neighbor_count: nearest-neighbour candidates a group is drawn from (>= gridsize²).
     scan_buffer:    margin (px) between canvas edge and every scan position; must be
                     >= N//2 + 1 so each N×N patch (with sub-pixel shift) lies inside;
@@ -186,7 +187,7 @@ class SimConfig(_ConfigMixin):
     n_images: int = 2000
     object_size: int | None = None
     object_type: str = "lines"
-    probe_scale: float = 4.0
+    probe_scale: float = 3.0
     probe_defocus: float = 0.0
     neighbor_count: int = 7
     scan_buffer: int | None = None
@@ -246,24 +247,33 @@ class ModelConfig(_ConfigMixin):
     N, gridsize:       as in SimConfig (must match the data).
     n_filters_scale:   width multiplier of the CNN (>= 1).
     loss:              "nll" (Poisson NLL on intensities) | "mae" (amplitude MAE).
-    probe_scale:       probe pupil parameter (> 0), as in SimConfig.
+    probe_scale:       probe disk parameter (> 0), as in SimConfig.
     probe_defocus:     probe defocus (rad), as in SimConfig.
-    intensity_scale:   initial value of the trainable intensity scale (> 0).
+    intensity_scale:   sqrt(counts) per unit of network amplitude (> 0; from the data).
     jit_compile:       whole-model XLA; None → fastest measured default for the device.
     mixed_precision:   bfloat16 compute for the CNN (physics stays f32/c64); None → per device.
     translation_xla:   use the gather-based (XLA-compilable) translation path.
+    pad_object:        the decoders predict the central N/2 × N/2 of each object patch and the
+                       rest is zero (a real-space support; the probe disk must lie inside it).
+    shared_cnn:        one encoder/decoder applied to each of the C patterns of a group (as
+                       a batch of B·C single patterns) instead of one CNN over C channels.
+    trainable_intensity_scale: let the NLL loss train the intensity scale (default: fixed at
+                       ``intensity_scale``, which the data normalisation determines).
     """
 
     N: int = 64
     gridsize: int = 2
     n_filters_scale: int = 2
     loss: str = "nll"
-    probe_scale: float = 4.0
+    probe_scale: float = 3.0
     probe_defocus: float = 0.0
     intensity_scale: float = 1.0
     jit_compile: bool | None = None
     mixed_precision: bool | None = None
     translation_xla: bool = True
+    pad_object: bool = True
+    shared_cnn: bool = True
+    trainable_intensity_scale: bool = False
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -278,6 +288,9 @@ class ModelConfig(_ConfigMixin):
         _check_bool("jit_compile", self.jit_compile, optional=True)
         _check_bool("mixed_precision", self.mixed_precision, optional=True)
         _check_bool("translation_xla", self.translation_xla)
+        _check_bool("pad_object", self.pad_object)
+        _check_bool("shared_cnn", self.shared_cnn)
+        _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
 
     @property
     def C(self) -> int:

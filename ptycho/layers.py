@@ -20,6 +20,8 @@ import tensorflow as tf
 from ptycho.translation import translate
 
 __all__ = [
+    "GroupsToBatch",
+    "BatchToGroups",
     "AmplitudeActivation",
     "PhaseActivation",
     "CombineComplex",
@@ -71,6 +73,39 @@ def unflatten_groups(x: tf.Tensor, c: int) -> tf.Tensor:
 def flatten_offsets(offsets: tf.Tensor) -> tf.Tensor:
     """(B, 1, 2, C) (x, y) → (B·C, 2), row b·C + c = offset of patch c of group b."""
     return tf.reshape(tf.transpose(offsets[:, 0, :, :], [0, 2, 1]), [-1, 2])
+
+
+class GroupsToBatch(keras.layers.Layer):
+    """(B, H, W, C) → (B·C, H, W, 1) (``flatten_groups``): the CNN sees one pattern at a time."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return flatten_groups(x)
+
+    def compute_output_spec(self, x: Any) -> keras.KerasTensor:
+        return keras.KerasTensor((None, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+
+
+class BatchToGroups(keras.layers.Layer):
+    """(B·C, H, W, 1) → (B, H, W, C), the inverse of ``GroupsToBatch``."""
+
+    def __init__(self, c: int, **kwargs: Any) -> None:
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.c = int(c)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        grouped = unflatten_groups(x, self.c)[..., 0]  # (B, C, H, W)
+        return tf.transpose(grouped, [0, 2, 3, 1])
+
+    def compute_output_spec(self, x: Any) -> keras.KerasTensor:
+        return keras.KerasTensor((None, x.shape[1], x.shape[2], self.c), dtype=x.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "c": self.c}
 
 
 class AmplitudeActivation(keras.layers.Layer):
@@ -150,9 +185,13 @@ class OverlapConstraint(keras.layers.Layer):
     and shifted by its offset with ``translate`` (+offset moves content towards +x/+y); the
     shifted patches are summed and divided by the summed shifted support masks (their average
     where they overlap); each patch is re-extracted by shifting the averaged canvas back by
-    −offset and cropping the
-    central N×N. Content shifted beyond the canvas (|offset| > pad) is lost. With C == 1 the
-    layer is the identity.
+    −offset and cropping the central N×N. Content shifted beyond the canvas (|offset| > pad)
+    is lost. With C == 1 the layer is the identity.
+
+    ``weights`` (N, N) ≥ 0 (the model passes |probe|² / max): a weighted average instead, so
+    each patch counts where it is illuminated. Without it, the unconstrained periphery of every
+    patch (where the probe is dark and the data say nothing) is averaged, with equal weight,
+    into the illuminated centres of its neighbours. Stored as a non-trainable weight.
 
     ``compile_xla=True`` runs the block as an XLA-compiled function owned by this layer
     instance (traced per instance and input shape, never shared between models); it needs
@@ -163,10 +202,17 @@ class OverlapConstraint(keras.layers.Layer):
     """
 
     def __init__(self, pad: int, use_xla: bool = True, compile_xla: bool = False,
-                 **kwargs: Any) -> None:
+                 weights: np.ndarray | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", _PHYSICS_DTYPE)
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        if weights is not None:
+            weights = np.asarray(weights, np.float32)
+            if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or not (
+                    np.isfinite(weights).all() and (weights >= 0).all() and weights.max() > 0):
+                raise ValueError("OverlapConstraint: weights must be a finite (N, N) map >= 0 "
+                                 f"with a positive maximum, got shape {weights.shape}")
+        self._initial_weights = weights
         if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
             raise ValueError(f"OverlapConstraint: pad must be an int >= 0, got {pad!r}")
         if compile_xla and not use_xla:
@@ -177,6 +223,16 @@ class OverlapConstraint(keras.layers.Layer):
         self._compiled = (  # autograph off: straight-line tensor code, saves seconds of tracing
             tf.function(self._constrain, jit_compile=True, autograph=False) if compile_xla else None
         )
+
+    def build(self, patches_shape: Any, offsets_shape: Any = None) -> None:
+        if self._initial_weights is not None:
+            init = self._initial_weights
+            self.pixel_weights = self.add_weight(
+                name="pixel_weights", shape=init.shape, trainable=False,
+                initializer=keras.initializers.Constant(init),
+            )
+        else:
+            self.pixel_weights = None
 
     def call(self, patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
         if patches.shape[3] == 1:
@@ -192,10 +248,21 @@ class OverlapConstraint(keras.layers.Layer):
         stacked = tf.stack([tf.math.real(flat), tf.math.imag(flat)], axis=-1)
         stacked = tf.pad(stacked, [[0, 0], [p, p], [p, p], [0, 0]])  # (B·C, P, P, 2)
         shifts = flatten_offsets(offsets)  # (B·C, 2)
-        placed = translate(stacked, shifts, use_xla=self.use_xla)
-        summed = tf.reduce_sum(unflatten_groups(placed, c), axis=1)  # (B, P, P, 2)
-        weight = tf.reduce_sum(unflatten_groups(shifted_support(n, p, shifts), c), axis=1)
-        mean = summed / tf.where(weight > 1e-3, weight, tf.ones_like(weight))
+        if self.pixel_weights is None:
+            placed = translate(stacked, shifts, use_xla=self.use_xla)
+            summed = tf.reduce_sum(unflatten_groups(placed, c), axis=1)  # (B, P, P, 2)
+            weight = tf.reduce_sum(unflatten_groups(shifted_support(n, p, shifts), c), axis=1)
+            floor = 1e-3
+        else:  # weighted average: each patch counts where its weight map (|probe|²) is large
+            w = tf.pad(tf.convert_to_tensor(self.pixel_weights), [[p, p], [p, p]])
+            stacked = tf.concat([stacked * w[None, :, :, None],
+                                 tf.broadcast_to(w[None, :, :, None], tf.shape(stacked[..., :1]))],
+                                axis=-1)  # (B·C, P, P, 3): re·w, im·w, w
+            placed = tf.reduce_sum(unflatten_groups(translate(stacked, shifts, use_xla=self.use_xla),
+                                                    c), axis=1)  # (B, P, P, 3)
+            summed, weight = placed[..., :2], placed[..., 2:]
+            floor = 1e-3 * tf.reduce_max(w)
+        mean = summed / tf.where(weight > floor, weight, tf.ones_like(weight))
         canvas = tf.repeat(mean, c, axis=0)  # (B·C, P, P, 2): patch b·C + c reads canvas b
         back = translate(canvas, -shifts, use_xla=self.use_xla)[:, p : p + n, p : p + n, :]
         out = tf.complex(back[..., 0], back[..., 1])  # (B·C, N, N)

@@ -2,14 +2,19 @@
 
 Architecture (B groups, N×N patches, C = gridsize² patches per group, channels-last):
 
-    diffraction (B,N,N,C) f32 ─ encoder CNN ─┬─ amplitude decoder → 4·sigmoid       ─┐
-                                              └─ phase decoder     → π·tanh          ─┴→ object (B,N,N,C) c64
-    object, offsets (B,1,2,C) ─ OverlapConstraint (C>1: shared canvas, average, re-extract)
+    diffraction (B,N,N,C) f32 ─ GroupsToBatch (B·C,N,N,1) ─ encoder CNN ─┬─ amplitude decoder → 4·sigmoid ─┐
+                                                                          └─ phase decoder     → π·tanh    ─┴─ BatchToGroups
+      → object (B,N,N,C) c64, zero outside the central N/2 × N/2 (``pad_object``)
+    object, offsets (B,1,2,C) ─ OverlapConstraint (C>1: |probe|²-weighted average on a shared canvas, re-extract)
       ─ ProbeIllumination (fixed probe, sum|P|² = (N/2)²) ─ FarField |FFT2|/N → amplitude (B,N,N,C) f32
-      ─ IntensityScale (trainable log scale) → sqrt_counts (B,N,N,C) f32
+      ─ IntensityScale (log scale, fixed by default) → sqrt_counts (B,N,N,C) f32
 
 The encoder has three levels of two 3×3 convolutions + 2×2 max-pool with widths
-``ENCODER_WIDTHS · n_filters_scale``; each decoder mirrors it with nearest up-sampling.
+``ENCODER_WIDTHS · n_filters_scale`` (N → N/8); each decoder has two levels of conv, nearest
+up-sampling and conv (N/8 → N/2; three levels to N when ``pad_object`` is off), then a 3×3
+conv to one channel. With ``shared_cnn`` (default) one CNN reconstructs each pattern of a group
+on its own (weights shared over the C patterns); the overlap constraint alone couples them.
+Why these choices: docs/findings.md (MODEL-LEARNS-001).
 Outputs (dict): ``amplitude`` — predicted diffraction amplitude in the normalised units of the
 input; ``sqrt_counts`` — the same in sqrt(photon counts), λ = sqrt_counts²; ``object`` — the
 decoder's complex object patches (before the overlap constraint).
@@ -17,16 +22,14 @@ decoder's complex object patches (before the overlap constraint).
 Execution: the CNN runs under a per-layer ``mixed_bfloat16`` policy when
 ``mixed_precision`` resolves true (the physics layers always compute in float32/complex64;
 no global policy is touched); ``jit_compile`` compiles whole train/predict steps with XLA.
-``None`` in the config means the fastest path measured for the device, decided when the model
-is built (``resolve_execution``), never at import. Nothing is built at import time.
+``None`` in the config means the fastest path for the device, decided when the model is built
+(``ptycho.execution.resolve_execution``), never at import. Nothing is built at import time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -34,10 +37,13 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.config import ModelConfig
+from ptycho.execution import ExecutionPlan, device_defaults, resolve_execution
 from ptycho.layers import (
     AmplitudeActivation,
+    BatchToGroups,
     CombineComplex,
     FarField,
+    GroupsToBatch,
     IntensityScale,
     OverlapConstraint,
     PhaseActivation,
@@ -57,6 +63,7 @@ __all__ = [
     "model_config_for",
     "model_probe",
     "overlap_pad",
+    "overlap_reach",
     "resolve_execution",
 ]
 
@@ -67,68 +74,6 @@ ENCODER_WIDTHS: tuple[int, ...] = (8, 16, 32)  # × n_filters_scale, one entry p
 # probe-weighted RMS object amplitude of 1; the "lines" object (0.5–1.5, mostly 0.5) then
 # spans ≈0.85–2.6, so 4 leaves head-room.
 MAX_AMPLITUDE = 4.0
-
-
-# --------------------------------------------------------------------------- execution plan
-@dataclass(frozen=True)
-class ExecutionPlan:
-    """Resolved execution path of one model.
-
-    device: "CPU" | "GPU" (where the model was built); jit_compile: whole-step XLA;
-    mixed_precision: bfloat16 CNN; translation_xla: gather-based translation path.
-    """
-
-    device: str
-    jit_compile: bool
-    mixed_precision: bool
-    translation_xla: bool
-
-    @property
-    def name(self) -> str:
-        """Benchmark name of the path: "xla", "bf16" or "non_xla"."""
-        if self.jit_compile:
-            return "xla_bf16" if self.mixed_precision else "xla"
-        return "bf16" if self.mixed_precision else "non_xla"
-
-
-def _cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU advertises native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
-
-
-def device_defaults(device: str) -> tuple[bool, bool]:
-    """(jit_compile, mixed_precision) fastest on `device` ("CPU" | "GPU").
-
-    CPU, measured with benchmarks/bench_model.py (N=64, gridsize 2, batch 16) on a 2-core
-    AVX-512-BF16 EPYC, per CPU-second: training bf16 ≈ 165–200 > float32 ≈ 130–155 > whole-step
-    XLA ≈ 100–115 groups/s; inference bf16 ≈ 850 > float32 ≈ 570 > XLA ≈ 400. So the CPU
-    default is no whole-step jit (the overlap block alone is XLA-compiled) with bf16 when the
-    CPU has native bf16 (else float32). GPU: whole-step XLA with bf16 (not measured here).
-    """
-    if device == "GPU":
-        return True, True
-    return False, _cpu_has_bf16()
-
-
-def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
-    """Fill the ``None`` execution options of `cfg` for the devices visible now."""
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    jit_default, bf16_default = device_defaults(device)
-    jit = jit_default if cfg.jit_compile is None else cfg.jit_compile
-    bf16 = bf16_default if cfg.mixed_precision is None else cfg.mixed_precision
-    translation_xla = cfg.translation_xla
-    if jit and not translation_xla:
-        log.info("jit_compile=True needs the XLA-compilable translation; using translation_xla=True")
-        translation_xla = True
-    return ExecutionPlan(device, bool(jit), bool(bf16), translation_xla)
 
 
 # --------------------------------------------------------------------------- model
@@ -169,7 +114,8 @@ def _conv(x: Any, filters: int, name: str, dtype: str, seed: int) -> Any:
 
 def _decoder(x: Any, widths: tuple[int, ...], out_channels: int, prefix: str, dtype: str,
              seed: int) -> Any:
-    for level, width in enumerate(reversed(widths)):
+    """Up-sampling blocks for `widths` (coarsest first), then a 3×3 conv to `out_channels`."""
+    for level, width in enumerate(widths):
         x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level)
         x = keras.layers.UpSampling2D(2, dtype=dtype, name=f"{prefix}_up{level}")(x)
         x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1)
@@ -206,23 +152,36 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
 
     diffraction = keras.Input((n, n, c), dtype="float32", name="diffraction")
     offsets = keras.Input((1, 2, c), dtype="float32", name="offsets")
-    x = diffraction
+    shared = cfg.shared_cnn and c > 1
+    x = GroupsToBatch(name="patterns")(diffraction) if shared else diffraction
     for level, width in enumerate(widths):
         x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level)
         x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1)
         x = keras.layers.MaxPooling2D(2, dtype=cnn, name=f"enc_pool{level}")(x)
-    amp_logits = _decoder(x, widths, c, "amp", cnn, seed + 1000)
-    phase_logits = _decoder(x, widths, c, "phase", cnn, seed + 2000)
+    up = tuple(reversed(widths))[: levels - 1 if cfg.pad_object else levels]
+    out_c = 1 if shared else c
+    amp_logits = _decoder(x, up, out_c, "amp", cnn, seed + 1000)
+    phase_logits = _decoder(x, up, out_c, "phase", cnn, seed + 2000)
+    if shared:
+        amp_logits = BatchToGroups(c, name="amp_groups")(amp_logits)
+        phase_logits = BatchToGroups(c, name="phase_groups")(phase_logits)
     amplitude = AmplitudeActivation(MAX_AMPLITUDE, name="object_amplitude")(amp_logits)
     phase = PhaseActivation(name="object_phase")(phase_logits)
+    if cfg.pad_object:  # object support: the central N/2 × N/2, zero outside
+        amplitude = keras.layers.ZeroPadding2D(n // 4, dtype="float32", name="amp_support")(amplitude)
+        phase = keras.layers.ZeroPadding2D(n // 4, dtype="float32", name="phase_support")(phase)
     obj = CombineComplex(name="object")(amplitude, phase)
+    probe = normalised_probe(probe)
+    illumination = np.abs(probe) ** 2
     consistent = OverlapConstraint(
         pad=overlap_pad(n), use_xla=plan.translation_xla,
-        compile_xla=plan.translation_xla and not plan.jit_compile, name="overlap",
+        compile_xla=plan.translation_xla and not plan.jit_compile,
+        weights=illumination / illumination.max(), name="overlap",
     )(obj, offsets)
-    waves = ProbeIllumination(n, normalised_probe(probe), name="probe")(consistent)
+    waves = ProbeIllumination(n, probe, name="probe")(consistent)
     amp_pred = FarField(name="amplitude")(waves)
-    sqrt_counts = IntensityScale(cfg.intensity_scale, trainable_scale=cfg.loss == "nll",
+    trainable_scale = cfg.loss == "nll" and cfg.trainable_intensity_scale
+    sqrt_counts = IntensityScale(cfg.intensity_scale, trainable_scale=trainable_scale,
                                  name="sqrt_counts")(amp_pred)
     model = PtychoModel(
         inputs={"diffraction": diffraction, "offsets": offsets},
@@ -260,6 +219,12 @@ def overlap_pad(n: int) -> int:
     """Canvas margin of the overlap constraint: N//4 px (offsets from the group centre of
     simulated data are ≈N/8–N/5 at the default scan density)."""
     return n // 4
+
+
+def overlap_reach(cfg: ModelConfig) -> int:
+    """Largest |offset| (px) the overlap canvas holds without dropping object content: the
+    canvas margin, plus the zero border N//4 outside the object support with ``pad_object``."""
+    return overlap_pad(cfg.N) + (cfg.N // 4 if cfg.pad_object else 0)
 
 
 def inference_model(model: PtychoModel) -> keras.Model:

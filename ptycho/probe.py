@@ -1,35 +1,38 @@
-"""Probe: inverse FFT of a band-limited (disk) pupil. Pure numpy, deterministic."""
+"""Probe: a soft-edged disk of illumination with an optional defocus curvature. Pure numpy."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_probe", "pupil_radius"]
+from ptycho.objects import gaussian_blur
+
+__all__ = ["make_probe", "probe_radius", "EDGE_BLUR_PX"]
+
+EDGE_BLUR_PX = 1.0  # σ of the Gaussian that softens the disk edge
 
 
-def pupil_radius(n: int, probe_scale: float) -> float:
-    """Pupil radius in frequency pixels: N / (2·probe_scale) (8 px for N=64, scale 4)."""
+def probe_radius(n: int, probe_scale: float) -> float:
+    """Radius of the illuminated disk in real-space pixels: N / (2·probe_scale)
+    (about 10.7 px for N=64, probe_scale 3: a diameter of N/3)."""
     return n / (2.0 * probe_scale)
 
 
 def make_probe(n: int, probe_scale: float, defocus: float = 0.0) -> np.ndarray:
-    """Illumination probe of a disk-shaped pupil (a band-limited, Airy-like probe).
+    """Illumination probe: a disk of radius ``R = N / (2·probe_scale)`` px, its edge softened
+    by a Gaussian of σ = 1 px, with the quadratic (defocus) phase ``defocus · (r / R)²`` rad.
 
-    The pupil is a centred disk of radius ``R = N / (2·probe_scale)`` frequency pixels with a
-    one-pixel linear (anti-aliased) edge and the quadratic (defocus) phase
-    ``defocus · (r / R)²`` rad; the probe is its centred inverse FFT. Larger ``probe_scale``
-    → smaller pupil → wider probe in real space (central-lobe radius ≈ 0.61·N / R px, about
-    5 px for N=64, probe_scale=4).
+    This is the probe of an aperture a short way out of focus, and it mirrors the flat-top
+    disk probe of the original PtychoPINN simulations (diameter ≈ N/3). The disk must leave
+    room around it (R ≤ N/4 for the model's object support of the central N/2 × N/2 square).
 
-    ``defocus = 0`` gives a real, centro-symmetric focused probe: every single diffraction
-    pattern is then also explained by the twin object conj(O(−r)). A defocus of a few radians
-    makes the probe complex and wider (3 rad: 21 instead of 13 px above half the peak
-    intensity at N=32, probe_scale=4), which breaks that ambiguity, as with the defocused
-    probes of most experiments.
+    ``defocus = 0`` gives a real, centro-symmetric probe: every single diffraction pattern is
+    then also explained by the twin object conj(O(−r)). A defocus of a few radians makes the
+    probe complex, which breaks that ambiguity, as with the defocused probes of most
+    experiments; it spreads the diffraction pattern over more detector pixels.
 
     n:           probe side N (px), >= 2
-    probe_scale: > 0
-    defocus:     pupil-edge phase of the quadratic defocus term (rad), finite
+    probe_scale: > 0; R must be >= 1 px
+    defocus:     phase at the disk edge (rad), finite
     returns:     (N, N) complex64, maximum amplitude exactly 1, centred at pixel (N//2, N//2)
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
@@ -38,15 +41,16 @@ def make_probe(n: int, probe_scale: float, defocus: float = 0.0) -> np.ndarray:
         raise ValueError(f"make_probe: probe_scale must be > 0, got {probe_scale!r}")
     if not np.isfinite(defocus):
         raise ValueError(f"make_probe: defocus must be finite, got {defocus!r}")
-    radius = pupil_radius(int(n), float(probe_scale))
-    if radius < 0.5:
+    radius = probe_radius(int(n), float(probe_scale))
+    if radius < 1.0:
         raise ValueError(
-            f"make_probe: pupil radius N/(2·probe_scale) = {radius:.3g} px < 0.5 "
+            f"make_probe: probe radius N/(2·probe_scale) = {radius:.3g} px < 1 "
             f"(N={n}, probe_scale={probe_scale}); use a smaller probe_scale"
         )
     k = np.arange(n) - n // 2
     r = np.hypot(k[:, None], k[None, :])
-    pupil = np.clip(radius + 0.5 - r, 0.0, 1.0) * np.exp(1j * float(defocus) * (r / radius) ** 2)
-    probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(pupil)))
+    disk = np.clip(radius + 0.5 - r, 0.0, 1.0)
+    amplitude = np.clip(gaussian_blur(disk, EDGE_BLUR_PX), 0.0, None)
+    probe = amplitude * np.exp(1j * float(defocus) * (r / radius) ** 2)
     probe /= np.abs(probe).max()
     return probe.astype(np.complex64)

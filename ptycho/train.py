@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from ptycho.config import TrainConfig
 from ptycho.fsutil import atomic_write_text
-from ptycho.model import PtychoModel, check_inputs, overlap_pad
+from ptycho.model import PtychoModel, check_inputs, overlap_reach
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory"]
 
@@ -60,10 +60,11 @@ def training_arrays(model: PtychoModel, data: Any) -> tuple[np.ndarray, np.ndarr
     else:
         target = diffraction
     largest = float(np.abs(offsets).max())
-    if largest > overlap_pad(cfg.N):
-        log.warning("largest offset %.1f px exceeds the overlap canvas margin %d px (N//4): "
-                    "content shifted beyond it is dropped by the overlap constraint",
-                    largest, overlap_pad(cfg.N))
+    reach = overlap_reach(cfg)
+    if largest > reach:
+        log.warning("largest offset %.1f px exceeds %d px, the shift the overlap canvas holds "
+                    "without dropping object content (margin N//4%s)", largest, reach,
+                    " + the zero border N//4 outside the object support" if cfg.pad_object else "")
     return diffraction, offsets, target
 
 

@@ -94,7 +94,7 @@ from ptycho.config import SimConfig, TrainConfig
 from ptycho.model import build_model, model_config_for
 from ptycho.physics import simulate
 from ptycho.train import train
-data = simulate(SimConfig(N=16, gridsize=2, n_images=32, nphotons=1e6, seed=4))
+data = simulate(SimConfig(N=16, gridsize=2, n_images=16, nphotons=1e6, seed=4))
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     model = build_model(model_config_for(data, n_filters_scale=1))

@@ -191,6 +191,55 @@ def test_render_figure_flags_nan_and_missing_panels(tmp_path: Path) -> None:
     assert [p["present"] for p in report.panels] == [True, True, False, True, True, True]
 
 
+def _complete_views(missing: str | None = None) -> dict[str, ArmView]:
+    rng = np.random.default_rng(1)
+    truth = (1.0 + 0.5 * (rng.random((40, 40)) > 0.8)).astype(np.complex64)  # zero phase
+    views = {}
+    for arm in ARMS:
+        if arm.name == missing:
+            continue
+        recon = (truth + 0.05 * rng.standard_normal((40, 40))) * np.exp(0.3j)  # global phase
+        diff = rng.poisson(arm.nphotons / 256, size=(16, 16)).astype(np.float32)
+        views[arm.name] = ArmView(arm, arm.nphotons, diff, np.abs(recon).astype(np.float32),
+                                  psnr=20.0, ssim=0.6, recon=recon, truth=truth)
+    return views
+
+
+def test_full_figure_has_truth_column_phase_rows_and_shared_row_limits(tmp_path: Path) -> None:
+    report = render_figure(_complete_views(), tmp_path / "fig.png", "test")
+    assert report.ok and len(report.panels) == 14
+    cells = [(p["row"], p["quantity"], p["column"]) for p in report.panels]
+    assert cells[:7] == [("high", "amplitude", "diffraction"), ("high", "amplitude", "truth"),
+                         ("high", "amplitude", "nll"), ("high", "amplitude", "mae"),
+                         ("high", "phase", "truth"), ("high", "phase", "nll"),
+                         ("high", "phase", "mae")]
+    truth_phase = report.panels[4]
+    assert truth_phase["ok"] and truth_phase["nonconstant"] is False  # zero phase is fine
+    # reconstructions are shown after the global phase alignment: phase near 0, not 0.3 rad
+    assert abs(report.panels[5]["mean"]) < 0.05
+    missing = render_figure(_complete_views(missing="low_mae"), tmp_path / "fig2.png", "test")
+    assert not missing.ok and missing.png_ok
+    assert [p["source"] for p in missing.panels if not p["present"]] == ["low_mae", "low_mae"]
+
+
+def test_figure_cli_draws_the_full_figure_from_a_study_directory(tmp_path: Path) -> None:
+    from dose_study.figure import main as figure_main
+
+    for name, view in _complete_views().items():
+        arm_dir = tmp_path / name
+        arm_dir.mkdir()
+        truth = np.pad(view.truth, 4)
+        np.savez(arm_dir / "recon.npz", recon=np.pad(view.recon, 4), truth=truth,
+                 diffraction_sample=view.diffraction, crop=np.array([4, 44, 4, 44]))
+        (arm_dir / "metrics.json").write_text(json.dumps(
+            {"nphotons": view.nphotons, "metrics": {"amp_psnr": 20.0, "amp_ssim": 0.6}}))
+    assert figure_main([str(tmp_path), str(tmp_path / "fig.png")]) == 0
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "low_mae" / "recon.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="low_mae/recon.npz: unreadable"):
+        figure_main([str(tmp_path)])
+
+
 # ----------------------------------------------------------------------------- summary
 def _metrics(arm_name: str, psnr: float, ssim: float, counts: float) -> dict:
     arm = get_arm(arm_name)
@@ -213,6 +262,7 @@ def test_science_checks_record_what_happened() -> None:
     assert sci["nll_beats_mae_at_low_dose"] is False
     assert sci["nll_vs_mae"]["low"]["psnr_delta_db"] == pytest.approx(-1.5)
     assert sci["high_dose_ssim_ge_0_5"] is False  # high_mae at 0.45
+    assert sci["targets"]["met"] is False and sci["targets"]["arms"]["high_mae"]["met"] is False
     assert sci["baseline"]["low_mae"]["beats_baseline"] is False
     assert sci["all_arms_beat_baseline_ssim"] is False
     partial = science_checks({"low_nll": per_arm["low_nll"]}, QUICK)

@@ -19,12 +19,10 @@ from typing import Any
 HIGH_DOSE = 1e9
 LOW_DOSE = 1e4
 TEST_SEED_OFFSET = 1000
-# Probe defocus (rad at the pupil edge) of both doses. A focused disk-pupil probe is real and
-# centro-symmetric, so each pattern is equally well explained by the twin object conj(O(-r))
-# and the network learns slowly: quick high_nll amp SSIM 0.43 after 20 epochs (constant
-# baseline 0.48). With 3 rad the probe is complex and wider (21 vs 13 px above half peak
-# intensity at N=32): 0.61 with the same data sizes and training (2026-11-23, 2-core CPU).
-PROBE_DEFOCUS = 3.0
+# Probe defocus (rad at the edge of the probe disk, see ptycho.probe.make_probe) of both
+# doses: a real disk probe is centro-symmetric, so each pattern is equally explained by the
+# twin object conj(O(-r)); 2 rad makes it complex (docs/findings.md PROBE-TWIN-001).
+PROBE_DEFOCUS = 2.0
 
 
 @dataclass(frozen=True)
@@ -133,17 +131,25 @@ class StudyConfig:
         return d
 
 
-FULL = StudyConfig()
-# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target): 1280 steps of batch 16 per arm.
-# Amp SSIM after 20 epochs, high_nll / high_mae / low_nll / low_mae (constant baseline 0.480), and
-# the 4-arm wall time, measured 2026-11-23 on a 2-core float32 CPU:
-#   focused probe, width 2, lr 1e-3: high_nll 0.43; lr 3e-3, cosine decay, weight EMA, width 1 or
-#     2x data at half the epochs: none above 0.47
-#   PROBE_DEFOCUS, width 2, lr 1e-3: 0.61 / 0.72 / 0.56 / 0.69, 6 min 15 s (too slow here)
-#   PROBE_DEFOCUS, width 1, lr 1e-3: 0.51 / 0.66 / 0.55 / 0.62, 4 min 17 s
-#   PROBE_DEFOCUS, width 1, lr 2e-3 (this preset): 0.59 / 0.69 / 0.54 / 0.57, 4 min 33 s
-QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=128, nepochs=20,
-                    batch_size=16, learning_rate=2e-3, n_filters_scale=1, quick=True)
+# Full preset: 4 arms in <= 60 min on 2 CPU cores. benchmarks/bench_quality.py (same data and
+# model, high dose, NLL) on a 2-core EPYC under load 6-7, lr 1e-3: amp SSIM 0.50 / 0.68 / 0.72
+# / 0.82 / 0.84 / 0.86 / 0.89 / 0.89 after epochs 1-8 at 30-45 s per epoch; at lr 2e-3 it
+# stayed at the constant image (0.43) for 2 epochs. Full run 2026-11-29: 0.915 / 0.934 / 0.432
+# (LOW-DOSE-NLL-PHASE-001) / 0.772 in 2271 s on 2 loaded cores (docs/results/full_study).
+FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
+# --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
+# low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
+# (docs/findings.md MODEL-LEARNS-001 for the model changes behind them):
+#   before 2026-11-29 (pupil probe, 4-pattern CNN, 20 epochs, lr 2e-3): 0.59 / 0.69 / 0.54 / 0.57
+#   2026-11-29, 20 epochs: 0.971 / 0.969 / 0.962 / 0.883, 338 s (load 7, beside another job)
+#   2026-11-29, 14 epochs, lr 1e-3 (this preset), seeds 0/1/2: 0.955 ± 0.009 / 0.960 ± 0.010 /
+#     0.949 ± 0.007 / 0.878 ± 0.010; 240 / 339 / 311 s beside the full study (load 6.5-7.7)
+# The test region of 128 groups (≈46 px square at N=32) held no line at all for seed 1 (a
+# constant image scored SSIM 0.983 there); 512 test groups (≈90 px) cost a second of inference.
+# lr 2e-3 stalled the high_nll arm of seed 1 at the constant image (SSIM 0.453 = baseline);
+# lr 1e-3 gives 0.82 / 0.91 / 0.86 after 4 epochs for seeds 0 / 1 / 2.
+QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=14,
+                    batch_size=16, learning_rate=1e-3, n_filters_scale=1, quick=True)
 
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
               "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",

@@ -1,33 +1,47 @@
-"""``dose_comparison.png``: 2 rows (high, low dose) x 3 columns and its self-check.
+"""``dose_comparison.png``: the study figure and its self-check.
 
-Columns: sample diffraction (log10(1 + counts)), NLL reconstruction amplitude, MAE
-reconstruction amplitude. Titles carry dose, loss and amplitude PSNR/SSIM.
+With the complex reconstructions and the ground truth (``ArmView.recon`` and ``.truth``), the
+figure has two rows per dose (amplitude, phase) and four columns: sample diffraction
+(log10(1 + counts), amplitude rows only), ground truth, NLL reconstruction, MAE reconstruction.
+Reconstructions are shown after the same global complex scale the metrics use
+(``ptycho.metrics.align_global``), and every row shares one colour scale (the truth's range
+widened to the 0.5-99.5 percentiles of the reconstructions), so the panels compare by eye.
+Without them (views built from amplitudes alone) it is the 2 x 3 amplitude figure.
+Titles carry dose, loss and amplitude PSNR/SSIM.
 
 The self-check reads back the array each ``imshow`` actually holds and records, per panel,
-``min/max/mean/std``, whether it is finite and non-constant; ``figure_ok`` is true only when all
-six panels pass and the PNG was written. Uses the object-oriented matplotlib API (no pyplot,
+``min/max/mean/std``, whether it is finite and non-constant (a ground-truth panel only needs
+to be finite: the phase of the "lines" object is constant); ``figure_ok`` is true only when
+all panels pass and the PNG was written. Uses the object-oriented matplotlib API (no pyplot,
 no global backend switch).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptycho.fsutil import atomic_write_bytes
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "dose_study"  # noqa: A001
 
-from .arms import ARMS, ArmSpec, format_dose
+from ptycho.fsutil import atomic_write_bytes  # noqa: E402
+
+from .arms import ARMS, ArmSpec, format_dose  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLUMNS = ("diffraction", "nll", "mae")
 ROWS = ("high", "low")
+FULL_COLUMNS = ("diffraction", "truth", "nll", "mae")
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,8 @@ class ArmView:
 
     diffraction: (N, N) float32 counts of one test pattern (channel 0)
     amplitude:   (H, W) float32 reconstruction amplitude, cropped to the scanned region
+    recon:       (H, W) complex reconstruction, same crop (optional: phase rows)
+    truth:       (H, W) complex ground truth, same crop (optional: truth column)
     """
 
     spec: ArmSpec
@@ -44,6 +60,13 @@ class ArmView:
     amplitude: np.ndarray
     psnr: float
     ssim: float
+    recon: np.ndarray | None = None
+    truth: np.ndarray | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the view holds the complex reconstruction and the truth."""
+        return self.recon is not None and self.truth is not None
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,8 @@ class Panel:
     title: str
     data: np.ndarray | None  # None -> missing arm
     source: str  # arm name the data came from, or the missing arm(s)
+    quantity: str = "amplitude"  # "amplitude" | "phase" (row of the full layout)
+    limits: tuple[float, float] | None = None  # shared colour limits of the row
 
 
 @dataclass
@@ -63,7 +88,7 @@ class FigureReport:
 
     @property
     def ok(self) -> bool:
-        return self.png_ok and len(self.panels) == 6 and all(p["ok"] for p in self.panels)
+        return self.png_ok and len(self.panels) in (6, 14) and all(p["ok"] for p in self.panels)
 
 
 def panel_stats(values: np.ndarray | None) -> dict[str, Any]:
@@ -125,33 +150,119 @@ def build_panels(views: dict[str, ArmView]) -> list[Panel]:
     return panels
 
 
+def _aligned(view: ArmView) -> np.ndarray:
+    """The view's reconstruction times the global complex scale the metrics use."""
+    from ptycho.metrics import align_global
+
+    return align_global(np.asarray(view.recon), np.asarray(view.truth))
+
+
+def _row_limits(truth: np.ndarray | None, recons: list[np.ndarray],
+                phase: bool) -> tuple[float, float] | None:
+    """One colour scale for a row: the truth's range widened to the 0.5-99.5 percentiles of
+    the reconstructions (symmetric about 0 for phase, at least ±0.1 rad)."""
+    values = [np.asarray(truth, np.float64).ravel()] if truth is not None else []
+    for recon in recons:
+        finite = np.asarray(recon, np.float64)
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            values.append(np.percentile(finite, [0.5, 99.5]))
+    if not values:
+        return None
+    both = np.concatenate(values)
+    if phase:
+        bound = max(float(np.abs(both).max()), 0.1)
+        return -bound, bound
+    lo, hi = float(both.min()), float(both.max())
+    return (lo, hi) if hi > lo else None
+
+
+def build_full_panels(views: dict[str, ArmView]) -> list[Panel | None]:
+    """4 x 4 cells, row-major: per dose an amplitude row (diffraction, truth, NLL, MAE) and a
+    phase row (blank, truth, NLL, MAE); None marks the blank cell."""
+    cells: list[Panel | None] = []
+    for row in ROWS:
+        row_arms = [a for a in ARMS if a.dose == row]
+        present = [views[a.name] for a in row_arms if a.name in views]
+        complete = [v for v in present if v.complete]
+        dose = format_dose(present[0].nphotons) if present else row
+        truth = np.asarray(complete[0].truth) if complete else None
+        aligned = {v.spec.name: _aligned(v) for v in complete}
+        for quantity in ("amplitude", "phase"):
+            part = np.abs if quantity == "amplitude" else np.angle
+            recons = [part(a) for a in aligned.values()]
+            limits = _row_limits(part(truth) if truth is not None else None, recons,
+                                 quantity == "phase")
+            if quantity == "amplitude" and present:
+                diff = np.log10(1.0 + np.asarray(present[0].diffraction, dtype=np.float64))
+                cells.append(Panel(row, "diffraction",
+                                   f"{dose} photons: sample diffraction\nlog10(1 + counts)",
+                                   diff, present[0].spec.name, quantity))
+            elif quantity == "amplitude":
+                cells.append(Panel(row, "diffraction", f"{row} dose: diffraction\n(no complete arm)",
+                                   None, "/".join(a.name for a in row_arms), quantity))
+            else:
+                cells.append(None)
+            cells.append(Panel(row, "truth", f"{dose} photons: ground truth {quantity}",
+                               part(truth) if truth is not None else None,
+                               "truth" if truth is not None else "/".join(a.name for a in row_arms),
+                               quantity, limits))
+            for arm in row_arms:
+                view = views.get(arm.name)
+                if view is None or arm.name not in aligned:
+                    cells.append(Panel(row, arm.loss, f"{arm.name}: missing\n(arm not complete)",
+                                       None, arm.name, quantity))
+                    continue
+                title = f"{format_dose(view.nphotons)} photons, {arm.loss.upper()} {quantity}"
+                if quantity == "amplitude":
+                    title += f"\nPSNR {view.psnr:.2f} dB, SSIM {view.ssim:.3f}"
+                cells.append(Panel(row, arm.loss, title, part(aligned[arm.name]), arm.name,
+                                   quantity, limits))
+    return cells
+
+
 def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> FigureReport:
-    """Draw the 2x3 figure to ``path`` atomically and self-check every panel."""
+    """Draw the figure to ``path`` atomically and self-check every panel (the 4 x 4 layout
+    when any view holds its complex reconstruction and truth, else the 2 x 3 one)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    panels = build_panels(views)
-    fig = Figure(figsize=(14, 9), layout="constrained")
+    full = any(v.complete for v in views.values())
+    cells: list[Panel | None] = build_full_panels(views) if full else list(build_panels(views))
+    shape = (2 * len(ROWS), len(FULL_COLUMNS)) if full else (len(ROWS), len(COLUMNS))
+    fig = Figure(figsize=(16, 15) if full else (14, 9), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(ROWS), len(COLUMNS))
+    axes = fig.subplots(*shape)
     report = FigureReport(path=str(path), png_ok=False)
-    for panel, ax in zip(panels, axes.ravel()):
-        ax.set_title(panel.title, fontsize=11)
+    for panel, ax in zip(cells, axes.ravel()):
         ax.set_xticks([])
         ax.set_yticks([])
+        if panel is None:
+            ax.set_axis_off()
+            continue
+        ax.set_title(panel.title, fontsize=11)
         if panel.data is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=14,
                     transform=ax.transAxes, color="crimson")
             drawn = None
         else:
-            cmap = "magma" if panel.column == "diffraction" else "gray"
-            lo, hi = display_range(panel.data, panel.column)
+            if panel.column == "diffraction":
+                cmap, (lo, hi) = "magma", (None, None)
+            elif panel.quantity == "phase":
+                cmap, (lo, hi) = "twilight", panel.limits or (None, None)
+            else:
+                cmap = "gray"
+                lo, hi = panel.limits or display_range(panel.data, panel.column)
             image = ax.imshow(panel.data, cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
             drawn = image.get_array()
         stats = panel_stats(drawn)
+        if panel.column == "truth" and stats["present"]:
+            stats["ok"] = stats["finite"]  # a constant truth (zero phase) is correct
         stats.update({"row": panel.row, "column": panel.column, "source": panel.source,
                       "title": panel.title.replace("\n", " | ")})
+        if full:
+            stats["quantity"] = panel.quantity
         report.panels.append(stats)
     fig.suptitle(suptitle, fontsize=13)
     buf = io.BytesIO()
@@ -159,7 +270,52 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> Figur
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     report.png_ok = Path(path).read_bytes()[:8] == PNG_SIGNATURE and len(data) > 1000
-    bad = [f"{p['row']}/{p['column']}" for p in report.panels if not p["ok"]]
+    bad = [f"{p['row']}/{p.get('quantity', 'amplitude')}/{p['column']}"
+           for p in report.panels if not p["ok"]]
     if bad:
         log.warning("figure self-check: bad or missing panels %s", ", ".join(bad))
     return report
+
+
+def load_complete_view(arm_dir: Path, arm: ArmSpec, metrics: dict[str, Any]) -> ArmView:
+    """An ArmView with the complex reconstruction and truth, from ``<arm_dir>/recon.npz``
+    (``recon``, ``truth``, ``diffraction_sample``, ``crop``) and the arm's metrics.json dict.
+    Raises ValueError naming the file when it is unreadable."""
+    path = Path(arm_dir) / "recon.npz"
+    try:
+        with np.load(path) as npz:
+            recon, truth = npz["recon"], npz["truth"]
+            diffraction, crop = npz["diffraction_sample"], npz["crop"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable recon archive: {exc}") from exc
+    r0, r1, c0, c1 = (int(v) for v in crop)
+    recon, truth = recon[r0:r1, c0:c1], truth[r0:r1, c0:c1]
+    return ArmView(spec=arm, nphotons=float(metrics["nphotons"]),
+                   diffraction=np.asarray(diffraction, dtype=np.float32),
+                   amplitude=np.abs(recon).astype(np.float32),
+                   psnr=float(metrics["metrics"]["amp_psnr"]),
+                   ssim=float(metrics["metrics"]["amp_ssim"]), recon=recon, truth=truth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``figure.py STUDY_DIR [OUT.png]``: draw the full figure (truth column, phase rows) from
+    the complete arms of a study directory; prints the self-check as JSON."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        print("usage: figure.py STUDY_DIR [OUT.png]", file=sys.stderr)
+        return 2
+    root = Path(args[0])
+    out = Path(args[1]) if len(args) == 2 else root / "dose_comparison.png"
+    views = {}
+    for arm in ARMS:
+        metrics_path = root / arm.name / "metrics.json"
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            views[arm.name] = load_complete_view(root / arm.name, arm, metrics)
+    report = render_figure(views, out, f"Dose-response study: {root.name}")
+    print(json.dumps({"path": report.path, "figure_ok": report.ok, "panels": report.panels}))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,6 +5,8 @@ Science recorded (``summary["science"]``), each ``None`` when an arm it needs is
   baseline                each arm's amplitude SSIM vs a constant image equal to the truth mean
   nll_beats_mae_at_low_dose   low_nll amplitude PSNR >= low_mae amplitude PSNR
   high_dose_ssim_ge_0_5       both 1e9 arms reach amplitude SSIM >= 0.5
+  targets                 issue 16's full-study targets: both 1e9 arms >= 0.90 and low_nll
+                          >= 0.80 in amplitude SSIM (``met`` None while an arm is missing)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .figure import FigureReport
 SCHEMA_VERSION = 1
 COUNTS_RATIO_TOLERANCE = 0.05
 HIGH_DOSE_SSIM_TARGET = 0.5
+SSIM_TARGETS = {"high_nll": 0.90, "high_mae": 0.90, "low_nll": 0.80}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -81,7 +84,19 @@ def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict
         "high_dose_amp_ssim": high_ssim,
         "high_dose_ssim_target": HIGH_DOSE_SSIM_TARGET,
         "high_dose_ssim_ge_0_5": high_ok,
+        "targets": _targets(per_arm),
     }
+
+
+def _targets(per_arm: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each targeted arm's amplitude SSIM against its target, and whether all are met."""
+    arms = {name: {"target": target,
+                   "amp_ssim": _amp(per_arm[name], "amp_ssim") if name in per_arm else None}
+            for name, target in SSIM_TARGETS.items()}
+    for entry in arms.values():
+        entry["met"] = None if entry["amp_ssim"] is None else entry["amp_ssim"] >= entry["target"]
+    flags = [e["met"] for e in arms.values()]
+    return {"arms": arms, "met": None if None in flags else all(flags)}
 
 
 def config_mismatches(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict[str, dict]:
@@ -180,6 +195,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "falls)",
         f"- High-dose amplitude SSIM >= {sci['high_dose_ssim_target']}: "
         f"{_fmt(sci['high_dose_ssim_ge_0_5'])}",
+        "- Targets (amplitude SSIM): " + ", ".join(
+            f"{name} {_fmt(e['amp_ssim'])} >= {e['target']:.2f}: {_fmt(e['met'])}"
+            for name, e in sci.get("targets", {}).get("arms", {}).items()),
         "",
         "## Figure",
         "",

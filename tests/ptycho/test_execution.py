@@ -1,0 +1,91 @@
+"""Execution-path choice: per device, from a per-CPU calibration cache or recorded evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ptycho.config import ModelConfig
+from ptycho.execution import (
+    ExecutionPlan,
+    cache_file,
+    cpu_info,
+    device_defaults,
+    load_calibration,
+    resolve_execution,
+)
+
+AVX2 = frozenset({"avx2", "fma"})
+BF16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+
+
+def _write(directory: Path, cpu: str, tf: str, fastest: str) -> Path:
+    path = cache_file(cpu, tf, directory)
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cpu": cpu, "tensorflow": tf, "fastest": fastest}))
+    return path
+
+
+def test_gpu_gets_whole_step_xla_with_bf16() -> None:
+    assert device_defaults("GPU") == (True, True, "gpu")
+
+
+def test_cpu_without_a_calibration_follows_the_recorded_evidence(tmp_path: Path) -> None:
+    assert device_defaults("CPU", "cpu A", AVX2, "2.x", tmp_path) == (True, False, "evidence")
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, True, "evidence")
+
+
+def test_cached_calibration_wins_per_cpu_model_and_tf_version(tmp_path: Path) -> None:
+    _write(tmp_path, "cpu A", "2.x", "non_xla")
+    assert device_defaults("CPU", "cpu A", AVX2, "2.x", tmp_path) == (False, False, "calibration")
+    # another TF version or CPU model does not reuse it
+    assert device_defaults("CPU", "cpu A", AVX2, "2.y", tmp_path)[2] == "evidence"
+    assert device_defaults("CPU", "cpu C", AVX2, "2.x", tmp_path)[2] == "evidence"
+
+
+def test_bf16_is_never_chosen_without_native_bf16(tmp_path: Path) -> None:
+    _write(tmp_path, "cpu A", "2.x", "bf16")  # e.g. a cache copied from another machine
+    jit, bf16, source = device_defaults("CPU", "cpu A", AVX2, "2.x", tmp_path)
+    assert bf16 is False and source.endswith("no_native_bf16")
+
+
+def test_a_malformed_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path, "cpu A", "2.x", "xla")
+    path.write_text("{not json")
+    assert load_calibration("cpu A", "2.x", tmp_path) is None
+    path.write_text(json.dumps({"cpu": "cpu Z", "tensorflow": "2.x", "fastest": "xla"}))
+    assert load_calibration("cpu A", "2.x", tmp_path) is None
+
+
+def test_cpu_info_reads_model_and_flags(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_bf16\n")
+    model, flags = cpu_info(info)
+    assert model == "Test CPU 9000" and "avx512_bf16" in flags
+    assert cpu_info(tmp_path / "missing") == ("unknown", frozenset())
+
+
+def test_explicit_options_win_and_jit_forces_the_xla_translation(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PTYCHO_EXECUTION_CACHE", str(tmp_path))
+    plan = resolve_execution(ModelConfig(jit_compile=True, mixed_precision=False,
+                                         translation_xla=False))
+    assert plan == ExecutionPlan(plan.device, True, False, True, "config")
+    explicit = resolve_execution(ModelConfig(jit_compile=False, mixed_precision=False,
+                                             translation_xla=False))
+    assert explicit.name == "non_xla" and explicit.translation_xla is False
+
+
+def test_calibration_times_the_paths_and_its_cache_then_decides(tmp_path: Path) -> None:
+    from ptycho.execution import calibrate
+
+    record = calibrate(paths=["non_xla", "xla"], steps=4, cache_dir=tmp_path, n=16)
+    assert set(record["train_groups_per_s"]) == {"non_xla", "xla"}
+    assert record["fastest"] in ("non_xla", "xla") and record["N"] == 16
+    jit, bf16, source = device_defaults("CPU", record["cpu"], frozenset(), record["tensorflow"],
+                                        tmp_path)
+    assert source == "calibration" and bf16 is False
+    assert jit is (record["fastest"] == "xla")
