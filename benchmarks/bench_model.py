@@ -48,9 +48,9 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
 
     logging.disable(logging.WARNING)
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
+    from ptycho.execution import resolve_execution
     from ptycho.inference import predict_patches, reconstruct
     from ptycho.io import PtychoData
-    from ptycho.execution import resolve_execution
     from ptycho.model import build_model, model_config_for
     from ptycho.physics import simulate
     from ptycho.train import train

@@ -47,7 +47,7 @@ def cpu_name() -> str:
 
 def time_to(ssims: list[float], walls: list[float], threshold: float) -> float | None:
     """First wall time whose SSIM is >= threshold (None if never)."""
-    for ssim, wall in zip(ssims, walls):
+    for ssim, wall in zip(ssims, walls, strict=True):
         if ssim >= threshold:
             return round(wall, 2)
     return None

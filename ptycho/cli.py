@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-images", type=int)
     sim.add_argument("--object-type", choices=("lines", "random", "disk"))
     sim.add_argument("--probe-scale", type=float)
-    sim.add_argument("--probe-defocus", type=float, help="pupil-edge defocus phase (rad)")
+    sim.add_argument("--probe-defocus", type=float, help="probe defocus: quadratic phase at the disk edge (rad)")
     sim.add_argument("--object-size", type=int)
     sim.add_argument("--seed", type=int)
     sim.add_argument("--format", choices=("grouped", "canonical"), default="grouped",

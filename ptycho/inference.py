@@ -79,7 +79,7 @@ def stitch_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, in
                          f"{origin[:, 1].max() + n:.1f}] leave the {h}×{w} canvas")
     num = np.zeros((h + 1, w + 1), np.complex128)
     den = np.zeros((h + 1, w + 1), np.float64)
-    for i, ((x0, y0), (fx, fy)) in enumerate(zip(base, frac)):
+    for i, ((x0, y0), (fx, fy)) in enumerate(zip(base, frac, strict=True)):
         patch = patches[i // c, :, :, i % c] * weights  # no full-size temporaries
         for dy, wy in ((0, 1.0 - fy), (1, fy)):
             for dx, wx in ((0, 1.0 - fx), (1, fx)):

@@ -2,8 +2,9 @@
 
 Architecture (B groups, N×N patches, C = gridsize² patches per group, channels-last):
 
-    diffraction (B,N,N,C) f32 ─ GroupsToBatch (B·C,N,N,1) ─ encoder CNN ─┬─ amplitude decoder → 4·sigmoid ─┐
-                                                                          └─ phase decoder     → π·tanh    ─┴─ BatchToGroups
+    diffraction (B,N,N,C) f32 ─ GroupsToBatch (B·C,N,N,1) ─ encoder CNN
+      ─┬─ amplitude decoder → 4·sigmoid ─┐
+       └─ phase decoder     → π·tanh    ─┴─ BatchToGroups
       → object (B,N,N,C) c64, zero outside the central N/2 × N/2 (``pad_object``)
     object, offsets (B,1,2,C) ─ OverlapConstraint (C>1: |probe|²-weighted average on a shared canvas, re-extract)
       ─ ProbeIllumination (fixed probe, sum|P|² = (N/2)²) ─ FarField |FFT2|/N → amplitude (B,N,N,C) f32

@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"CNN width multiplier, ModelConfig.n_filters_scale (full {FULL.n_filters_scale}, "
                    f"quick {QUICK.n_filters_scale})")
     p.add_argument("--probe-defocus", type=float,
-                   help=f"probe defocus, pupil-edge phase in rad (default {FULL.probe_defocus:g}; 0: focused, real "
-                   "probe with an exact twin-image ambiguity)")
+                   help=f"probe defocus, phase at the probe disk edge in rad (default {FULL.probe_defocus:g}; "
+                   "0: focused, real probe with an exact twin-image ambiguity)")
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",
@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 def cluster_options(args: argparse.Namespace, n_arms: int):
     """ClusterOptions from the flags (imports Dask: ImportError when it is missing)."""
     import distributed  # noqa: F401 -- fail early with the install hint
+
     from dose_study import cluster
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -159,7 +159,7 @@ def test_bfloat16_path_is_close_to_float32(sim32: object) -> None:
     bf16 = build_model(cfg.replace(mixed_precision=True), seed=5)
     assert bf16.get_layer("enc_conv0a").dtype_policy.name == "mixed_bfloat16"
     assert bf16.get_layer("amplitude").dtype_policy.name == "float32"
-    for wa, wb in zip(f32.weights, bf16.weights):
+    for wa, wb in zip(f32.weights, bf16.weights, strict=True):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy())
     a = f32.predict(_inputs(sim32, 16), verbose=0)
     b = bf16.predict(_inputs(sim32, 16), verbose=0)

@@ -125,7 +125,7 @@ def test_groups_are_distinct_nearest_neighbours() -> None:
     dist = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
     brute = np.argsort(dist, axis=1, kind="stable")[:, :7]
     np.testing.assert_array_equal(nearest_neighbors(positions, 7, chunk=64), brute)
-    assert all(set(g) <= set(b) for g, b in zip(groups, brute))
+    assert all(set(g) <= set(b) for g, b in zip(groups, brute, strict=True))
     one = group_positions(positions, gridsize=1, neighbor_count=1, rng=rng)
     np.testing.assert_array_equal(one[:, 0], np.arange(150))
     with pytest.raises(ValueError, match="need at least gridsize² = 4"):

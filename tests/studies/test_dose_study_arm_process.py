@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dose_study import arm_process
 from dose_study.arm_process import ArmProcessError, launch_arm
 from dose_study.runner import slim_training_data
@@ -137,6 +138,7 @@ def test_task_function_unpickles_without_the_study_package(tmp_path: Path) -> No
     """The scheduler and workers unpickle the task without ``dose_study`` on their path."""
     pytest.importorskip("cloudpickle")
     import cloudpickle
+
     from dose_study.cluster import ShippedByValue
 
     cloudpickle.register_pickle_by_value(arm_process)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dose_study.arms import PROBE_DEFOCUS
+
 TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", "64",
         "--nepochs", "1", "--batch-size", "8"]
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz", "complete")
@@ -56,8 +58,8 @@ def assert_complete_arm(arm_dir: Path, arm: str) -> None:
     assert metrics["arm"] == arm
     assert metrics["study_config"]["N"] == 16 and metrics["history"]["epochs"] == 1
     # the simulated data and the model use the study's defocused probe
-    assert metrics["sim_config"]["probe_defocus"] == metrics["study_config"]["probe_defocus"] == 3.0
-    assert metrics["model_config"]["probe_defocus"] == 3.0
+    assert metrics["sim_config"]["probe_defocus"] == metrics["study_config"]["probe_defocus"] == PROBE_DEFOCUS
+    assert metrics["model_config"]["probe_defocus"] == PROBE_DEFOCUS
     for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_psnr"):
         assert np.isfinite(metrics["metrics"][key]), key
     assert set(metrics["wall_time_s"]) >= {"simulate", "train", "evaluate", "total"}
@@ -100,13 +102,18 @@ def test_tiny_arms_write_outputs_and_panel_checks(partial_study) -> None:
         assert summary["per_arm"][arm]["process"]["peak_rss_mb"] > 100
     assert (summary["per_arm"]["high_nll"]["process"]["pid"]
             != summary["per_arm"]["low_mae"]["process"]["pid"])
-    panels = {(p["row"], p["column"]): p for p in summary["figure"]["panels"]}
-    assert len(panels) == 6
-    for key in [("high", "diffraction"), ("high", "nll"), ("low", "diffraction"), ("low", "mae")]:
+    # per dose an amplitude row (diffraction, truth, NLL, MAE) and a phase row (truth, NLL, MAE)
+    panels = {(p["row"], p["column"], p["quantity"]): p for p in summary["figure"]["panels"]}
+    assert len(panels) == 14
+    present = [("high", "diffraction", "amplitude"), ("low", "diffraction", "amplitude")]
+    present += [(row, col, q) for row, col in [("high", "truth"), ("low", "truth"), ("high", "nll"), ("low", "mae")]
+                for q in ("amplitude", "phase")]
+    for key in present:
         p = panels[key]
-        assert p["ok"] and p["finite"] and p["nonconstant"], p
+        assert p["ok"] and p["finite"] and p["nonconstant"], (key, p)
         assert p["min"] < p["max"] and p["std"] > 0
-    assert not panels[("high", "mae")]["present"] and not panels[("low", "nll")]["present"]
+    for q in ("amplitude", "phase"):
+        assert not panels[("high", "mae", q)]["present"] and not panels[("low", "nll", q)]["present"]
     assert (out / "dose_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "| high_nll | 1e9 | NLL |" in (out / "summary.md").read_text()
     files = [p for p in out.rglob("*") if p.is_file()]

@@ -234,7 +234,7 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> Figur
     FigureCanvasAgg(fig)
     axes = fig.subplots(*shape)
     report = FigureReport(path=str(path), png_ok=False)
-    for panel, ax in zip(cells, axes.ravel()):
+    for panel, ax in zip(cells, axes.ravel(), strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
         if panel is None:

@@ -81,7 +81,7 @@ def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
         raise SeedMergeError("need at least two runs (seeds) to merge")
     reference = {k: v for k, v in runs[0]["config"].items() if k not in IGNORED_SETTINGS}
     seeds = []
-    for run, source in zip(runs, sources):
+    for run, source in zip(runs, sources, strict=True):
         cfg = run["config"]
         diff = sorted(k for k in reference if cfg.get(k) != reference[k])
         if diff:

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from ptycho.fsutil import atomic_write_json, atomic_write_text
 
 from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
-from .figure import ArmView, render_figure
+from .figure import ArmView, load_complete_view, render_figure
 from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now
 from .summary import build_summary, config_mismatches, render_markdown
 
@@ -70,19 +68,12 @@ def package_versions() -> dict[str, str]:
 
 
 def load_view(store: ArmStore, arm: ArmSpec, metrics: dict[str, Any]) -> ArmView:
-    """Figure inputs of a complete arm from its recon.npz (ArmDataError when unreadable)."""
-    path = store.arm_dir(arm.name) / "recon.npz"
+    """Figure inputs of a complete arm (reconstruction and ground truth) from its recon.npz;
+    ArmDataError when unreadable."""
     try:
-        with np.load(path) as npz:
-            recon, diffraction, crop = npz["recon"], npz["diffraction_sample"], npz["crop"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise ArmDataError(f"{path}: unreadable recon archive: {exc}") from exc
-    r0, r1, c0, c1 = (int(v) for v in crop)
-    return ArmView(spec=arm, nphotons=float(metrics["nphotons"]),
-                   diffraction=np.asarray(diffraction, dtype=np.float32),
-                   amplitude=np.abs(recon[r0:r1, c0:c1]).astype(np.float32),
-                   psnr=float(metrics["metrics"]["amp_psnr"]),
-                   ssim=float(metrics["metrics"]["amp_ssim"]))
+        return load_complete_view(store.arm_dir(arm.name), arm, metrics)
+    except ValueError as exc:
+        raise ArmDataError(str(exc)) from exc
 
 
 def _never() -> bool:
