@@ -152,7 +152,8 @@ def test_infer_without_object_guess_writes_object_and_figure_only(
     assert (tmp_path / "out" / "recon.png").read_bytes().startswith(b"\x89PNG")
     with np.load(tmp_path / "out" / "recon.npz") as npz:
         obj = npz["object"]
-    assert np.isfinite(obj).all() and np.count_nonzero(obj) > 0.3 * obj.size
+    # the model predicts the central N/2 support of each patch: the stitched object covers the scan
+    assert np.isfinite(obj).all() and np.count_nonzero(obj) > 0.2 * obj.size
 
 
 def test_infer_on_positions_the_model_never_saw(canonical_model: tuple[Path, ModuleType],
