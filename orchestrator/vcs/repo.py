@@ -3,10 +3,11 @@
 :class:`GitRepo` wraps one working tree (main checkout or linked worktree) and is created once
 per command (the harness context holds it). It offers state queries (head, branch, dirty,
 tracked/ignored paths, config), history reads (``show``, ``read_blob``, ``changed_paths``,
-logs), guarded owned-path commits, worktrees, and the remote operations (``fetch``,
-``pull_rebase``, ``push``). GitPython backs the repository object; plain ``git`` subprocesses
-(bounded by a timeout, stdin closed) serve porcelain reads and the gateway's topic classes
-(:mod:`orchestrator.vcs.remote`, :mod:`orchestrator.vcs.signatures`). No other module runs git.
+logs), guarded owned-path commits, worktrees and ``pull_rebase``; fetch and push with
+rejection handling live in :mod:`orchestrator.vcs.remote`. GitPython backs the repository
+object; plain ``git`` subprocesses (bounded by a timeout, stdin closed) serve porcelain reads and
+the gateway's topic classes (:mod:`orchestrator.vcs.remote`, :mod:`orchestrator.vcs.signatures`),
+which build arguments and run them through :meth:`GitRepo._run`. No other module runs git.
 
 Commits (:meth:`GitRepo.commit_owned`) stage only the harness's owned paths
 (:mod:`orchestrator.vcs.owned`) and the agent changes the commit policy accepted, leave
@@ -371,28 +372,15 @@ class GitRepo:
         proc = self._run("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}", check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    def fetch(self, remote: str = "origin", timeout_s: float = _TIMEOUT_S) -> subprocess.CompletedProcess:
-        """``git fetch REMOTE`` (not checked: the caller reads ``returncode``/output)."""
-        return self._run("fetch", remote, check=False, timeout_s=timeout_s)
-
     def pull_rebase(self, timeout_s: float = _TIMEOUT_S) -> subprocess.CompletedProcess:
         """``git pull --rebase --no-autostash`` (not checked). GitError on a timeout."""
         return self._run("pull", "--rebase", "--no-autostash", check=False, timeout_s=timeout_s)
-
-    def push(self, remote: str = "origin", ref: str | None = None,
-             timeout_s: float = _TIMEOUT_S) -> subprocess.CompletedProcess:
-        """``git push REMOTE [REF]`` (not checked)."""
-        return self._run("push", remote, *([ref] if ref else []), check=False, timeout_s=timeout_s)
 
     # ---- worktrees ---------------------------------------------------------------------
     def worktree_add(self, path: Path, branch: str, start_point: str = "HEAD") -> GitRepo:
         """Linked worktree at ``path`` on ``branch`` (created from ``start_point`` if new)."""
         self._git("check-ref-format", "--branch", branch)
-        exists = self.repo.git.execute(
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-            with_exceptions=False,
-        )
-        if exists:
+        if self.rev_exists(f"refs/heads/{branch}"):
             self._git("worktree", "add", "--quiet", str(path), branch)
         else:
             self._git("worktree", "add", "--quiet", "-b", branch, str(path), start_point)
