@@ -1,4 +1,4 @@
-"""PtychoPINN's canonical per-position data layout: validation, photon scale, grouping, writing.
+"""PtychoPINN's canonical per-position data layout: validation, photon scale, grouping.
 
 A canonical file (NPZ, or HDF5 with the same dataset names) holds one diffraction pattern per
 scan position; it carries no photon count and no grouping:
@@ -18,6 +18,7 @@ pattern = (N/2)², as for simulated data) and Poisson counts for the NLL loss; t
 is, in order: given by the caller, the ``nphotons`` of the file's ``_metadata`` JSON, estimated
 from the count quantisation of the data (sqrt of integer counts times one constant), or the
 default 1e9 (logged). ``group`` builds the (B, C) neighbour groups from the coordinates.
+Writing the layout is :mod:`ptycho.canonical_write`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.fsutil import atomic_path
 from ptycho.grouping import group_scan_positions
 
 __all__ = [
@@ -46,10 +45,6 @@ __all__ = [
     "validate",
     "count_quantum",
     "to_network_units",
-    "canonical_arrays",
-    "per_position_patterns",
-    "save_canonical",
-    "from_simulation",
 ]
 
 log = logging.getLogger(__name__)
@@ -328,101 +323,3 @@ def group(positions: np.ndarray, per_position: np.ndarray, options: GroupingOpti
     for k in range(c):
         out[..., k] = per_position[index[:, k]]
     return index, out
-
-
-def canonical_arrays(per_position: np.ndarray, xcoords: np.ndarray, ycoords: np.ndarray,
-                     probe: np.ndarray, obj: np.ndarray | None = None,
-                     metadata: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Arrays of a canonical file (keys of the module docstring, ``scan_index`` = 0..n-1).
-
-    per_position (n, N, N) float amplitude; xcoords, ycoords (n,); probe (N, N);
-    obj (M, M') or None; metadata → ``_metadata`` JSON string.
-    """
-    per_position = np.asarray(per_position, np.float32)
-    n = per_position.shape[0]
-    arrays: dict[str, np.ndarray] = {
-        "diffraction": per_position,
-        "xcoords": np.asarray(xcoords, np.float64).reshape(n),
-        "ycoords": np.asarray(ycoords, np.float64).reshape(n),
-        "probeGuess": np.asarray(probe, np.complex64),
-        "scan_index": np.arange(n, dtype=np.int64),
-    }
-    if obj is not None:
-        arrays["objectGuess"] = np.asarray(obj, np.complex64)
-    if metadata:
-        arrays["_metadata"] = np.asarray(json.dumps(metadata, sort_keys=True))
-    return arrays
-
-
-# --------------------------------------------------------------------------- writing
-def per_position_patterns(data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, their patterns): every scan position of a canonical data set, else those
-    that occur in ``data.scan_index`` (sorted), with one (N, N) network-unit pattern each.
-
-    returns: indices (P',) int64 into xcoords/ycoords, patterns (P', N, N) float32
-    """
-    per_position = getattr(data, "per_position", None)
-    if per_position is not None:
-        return np.arange(len(per_position)), np.asarray(per_position, np.float32)
-    index = np.asarray(data.scan_index)
-    used = np.unique(index)
-    diffraction = np.asarray(data.diffraction, np.float32)
-    patterns = np.empty((int(index.max()) + 1, *diffraction.shape[1:3]), np.float32)
-    for k in range(index.shape[1]):
-        patterns[index[:, k]] = diffraction[..., k]
-    return used, patterns[used]
-
-
-def save_canonical(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
-    """Write canonical arrays (``canonical.canonical_arrays``) by suffix (.npz or .h5/.hdf5),
-    atomically."""
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix == ".npz":
-        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    elif suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
-            for key, value in arrays.items():
-                if value.dtype.kind == "U":
-                    h5.attrs[key] = str(value)
-                else:
-                    h5.create_dataset(key, data=value)
-    else:
-        raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
-    log.info("wrote canonical %s (%d positions)", target, len(arrays["xcoords"]))
-    return target
-
-
-
-def from_simulation(sim: Any) -> dict[str, np.ndarray]:
-    """Canonical arrays of a ``physics.SimulatedData``: one pattern per scan position.
-
-    Positions that occur in a group keep exactly the pattern of the groups; the others (not
-    drawn into any group) are simulated here with the same probe, object and dose and a
-    Poisson draw seeded by (seed, 1). Amplitudes stay in network units (sqrt(counts) /
-    intensity_scale); ``_metadata`` records nphotons and the SimConfig.
-    """
-    from ptycho.physics import extract_patches, far_field
-
-    index = np.asarray(sim.scan_index)
-    positions = np.stack([sim.xcoords, sim.ycoords], axis=1)
-    n = sim.diffraction.shape[1]
-    patterns = np.zeros((len(positions), n, n), np.float32)
-    used = np.zeros(len(positions), bool)
-    for k in range(index.shape[1]):
-        patterns[index[:, k]] = sim.diffraction[..., k]
-        used[index[:, k]] = True
-    missing = np.flatnonzero(~used)
-    if len(missing):
-        rng = np.random.default_rng([int(sim.seed), 1])
-        intensity = far_field(sim.probe, extract_patches(sim.obj, positions[missing], n)) ** 2
-        counts = rng.poisson(intensity.astype(np.float64) * sim.dose_scale)
-        patterns[missing] = np.sqrt(counts) / np.float32(sim.intensity_scale)
-    metadata = {"nphotons": float(sim.nphotons), "generator": "ptycho-harness simulate",
-                "amplitude_units": "sqrt(counts) / intensity_scale",
-                "intensity_scale": float(sim.intensity_scale),
-                "sim_config": sim.config.to_dict() if sim.config is not None else None}
-    return canonical_arrays(patterns, sim.xcoords, sim.ycoords, sim.probe, sim.obj, metadata)

@@ -142,7 +142,7 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {"output": str(args.output), "format": args.format,
                                "config": cfg.to_dict(), "intensity_scale": data.intensity_scale}
     if args.format == "canonical":
-        from ptycho.canonical import from_simulation, save_canonical
+        from ptycho.canonical_write import from_simulation, save_canonical
 
         arrays = from_simulation(data)
         save_canonical(args.output, arrays)
@@ -194,7 +194,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
 
     import numpy as np
 
-    from ptycho.canonical import canonical_arrays, per_position_patterns, save_canonical
+    from ptycho.canonical_write import canonical_arrays, per_position_patterns, save_canonical
     from ptycho.fsutil import atomic_path, atomic_write_text
     from ptycho.inference import reconstruct, scanned_region
     from ptycho.io import load_model

@@ -11,12 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from ptycho.canonical import (
-    GroupingOptions,
-    count_quantum,
-    from_simulation,
-    save_canonical,
-)
+from ptycho.canonical import GroupingOptions, count_quantum
+from ptycho.canonical_write import from_simulation, save_canonical
 from ptycho.cli import main
 from ptycho.config import SimConfig
 from ptycho.grouping import k_nearest
