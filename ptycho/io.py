@@ -17,7 +17,7 @@ Data sets use the keys of the PtychoPINN NPZ convention plus what training needs
 
 PtychoPINN's canonical per-position files (``diffraction``/``diff3d`` (n, H, W), no photon
 count, no grouping; see ``ptycho.canonical``) are recognised by their keys and shapes and
-grouped on loading according to a ``GroupingOptions``; ``save_canonical`` writes that layout.
+grouped on loading according to a ``GroupingOptions``; ``ptycho.canonical_write`` writes that layout.
 """
 
 from __future__ import annotations
@@ -40,21 +40,8 @@ from ptycho.canonical import GroupingOptions, is_canonical
 from ptycho.config import ConfigError, ModelConfig, SimConfig
 from ptycho.fsutil import atomic_path
 
-__all__ = [
-    "ARCHIVE_FORMAT",
-    "ARCHIVE_VERSION",
-    "DATA_FORMAT_VERSION",
-    "PtychoData",
-    "save_model",
-    "load_model",
-    "save_npz",
-    "load_npz",
-    "save_h5",
-    "load_h5",
-    "load_data",
-    "save_data",
-    "GroupingOptions",
-]
+__all__ = ["ARCHIVE_FORMAT", "ARCHIVE_VERSION", "DATA_FORMAT_VERSION", "PtychoData", "save_model", "load_model",
+           "save_npz", "load_npz", "save_h5", "load_h5", "load_data", "save_data", "GroupingOptions"]
 
 log = logging.getLogger(__name__)
 
