@@ -197,7 +197,7 @@ def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
             log.error("arm %s: unreadable outputs: %s", arm.name, exc)
             continue
         per_arm[arm.name] = metrics
-    suptitle = (f"Dose-response study: amplitude reconstructions on the test set "
+    suptitle = (f"Dose-response study: reconstructions (amplitude, phase) on the test set "
                 f"(N={cfg.N}, gridsize={cfg.gridsize}, {cfg.nepochs} epochs"
                 f"{', --quick' if cfg.quick else ''})")
     figure = render_figure(views, store.root / FIGURE_NAME, suptitle)
