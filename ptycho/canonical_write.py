@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.fsutil import atomic_path
+from ptycho.io import write_h5_arrays
 
 __all__ = ["canonical_arrays", "from_simulation", "per_position_patterns", "save_canonical"]
 
@@ -70,14 +71,7 @@ def save_canonical(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) 
         with atomic_path(target) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     elif suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
-            for key, value in arrays.items():
-                if value.dtype.kind == "U":
-                    h5.attrs[key] = str(value)
-                else:
-                    h5.create_dataset(key, data=value)
+        write_h5_arrays(target, arrays)
     else:
         raise ValueError(f"{path}: unknown data format {suffix!r}; expected .npz, .h5 or .hdf5")
     log.info("wrote canonical %s (%d positions)", target, len(arrays["xcoords"]))

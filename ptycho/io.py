@@ -334,18 +334,23 @@ def load_npz(path: str | os.PathLike[str], options: GroupingOptions | None = Non
         raise ValueError(f"{source}: damaged NPZ file: {exc}") from exc
 
 
-def save_h5(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write a data set to HDF5 (one dataset per key, same keys as NPZ) atomically."""
+def write_h5_arrays(target: Path, arrays: dict[str, np.ndarray]) -> None:
+    """One HDF5 dataset per array (strings as file attributes), written atomically."""
     import h5py
 
-    arrays = _to_arrays(data)
-    target = Path(path)
     with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
         for key, value in arrays.items():
             if value.dtype.kind == "U":
                 h5.attrs[key] = str(value)
             else:
                 h5.create_dataset(key, data=value)
+
+
+def save_h5(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write a data set to HDF5 (one dataset per key, same keys as NPZ) atomically."""
+    arrays = _to_arrays(data)
+    target = Path(path)
+    write_h5_arrays(target, arrays)
     log.info("wrote %s (%d groups)", target, arrays["diffraction"].shape[0])
     return target
 
