@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ptycho.config import ACTIVATIONS
+
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--learning-rate", type=float, default=1e-3)
     tr.add_argument("--loss", choices=("nll", "mae"), default="nll")
     tr.add_argument("--n-filters-scale", type=int, default=None)
+    tr.add_argument("--activation", choices=ACTIVATIONS, default=None,
+                    help="CNN hidden-layer activation (default leaky_relu)")
     tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
     _grouping_flags(tr)
     _flag(tr, "jit-compile", "whole-step XLA compilation")
@@ -162,8 +166,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     data = _load(args, args.gridsize if args.gridsize is not None else 2)
     overrides: dict[str, Any] = {"loss": args.loss, "jit_compile": args.jit_compile,
                                  "mixed_precision": args.mixed_precision}
-    if args.n_filters_scale is not None:
-        overrides["n_filters_scale"] = args.n_filters_scale
+    for name in ("n_filters_scale", "activation"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     cfg = model_config_for(data, **overrides)
     train_cfg = TrainConfig(nepochs=args.nepochs, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, seed=args.seed)

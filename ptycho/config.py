@@ -34,6 +34,9 @@ __all__ = [
 
 OBJECT_TYPES: tuple[str, ...] = ("lines", "random", "disk")
 LOSSES: tuple[str, ...] = ("nll", "mae")
+# Hidden-layer activations of the CNN. "relu" units can die for good (docs/findings.md,
+# LOW-DOSE-NLL-PHASE-001); "leaky_relu" (slope 0.1 below zero) keeps a gradient everywhere.
+ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
 
 
 class ConfigError(ValueError):
@@ -259,6 +262,8 @@ class ModelConfig(_ConfigMixin):
                        a batch of B·C single patterns) instead of one CNN over C channels.
     trainable_intensity_scale: let the NLL loss train the intensity scale (default: fixed at
                        ``intensity_scale``, which the data normalisation determines).
+    activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
+                       no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
     """
 
     N: int = 64
@@ -274,6 +279,7 @@ class ModelConfig(_ConfigMixin):
     pad_object: bool = True
     shared_cnn: bool = True
     trainable_intensity_scale: bool = False
+    activation: str = "leaky_relu"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -291,6 +297,7 @@ class ModelConfig(_ConfigMixin):
         _check_bool("pad_object", self.pad_object)
         _check_bool("shared_cnn", self.shared_cnn)
         _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
+        _check_choice("activation", self.activation, ACTIVATIONS)
 
     @property
     def C(self) -> int:

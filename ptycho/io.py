@@ -138,6 +138,8 @@ def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, 
     if not isinstance(version, int) or version > ARCHIVE_VERSION:
         raise ValueError(f"{source}: unsupported archive format_version {version!r} "
                          f"(this library reads <= {ARCHIVE_VERSION})")
+    if isinstance(config, dict) and "activation" not in config:
+        config = {**config, "activation": "relu"}  # archives from before the option had ReLU
     try:
         cfg = ModelConfig.from_dict(config)
     except ConfigError as exc:

@@ -10,7 +10,8 @@ Architecture (B groups, N×N patches, C = gridsize² patches per group, channels
       ─ ProbeIllumination (fixed probe, sum|P|² = (N/2)²) ─ FarField |FFT2|/N → amplitude (B,N,N,C) f32
       ─ IntensityScale (log scale, fixed by default) → sqrt_counts (B,N,N,C) f32
 
-The encoder has three levels of two 3×3 convolutions + 2×2 max-pool with widths
+The encoder has three levels of two 3×3 convolutions (``cfg.activation``, leaky ReLU by
+default) + 2×2 max-pool with widths
 ``ENCODER_WIDTHS · n_filters_scale`` (N → N/8); each decoder has two levels of conv, nearest
 up-sampling and conv (N/8 → N/2; three levels to N when ``pad_object`` is off), then a 3×3
 conv to one channel. With ``shared_cnn`` (default) one CNN reconstructs each pattern of a group
@@ -75,6 +76,9 @@ ENCODER_WIDTHS: tuple[int, ...] = (8, 16, 32)  # × n_filters_scale, one entry p
 # probe-weighted RMS object amplitude of 1; the "lines" object (0.5–1.5, mostly 0.5) then
 # spans ≈0.85–2.6, so 4 leaves head-room.
 MAX_AMPLITUDE = 4.0
+# Slope below zero of the default "leaky_relu" activation: every unit keeps a gradient, so none
+# can die for good (a dead amplitude decoder was LOW-DOSE-NLL-PHASE-001).
+LEAKY_SLOPE = 0.1
 
 
 # --------------------------------------------------------------------------- model
@@ -106,20 +110,27 @@ class PtychoModel(keras.Model):
         return total
 
 
-def _conv(x: Any, filters: int, name: str, dtype: str, seed: int) -> Any:
+def _activation(name: str) -> Any:
+    """Hidden-layer activation for ``ModelConfig.activation``."""
+    if name == "leaky_relu":
+        return lambda x: keras.activations.leaky_relu(x, negative_slope=LEAKY_SLOPE)
+    return keras.activations.get(name)
+
+
+def _conv(x: Any, filters: int, name: str, dtype: str, seed: int, activation: str) -> Any:
     return keras.layers.Conv2D(
-        filters, 3, padding="same", activation="relu", dtype=dtype, name=name,
+        filters, 3, padding="same", activation=_activation(activation), dtype=dtype, name=name,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
     )(x)
 
 
 def _decoder(x: Any, widths: tuple[int, ...], out_channels: int, prefix: str, dtype: str,
-             seed: int) -> Any:
+             seed: int, activation: str) -> Any:
     """Up-sampling blocks for `widths` (coarsest first), then a 3×3 conv to `out_channels`."""
     for level, width in enumerate(widths):
-        x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level)
+        x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level, activation)
         x = keras.layers.UpSampling2D(2, dtype=dtype, name=f"{prefix}_up{level}")(x)
-        x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1)
+        x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1, activation)
     return keras.layers.Conv2D(  # last layer in float32: feeds the physics
         out_channels, 3, padding="same", dtype="float32", name=f"{prefix}_out",
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999),
@@ -156,13 +167,13 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     shared = cfg.shared_cnn and c > 1
     x = GroupsToBatch(name="patterns")(diffraction) if shared else diffraction
     for level, width in enumerate(widths):
-        x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level)
-        x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1)
+        x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level, cfg.activation)
+        x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1, cfg.activation)
         x = keras.layers.MaxPooling2D(2, dtype=cnn, name=f"enc_pool{level}")(x)
     up = tuple(reversed(widths))[: levels - 1 if cfg.pad_object else levels]
     out_c = 1 if shared else c
-    amp_logits = _decoder(x, up, out_c, "amp", cnn, seed + 1000)
-    phase_logits = _decoder(x, up, out_c, "phase", cnn, seed + 2000)
+    amp_logits = _decoder(x, up, out_c, "amp", cnn, seed + 1000, cfg.activation)
+    phase_logits = _decoder(x, up, out_c, "phase", cnn, seed + 2000, cfg.activation)
     if shared:
         amp_logits = BatchToGroups(c, name="amp_groups")(amp_logits)
         phase_logits = BatchToGroups(c, name="phase_groups")(phase_logits)

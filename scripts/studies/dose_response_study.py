@@ -61,12 +61,13 @@ from dose_study.arms import ARM_NAMES, FULL, QUICK, describe_sizes, get_arm, mak
 from dose_study.cluster import SchedulerUnreachable  # noqa: E402 (imports no Dask)
 from dose_study.store import ArmStore, OutputDirError  # noqa: E402
 from dose_study.study import SequentialExecutor, StudyInterrupted, run_study  # noqa: E402
+from ptycho.config import ACTIVATIONS  # noqa: E402
 
 log = logging.getLogger("dose_response_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate",
-                "n_filters_scale", "probe_defocus", "seed")
+                "n_filters_scale", "probe_defocus", "activation", "seed")
 
 
 class Terminated(BaseException):
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-defocus", type=float,
                    help=f"probe defocus, phase at the probe disk edge in rad (default {FULL.probe_defocus:g}; "
                    "0: focused, real probe with an exact twin-image ambiguity)")
+    p.add_argument("--activation", choices=ACTIVATIONS,
+                   help=f"CNN hidden-layer activation (default {FULL.activation}; relu: the model "
+                   "before LOW-DOSE-NLL-PHASE-001, whose units can die)")
     p.add_argument("--seed", type=int, help="simulation/training seed (default 0); the test "
                    "set uses seed + 1000")
     p.add_argument("--quick", action="store_true",

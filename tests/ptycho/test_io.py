@@ -165,3 +165,20 @@ def test_failed_write_keeps_the_previous_file(sim: object, tmp_path: Path) -> No
         save_npz(path, Broken())
     assert path.read_bytes() == before
     assert load_npz(path).n_groups == 16
+
+
+def test_archive_from_before_the_activation_option_loads_with_relu(
+        archive: tuple[Path, object], tmp_path: Path) -> None:
+    path, model = archive
+    old = tmp_path / "old.wts.h5.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "model_config.json":
+                config = json.loads(data)
+                assert config.pop("activation") == "leaky_relu"
+                data = json.dumps(config).encode()
+            dst.writestr(name, data)
+    loaded, cfg, _ = load_model(old)
+    assert cfg.activation == "relu"
+    assert loaded.get_layer("amp_conv1b").activation(np.float32(-1.0)) == 0.0

@@ -206,3 +206,53 @@ def test_bad_inputs_raise_value_errors_naming_shapes(sim32: object) -> None:
         build_model(cfg, probe=np.ones((16, 16), np.complex64))
     with pytest.raises(TypeError, match="ModelConfig"):
         build_model({"N": 32})
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_a_unit_pushed_below_zero_everywhere_recovers_only_with_leaky_relu(
+        sim32: object, activation: str) -> None:
+    """LOW-DOSE-NLL-PHASE-001: in the failed low-dose NLL arm and on canonical data, 29-30 of
+    the 32 ReLU channels before the amplitude output were negative on every input (dead), so
+    the amplitude stayed flat and the phase decoder took the structure. A unit whose
+    pre-activation is below zero everywhere gets no gradient through ReLU, ever; the default
+    leaky ReLU keeps one."""
+    cfg = model_config_for(sim32, n_filters_scale=1, activation=activation, jit_compile=False,
+                           mixed_precision=False)
+    model = build_model(cfg)
+    last = model.get_layer("amp_conv1b")  # the hidden layer that feeds amp_out
+    kernel, bias = last.kernel, last.bias
+    bias.assign(tf.fill(bias.shape, -1e3))  # every unit negative on every input
+    x = _inputs(sim32, 4)
+    y = np.square(sim32.diffraction[:4] * sim32.intensity_scale)  # photon counts (the NLL target)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(y=y, y_pred=model(x, training=True))
+    grad_kernel, grad_bias = tape.gradient(loss, [kernel, bias])
+    norm = float(tf.norm(grad_kernel)) + float(tf.norm(grad_bias))
+    if activation == "relu":
+        assert norm == 0.0
+    else:
+        assert norm > 1e-6
+
+
+def test_unknown_activation_is_refused() -> None:
+    from ptycho.config import ConfigError
+
+    with pytest.raises(ConfigError, match="activation"):
+        ModelConfig(activation="tanh")
+
+
+def test_dead_units_reports_a_layer_pushed_below_zero(sim32: object) -> None:
+    from ptycho.diagnostics import dead_units
+
+    model = build_model(model_config_for(sim32, n_filters_scale=1))
+    fresh = {u.name: u for u in dead_units(model, sim32.diffraction)}
+    assert set(fresh) >= {"enc_conv0a", "amp_conv1b", "phase_conv1b"}
+    assert "amp_out" not in fresh and fresh["amp_conv1b"].dead < fresh["amp_conv1b"].channels
+    bias = model.get_layer("amp_conv1b").bias
+    bias.assign(np.full(bias.shape, -1e3, np.float32))
+    bias[0].assign(1e3)  # one unit kept alive: positive everywhere
+    after = {u.name: u for u in dead_units(model, sim32.diffraction, batch_size=7)}
+    unit = after["amp_conv1b"]
+    assert unit.dead == unit.channels - 1
+    assert unit.positive_frac == pytest.approx(1 / unit.channels)
+    assert after["enc_conv0a"] == fresh["enc_conv0a"]  # layers before it are untouched

@@ -60,6 +60,7 @@ def assert_complete_arm(arm_dir: Path, arm: str) -> None:
     # the simulated data and the model use the study's defocused probe
     assert metrics["sim_config"]["probe_defocus"] == metrics["study_config"]["probe_defocus"] == PROBE_DEFOCUS
     assert metrics["model_config"]["probe_defocus"] == PROBE_DEFOCUS
+    assert metrics["model_config"]["activation"] == metrics["study_config"]["activation"] == "leaky_relu"
     for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_psnr"):
         assert np.isfinite(metrics["metrics"][key]), key
     assert set(metrics["wall_time_s"]) >= {"simulate", "train", "evaluate", "total"}
@@ -237,6 +238,7 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     (["--batch-size", "-4"], "--batch-size must be an integer >= 1, got -4"),
     (["--patch-size", "20"], "--patch-size (N) must be a multiple of 8 and >= 16, got 20"),
     (["--probe-defocus", "inf"], "--probe-defocus must be finite, got inf"),
+    (["--activation", "tanh"], "argument --activation: invalid choice: 'tanh'"),
     (["--merge-only", "--force"], "cannot be combined"),
     (["--merge-only"], "--merge-only: no study directory"),
 ])

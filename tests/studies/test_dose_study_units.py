@@ -29,7 +29,7 @@ def test_make_config_quick_defaults_and_overrides() -> None:
 @pytest.mark.parametrize(("field", "value", "flag"), [
     ("nepochs", 0, "--nepochs"), ("batch_size", -1, "--batch-size"),
     ("N", 20, "--patch-size"), ("n_images", 0, "--n-images"), ("seed", -3, "--seed"),
-    ("probe_defocus", float("nan"), "--probe-defocus"),
+    ("probe_defocus", float("nan"), "--probe-defocus"), ("activation", "tanh", "--activation"),
 ])
 def test_make_config_rejects_bad_values_naming_the_flag(field: str, value: int, flag: str) -> None:
     with pytest.raises(ValueError, match=f"{flag}.*{value}"):

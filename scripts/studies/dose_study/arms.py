@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ptycho.config import ACTIVATIONS
+
 HIGH_DOSE = 1e9
 LOW_DOSE = 1e4
 TEST_SEED_OFFSET = 1000
@@ -76,6 +78,7 @@ class StudyConfig:
     probe_defocus:   pupil-edge defocus phase of the probe in rad (SimConfig.probe_defocus;
                      PROBE_DEFOCUS by default, see there)
     seed:            simulation and training seed
+    activation:      CNN hidden-layer activation (ModelConfig.activation)
     quick:           whether the --quick sizes were the base of this config
     """
 
@@ -92,6 +95,7 @@ class StudyConfig:
     high_nphotons: float = HIGH_DOSE
     low_nphotons: float = LOW_DOSE
     object_type: str = "lines"
+    activation: str = "leaky_relu"
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +112,9 @@ class StudyConfig:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"--activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
         if not (self.high_nphotons > 0 and self.low_nphotons > 0):
             raise ValueError("photon counts must be > 0, got "
                              f"high={self.high_nphotons!r} low={self.low_nphotons!r}")
@@ -154,7 +161,8 @@ QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
               "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",
               "gridsize": "--gridsize", "learning_rate": "--learning-rate",
-              "n_filters_scale": "--filters-scale", "probe_defocus": "--probe-defocus"}
+              "n_filters_scale": "--filters-scale", "probe_defocus": "--probe-defocus",
+              "activation": "--activation"}
 
 
 def flag_name(field: str) -> str:

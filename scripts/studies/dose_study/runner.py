@@ -105,7 +105,7 @@ class PtychoArmRunner:
         t_sim = time.perf_counter() - t0
         model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=arm.loss,
                                 n_filters_scale=cfg.n_filters_scale,
-                                probe_defocus=cfg.probe_defocus,
+                                probe_defocus=cfg.probe_defocus, activation=cfg.activation,
                                 intensity_scale=intensity_scale)
         train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
                                 learning_rate=cfg.learning_rate, seed=cfg.seed)
