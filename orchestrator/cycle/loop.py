@@ -36,7 +36,7 @@ from orchestrator.cycle.supervisor import SuperviseStatus, supervise
 from orchestrator.cycle.worker import commit_ralph, work
 from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.execution.runner import sigterm_as_interrupt
-from orchestrator.fsutil import format_ts, utc_now_iso
+from orchestrator.fsutil import atomic_write_bytes, format_ts, utc_now_iso
 from orchestrator.layout import Layout
 from orchestrator.records.state import (
     CycleState,
@@ -139,8 +139,20 @@ def _new_cycle_id(ctx: HarnessContext) -> str:
     return f"{format_ts(ctx.clock())}-{secrets.token_hex(3)}"
 
 
-def _restore_root_docs(ctx: HarnessContext) -> None:
-    """Put the root documents a half-finished supervisor turn touched back to HEAD."""
+def _restore_root_docs(ctx: HarnessContext, cycle_id: str) -> None:
+    """Put the root documents a half-finished supervisor turn touched back to HEAD.
+
+    Their uncommitted edits cannot be told apart (the interrupted turn's, or a person's made
+    meanwhile), so each changed document is first copied to
+    ``.orchestrator/restored/<cycle_id>/`` and the copy is named in a warning: nothing is lost.
+    """
+    changed = [rel for rel in ctx.git.worktree_changes(*_ROOT_DOCS) if (ctx.repo / rel).is_file()]
+    if changed:
+        backup = ctx.layout.state_dir / "restored" / cycle_id
+        for rel in changed:
+            atomic_write_bytes(backup / rel, (ctx.repo / rel).read_bytes())
+        logger.warning("resuming cycle %s: uncommitted edits of %s copied to %s before restoring them "
+                       "from HEAD", cycle_id, ", ".join(changed), ctx.rel(backup))
     ctx.git.checkout_paths([p for p in _ROOT_DOCS if ctx.git.is_tracked(p)])
     if not ctx.git.is_tracked(ctx.layout.HANDOFF):
         ctx.layout.handoff.unlink(missing_ok=True)
@@ -208,7 +220,7 @@ def _supervise_phase(run: _Run, state: CycleState, forced_focus: str | None,
     """The supervisor turn; an outcome when the cycle ends here (idle or blocked)."""
     ctx = run.ctx
     if run.resumed:
-        _restore_root_docs(ctx)
+        _restore_root_docs(ctx, state.cycle_id)
     result = supervise(ctx, state.cycle_id, forced_focus, phases_per_cycle, run.meter)
     run = replace(run, escalated=result.escalated)
     report_dir = ctx.rel(result.report_dir) if result.report_dir else None

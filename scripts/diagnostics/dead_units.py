@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-groups", type=int, default=256, help="groups evaluated (default 256)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ptycho.diagnostics import dead_units
     from ptycho.canonical import GroupingOptions
+    from ptycho.diagnostics import dead_units
     from ptycho.io import load_data, load_model
 
     try:

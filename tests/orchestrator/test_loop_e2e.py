@@ -241,3 +241,29 @@ def test_builtin_handoff_that_fails_validation_is_kept_not_committed_as_input(tm
     assert "cd /home/someone/elsewhere" in (report / "invalid_input.md").read_text()
     assert "/home/someone/elsewhere" in next(report.glob("blocked_*.md")).read_text()
     assert not (repo / "input.md").exists() and harness.git(repo, "status", "--porcelain") == ""
+
+
+def test_resumed_supervisor_turn_keeps_a_copy_of_uncommitted_root_doc_edits(tmp_path: Path, harness,
+                                                                             caplog) -> None:
+    from orchestrator.fsutil import utc_now_iso
+    from orchestrator.records.state import CycleState, Phase, save_state
+
+    repo = harness.make_repo(
+        tmp_path / "r", {"T-PASS-001": (harness.item("T-PASS-001", "passing item"), harness.plan(*PASSING))}
+    )
+    ctx = harness.context(repo, phases_per_cycle=0)
+    now = utc_now_iso()
+    save_state(repo, CycleState(cycle_id="c-interrupted", phase=Phase.SUPERVISING, started_at=now,
+                                updated_at=now, base_commit=ctx.git.head_sha(), branch="main"))
+    plan = repo / "docs/fix_plan.md"
+    edited = plan.read_text() + "\nA note a person added while the loop was down.\n"
+    plan.write_text(edited)  # the interrupted turn's edit, or a person's: both are kept
+    (repo / "input.md").write_text("half-written handoff\n")
+    with caplog.at_level("WARNING", logger="orchestrator.cycle.loop"):
+        outcome = run_loop(ctx, cycles=1).cycles[0]
+    assert outcome.resumed and outcome.cycle_id == "c-interrupted" and outcome.status == "done"
+    backup = repo / ".orchestrator/restored/c-interrupted"
+    assert (backup / "docs/fix_plan.md").read_text() == edited
+    assert (backup / "input.md").read_text() == "half-written handoff\n"
+    assert "A note a person added" not in plan.read_text()  # the cycle ran on HEAD's plan
+    assert ".orchestrator/restored/c-interrupted" in caplog.text and "docs/fix_plan.md" in caplog.text
