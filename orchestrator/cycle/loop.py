@@ -203,9 +203,13 @@ def _cycle_status(status: str | None) -> CycleStatus:
     return CycleStatus.PROGRESS if status == "ok" else CycleStatus.FAILED
 
 
-def _start_or_resume(ctx: HarnessContext) -> tuple[CycleState, bool]:
+def _start_or_resume(ctx: HarnessContext, handover: bool = False) -> tuple[CycleState, bool]:
+    """The unfinished cycle (resumed) or a new one. ``handover``: a cycle whose supervisor turn
+    finished is the worker's to continue (``orchestrator work``), not a resumption."""
     state = load_state(ctx.repo)
     if state is not None and not state.finished:
+        if handover and state.phase == Phase.SUPERVISED:
+            return state, False
         logger.warning("resuming cycle %s at phase %s", state.cycle_id, state.phase)
         return state, True
     now = utc_now_iso()
@@ -249,12 +253,14 @@ def _work_phase(run: _Run, state: CycleState) -> CycleOutcome:
 
 
 def run_cycle(ctx: HarnessContext, forced_focus: str | None = None, phases_per_cycle: int | None = None,
-              stop_after_supervise: bool = False, meter: Meter | None = None) -> CycleOutcome:
-    """Run (or resume) one cycle. The caller holds the lock. KeyboardInterrupt propagates
-    after the state and an ``interrupted`` run.json are saved; :class:`LoopStop` (breaker,
-    budget, a wait past the wall budget) propagates with the state kept for resumption."""
+              stop_after_supervise: bool = False, meter: Meter | None = None,
+              handover: bool = False) -> CycleOutcome:
+    """Run (or resume) one cycle (``handover``: see ``_start_or_resume``). The caller holds the
+    lock. KeyboardInterrupt propagates after the state and an ``interrupted`` run.json are
+    saved; :class:`LoopStop` (breaker, budget, a wait past the wall budget) propagates with the
+    state kept for resumption."""
     t0 = time.monotonic()
-    state, resumed = _start_or_resume(ctx)
+    state, resumed = _start_or_resume(ctx, handover=handover)
     run = _Run(ctx, t0, resumed, meter=meter if meter is not None else Meter.for_loop(ctx))
     if resumed and state.phase in (Phase.SUPERVISING, Phase.WORKED):
         state = run.save(_catch_up(ctx, state))  # killed after its commit, before the state was saved
@@ -311,7 +317,7 @@ def run_turn(ctx: HarnessContext, role: str, forced_focus: str | None = None,
                              "run `orchestrator supervise` (or `loop`) first")
         if not unfinished:
             save_state(ctx.repo, adopt_handoff(ctx))
-        return run_cycle(ctx)
+        return run_cycle(ctx, handover=True)
 
 
 def _interrupted_outcome(ctx: HarnessContext) -> CycleOutcome:

@@ -131,6 +131,7 @@ def test_cli_supervise_then_work(tmp_path: Path, harness) -> None:
     assert cli("supervise").returncode == 1  # the cycle must be finished by `work` first
     wrk = cli("work")
     assert wrk.returncode == 0, wrk.stderr
+    assert "(resumed)" not in wrk.stdout and "resuming" not in wrk.stderr  # a handover, not a resume
     assert harness.subjects(repo)[0] == "RALPH: T-CLI-001 — 1/1 steps ok, 1/1 exit criteria passed → done"
     assert cli("validate", "input.md", "docs/fix_plan.md").returncode == 0
 
