@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ptycho.fsutil import atomic_write_bytes
+from ptycho.metrics import align_global
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -58,8 +59,10 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _panel(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, label: str) -> None:
-    im = ax.imshow(data, cmap=cmap, interpolation="nearest")
+def _panel(fig: Figure, ax: Any, data: np.ndarray, title: str, cmap: str, label: str,
+           limits: tuple[float, float] | None = None) -> None:
+    lo, hi = limits if limits is not None else (None, None)
+    im = ax.imshow(data, cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -93,6 +96,12 @@ def diffraction_figure(pattern: Any, title: str | None = None) -> Figure:
     return fig
 
 
+def _shared_range(images: list[np.ndarray]) -> tuple[float, float]:
+    """0.5-99.5 percentile range over all `images` (a few unscanned pixels don't set it)."""
+    lo, hi = np.percentile(np.concatenate([a.ravel() for a in images]), [0.5, 99.5])
+    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
+
+
 def comparison_figure(
     pred: Any, truth: Any, metrics: Mapping[str, float] | None = None, title: str | None = None
 ) -> Figure:
@@ -100,16 +109,25 @@ def comparison_figure(
 
     pred, truth: (H, W) complex of equal shape; metrics: optional dict shown in the title
     (e.g. ``metrics.evaluate`` output; amp_psnr / amp_ssim are displayed if present).
+    The reconstruction is shown after the global phase and amplitude scale that the metrics
+    also remove (``metrics.align_global``), and each column shares one colour scale, so the
+    two rows can be compared by eye.
     """
     p = _image(pred, "comparison_figure pred", complex_ok=True)
     t = _image(truth, "comparison_figure truth", complex_ok=True)
     if p.shape != t.shape:
         raise ValueError(f"comparison_figure: shapes differ: pred {p.shape} vs truth {t.shape}")
+    if np.any(p):
+        p = align_global(p, t)
+    rows = (("reconstruction (aligned)", p), ("ground truth", t))
+    amp = [np.abs(arr) for _, arr in rows]
+    phase = [np.angle(arr) for _, arr in rows]
+    amp_limits, phase_limits = _shared_range(amp), _shared_range(phase)
     fig = _new_figure(8.0, 7.2)
     axes = fig.subplots(2, 2)
-    for row, (name, arr) in enumerate((("reconstruction", p), ("ground truth", t))):
-        _panel(fig, axes[row, 0], np.abs(arr), f"{name}: amplitude", "gray", "|O|")
-        _panel(fig, axes[row, 1], np.angle(arr), f"{name}: phase", "twilight", "rad")
+    for row, (name, _) in enumerate(rows):
+        _panel(fig, axes[row, 0], amp[row], f"{name}: amplitude", "gray", "|O|", amp_limits)
+        _panel(fig, axes[row, 1], phase[row], f"{name}: phase", "twilight", "rad", phase_limits)
     parts = [title] if title else []
     if metrics:
         parts += [f"{k}={metrics[k]:.3g}" for k in ("amp_psnr", "amp_ssim") if k in metrics]

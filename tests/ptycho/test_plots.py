@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ptycho.objects import make_object
-from ptycho.plots import save_comparison_png, save_diffraction_png, save_object_png
+from ptycho.plots import comparison_figure, save_comparison_png, save_diffraction_png, save_object_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,6 +39,18 @@ def test_object_and_diffraction_pngs_are_written_and_show_data(tmp_path: Path) -
     path = save_comparison_png(truth * 0.9, truth, tmp_path / "cmp.png", metrics={"amp_ssim": 0.5})
     assert _read_png(path).shape[:2] == (720, 800)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "diff.png", "sub"]  # no temp files
+
+
+def test_comparison_shows_the_aligned_reconstruction_on_shared_colour_scales() -> None:
+    truth = make_object("random", 24, np.random.default_rng(5))
+    pred = truth * (0.5 * np.exp(1.2j))  # what the metrics ignore: global scale and phase
+    fig = comparison_figure(pred, truth)
+    recon_amp, recon_phase, truth_amp, truth_phase = (ax.images[0] for ax in fig.axes if ax.images)
+    np.testing.assert_allclose(recon_amp.get_array(), truth_amp.get_array(), atol=1e-5)
+    np.testing.assert_allclose(recon_phase.get_array(), truth_phase.get_array(), atol=1e-5)
+    assert recon_amp.get_clim() == truth_amp.get_clim()
+    assert recon_phase.get_clim() == truth_phase.get_clim()
+    assert "aligned" in fig.axes[0].get_title()
 
 
 def test_bad_input_raises_and_leaves_existing_file_untouched(tmp_path: Path) -> None:
