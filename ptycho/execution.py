@@ -9,7 +9,8 @@ devices visible when the model is built (never at import). On a CPU the choice c
 2. the recorded evidence below (``CPU_EVIDENCE``).
 
 bfloat16 is never chosen (by either route) on a CPU without native bf16 arithmetic
-(``avx512_bf16`` / ``amx_bf16`` in /proc/cpuinfo): emulated bf16 is ~8× slower there.
+(``avx512_bf16`` / ``amx_bf16`` in /proc/cpuinfo), nor when ``ONEDNN_MAX_CPU_ISA`` caps
+oneDNN below AVX512_CORE_BF16: emulated bf16 is ~8× slower there.
 Set ``PTYCHO_EXECUTION_CACHE`` to another directory (tests) or to ``off`` to ignore caches.
 """
 
@@ -35,8 +36,10 @@ __all__ = [
     "calibrate",
     "cache_file",
     "cpu_info",
+    "cpu_label",
     "device_defaults",
     "load_calibration",
+    "native_bf16",
     "resolve_execution",
 ]
 
@@ -97,9 +100,30 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]
     return model, flags
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: its kernels then emulate bf16.
+_ISA_BELOW_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                             "AVX512_CORE_VNNI"})
+
+
+def _isa_cap() -> str:
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+
+
+def native_bf16(flags: frozenset[str]) -> bool:
+    """Native bfloat16 arithmetic: the CPU flag (AVX512-BF16 or AMX-BF16), unless
+    ``ONEDNN_MAX_CPU_ISA`` caps TensorFlow's oneDNN kernels below AVX512_CORE_BF16."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and _isa_cap() not in _ISA_BELOW_BF16
+
+
+def cpu_label(cpu_model: str) -> str:
+    """The CPU as the calibration cache keys it: the model name, plus the oneDNN ISA cap if set."""
+    cap = _isa_cap()
+    return f"{cpu_model} (ONEDNN_MAX_CPU_ISA={cap})" if cap else cpu_model
+
+
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU advertises native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    return bool(cpu_info(cpuinfo)[1] & {"avx512_bf16", "amx_bf16"})
+    """``native_bf16`` of this machine's CPU."""
+    return native_bf16(cpu_info(cpuinfo)[1])
 
 
 def _cache_dir() -> Path | None:
@@ -149,7 +173,7 @@ def device_defaults(device: str, cpu_model: str | None = None, flags: frozenset[
         return True, True, "gpu"
     if cpu_model is None or flags is None:
         cpu_model, flags = cpu_info()
-    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    cpu_model, native = cpu_label(cpu_model), native_bf16(flags)
     if tf_version is None:
         import tensorflow as tf
 
@@ -200,7 +224,7 @@ def calibrate(paths: Sequence[str] | None = None, steps: int = 12,
     from ptycho.model import build_model
 
     cpu_model, flags = cpu_info()
-    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    cpu_model, native = cpu_label(cpu_model), native_bf16(flags)
     paths = list(paths or (["xla", "non_xla"] + (["bf16"] if native else [])))
     rng = np.random.default_rng(0)
     batch, c = 16, 4

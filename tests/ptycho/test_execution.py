@@ -52,6 +52,20 @@ def test_bf16_is_never_chosen_without_native_bf16(tmp_path: Path) -> None:
     assert bf16 is False and source.endswith("no_native_bf16")
 
 
+def test_a_onednn_isa_cap_below_bf16_counts_as_no_native_bf16(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, "cpu B", "2.x", "bf16")  # calibrated without the cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    # the capped CPU has its own calibration key, and the evidence rule says XLA
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (True, False, "evidence")
+    _write(tmp_path, "cpu B (ONEDNN_MAX_CPU_ISA=AVX2)", "2.x", "non_xla")
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, False, "calibration")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a cap that keeps bf16
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, True, "evidence")
+    _write(tmp_path, "cpu B (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)", "2.x", "xla")
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (True, False, "calibration")
+
+
 def test_a_malformed_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     path = _write(tmp_path, "cpu A", "2.x", "xla")
     path.write_text("{not json")
