@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-filters-scale", type=int, default=None)
     tr.add_argument("--activation", choices=ACTIVATIONS, default=None,
                     help="CNN hidden-layer activation (default leaky_relu)")
+    tr.add_argument("--clipnorm", type=float, default=1.0,
+                    help="clip each step's global gradient norm to this (default 1; 0: off)")
     tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
     _grouping_flags(tr)
     _flag(tr, "jit-compile", "whole-step XLA compilation")
@@ -171,7 +173,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             overrides[name] = getattr(args, name)
     cfg = model_config_for(data, **overrides)
     train_cfg = TrainConfig(nepochs=args.nepochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, seed=args.seed)
+                            learning_rate=args.learning_rate, seed=args.seed,
+                            clipnorm=args.clipnorm or None)
     model = build_model(cfg, probe=data.probe, seed=args.seed)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     history_csv = args.output_dir / "history.csv"

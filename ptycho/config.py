@@ -307,15 +307,22 @@ class ModelConfig(_ConfigMixin):
 
 @dataclass(frozen=True)
 class TrainConfig(_ConfigMixin):
-    """Training loop options: epochs, batch size, learning rate, seed, shuffling."""
+    """Training loop options: epochs, batch size, learning rate, seed, shuffling.
+
+    clipnorm: each step's gradients are scaled down to this global norm when larger (Adam's
+              ``global_clipnorm``); None turns clipping off. Without it the 1e4-photon NLL arm
+              at N=64 stalled at a flat object in some runs (docs/findings.md,
+              LOW-DOSE-NLL-PHASE-001).
+    """
 
     nepochs: int = 50
     batch_size: int = 16
     learning_rate: float = 1e-3
     seed: int = 0
     shuffle: bool = True
+    clipnorm: float | None = 1.0
 
-    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("learning_rate",)
+    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("learning_rate", "clipnorm")
 
     def __post_init__(self) -> None:
         _check_int("nepochs", self.nepochs, 1)
@@ -323,3 +330,5 @@ class TrainConfig(_ConfigMixin):
         _coerce_float(self, "learning_rate", self.learning_rate)
         _check_int("seed", self.seed)
         _check_bool("shuffle", self.shuffle)
+        if self.clipnorm is not None:
+            _coerce_float(self, "clipnorm", self.clipnorm)

@@ -131,9 +131,12 @@ def _decoder(x: Any, widths: tuple[int, ...], out_channels: int, prefix: str, dt
         x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level, activation)
         x = keras.layers.UpSampling2D(2, dtype=dtype, name=f"{prefix}_up{level}")(x)
         x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1, activation)
-    return keras.layers.Conv2D(  # last layer in float32: feeds the physics
+    # Last layer in float32 (it feeds the physics), initialised to zero: the untrained model
+    # predicts a flat object (amplitude 1, phase 0), not random structure that training would
+    # first have to suppress, at low dose by silencing the CNN (LOW-DOSE-NLL-PHASE-001).
+    return keras.layers.Conv2D(
         out_channels, 3, padding="same", dtype="float32", name=f"{prefix}_out",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 999),
+        kernel_initializer="zeros",
     )(x)
 
 

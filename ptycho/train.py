@@ -143,7 +143,7 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
 
     model:       PtychoModel from ``build_model`` (built inside ``strategy.scope()`` if given)
     data:        diffraction (B,N,N,C), offsets (B,1,2,C), counts (B,N,N,C) for "nll"
-    train_cfg:   epochs, batch size, learning rate (Adam), shuffle seed
+    train_cfg:   epochs, batch size, learning rate and gradient clipping (Adam), shuffle seed
     history_csv: where to write the per-epoch history (CSV), optional
     returns:     the ``keras.callbacks.History`` of ``fit``
 
@@ -165,6 +165,9 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
     dataset = make_dataset(diffraction, offsets, target, batch, train_cfg.shuffle, train_cfg.seed,
                            drop_remainder=n >= batch * replicas)
     model.optimizer.learning_rate.assign(train_cfg.learning_rate)
+    if model.optimizer.global_clipnorm != train_cfg.clipnorm:
+        model.optimizer.global_clipnorm = train_cfg.clipnorm
+        model.train_function = None  # a traced step holds the old setting: trace it again
     progress = EpochProgress(n_groups=(n // batch) * batch, nepochs=train_cfg.nepochs)
     all_callbacks: list[keras.callbacks.Callback] = [progress, *callbacks]
     if history_csv is not None:

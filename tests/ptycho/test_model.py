@@ -28,6 +28,16 @@ def sim32() -> object:
     return simulate(SimConfig(N=32, gridsize=2, n_images=24, nphotons=1e9, seed=3))
 
 
+def _random_output_layers(*models: object, seed: int = 7) -> None:
+    """Give the (zero-initialised) output convolutions the same random kernels in every model,
+    so untrained models compared here predict a structured object, not a flat one."""
+    rng = np.random.default_rng(seed)
+    for name in ("amp_out", "phase_out"):
+        values = rng.normal(0.0, 0.1, models[0].get_layer(name).kernel.shape).astype(np.float32)
+        for model in models:
+            model.get_layer(name).kernel.assign(values)
+
+
 def _inputs(data: object, count: int | None = None) -> dict[str, np.ndarray]:
     sl = slice(None, count)
     return {"diffraction": data.diffraction[sl], "offsets": data.offsets[sl]}
@@ -144,6 +154,7 @@ def test_xla_and_non_xla_predictions_agree(sim32: object) -> None:
     eager = build_model(cfg.replace(jit_compile=False), seed=5)
     xla = build_model(cfg.replace(jit_compile=True), seed=5)
     assert eager.execution.jit_compile is False and xla.execution.jit_compile is True
+    _random_output_layers(eager, xla)
     a = eager.predict(_inputs(sim32, 16), batch_size=8, verbose=0)
     b = xla.predict(_inputs(sim32, 16), batch_size=8, verbose=0)
     scale = np.abs(a["amplitude"]).max()
@@ -159,6 +170,7 @@ def test_bfloat16_path_is_close_to_float32(sim32: object) -> None:
     bf16 = build_model(cfg.replace(mixed_precision=True), seed=5)
     assert bf16.get_layer("enc_conv0a").dtype_policy.name == "mixed_bfloat16"
     assert bf16.get_layer("amplitude").dtype_policy.name == "float32"
+    _random_output_layers(f32, bf16)
     for wa, wb in zip(f32.weights, bf16.weights, strict=True):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy())
     a = f32.predict(_inputs(sim32, 16), verbose=0)
@@ -219,9 +231,14 @@ def test_a_unit_pushed_below_zero_everywhere_recovers_only_with_leaky_relu(
     cfg = model_config_for(sim32, n_filters_scale=1, activation=activation, jit_compile=False,
                            mixed_precision=False)
     model = build_model(cfg)
+    _random_output_layers(model)  # zero at init: no gradient would reach amp_conv1b either way
     last = model.get_layer("amp_conv1b")  # the hidden layer that feeds amp_out
     kernel, bias = last.kernel, last.bias
-    bias.assign(tf.fill(bias.shape, -1e3))  # every unit negative on every input
+    bias.assign(tf.fill(bias.shape, -20.0))  # every unit negative on every input (checked),
+    from ptycho.diagnostics import dead_units  # but the amplitude's sigmoid not saturated
+
+    layer = next(u for u in dead_units(model, sim32.diffraction[:4]) if u.name == "amp_conv1b")
+    assert layer.dead == layer.channels
     x = _inputs(sim32, 4)
     y = np.square(sim32.diffraction[:4] * sim32.intensity_scale)  # photon counts (the NLL target)
     with tf.GradientTape() as tape:
@@ -256,3 +273,21 @@ def test_dead_units_reports_a_layer_pushed_below_zero(sim32: object) -> None:
     assert unit.dead == unit.channels - 1
     assert unit.positive_frac == pytest.approx(1 / unit.channels)
     assert after["enc_conv0a"] == fresh["enc_conv0a"]  # layers before it are untouched
+
+
+def test_an_untrained_model_predicts_a_flat_object(sim32: object) -> None:
+    """LOW-DOSE-NLL-PHASE-001: the output convolutions start at zero, so training starts from a
+    flat object (amplitude 1, phase 0 on the support) instead of random structure."""
+    model = build_model(model_config_for(sim32, n_filters_scale=1))
+    obj = model.predict(_inputs(sim32, 8), verbose=0)["object"]
+    n = sim32.diffraction.shape[1]
+    support = obj[:, n // 4: 3 * n // 4, n // 4: 3 * n // 4, :]
+    np.testing.assert_allclose(np.abs(support), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.angle(support), 0.0, atol=1e-6)
+    assert np.all(obj[:, : n // 4] == 0)  # outside the support
+    # and the first step moves the output layers (their gradient is not zero)
+    y = np.square(sim32.diffraction[:8] * sim32.intensity_scale)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(y=y, y_pred=model(_inputs(sim32, 8), training=True))
+    kernels = [model.get_layer(name).kernel for name in ("amp_out", "phase_out")]
+    assert all(float(tf.norm(g)) > 0 for g in tape.gradient(loss, kernels))

@@ -79,6 +79,7 @@ class StudyConfig:
                      PROBE_DEFOCUS by default, see there)
     seed:            simulation and training seed
     activation:      CNN hidden-layer activation (ModelConfig.activation)
+    clipnorm:        global gradient-norm clipping of each step (TrainConfig.clipnorm)
     quick:           whether the --quick sizes were the base of this config
     """
 
@@ -96,6 +97,7 @@ class StudyConfig:
     low_nphotons: float = LOW_DOSE
     object_type: str = "lines"
     activation: str = "leaky_relu"
+    clipnorm: float | None = 1.0
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -112,6 +114,8 @@ class StudyConfig:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if self.clipnorm is not None and not (math.isfinite(self.clipnorm) and self.clipnorm > 0):
+            raise ValueError(f"clipnorm must be > 0 or None, got {self.clipnorm!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {self.activation!r}")

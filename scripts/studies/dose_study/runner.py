@@ -108,7 +108,8 @@ class PtychoArmRunner:
                                 probe_defocus=cfg.probe_defocus, activation=cfg.activation,
                                 intensity_scale=intensity_scale)
         train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
-                                learning_rate=cfg.learning_rate, seed=cfg.seed)
+                                learning_rate=cfg.learning_rate, seed=cfg.seed,
+                                clipnorm=cfg.clipnorm)
         model = build_model(model_cfg, probe=train_data.probe, seed=cfg.seed)
         t1 = time.perf_counter()
         history = train(model, train_data, train_cfg, history_csv=staging / "history.csv")
