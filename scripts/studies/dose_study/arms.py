@@ -145,8 +145,10 @@ class StudyConfig:
 # Full preset: 4 arms in <= 60 min on 2 CPU cores. benchmarks/bench_quality.py (same data and
 # model, high dose, NLL) on a 2-core EPYC under load 6-7, lr 1e-3: amp SSIM 0.50 / 0.68 / 0.72
 # / 0.82 / 0.84 / 0.86 / 0.89 / 0.89 after epochs 1-8 at 30-45 s per epoch; at lr 2e-3 it
-# stayed at the constant image (0.43) for 2 epochs. Full run 2026-11-29: 0.915 / 0.934 / 0.432
-# (LOW-DOSE-NLL-PHASE-001) / 0.772 in 2271 s on 2 loaded cores (docs/results/full_study).
+# stayed at the constant image (0.43) for 2 epochs. Full runs 2026-11-30, seeds 0/1/2 (with the
+# LOW-DOSE-NLL-PHASE-001 fix), amp SSIM high_nll / high_mae / low_nll / low_mae: 0.924 ± 0.011 /
+# 0.925 ± 0.007 / 0.876 ± 0.016 / 0.772 ± 0.010; 1112-1196 s per study with two arms at a time
+# (docs/results/full_study).
 FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
 # --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
 # low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
