@@ -53,12 +53,14 @@ PATHS: dict[str, tuple[bool, bool]] = {
 }
 
 # Recorded train groups/s (N=64, gridsize 2, batch 16, benchmarks/bench_model.py) behind the
-# uncalibrated CPU default: 2-core AVX2 EPYC without bf16 (issue 16): whole-step XLA 69 >
-# non-XLA 55, bf16 ~8× slower; 2-core AVX-512-BF16 EPYC (per CPU-second): bf16 165-200 >
-# non-XLA 130-155 > XLA 100-115.
+# uncalibrated CPU default. 2-core AVX-512-BF16 EPYC, model of 2026-11-30 (leaky ReLU, gradient
+# clipping): bf16 150 > non-XLA 112 > XLA 34; the same CPU with oneDNN and XLA capped at AVX2
+# (ONEDNN_MAX_CPU_ISA=AVX2, XLA_FLAGS=--xla_cpu_max_isa=AVX2): non-XLA 72 > XLA 36, bf16 not
+# runnable. (Issue 16 measured XLA 69 > non-XLA 55 on a real AVX2 EPYC with the model before
+# MODEL-LEARNS-001; emulated bf16 ~8× slower there.) A calibration overrides this per CPU.
 CPU_EVIDENCE = {
     "native_bf16": "bf16",
-    "no_bf16": "xla",
+    "no_bf16": "non_xla",
 }
 
 
@@ -185,7 +187,7 @@ def device_defaults(device: str, cpu_model: str | None = None, flags: frozenset[
         path, source = CPU_EVIDENCE["native_bf16" if native else "no_bf16"], "evidence"
     jit, bf16 = PATHS[path]
     if bf16 and not native:  # a cache from elsewhere must not force emulated bf16
-        jit, bf16, source = PATHS["xla"][0], False, source + "+no_native_bf16"
+        jit, bf16, source = PATHS[CPU_EVIDENCE["no_bf16"]][0], False, source + "+no_native_bf16"
     return jit, bf16, source
 
 
