@@ -54,13 +54,13 @@ PATHS: dict[str, tuple[bool, bool]] = {
 
 # Recorded train groups/s (N=64, gridsize 2, batch 16, benchmarks/bench_model.py) behind the
 # uncalibrated CPU default. 2-core AVX-512-BF16 EPYC, model of 2026-11-30 (leaky ReLU, gradient
-# clipping): bf16 150 > non-XLA 112 > XLA 34; the same CPU with oneDNN and XLA capped at AVX2
-# (ONEDNN_MAX_CPU_ISA=AVX2, XLA_FLAGS=--xla_cpu_max_isa=AVX2): non-XLA 72 > XLA 36, bf16 not
-# runnable. (Issue 16 measured XLA 69 > non-XLA 55 on a real AVX2 EPYC with the model before
-# MODEL-LEARNS-001; emulated bf16 ~8× slower there.) A calibration overrides this per CPU.
+# clipping), 1024 groups: bf16 107 > XLA 83 > non-XLA 55 (per CPU-second 158 > 102 > 93).
+# Issue 16, real 2-core AVX2 EPYC, previous model: XLA 69 > non-XLA 55, emulated bf16 ~8× slower.
+# (The --quick run, 16 steady steps, is no evidence for XLA: its steady epoch was slower than
+# its first.) A calibration overrides this per CPU.
 CPU_EVIDENCE = {
     "native_bf16": "bf16",
-    "no_bf16": "non_xla",
+    "no_bf16": "xla",
 }
 
 

@@ -34,7 +34,7 @@ def test_gpu_gets_whole_step_xla_with_bf16() -> None:
 
 
 def test_cpu_without_a_calibration_follows_the_recorded_evidence(tmp_path: Path) -> None:
-    assert device_defaults("CPU", "cpu A", AVX2, "2.x", tmp_path) == (False, False, "evidence")
+    assert device_defaults("CPU", "cpu A", AVX2, "2.x", tmp_path) == (True, False, "evidence")
     assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, True, "evidence")
 
 
@@ -56,10 +56,10 @@ def test_a_onednn_isa_cap_below_bf16_counts_as_no_native_bf16(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     _write(tmp_path, "cpu B", "2.x", "bf16")  # calibrated without the cap
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
-    # the capped CPU has its own calibration key, and the evidence rule says non-XLA float32
-    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, False, "evidence")
-    _write(tmp_path, "cpu B (ONEDNN_MAX_CPU_ISA=AVX2)", "2.x", "xla")
-    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (True, False, "calibration")
+    # the capped CPU has its own calibration key, and the evidence rule says XLA
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (True, False, "evidence")
+    _write(tmp_path, "cpu B (ONEDNN_MAX_CPU_ISA=AVX2)", "2.x", "non_xla")
+    assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, False, "calibration")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a cap that keeps bf16
     assert device_defaults("CPU", "cpu B", BF16, "2.x", tmp_path) == (False, True, "evidence")
     _write(tmp_path, "cpu B (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)", "2.x", "xla")
