@@ -3,7 +3,7 @@
 A unit (a channel of a convolution) is *dead* on a data set when its activation input is
 below zero at every pixel of every pattern: through a ReLU it then outputs 0 and receives
 no gradient, so training can never revive it. In the low-dose NLL arm of the full study
-and on canonical data (docs/findings.md, LOW-DOSE-NLL-PHASE-001) 29-30 of the 32 channels
+and on canonical data (docs/findings.md, LOW-DOSE-NLL-PHASE-001) 30-31 of the 32 channels
 before the amplitude output were dead and the amplitude stayed flat. With the default
 leaky ReLU such a unit still gets gradient; this report shows how many units are pushed
 there anyway.

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ptycho.config import ModelConfig, SimConfig  # noqa: E402
+from ptycho.diagnostics import dead_units  # noqa: E402
 from ptycho.layers import (  # noqa: E402
     FarField,
     OverlapConstraint,
@@ -234,9 +235,8 @@ def test_a_unit_pushed_below_zero_everywhere_recovers_only_with_leaky_relu(
     _random_output_layers(model)  # zero at init: no gradient would reach amp_conv1b either way
     last = model.get_layer("amp_conv1b")  # the hidden layer that feeds amp_out
     kernel, bias = last.kernel, last.bias
-    bias.assign(tf.fill(bias.shape, -20.0))  # every unit negative on every input (checked),
-    from ptycho.diagnostics import dead_units  # but the amplitude's sigmoid not saturated
-
+    # every unit negative on every input (checked), but the amplitude's sigmoid not saturated
+    bias.assign(tf.fill(bias.shape, -20.0))
     layer = next(u for u in dead_units(model, sim32.diffraction[:4]) if u.name == "amp_conv1b")
     assert layer.dead == layer.channels
     x = _inputs(sim32, 4)
@@ -259,8 +259,6 @@ def test_unknown_activation_is_refused() -> None:
 
 
 def test_dead_units_reports_a_layer_pushed_below_zero(sim32: object) -> None:
-    from ptycho.diagnostics import dead_units
-
     model = build_model(model_config_for(sim32, n_filters_scale=1))
     fresh = {u.name: u for u in dead_units(model, sim32.diffraction)}
     assert set(fresh) >= {"enc_conv0a", "amp_conv1b", "phase_conv1b"}
