@@ -1,7 +1,8 @@
 """One arm in a fresh Python process: the child entry point and the parent-side launcher.
 
 The child (``python -m dose_study.arm_process --arm NAME --staging DIR --config JSON``) trains
-one arm with ``runner.PtychoArmRunner`` and writes ``store.ARM_FILES`` into ``DIR``; it never
+one arm with ``runner.PtychoArmRunner`` (a baseline-engine arm with
+``baseline_runner.BaselineArmRunner``) and writes ``store.arm_files(arm)`` into ``DIR``; it never
 commits, the parent does (``ArmStore.commit``). When the child ends, TensorFlow's memory goes
 back to the operating system, so a study peaks no higher than its largest arm.
 
@@ -288,9 +289,14 @@ def child_main(argv: list[str] | None = None) -> int:
         raw.pop("test_seed", None)
         cfg = StudyConfig(**raw)
         arm = get_arm(args.arm)
-        from .runner import PtychoArmRunner  # noqa: PLC0415 -- TensorFlow, child only
+        if arm.is_baseline:
+            from .baseline_runner import BaselineArmRunner  # noqa: PLC0415 -- torch, child only
 
-        PtychoArmRunner(cfg).run(arm, args.staging)
+            BaselineArmRunner(cfg).run(arm, args.staging)
+        else:
+            from .runner import PtychoArmRunner  # noqa: PLC0415 -- TensorFlow, child only
+
+            PtychoArmRunner(cfg).run(arm, args.staging)
     except _Terminated:
         return 143
     except KeyboardInterrupt:

@@ -1,18 +1,26 @@
-"""The four study arms and the study configuration (no ptycho / TensorFlow import).
+"""The study arms and the study configuration (no ptycho / TensorFlow import).
 
-Arms cross two doses with two losses:
+The four PINN arms cross two doses with two losses:
 
   high_nll  1e9 photons, Poisson NLL      high_mae  1e9 photons, amplitude MAE
   low_nll   1e4 photons, Poisson NLL      low_mae   1e4 photons, amplitude MAE
 
 Both arms of one dose train on the same simulated data (same seed) and are evaluated on a
-test set simulated from another seed (``test_seed = seed + TEST_SEED_OFFSET``).
+test set simulated from another seed (``test_seed = seed + TEST_SEED_OFFSET``). A baseline arm
+per dose (``high_lsqml``, ``low_lsqml``; or ``epie`` / ``dm``) reconstructs that same test set
+with a conventional iterative engine (``ptycho.baseline``, pty-chi): no training.
+
+A point of the dose-response curve is an arm too (``curve_arm``): a dose, a scan density
+(``SCAN_DENSITIES``), a method (nll, mae or an engine) and a seed, named e.g.
+``c1e4-sparse-nll-s2``; ``get_arm`` parses such names, so arm processes and Dask tasks run
+points exactly like the four arms.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +33,16 @@ TEST_SEED_OFFSET = 1000
 # doses: a real disk probe is centro-symmetric, so each pattern is equally explained by the
 # twin object conj(O(-r)); 2 rad makes it complex (docs/findings.md PROBE-TWIN-001).
 PROBE_DEFOCUS = 2.0
+PINN_LOSSES = ("nll", "mae")
+BASELINE_ENGINES = ("lsqml", "epie", "dm")
+# Scan density: the mean distance between neighbouring scan positions is N / divisor px (random
+# positions, one per (N / divisor)² px of the scanned square). The probe disk is N / 3 px wide
+# (SimConfig.probe_scale 3), so "dense" (N/8) overlaps neighbouring illuminations by ~62 % of
+# the probe diameter (PtychoPINN-like) and "sparse" (N/4) by ~25 %: little overlap, where
+# iterative engines lose most of their constraint.
+SCAN_DENSITIES: dict[str, int] = {"dense": 8, "sparse": 4}
+CURVE_NAME_RE = re.compile(r"^c(?P<dose>[0-9.e]+)-(?P<positions>[a-z]+)-(?P<method>[a-z]+)"
+                           r"-s(?P<seed>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -32,14 +50,22 @@ class ArmSpec:
     """One arm: a dose and a loss."""
 
     name: str
-    dose: str  # "high" | "low"
+    dose: str  # "high" | "low" | "curve" (a point of the dose-response curve)
     nphotons: float
-    loss: str  # "nll" | "mae"
+    loss: str  # the method: a PINN loss ("nll" | "mae") or a baseline engine (BASELINE_ENGINES)
+    positions: str = "dense"  # scan density, a key of SCAN_DENSITIES
+    seed: int | None = None  # None: the study's --seed
+
+    @property
+    def is_baseline(self) -> bool:
+        """A conventional iterative reconstruction (no training) rather than the PINN."""
+        return self.loss in BASELINE_ENGINES
 
     @property
     def label(self) -> str:
-        """Short human title, e.g. ``1e9 photons, NLL``."""
-        return f"{format_dose(self.nphotons)} photons, {self.loss.upper()}"
+        """Short human title, e.g. ``1e9 photons, NLL`` (``..., sparse, seed 2`` for curve points)."""
+        text = f"{format_dose(self.nphotons)} photons, {self.loss.upper()}"
+        return text if self.dose != "curve" else f"{text}, {self.positions}, seed {self.seed}"
 
 
 ARMS: tuple[ArmSpec, ...] = (
@@ -51,12 +77,59 @@ ARMS: tuple[ArmSpec, ...] = (
 ARM_NAMES: tuple[str, ...] = tuple(a.name for a in ARMS)
 
 
+def baseline_arms(engine: str) -> tuple[ArmSpec, ...]:
+    """The baseline arm of each dose for ``engine`` (``high_<engine>``, ``low_<engine>``)."""
+    if engine not in BASELINE_ENGINES:
+        raise ValueError(f"unknown baseline engine {engine!r}; choose from "
+                         f"{', '.join(BASELINE_ENGINES)}")
+    return (ArmSpec(f"high_{engine}", "high", HIGH_DOSE, engine),
+            ArmSpec(f"low_{engine}", "low", LOW_DOSE, engine))
+
+
+def dose_token(nphotons: float) -> str:
+    """``1e4`` for 1e4, ``2.5e4`` for 25000: a name part that ``float()`` reads back exactly."""
+    token = format_dose(nphotons)
+    if float(token) != nphotons:
+        mantissa, exponent = f"{nphotons:.6e}".split("e")
+        token = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return token
+
+
+def curve_arm(nphotons: float, positions: str, method: str, seed: int) -> ArmSpec:
+    """The dose-response curve point (dose, scan density, method, seed) as an arm."""
+    if positions not in SCAN_DENSITIES:
+        raise ValueError(f"unknown scan density {positions!r}; choose from "
+                         f"{', '.join(SCAN_DENSITIES)}")
+    if method not in PINN_LOSSES + BASELINE_ENGINES:
+        raise ValueError(f"unknown method {method!r}; choose from "
+                         f"{', '.join(PINN_LOSSES + BASELINE_ENGINES)}")
+    if not (math.isfinite(nphotons) and nphotons > 0):
+        raise ValueError(f"photons per pattern must be finite and > 0, got {nphotons!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    name = f"c{dose_token(nphotons)}-{positions}-{method}-s{seed}"
+    return ArmSpec(name, "curve", float(nphotons), method, positions, seed)
+
+
 def get_arm(name: str) -> ArmSpec:
-    """The arm called ``name``; ValueError naming the known arms otherwise."""
+    """The arm called ``name`` (one of the four, a baseline arm such as ``low_lsqml``, or a
+    curve point such as ``c1e4-sparse-nll-s2``); ValueError naming the known arms otherwise."""
     for arm in ARMS:
         if arm.name == name:
             return arm
-    raise ValueError(f"unknown arm {name!r}; known arms: {', '.join(ARM_NAMES)}")
+    dose, _, engine = name.partition("_")
+    if dose in ("high", "low") and engine in BASELINE_ENGINES:
+        return baseline_arms(engine)[0 if dose == "high" else 1]
+    match = CURVE_NAME_RE.match(name)
+    if match:
+        try:
+            return curve_arm(float(match["dose"]), match["positions"], match["method"],
+                             int(match["seed"]))
+        except ValueError as exc:
+            raise ValueError(f"bad curve point name {name!r}: {exc}") from exc
+    raise ValueError(f"unknown arm {name!r}; known arms: {', '.join(ARM_NAMES)}, "
+                     f"high_<engine>/low_<engine> ({', '.join(BASELINE_ENGINES)}) and curve "
+                     "points c<dose>-<dense|sparse>-<method>-s<seed>")
 
 
 def format_dose(nphotons: float) -> str:
@@ -80,6 +153,8 @@ class StudyConfig:
     seed:            simulation and training seed
     activation:      CNN hidden-layer activation (ModelConfig.activation)
     clipnorm:        global gradient-norm clipping of each step (TrainConfig.clipnorm)
+    positions:       scan density of train and test scans, a key of SCAN_DENSITIES
+    baseline_epochs: iterations of a baseline engine (BASELINE_ENGINES) on the test scan
     quick:           whether the --quick sizes were the base of this config
     """
 
@@ -98,11 +173,13 @@ class StudyConfig:
     object_type: str = "lines"
     activation: str = "leaky_relu"
     clipnorm: float | None = 1.0
+    positions: str = "dense"
+    baseline_epochs: int = 50
     quick: bool = False
 
     def __post_init__(self) -> None:
         for name in ("gridsize", "n_images", "n_test_images", "nepochs", "batch_size",
-                     "n_filters_scale"):
+                     "n_filters_scale", "baseline_epochs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{flag_name(name)} must be an integer >= 1, got {value!r}")
@@ -119,6 +196,9 @@ class StudyConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {self.activation!r}")
+        if self.positions not in SCAN_DENSITIES:
+            raise ValueError(f"--positions must be one of {', '.join(SCAN_DENSITIES)}, "
+                             f"got {self.positions!r}")
         if not (self.high_nphotons > 0 and self.low_nphotons > 0):
             raise ValueError("photon counts must be > 0, got "
                              f"high={self.high_nphotons!r} low={self.low_nphotons!r}")
@@ -128,17 +208,35 @@ class StudyConfig:
         return self.seed + TEST_SEED_OFFSET
 
     def nphotons(self, arm: ArmSpec) -> float:
-        return self.high_nphotons if arm.dose == "high" else self.low_nphotons
+        """Photons per pattern of ``arm``: this config's high/low dose, or a curve point's own."""
+        return {"high": self.high_nphotons, "low": self.low_nphotons}.get(arm.dose, arm.nphotons)
+
+    def for_arm(self, arm: ArmSpec) -> StudyConfig:
+        """The configuration ``arm`` runs with: a curve point's own seed and scan density."""
+        if arm.dose != "curve":
+            return self
+        return dataclasses.replace(self, seed=arm.seed if arm.seed is not None else self.seed,
+                                   positions=arm.positions)
+
+    def scan_spacing(self) -> float:
+        """Mean distance between neighbouring scan positions (px) at ``positions``."""
+        return self.N / SCAN_DENSITIES[self.positions]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["test_seed"] = self.test_seed
         return d
 
-    def training_signature(self) -> dict[str, Any]:
-        """The settings that change an arm's result (used to refuse mixing runs)."""
+    def training_signature(self, arm: ArmSpec | None = None) -> dict[str, Any]:
+        """The settings that change an arm's result (used to refuse mixing runs): for a
+        baseline arm no training setting, for a PINN arm no baseline setting."""
         d = self.to_dict()
         d.pop("quick")
+        if arm is not None and arm.is_baseline:
+            for key in PINN_ONLY_SETTINGS:
+                d.pop(key, None)
+        elif arm is not None:
+            d.pop("baseline_epochs")
         return d
 
 
@@ -164,11 +262,15 @@ FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
 QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=14,
                     batch_size=16, learning_rate=1e-3, n_filters_scale=1, quick=True)
 
+PINN_ONLY_SETTINGS = ("n_images", "nepochs", "batch_size", "learning_rate", "n_filters_scale",
+                      "activation", "clipnorm")
+
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
               "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",
               "gridsize": "--gridsize", "learning_rate": "--learning-rate",
               "n_filters_scale": "--filters-scale", "probe_defocus": "--probe-defocus",
-              "activation": "--activation"}
+              "activation": "--activation", "positions": "--positions",
+              "baseline_epochs": "--baseline-epochs"}
 
 
 def flag_name(field: str) -> str:

@@ -59,16 +59,20 @@ from types import FrameType
 
 from ptycho.config import ACTIVATIONS
 
-from .arms import ARM_NAMES, FULL, QUICK, describe_sizes, get_arm, make_config
+from . import curve
+from .arms import ARM_NAMES, BASELINE_ENGINES, FULL, QUICK, SCAN_DENSITIES, describe_sizes, get_arm, make_config
 from .cluster import SchedulerUnreachable  # imports no Dask
 from .store import ArmStore, OutputDirError
-from .study import SequentialExecutor, StudyInterrupted, run_study
+from .study import SequentialExecutor, StudyInterrupted, run_study, study_arms
 
 log = logging.getLogger("dose_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate",
-                "n_filters_scale", "probe_defocus", "activation", "seed")
+                "n_filters_scale", "probe_defocus", "activation", "seed", "baseline_epochs")
+BASELINE_OFF = ("baseline arm off: the [baseline] extra (pty-chi) is not installed; turn it on "
+                "with `make baseline` or `pip install -e '.[baseline]'` (then --baseline "
+                "lsqml|epie|dm; --baseline none silences this line)")
 
 
 class Terminated(BaseException):
@@ -109,7 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"small sizes: {describe_sizes(QUICK)}")
     p.add_argument("--arm", action="append", metavar="NAME",
-                   help=f"run only this arm (repeatable); one of {', '.join(ARM_NAMES)}")
+                   help=f"run only this arm (repeatable); one of {', '.join(ARM_NAMES)} or a "
+                   "baseline arm high_<engine> / low_<engine>")
+    p.add_argument("--baseline", choices=(*BASELINE_ENGINES, "none"),
+                   help="conventional iterative reconstruction (pty-chi) of each dose's test "
+                   "scan beside the PINN arms: lsqml (default when the [baseline] extra is "
+                   "installed), epie, dm, or none")
+    p.add_argument("--baseline-epochs", type=int,
+                   help=f"iterations of the baseline engine (default {FULL.baseline_epochs})")
+    p.add_argument("--doses", metavar="LIST",
+                   help="run the dose-response curve instead of the four arms: photons per "
+                   "pattern, comma separated (e.g. 1e3,1e4,1e5,1e6,1e7,1e9); every (dose, "
+                   "scan density, method, seed) is one task -> dose_curve.png, summary.json")
+    p.add_argument("--positions", metavar="LIST",
+                   help=f"--doses: scan densities, comma separated from "
+                   f"{', '.join(SCAN_DENSITIES)} (default dense,sparse; mean position "
+                   "spacing N/8 and N/4 px, probe diameter N/3 px)")
+    p.add_argument("--seeds", metavar="LIST",
+                   help="--doses: seeds, comma separated (default: --seed)")
     p.add_argument("--merge-only", action="store_true",
                    help="train nothing; rebuild summary.json/summary.md/figure from complete arms")
     p.add_argument("--force", action="store_true", help="re-run arms that are already complete")
@@ -146,10 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the arm processes
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    unknown = [a for a in (args.arm or []) if a not in ARM_NAMES]
+    engine = resolve_baseline(parser, args.baseline)
+    known = [a.name for a in study_arms(engine)]
+    unknown = [a for a in (args.arm or []) if a not in known]
     if unknown:
         parser.error(f"unknown --arm {', '.join(map(repr, unknown))}; "
-                     f"choose from {', '.join(ARM_NAMES)}")
+                     f"choose from {', '.join(known)}")
+    if args.doses is None and (args.positions or args.seeds):
+        parser.error("--positions and --seeds need --doses (the dose-response curve)")
+    if args.doses is not None and args.arm:
+        parser.error("--doses runs the dose-response curve; it cannot be combined with --arm")
     if args.merge_only and (args.arm or args.force):
         parser.error("--merge-only trains nothing; it cannot be combined with --arm or --force")
     overrides = {k: getattr(args, k) for k in SIZING_FLAGS}
@@ -163,7 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = make_config(quick, **overrides)
     except ValueError as exc:
         parser.error(str(exc))
-    arms = [get_arm(n) for n in dict.fromkeys(args.arm or ARM_NAMES)]
+    try:
+        arms = (curve.curve_grid(curve.parse_doses(args.doses),
+                                 curve.parse_names(args.positions or "dense,sparse", "--positions",
+                                                   tuple(SCAN_DENSITIES)),
+                                 curve.curve_methods(engine or "none"),
+                                 curve.parse_seeds(args.seeds or str(cfg.seed)))
+                if args.doses is not None else
+                [get_arm(n) for n in dict.fromkeys(args.arm or known)])
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.scheduler == "none" and args.max_parallel is not None:
         parser.error("--max-parallel needs --scheduler local")
     if args.threads_per_arm is not None and args.threads_per_arm < 1:
@@ -189,14 +225,23 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     start = time.perf_counter()
-    log.info("dose-response study -> %s (%s; arms: %s)", args.output_dir, describe_sizes(cfg),
-             ", ".join(a.name for a in arms) if not args.merge_only else "merge only")
+    what = (f"{len(arms)} curve points" if args.doses is not None
+            else "arms: " + ", ".join(a.name for a in arms))
+    log.info("dose-response study -> %s (%s; %s)", args.output_dir, describe_sizes(cfg),
+             what if not args.merge_only else "merge only")
     try:
         with contextlib.ExitStack() as stack:
             executor, run_extra = make_executor(args, cluster_opts, terminated.is_set, stack)
+            if args.doses is not None:
+                result = curve.run_curve(args.output_dir, cfg, arms, engine=engine,
+                                         force=args.force, merge_only=args.merge_only,
+                                         executor=executor, stop_requested=terminated.is_set,
+                                         run_extra=run_extra)
+                return report_curve(result, args.merge_only, time.perf_counter() - start)
             result = run_study(args.output_dir, cfg, arms, force=args.force,
                                merge_only=args.merge_only, executor=executor,
-                               stop_requested=terminated.is_set, run_extra=run_extra)
+                               stop_requested=terminated.is_set, run_extra=run_extra,
+                               engine=engine)
     except SchedulerUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -232,6 +277,44 @@ def main(argv: list[str] | None = None) -> int:
           f"nll_beats_mae_at_low_dose={sci['nll_beats_mae_at_low_dose']}  "
           f"wall {time.perf_counter() - start:.1f} s  peak RSS: this process "
           f"{peak_rss_mb():.0f} MB, arms {arm_peaks(summary) or '-'}")
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def resolve_baseline(parser: argparse.ArgumentParser, choice: str | None) -> str | None:
+    """The baseline engine to run (None: off). Default: lsqml when the [baseline] extra is
+    installed, else off with a printed line saying how to turn it on; an engine asked for
+    without the extra is a usage error."""
+    from .baseline_runner import baseline_available
+
+    if choice == "none":
+        return None
+    if baseline_available():
+        return choice or "lsqml"
+    if choice is not None:
+        parser.error(f"--baseline {choice} needs the [baseline] extra (pty-chi): "
+                     "`make baseline` or `pip install -e '.[baseline]'`")
+    print(BASELINE_OFF, file=sys.stderr)
+    log.info(BASELINE_OFF)
+    return None
+
+
+def report_curve(result, merge_only: bool, wall: float) -> int:
+    """Print the curve's summary line and failures; the exit code."""
+    summary = result.summary
+    problems = [f"point {name} failed: {reason}" for name, reason in result.failed.items()]
+    if merge_only and summary["points_missing"]:
+        problems.append(f"curve incomplete, {len(summary['points_missing'])} points missing")
+    if not summary["points_missing"] and not summary["figure_ok"]:
+        bad = [f"{p['positions']}/{p['metric']}" for p in summary["figure"]["panels"] if not p["ok"]]
+        problems.append(f"dose curve self-check failed for panels: {', '.join(bad) or 'PNG'}")
+    wins = [f"{e['positions']} {e['nphotons']:g} {e['loss']}" for e in summary["pinn_minus_baseline"]
+            if e["verdict_amp_ssim"] == "PINN better"]
+    print(f"summary: {result.summary_path}  points {summary['points_complete']}/"
+          f"{summary['points_expected']}  figure_ok={summary['figure_ok']}  trained "
+          f"{len(result.trained)} skipped {len(result.skipped)}  PINN beats baseline (amp SSIM) "
+          f"at: {', '.join(wins) or '-'}  wall {wall:.1f} s")
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     return EXIT_FAILED if problems else EXIT_OK

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import arm_process
 from .arms import ArmSpec, StudyConfig, describe_sizes
-from .store import ARM_FILES, ArmStore
+from .store import ArmStore, arm_files
 from .study import StudyInterrupted, StudyResult, log_arm_done
 from .subprocess_runner import annotate_metrics
 
@@ -178,7 +178,7 @@ class DaskArmExecutor:
 
         def submit(name: str) -> Any:
             attempts[name] += 1
-            spec = {"arm": name, "config": cfg.to_dict(), "files": list(ARM_FILES),
+            spec = {"arm": name, "config": cfg.to_dict(), "files": list(arm_files(name)),
                     "topic": topic, "cancel_event": cancel.name,
                     "threads": self.session.threads}
             fut = self.client.submit(self.task, spec, pure=False,

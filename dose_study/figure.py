@@ -2,7 +2,8 @@
 
 With the complex reconstructions and the ground truth (``ArmView.recon`` and ``.truth``), the
 figure has two rows per dose (amplitude, phase) and four columns: sample diffraction
-(log10(1 + counts), amplitude rows only), ground truth, NLL reconstruction, MAE reconstruction.
+(log10(1 + counts), amplitude rows only), ground truth, NLL reconstruction, MAE reconstruction,
+plus a fifth, the baseline engine's reconstruction, when the study has a baseline arm.
 Reconstructions are shown after the same global complex scale the metrics use
 (``ptycho.metrics.align_global``), and every row shares one colour scale (the truth's range
 widened to the 0.5-99.5 percentiles of the reconstructions), so the panels compare by eye.
@@ -35,9 +36,7 @@ from .arms import ARMS, ArmSpec, format_dose
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-COLUMNS = ("diffraction", "nll", "mae")
 ROWS = ("high", "low")
-FULL_COLUMNS = ("diffraction", "truth", "nll", "mae")
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,16 @@ class FigureReport:
     path: str
     png_ok: bool
     panels: list[dict[str, Any]] = field(default_factory=list)
+    expected_panels: int = 14
 
     @property
     def ok(self) -> bool:
-        return self.png_ok and len(self.panels) in (6, 14) and all(p["ok"] for p in self.panels)
+        return (self.png_ok and len(self.panels) == self.expected_panels
+                and all(p["ok"] for p in self.panels))
+
+
+def _title_method(arm: ArmSpec) -> str:
+    return arm.loss.upper() + (" (pty-chi)" if arm.is_baseline else "")
 
 
 def panel_stats(values: np.ndarray | None) -> dict[str, Any]:
@@ -118,11 +123,12 @@ def display_range(data: np.ndarray, column: str) -> tuple[float | None, float | 
     return (lo, hi) if hi > lo else (None, None)
 
 
-def build_panels(views: dict[str, ArmView]) -> list[Panel]:
-    """Six panels in row-major order from the complete arms (missing ones get data=None)."""
+def build_panels(views: dict[str, ArmView], arms: tuple[ArmSpec, ...] = ARMS) -> list[Panel]:
+    """Panels in row-major order (per dose: diffraction, then each arm of ``arms``) from the
+    complete arms (missing ones get data=None)."""
     panels: list[Panel] = []
     for row in ROWS:
-        row_arms = [a for a in ARMS if a.dose == row]
+        row_arms = [a for a in arms if a.dose == row]
         present = [views[a.name] for a in row_arms if a.name in views]
         dose = format_dose(present[0].nphotons) if present else row
         if present:
@@ -140,7 +146,7 @@ def build_panels(views: dict[str, ArmView]) -> list[Panel]:
                 panels.append(Panel(row, arm.loss, f"{arm.name}: missing\n(arm not complete)",
                                     None, arm.name))
                 continue
-            title = (f"{format_dose(view.nphotons)} photons, {arm.loss.upper()} amplitude\n"
+            title = (f"{format_dose(view.nphotons)} photons, {_title_method(arm)} amplitude\n"
                      f"PSNR {view.psnr:.2f} dB, SSIM {view.ssim:.3f}")
             panels.append(Panel(row, arm.loss, title, np.asarray(view.amplitude), arm.name))
     return panels
@@ -173,12 +179,13 @@ def _row_limits(truth: np.ndarray | None, recons: list[np.ndarray],
     return (lo, hi) if hi > lo else None
 
 
-def build_full_panels(views: dict[str, ArmView]) -> list[Panel | None]:
-    """4 x 4 cells, row-major: per dose an amplitude row (diffraction, truth, NLL, MAE) and a
-    phase row (blank, truth, NLL, MAE); None marks the blank cell."""
+def build_full_panels(views: dict[str, ArmView],
+                      arms: tuple[ArmSpec, ...] = ARMS) -> list[Panel | None]:
+    """4 x (2 + arms per dose) cells, row-major: per dose an amplitude row (diffraction, truth,
+    NLL, MAE[, baseline]) and a phase row (blank, truth, ...); None marks the blank cell."""
     cells: list[Panel | None] = []
     for row in ROWS:
-        row_arms = [a for a in ARMS if a.dose == row]
+        row_arms = [a for a in arms if a.dose == row]
         present = [views[a.name] for a in row_arms if a.name in views]
         complete = [v for v in present if v.complete]
         dose = format_dose(present[0].nphotons) if present else row
@@ -209,7 +216,7 @@ def build_full_panels(views: dict[str, ArmView]) -> list[Panel | None]:
                     cells.append(Panel(row, arm.loss, f"{arm.name}: missing\n(arm not complete)",
                                        None, arm.name, quantity))
                     continue
-                title = f"{format_dose(view.nphotons)} photons, {arm.loss.upper()} {quantity}"
+                title = f"{format_dose(view.nphotons)} photons, {_title_method(arm)} {quantity}"
                 if quantity == "amplitude":
                     title += f"\nPSNR {view.psnr:.2f} dB, SSIM {view.ssim:.3f}"
                 cells.append(Panel(row, arm.loss, title, part(aligned[arm.name]), arm.name,
@@ -217,19 +224,24 @@ def build_full_panels(views: dict[str, ArmView]) -> list[Panel | None]:
     return cells
 
 
-def render_figure(views: dict[str, ArmView], path: Path, suptitle: str) -> FigureReport:
-    """Draw the figure to ``path`` atomically and self-check every panel (the 4 x 4 layout
-    when any view holds its complex reconstruction and truth, else the 2 x 3 one)."""
+def render_figure(views: dict[str, ArmView], path: Path, suptitle: str,
+                  arms: tuple[ArmSpec, ...] = ARMS) -> FigureReport:
+    """Draw the figure of ``arms`` (the four, optionally a baseline arm per dose) to ``path``
+    atomically and self-check every panel (the 4 x (2 + arms per dose) layout when any view
+    holds its complex reconstruction and truth, else the 2 x (1 + arms per dose) one)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    per_row = max(sum(1 for a in arms if a.dose == row) for row in ROWS)
     full = any(v.complete for v in views.values())
-    cells: list[Panel | None] = build_full_panels(views) if full else list(build_panels(views))
-    shape = (2 * len(ROWS), len(FULL_COLUMNS)) if full else (len(ROWS), len(COLUMNS))
-    fig = Figure(figsize=(16, 15) if full else (14, 9), layout="constrained")
+    cells: list[Panel | None] = (build_full_panels(views, arms) if full
+                                 else list(build_panels(views, arms)))
+    shape = (2 * len(ROWS), 2 + per_row) if full else (len(ROWS), 1 + per_row)
+    fig = Figure(figsize=(4 * shape[1], 15) if full else (4.7 * shape[1], 9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(*shape)
-    report = FigureReport(path=str(path), png_ok=False)
+    report = FigureReport(path=str(path), png_ok=False,
+                          expected_panels=sum(c is not None for c in cells))
     for panel, ax in zip(cells, axes.ravel(), strict=True):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -97,11 +97,20 @@ def slim_training_data(data: Any, loss: str) -> Any:
 
 
 def sim_config(cfg: StudyConfig, nphotons: float, seed: int, n_images: int) -> Any:
-    """The ``ptycho.config.SimConfig`` of one data set of the study."""
+    """The ``ptycho.config.SimConfig`` of one data set of the study.
+
+    "dense" scans use ptycho's default canvas (one position per (N/8)² px); other densities
+    widen the canvas so that the ``n_images`` random positions are ``cfg.scan_spacing()`` apart
+    on average (same buffer, rounded up to a multiple of 8 px like the default).
+    """
     from ptycho.config import SimConfig
 
-    return SimConfig(N=cfg.N, gridsize=cfg.gridsize, nphotons=nphotons, n_images=n_images,
-                     object_type=cfg.object_type, probe_defocus=cfg.probe_defocus, seed=seed)
+    sim = SimConfig(N=cfg.N, gridsize=cfg.gridsize, nphotons=nphotons, n_images=n_images,
+                    object_type=cfg.object_type, probe_defocus=cfg.probe_defocus, seed=seed)
+    if cfg.positions == "dense":
+        return sim
+    side = math.ceil(math.sqrt(n_images)) * cfg.scan_spacing() + 2 * sim.buffer
+    return dataclasses.replace(sim, object_size=int(math.ceil(side / 8) * 8))
 
 
 def simulate(cfg: StudyConfig, nphotons: float, seed: int, n_images: int, what: str) -> Any:

@@ -53,7 +53,7 @@ class PtychoArmRunner:
         """
         from ptycho.io import save_model
 
-        cfg = self.cfg
+        cfg = self.cfg.for_arm(arm)  # a curve point's own seed and scan density
         nphotons = cfg.nphotons(arm)
         t0 = time.perf_counter()
         try:
@@ -72,9 +72,11 @@ class PtychoArmRunner:
         t_save = time.perf_counter() - t3
         base = res.constant_scores
         metrics = {
-            "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "nphotons": arm.nphotons,
+            "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "method": arm.loss,
+            "nphotons": nphotons,
             "study_config": cfg.to_dict(),
-            "sim_config": sim_config(cfg, arm.nphotons, cfg.seed, cfg.n_images).to_dict(),
+            "positions": cfg.positions, "seed": cfg.seed,
+            "sim_config": sim_config(cfg, nphotons, cfg.seed, cfg.n_images).to_dict(),
             "test_sim_config": test.config.to_dict(),
             "model_config": res.model_cfg.to_dict(),
             "train_config": res.train_cfg.to_dict(),

@@ -2,12 +2,13 @@
 
 Layout under ``--output-dir``::
 
-  <arm>/wts.h5.zip  history.csv  metrics.json  recon.npz  complete
+  <arm>/wts.h5.zip  history.csv  metrics.json  recon.npz  complete   (a PINN arm)
+  <arm>/metrics.json  recon.npz  complete                            (a baseline-engine arm)
   summary.json  summary.md  dose_comparison.png
   .staging-<arm>-<pid>-<rand>/     an arm being written (never looks complete)
 
 An arm is *complete* exactly when ``<arm>/`` exists and holds the ``complete`` marker plus every
-file of ``ARM_FILES``. Arms are written into a staging directory, the marker is written last,
+file of ``arm_files(arm)``. Arms are written into a staging directory, the marker is written last,
 and the directory is renamed into place with one ``os.rename``; a killed process therefore
 leaves at most a staging directory, which the next run removes once its owner pid is dead.
 """
@@ -28,9 +29,12 @@ from typing import Any
 
 from ptycho.fsutil import atomic_write_json
 
+from .arms import get_arm
+
 log = logging.getLogger(__name__)
 
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz")
+BASELINE_FILES = ("metrics.json", "recon.npz")  # an iterative engine has no weights or history
 COMPLETE_MARKER = "complete"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
@@ -42,6 +46,16 @@ class OutputDirError(OSError):
 
 class ArmDataError(ValueError):
     """A complete-looking arm holds unreadable data."""
+
+
+def arm_files(arm: str) -> tuple[str, ...]:
+    """The files a complete arm called ``arm`` holds (ARM_FILES, or BASELINE_FILES for an arm
+    of a baseline engine); an unknown name is treated as a PINN arm."""
+    try:
+        spec = get_arm(arm)
+    except ValueError:
+        return ARM_FILES
+    return BASELINE_FILES if spec.is_baseline else ARM_FILES
 
 
 def utc_now() -> str:
@@ -97,7 +111,7 @@ class ArmStore:
 
     def is_complete(self, arm: str) -> bool:
         d = self.arm_dir(arm)
-        return (d / COMPLETE_MARKER).is_file() and all((d / f).is_file() for f in ARM_FILES)
+        return (d / COMPLETE_MARKER).is_file() and all((d / f).is_file() for f in arm_files(arm))
 
     def complete_arms(self, names: tuple[str, ...]) -> list[str]:
         return [n for n in names if self.is_complete(n)]
@@ -144,7 +158,7 @@ class ArmStore:
     def staging(self, arm: str) -> Iterator[Path]:
         """Yield an empty staging dir for ``arm``; on error it is removed, nothing committed.
 
-        The caller writes every file of ARM_FILES into it and then calls ``commit``.
+        The caller writes every file of ``arm_files(arm)`` into it and then calls ``commit``.
         """
         tmp = self.root / f"{STAGING_PREFIX}{arm}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -156,11 +170,12 @@ class ArmStore:
 
     def commit(self, staging: Path, arm: str) -> Path:
         """Atomically publish ``staging`` as ``<root>/<arm>`` (replacing any previous one)."""
-        missing = [f for f in ARM_FILES if not (staging / f).is_file()]
+        files = arm_files(arm)
+        missing = [f for f in files if not (staging / f).is_file()]
         if missing:
             raise ArmDataError(f"arm {arm}: refusing to commit, missing {missing} in {staging}")
         atomic_write_json(staging / COMPLETE_MARKER,
-                          {"arm": arm, "completed_utc": utc_now(), "files": list(ARM_FILES)})
+                          {"arm": arm, "completed_utc": utc_now(), "files": list(files)})
         _fsync_dir(staging)
         final = self.arm_dir(arm)
         trash = None

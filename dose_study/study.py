@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ptycho.fsutil import atomic_write_json, atomic_write_text
 
-from .arms import ARMS, ArmSpec, StudyConfig, describe_sizes
+from .arms import ARMS, ArmSpec, StudyConfig, baseline_arms, describe_sizes
 from .figure import ArmView, load_complete_view, render_figure
 from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now
 from .summary import build_summary, config_mismatches, render_markdown
@@ -119,10 +119,11 @@ def select_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: b
 
 def log_arm_done(arm: str, metrics: dict[str, Any]) -> None:
     met, wall = metrics["metrics"], metrics["wall_time_s"]
-    log.info("arm %s: done in %.1f s (simulate %.1f s, train %.1f s, evaluate %.1f s); "
-             "amp PSNR %.2f dB, SSIM %.3f (constant baseline SSIM %.3f)", arm,
-             wall["total"], wall["simulate"], wall["train"], wall["evaluate"],
-             met["amp_psnr"], met["amp_ssim"], metrics["baseline"]["amp_ssim"])
+    steps = ", ".join(f"{k} {wall[k]:.1f} s" for k in ("simulate", "train", "reconstruct",
+                                                        "evaluate") if wall.get(k))
+    log.info("arm %s: done in %.1f s (%s); amp PSNR %.2f dB, SSIM %.3f (constant image SSIM "
+             "%.3f)", arm, wall["total"], steps, met["amp_psnr"], met["amp_ssim"],
+             metrics["baseline"]["amp_ssim"])
 
 
 @dataclass
@@ -181,12 +182,20 @@ def run_arms(store: ArmStore, cfg: StudyConfig, arms: list[ArmSpec], force: bool
     executor.run(store, cfg, pending, result, stop_requested)
 
 
+def study_arms(engine: str | None) -> tuple[ArmSpec, ...]:
+    """The arms of a complete study: the four PINN arms, and a baseline arm per dose for
+    ``engine`` (None: no baseline)."""
+    return ARMS + (baseline_arms(engine) if engine else ())
+
+
 def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
-          run_info: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild figure, summary.json and summary.md from every complete arm."""
+          run_info: dict[str, Any], engine: str | None = None) -> dict[str, Any]:
+    """Rebuild figure, summary.json and summary.md from every complete arm of
+    ``study_arms(engine)``."""
     per_arm: dict[str, dict[str, Any]] = {}
     views: dict[str, ArmView] = {}
-    for arm in ARMS:
+    expected = study_arms(engine)
+    for arm in expected:
         if not store.is_complete(arm.name):
             continue
         try:
@@ -200,8 +209,8 @@ def merge(store: ArmStore, cfg: StudyConfig, result: StudyResult,
     suptitle = (f"Dose-response study: reconstructions (amplitude, phase) on the test set "
                 f"(N={cfg.N}, gridsize={cfg.gridsize}, {cfg.nepochs} epochs"
                 f"{', --quick' if cfg.quick else ''})")
-    figure = render_figure(views, store.root / FIGURE_NAME, suptitle)
-    summary = build_summary(cfg, per_arm, figure, package_versions(), run_info)
+    figure = render_figure(views, store.root / FIGURE_NAME, suptitle, expected)
+    summary = build_summary(cfg, per_arm, figure, package_versions(), run_info, expected)
     atomic_write_json(store.root / "summary.json", summary)
     atomic_write_text(store.root / "summary.md", render_markdown(summary))
     return summary
@@ -212,7 +221,8 @@ def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force:
               runner_factory: Callable[[StudyConfig], ArmRunner] | None = None,
               stop_requested: Callable[[], bool] = _never,
               executor: ArmExecutor | None = None,
-              run_extra: dict[str, Any] | None = None) -> StudyResult:
+              run_extra: dict[str, Any] | None = None,
+              engine: str | None = None) -> StudyResult:
     """Run (unless ``merge_only``) the selected arms, then merge all complete arms.
 
     Raises OutputDirError for an unwritable ``output_dir`` and StudyInterrupted on a signal
@@ -235,6 +245,6 @@ def run_study(output_dir: Path, cfg: StudyConfig, arms: list[ArmSpec], *, force:
         "wall_times_s": {"this_invocation": round(time.perf_counter() - started, 3)},
         **(run_extra or {}),
     }
-    result.summary = merge(store, cfg, result, run_info)
+    result.summary = merge(store, cfg, result, run_info, engine)
     result.summary_path = store.root / "summary.json"
     return result

@@ -7,14 +7,18 @@ Science recorded (``summary["science"]``), each ``None`` when an arm it needs is
   high_dose_ssim_ge_0_5       both 1e9 arms reach amplitude SSIM >= 0.5
   targets                 issue 16's full-study targets: both 1e9 arms >= 0.90 and low_nll
                           >= 0.80 in amplitude SSIM (``met`` None while an arm is missing)
+  pinn_minus_baseline     per dose, with a baseline-engine arm (e.g. low_lsqml): the engine's
+                          amplitude/phase SSIM and PSNR and, per loss, PINN − engine of each
+                          (None where an arm is missing; {} without a baseline arm)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
-from .arms import ARMS, StudyConfig, format_dose
+from .arms import ARMS, ArmSpec, StudyConfig, format_dose, get_arm
 from .figure import FigureReport
 
 SCHEMA_VERSION = 1
@@ -33,8 +37,9 @@ def _amp(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
-    """The physics sanity checks over whatever arms are complete."""
+def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig,
+                   arms: tuple[ArmSpec, ...] = ARMS) -> dict[str, Any]:
+    """The physics sanity checks over whatever arms of ``arms`` are complete."""
     by_dose: dict[str, list[float]] = {"high": [], "low": []}
     for arm in ARMS:
         if arm.name in per_arm:
@@ -55,7 +60,7 @@ def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict
         baseline[name] = {"amp_ssim": ssim, "baseline_amp_ssim": base,
                           "beats_baseline": bool(ssim is not None and ssim > base)}
     all_beat = (all(v["beats_baseline"] for v in baseline.values())
-                if len(baseline) == len(ARMS) else None)
+                if all(a.name in baseline for a in arms) else None)
 
     nll_vs_mae: dict[str, Any] = {}
     for dose in ("low", "high"):
@@ -85,7 +90,29 @@ def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict
         "high_dose_ssim_target": HIGH_DOSE_SSIM_TARGET,
         "high_dose_ssim_ge_0_5": high_ok,
         "targets": _targets(per_arm),
+        "pinn_minus_baseline": pinn_minus_baseline(per_arm, arms),
     }
+
+
+DIFF_METRICS = ("amp_ssim", "amp_psnr", "phase_ssim", "phase_psnr")
+
+
+def pinn_minus_baseline(per_arm: dict[str, dict[str, Any]],
+                        arms: tuple[ArmSpec, ...]) -> dict[str, Any]:
+    """Per dose with a baseline-engine arm in ``arms``: its metrics and PINN − engine per loss."""
+    out: dict[str, Any] = {}
+    for engine_arm in (a for a in arms if a.is_baseline):
+        base = per_arm.get(engine_arm.name)
+        entry: dict[str, Any] = {"engine": engine_arm.loss, "arm": engine_arm.name,
+                                 **{k: _amp(base, k) if base else None for k in DIFF_METRICS}}
+        for loss in ("nll", "mae"):
+            pinn = per_arm.get(f"{engine_arm.dose}_{loss}")
+            entry[loss] = {k: (_amp(pinn, k) - _amp(base, k)
+                               if pinn and base and _amp(pinn, k) is not None
+                               and _amp(base, k) is not None else None)
+                           for k in DIFF_METRICS}
+        out[engine_arm.dose] = entry
+    return out
 
 
 def _targets(per_arm: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -100,27 +127,37 @@ def _targets(per_arm: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def config_mismatches(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig) -> dict[str, dict]:
-    """Per arm, the settings whose recorded value differs from ``cfg`` ({} when consistent)."""
-    want = cfg.training_signature()
+    """Per arm, the settings whose recorded value differs from the ones the arm would run with
+    now (``cfg.for_arm``: a curve point's own seed and scan density); {} when consistent.
+    Only the settings that matter for the arm are compared (``training_signature``), and a
+    setting an older arm did not record counts as its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(StudyConfig)}
     out: dict[str, dict] = {}
     for name, m in per_arm.items():
+        try:
+            arm = get_arm(name)
+        except ValueError:
+            arm = None
+        want = (cfg.for_arm(arm) if arm is not None else cfg).training_signature(arm)
         got = m.get("study_config", {})
-        diff = {k: {"arm": got.get(k), "current": v} for k, v in want.items() if got.get(k) != v}
+        diff = {k: {"arm": got.get(k, defaults.get(k)), "current": v} for k, v in want.items()
+                if got.get(k, defaults.get(k)) != v}
         if diff:
             out[name] = diff
     return out
 
 
 def build_summary(cfg: StudyConfig, per_arm: dict[str, dict[str, Any]], figure: FigureReport,
-                  versions: dict[str, str], run_info: dict[str, Any]) -> dict[str, Any]:
-    """The summary.json object."""
+                  versions: dict[str, str], run_info: dict[str, Any],
+                  arms: tuple[ArmSpec, ...] = ARMS) -> dict[str, Any]:
+    """The summary.json object of the study of ``arms``."""
     wall = {name: m.get("wall_time_s", {}).get("total") for name, m in per_arm.items()}
     return {
         "schema_version": SCHEMA_VERSION,
         "config": cfg.to_dict(),
-        "arms_expected": [a.name for a in ARMS],
-        "arms_complete": [a.name for a in ARMS if a.name in per_arm],
-        "arms_missing": [a.name for a in ARMS if a.name not in per_arm],
+        "arms_expected": [a.name for a in arms],
+        "arms_complete": [a.name for a in arms if a.name in per_arm],
+        "arms_missing": [a.name for a in arms if a.name not in per_arm],
         "per_arm": per_arm,
         "wall_times_s": {"per_arm": wall,
                          "arms_total": sum(v for v in wall.values() if v is not None),
@@ -129,7 +166,7 @@ def build_summary(cfg: StudyConfig, per_arm: dict[str, dict[str, Any]], figure: 
         "versions": versions,
         "figure": {"path": figure.path, "png_ok": figure.png_ok, "panels": figure.panels},
         "figure_ok": figure.ok,
-        "science": science_checks(per_arm, cfg),
+        "science": science_checks(per_arm, cfg, arms),
         "run": {k: v for k, v in run_info.items() if k != "wall_times_s"},
     }
 
@@ -161,7 +198,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "| phase PSNR (dB) | final loss | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm in ARMS:
+    for arm in (get_arm(name) for name in summary["arms_expected"]):
         m = summary["per_arm"].get(arm.name)
         if m is None:
             lines.append(f"| {arm.name} | {format_dose(arm.nphotons)} | {arm.loss.upper()} "
@@ -198,6 +235,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "- Targets (amplitude SSIM): " + ", ".join(
             f"{name} {_fmt(e['amp_ssim'])} >= {e['target']:.2f}: {_fmt(e['met'])}"
             for name, e in sci.get("targets", {}).get("arms", {}).items()),
+        *_baseline_lines(sci.get("pinn_minus_baseline", {})),
         "",
         "## Figure",
         "",
@@ -219,3 +257,20 @@ def render_markdown(summary: dict[str, Any]) -> str:
     wall = summary["wall_times_s"]
     lines += ["", f"Wall time: arms total {wall['arms_total']:.1f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(diffs: dict[str, Any]) -> list[str]:
+    """Science-section lines: PINN − baseline engine per dose (none without a baseline arm)."""
+    if not diffs:
+        return ["- PINN − baseline engine: no baseline arm (`--baseline none`, or the "
+                "`[baseline]` extra is not installed: `make baseline`)"]
+    lines = []
+    for dose, e in diffs.items():
+        lines.append(
+            f"- PINN − {e['engine'].upper()} at {dose} dose ({e['arm']}: amp SSIM "
+            f"{_fmt(e['amp_ssim'])}, phase SSIM {_fmt(e['phase_ssim'])}, amp PSNR "
+            f"{_fmt(e['amp_psnr'], '.2f')} dB): " + "; ".join(
+                f"{loss.upper()} amp SSIM {_fmt(e[loss]['amp_ssim'], '+.3f')}, phase SSIM "
+                f"{_fmt(e[loss]['phase_ssim'], '+.3f')}, amp PSNR "
+                f"{_fmt(e[loss]['amp_psnr'], '+.2f')} dB" for loss in ("nll", "mae")))
+    return lines

@@ -1,0 +1,118 @@
+"""A baseline arm: a conventional iterative reconstruction of the study's test scan.
+
+The arm simulates the same test set as the PINN arms of its dose (``cfg.test_seed``, same scan
+density), reconstructs it with a pty-chi engine through ``ptycho.baseline`` (the ``[baseline]``
+extra: ``make baseline`` or ``pip install -e '.[baseline]'``) with the known probe for
+``cfg.baseline_epochs`` iterations, and scores it with ``ptycho.metrics.evaluate`` over the same
+scanned region as the PINN arms. Nothing is trained: the engine sees only the test scan.
+
+Into the staging directory (``store.BASELINE_FILES``):
+  recon.npz     recon (H, W) complex64 on the test object's canvas, truth (H, W) complex64,
+                diffraction_sample (N, N) float32 counts of test pattern 0 (channel 0), crop (4,)
+                int64 -- the same keys as a PINN arm, so the figure reads both alike
+  metrics.json  the PINN arms' keys where they apply (metrics, baseline = the constant image,
+                counts, crop, wall_time_s, versions) plus ``engine`` and ``engine_epochs``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arms import ArmSpec, StudyConfig
+from .recipe import ArmFailure, mean_total_counts, simulate
+from .store import utc_now
+
+log = logging.getLogger(__name__)
+
+
+def baseline_available() -> bool:
+    """Whether the ``[baseline]`` extra (``ptycho.baseline`` and pty-chi) is installed."""
+    try:
+        from ptycho import baseline
+    except ImportError:
+        return False
+    return bool(baseline.available())
+
+
+def reconstruct_with_engine(test: Any, engine: str, epochs: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(recon (H, W) complex64 aligned with ``test.obj``, engine info) of the simulated test set
+    ``test`` by ``engine`` ("lsqml" | "epie" | "dm") after ``epochs`` iterations."""
+    from ptycho import baseline
+
+    result = baseline.reconstruct_simulated(test, engine=engine, epochs=epochs)
+    return np.asarray(result.obj, np.complex64), dict(result.info)
+
+
+class BaselineArmRunner:
+    """Runs baseline arms for one StudyConfig (``study.ArmRunner`` signature)."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, arm: ArmSpec, staging: Path) -> dict[str, Any]:
+        """Simulate the test scan, reconstruct it with ``arm.loss`` (the engine), evaluate and
+        save into ``staging``; the metrics.json object. ArmFailure on a non-finite result."""
+        from ptycho.inference import scanned_region
+        from ptycho.metrics import evaluate
+
+        if not arm.is_baseline:
+            raise ValueError(f"arm {arm.name} is not a baseline-engine arm")
+        cfg = self.cfg.for_arm(arm)
+        nphotons = cfg.nphotons(arm)
+        t0 = time.perf_counter()
+        test = simulate(cfg, nphotons, cfg.test_seed, cfg.n_test_images, "test")
+        crop = scanned_region(test.coords, test.obj.shape)
+        t_sim = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        recon, info = reconstruct_with_engine(test, arm.loss, cfg.baseline_epochs)
+        t_rec = time.perf_counter() - t1
+        if recon.shape != test.obj.shape:
+            raise ArmFailure(f"arm {arm.name}: engine returned shape {recon.shape}, expected "
+                             f"the test object's {test.obj.shape}")
+        if not np.isfinite(recon[crop]).all():
+            raise ArmFailure(f"arm {arm.name}: reconstruction holds non-finite values")
+        t2 = time.perf_counter()
+        scores = evaluate(recon, test.obj, crop)
+        constant = np.full(test.obj.shape, np.abs(test.obj[crop]).mean(), np.complex64)
+        base = evaluate(constant, test.obj, crop)
+        t_eval = time.perf_counter() - t2
+        bounds = np.array([crop[0].start, crop[0].stop, crop[1].start, crop[1].stop], np.int64)
+        t3 = time.perf_counter()
+        np.savez_compressed(staging / "recon.npz", recon=recon,
+                            truth=np.asarray(test.obj, np.complex64),
+                            diffraction_sample=np.asarray(test.counts[0, :, :, 0], np.float32),
+                            crop=bounds)
+        t_save = time.perf_counter() - t3
+        metrics = {
+            "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "method": arm.loss,
+            "nphotons": nphotons, "engine": arm.loss, "engine_epochs": cfg.baseline_epochs,
+            "engine_info": info,
+            "study_config": cfg.to_dict(), "positions": cfg.positions, "seed": cfg.seed,
+            "test_sim_config": test.config.to_dict(),
+            "metrics": scores,
+            "baseline": {"description": "constant amplitude equal to the truth mean (scanned "
+                                        "region), zero phase",
+                         "amp_ssim": base["amp_ssim"], "amp_psnr": base["amp_psnr"]},
+            "beats_baseline_ssim": bool(scores["amp_ssim"] > base["amp_ssim"]),
+            "counts": {"test_mean_total": mean_total_counts(test.counts)},
+            "history": {"epochs": cfg.baseline_epochs, "loss_first": None,
+                        "loss_last": info.get("loss_last")},
+            "crop": bounds.tolist(),
+            "wall_time_s": {"simulate": round(t_sim, 3), "train": 0.0,
+                            "reconstruct": round(t_rec, 3), "evaluate": round(t_eval, 3),
+                            "save": round(t_save, 3),
+                            "total": round(time.perf_counter() - t0, 3)},
+            "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                         **info.get("versions", {})},
+            "completed_utc": utc_now(),
+        }
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
+                                              encoding="utf-8")
+        return metrics
