@@ -11,7 +11,9 @@
 (``diffraction``/``diff3d`` (n, H, W) amplitudes, xcoords, ycoords, probeGuess, optional
 objectGuess), which are grouped from the scan coordinates: ``--gridsize`` (train; infer uses
 the model's), ``--n-groups``, ``--neighbors``, ``--seed``; ``--nphotons`` sets the photon
-count (default: from the file's metadata or the data), ``--intensity`` declares intensities.
+count (default: from the file's metadata or the data); amplitude or intensity is decided from
+the data (integer dtype, count quantisation; amplitudes assumed with a warning when nothing
+decides) unless ``--intensity`` or ``--amplitude`` says which.
 
 Exit codes: 0 ok · 1 bad input or a failed step (message names the file/value) · 2 usage.
 Every command accepts ``--json`` to print a JSON summary instead of text.
@@ -52,8 +54,18 @@ def _grouping_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nphotons", type=float, default=None,
                        help="mean photons per pattern (default: file metadata, else estimated "
                             "from the count quantisation, else 1e9)")
-    group.add_argument("--intensity", action="store_true",
-                       help="the file holds intensities, not amplitudes")
+    _units_flags(group)
+
+
+def _units_flags(group: Any) -> None:
+    """--intensity / --amplitude → args.intensity True / False / None (decided from the data)."""
+    units = group.add_mutually_exclusive_group()
+    units.add_argument("--intensity", dest="intensity", action="store_const", const=True, default=None,
+                       help="the file holds intensities (counts), not amplitudes")
+    units.add_argument("--amplitude", dest="intensity", action="store_const", const=False,
+                       help="the file holds amplitudes (sqrt of intensity); default: decided "
+                            "from the data (integer dtype or count quantisation), else amplitudes "
+                            "with a warning")
 
 
 def _load(args: argparse.Namespace, gridsize: int) -> Any:
@@ -69,8 +81,8 @@ def _load(args: argparse.Namespace, gridsize: int) -> Any:
             raise ValueError(f"{args.data}: grouped file has C={channels} patterns per group; "
                              f"--gridsize {args.gridsize} does not match")
         ignored = [f for f, v in (("--n-groups", args.n_groups), ("--neighbors", args.neighbors),
-                                  ("--nphotons", args.nphotons), ("--intensity", args.intensity))
-                   if v]
+                                  ("--nphotons", args.nphotons),
+                                  ("--intensity/--amplitude", args.intensity is not None)) if v]
         if ignored:
             log.warning("%s is already grouped: %s ignored", args.data, ", ".join(ignored))
     return data
@@ -194,7 +206,7 @@ def _data_summary(data: Any) -> dict[str, Any]:
     return {"format": data.source_format, "groups": int(data.n_groups),
             "positions": int(len(data.xcoords)), "gridsize": int(round(data.diffraction.shape[-1] ** 0.5)),
             "nphotons": float(data.nphotons), "nphotons_source": data.nphotons_source,
-            "intensity_scale": float(data.intensity_scale)}
+            "intensity_scale": float(data.intensity_scale), "units": getattr(data, "units", None)}
 
 
 def _infer(args: argparse.Namespace) -> dict[str, Any]:
