@@ -34,12 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ptycho.execution import PATHS  # name → (jit_compile, mixed_precision), as calibration uses
+
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = {
-    "xla": {"jit_compile": True, "mixed_precision": False},
-    "non_xla": {"jit_compile": False, "mixed_precision": False},
-    "bf16": {"jit_compile": False, "mixed_precision": True},
-}
 
 
 def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[str, Any]:
@@ -62,7 +59,8 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
         intensity_scale=sim.intensity_scale, nphotons=sim.nphotons, counts=sim.counts,
         obj=sim.obj, config=sim.config)
     del sim
-    model = build_model(model_config_for(data, **PATHS[path]))
+    jit, bf16 = PATHS[path]
+    model = build_model(model_config_for(data, jit_compile=jit, mixed_precision=bf16))
     batch = 16
     groups = (n_images // batch) * batch
     cpu0 = time.process_time()

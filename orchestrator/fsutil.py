@@ -136,9 +136,10 @@ def format_ts(dt: datetime) -> str:
     return _utc(dt).strftime("%Y-%m-%dT%H%M%SZ")
 
 
-def iso_utc(dt: datetime) -> str:
-    """``2026-01-07T07:30:00.123Z`` (milliseconds, always UTC)."""
-    return _utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso_utc(dt: datetime, timespec: str = "milliseconds") -> str:
+    """``2026-01-07T07:30:00.123Z``: ISO-8601 in UTC with a ``Z`` (the one spelling of every
+    record's timestamp); ``timespec`` as ``datetime.isoformat`` ("seconds", "microseconds", …)."""
+    return _utc(dt).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
@@ -148,4 +149,4 @@ def parse_iso(text: str) -> datetime:
 
 def utc_now_iso() -> str:
     """``2026-01-07T07:30:00Z`` (seconds), for state files."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(utc_now(), "seconds")

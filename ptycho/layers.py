@@ -3,7 +3,9 @@
 Every layer here pins ``dtype="float32"``, so a model whose CNN runs under a
 ``mixed_bfloat16`` policy still does its physics (complex object, overlap constraint, probe
 illumination, FFT) in full precision. Layers take their configuration in ``__init__``,
-create weights in ``build`` and implement ``get_config``; nothing is built at import time.
+create weights in ``build`` and list every constructor argument in ``get_config``; all are
+registered with Keras (``ptycho>Name``) and round-trip through ``serialize_keras_object``
+(tests/ptycho/test_layer_round_trip.py). Nothing is built at import time.
 
 Shapes use B = batch of groups, N = patch side, C = gridsize² patches per group.
 """
@@ -56,6 +58,23 @@ def normalised_probe(probe: np.ndarray) -> np.ndarray:
     return (probe * (n / 2) / math.sqrt(power)).astype(np.complex64)
 
 
+def _complex_config(values: np.ndarray | None) -> dict[str, Any] | None:
+    """(N, N) complex array → ``{"real": …, "imag": …}`` nested float lists (JSON holds no complex)."""
+    if values is None:
+        return None
+    return {"real": values.real.tolist(), "imag": values.imag.tolist()}
+
+
+def _complex_from_config(value: Any) -> Any:
+    """Inverse of ``_complex_config`` (complex64); any other value is returned unchanged."""
+    if isinstance(value, dict):
+        if set(value) != {"real", "imag"}:
+            raise ValueError(f"a complex array's config needs keys 'real' and 'imag', got {sorted(value)}")
+        return (np.asarray(value["real"], np.float32) + 1j * np.asarray(value["imag"], np.float32)
+                ).astype(np.complex64)
+    return value
+
+
 def flatten_groups(x: tf.Tensor) -> tf.Tensor:
     """(B, H, W, C) → (B·C, H, W, 1); image index b·C + c holds channel c of group b."""
     shape = tf.shape(x)
@@ -75,6 +94,7 @@ def flatten_offsets(offsets: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.transpose(offsets[:, 0, :, :], [0, 2, 1]), [-1, 2])
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class GroupsToBatch(keras.layers.Layer):
     """(B, H, W, C) → (B·C, H, W, 1) (``flatten_groups``): the CNN sees one pattern at a time."""
 
@@ -89,6 +109,7 @@ class GroupsToBatch(keras.layers.Layer):
         return keras.KerasTensor((None, x.shape[1], x.shape[2], 1), dtype=x.dtype)
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class BatchToGroups(keras.layers.Layer):
     """(B·C, H, W, 1) → (B, H, W, C), the inverse of ``GroupsToBatch``."""
 
@@ -108,6 +129,7 @@ class BatchToGroups(keras.layers.Layer):
         return {**super().get_config(), "c": self.c}
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class AmplitudeActivation(keras.layers.Layer):
     """Positive bounded amplitude ``max_amplitude · sigmoid(x + shift)`` in float32.
 
@@ -130,6 +152,7 @@ class AmplitudeActivation(keras.layers.Layer):
         return {**super().get_config(), "max_amplitude": self.max_amplitude}
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class PhaseActivation(keras.layers.Layer):
     """Phase in (−π, π): ``π · tanh(x)`` in float32."""
 
@@ -141,6 +164,7 @@ class PhaseActivation(keras.layers.Layer):
         return math.pi * tf.tanh(tf.cast(x, tf.float32))
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class CombineComplex(keras.layers.Layer):
     """amplitude (B,N,N,C) float, phase (B,N,N,C) float → amplitude·exp(i·phase) complex64."""
 
@@ -178,6 +202,7 @@ def shifted_support(n: int, pad: int, shifts: tf.Tensor) -> tf.Tensor:
     return (box(shifts[:, 1])[:, :, None] * box(shifts[:, 0])[:, None, :])[..., None]
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class OverlapConstraint(keras.layers.Layer):
     """Make the C patches of a group consistent with one object (gridsize > 1).
 
@@ -272,23 +297,28 @@ class OverlapConstraint(keras.layers.Layer):
         return keras.KerasTensor(patches.shape, dtype="complex64")
 
     def get_config(self) -> dict[str, Any]:
+        weights = None if self._initial_weights is None else self._initial_weights.tolist()
         return {**super().get_config(), "pad": self.pad, "use_xla": self.use_xla,
-                "compile_xla": self.compile_xla}
+                "compile_xla": self.compile_xla, "weights": weights}
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class ProbeIllumination(keras.layers.Layer):
     """Multiply every patch by the (non-trainable) probe.
 
     The probe is stored as two non-trainable float32 weights (real, imag) so it travels with
-    the saved weights. probe: (N, N) complex, used as given (see ``normalised_probe``).
+    the saved weights. probe: (N, N) complex, used as given (see ``normalised_probe``), or its
+    ``get_config`` form ``{"real": (N, N), "imag": (N, N)}`` nested lists.
     call: (B, N, N, C) complex64 → (B, N, N, C) complex64
     """
 
-    def __init__(self, n: int, probe: np.ndarray | None = None, **kwargs: Any) -> None:
+    def __init__(self, n: int, probe: np.ndarray | dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("dtype", _PHYSICS_DTYPE)
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.n = int(n)
+        probe = _complex_from_config(probe)
         if probe is not None and np.shape(probe) != (self.n, self.n):
             raise ValueError(f"ProbeIllumination: probe must be ({n}, {n}), got {np.shape(probe)}")
         self._initial_probe = None if probe is None else np.asarray(probe, np.complex64)
@@ -317,9 +347,10 @@ class ProbeIllumination(keras.layers.Layer):
         return keras.KerasTensor(patches.shape, dtype="complex64")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "n": self.n}
+        return {**super().get_config(), "n": self.n, "probe": _complex_config(self._initial_probe)}
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class FarField(keras.layers.Layer):
     """Far-field diffraction amplitude |FFT2(x)| / N, zero frequency at pixel (N//2, N//2).
 
@@ -343,6 +374,7 @@ class FarField(keras.layers.Layer):
         return keras.KerasTensor(waves.shape, dtype="float32")
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
 class IntensityScale(keras.layers.Layer):
     """sqrt of expected counts: amplitude (normalised units) · exp(log_scale).
 

@@ -8,7 +8,9 @@
 * docs/architecture.md names every orchestrator and ``dose_study`` module;
 * ``dose_study`` sits on top of ``ptycho`` (neither ``ptycho`` nor ``orchestrator`` imports it);
 * no Python file of the repository touches ``sys.path`` (every package is imported by its
-  installed name).
+  installed name);
+* ``ptycho``'s modules import each other without a cycle, imports inside functions included, and
+  ``ptycho/execution.py`` (imported by ``model.py``) imports no model code.
 """
 from __future__ import annotations
 
@@ -94,6 +96,68 @@ def test_import_scanner_detects_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom ptycho.model import build_model\n", encoding="utf-8")
     assert "ptycho" in _imported_top_levels(module)
+
+
+def _ptycho_graph(package: Path) -> dict[str, set[str]]:
+    """Module name → the ``ptycho`` modules it imports anywhere (inside functions too)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        imported: set[str] = set()
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.ImportFrom) and node.module == package.name:
+                imported.update(alias.name for alias in node.names)  # from ptycho import x
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            if parts[0] == package.name and len(parts) > 1:
+                imported.add(parts[1])
+        graph[path.stem] = imported - {path.stem}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as a path ``[a, b, …, a]``, or [] when there is none."""
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> list[str]:
+        if node in trail:
+            return trail[trail.index(node):] + [node]
+        if node in done:
+            return []
+        for target in sorted(graph.get(node, ())):
+            found = visit(target, [*trail, node])
+            if found:
+                return found
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        found = visit(start, [])
+        if found:
+            return found
+    return []
+
+
+def test_ptycho_has_no_import_cycle() -> None:
+    assert _cycle(_ptycho_graph(ROOT / "ptycho")) == []
+
+
+def test_cycle_finder_sees_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
+    package = tmp_path / "ptycho"
+    package.mkdir()
+    (package / "model.py").write_text("from ptycho.execution import plan\n")
+    (package / "execution.py").write_text("def calibrate():\n    from ptycho import model\n")
+    (package / "config.py").write_text("import os\n")
+    assert _cycle(_ptycho_graph(package)) == ["execution", "model", "execution"]
+
+
+def test_execution_imports_no_model_code() -> None:
+    """``model.py`` imports ``execution.py``; calibration, which builds models, lives above both
+    in ``calibration.py``. ``execution.py`` may import only configuration and file helpers."""
+    path = ROOT / "ptycho" / "execution.py"
+    names = _imported_modules(path)
+    ptycho_imports = {n for n in names if n.split(".")[0] == "ptycho"}
+    assert ptycho_imports <= {"ptycho.config", "ptycho.fsutil"}, ptycho_imports
+    assert _imported_top_levels(path).isdisjoint({"keras"}), "execution.py must not import keras"
 
 
 def test_every_orchestrator_module_belongs_to_a_layer() -> None:

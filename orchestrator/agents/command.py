@@ -29,7 +29,7 @@ from orchestrator.config import AgentCommand
 from orchestrator.execution.heartbeat import HEARTBEAT_S, heartbeat
 from orchestrator.execution.runner import CommandInterrupted, CommandResult, run
 from orchestrator.execution.steps import OUTPUT_LOG, step_record
-from orchestrator.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, utc_now
+from orchestrator.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, iso_utc, utc_now
 from orchestrator.layout import Layout
 from orchestrator.records.run_record import StepRecord
 from orchestrator.turns.prompts import PromptContext, PromptTemplate, default_template
@@ -233,7 +233,7 @@ class CommandAgent:
                                 "usage": usage.to_dict() if usage is not None else None,
                                 "transient": None if decision is None else {
                                     "pattern": decision.pattern, "excerpt": decision.excerpt,
-                                    "wait_until": decision.wait_until.isoformat() if decision.wait_until else None},
+                                    "wait_until": iso_utc(decision.wait_until) if decision.wait_until else None},
                                 "command": result.to_dict()}
         data["command"]["argv"] = [a if len(a) < 200 else a[:200] + "…" for a in data["command"]["argv"]]
         return atomic_write_json(report_dir / "agent" / f"{self.spec.role}.json", data)

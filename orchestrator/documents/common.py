@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from orchestrator.fsutil import format_ts, iso_utc
+
 from .errors import ParseError
 
 PathLike = Path | str
@@ -161,11 +163,10 @@ def format_timestamp(dt: datetime, style: str = "extended") -> str:
     """``extended`` → ``2026-01-06T14:00:00Z``; ``compact`` → ``2026-01-06T140000Z``."""
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {dt!r} must be timezone-aware (UTC)")
-    dt = dt.astimezone(UTC)
     if style == "extended":
-        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(dt, "seconds")
     if style == "compact":
-        return dt.strftime("%Y-%m-%dT%H%M%SZ")
+        return format_ts(dt)
     raise ValueError(f"unknown timestamp style {style!r} (extended|compact)")
 
 

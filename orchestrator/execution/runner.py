@@ -34,6 +34,7 @@ from typing import Any
 
 from orchestrator.execution.output import OutputStream, echo_function
 from orchestrator.execution.pytest_summary import PytestCounts, SummaryWatcher
+from orchestrator.fsutil import iso_utc, utc_now
 
 __all__ = [
     "TIMEOUT_RC",
@@ -84,8 +85,8 @@ class CommandResult:
             "duration_s": round(self.duration_s, 3),
             "log_path": str(self.log_path),
             "pytest_counts": None if self.pytest_counts is None else self.pytest_counts.to_dict(),
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
+            "started_at": iso_utc(self.started_at),
+            "ended_at": iso_utc(self.ended_at),
             "interrupted": self.interrupted,
             "strays_killed": self.strays_killed,
             "error": self.error,
@@ -115,10 +116,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _group_alive(pgid: int) -> bool:
@@ -198,7 +195,7 @@ def run(
     launch.log_path.parent.mkdir(parents=True, exist_ok=True)
     pytest_summary = SummaryWatcher()
     with open(launch.log_path, "ab") as log:
-        log.write(f"# [runner] {_iso(datetime.now(UTC))} cwd={launch.cwd} timeout={timeout_s}s\n"
+        log.write(f"# [runner] {iso_utc(utc_now())} cwd={launch.cwd} timeout={timeout_s}s\n"
                   f"# $ {launch.shown}\n".encode())
         stream = OutputStream(log, echo_function(echo), max_log_bytes, (pytest_summary,))
         result, interrupt = _execute(launch, stream, pytest_summary)

@@ -12,10 +12,10 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.fsutil import parse_iso
 from orchestrator.layout import Layout
 from orchestrator.records.run_record import validate_run_record
 from orchestrator.report.links import Linker
@@ -198,8 +198,7 @@ def _duration(f: _Fields, steps: tuple[StepView, ...]) -> float | None:
     start, end = f.text("started_at"), f.text("ended_at")
     if start and end:
         try:
-            a = datetime.fromisoformat(start.replace("Z", "+00:00"))
-            b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+            a, b = parse_iso(start), parse_iso(end)
             return max((b - a).total_seconds(), 0.0)
         except ValueError:
             pass

@@ -16,17 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.fsutil import atomic_write_text
+from orchestrator.fsutil import atomic_write_text, iso_utc
 from orchestrator.records.state import state_dir
 
 __all__ = ["EVENTS_NAME", "SYNC_NAME", "Journal", "read_events", "read_sync"]
 
 SYNC_NAME = "sync.json"
 EVENTS_NAME = "sync-events.jsonl"
-
-
-def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def read_sync(repo: Path) -> dict[str, Any] | None:
@@ -70,7 +66,8 @@ class Journal:
 
     def event(self, name: str, **fields: Any) -> None:
         t = time.time()
-        line = json.dumps({"event": name, "role": self.data["role"], "t": round(t, 4), "utc": _utc(t), **fields},
+        utc = iso_utc(datetime.fromtimestamp(t, UTC))
+        line = json.dumps({"event": name, "role": self.data["role"], "t": round(t, 4), "utc": utc, **fields},
                           sort_keys=True)
         path = state_dir(self.repo) / EVENTS_NAME
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.fsutil import iso_utc, parse_iso
 from orchestrator.sync.turns import ROLES
 from orchestrator.vcs.remote import PushRejected, RemoteBranch
 from orchestrator.vcs.repo import GitError
 
-__all__ = ["LEASE_STATES", "Heartbeat", "Lease", "LeaseError", "LeaseWriter", "parse_utc"]
+__all__ = ["LEASE_STATES", "Heartbeat", "Lease", "LeaseError", "LeaseWriter"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,6 @@ LEASE_STATES = ("working", "idle", "done", "failed")
 
 class LeaseError(ValueError):
     """A lease commit's message is not a valid lease record (the message names the commit)."""
-
-
-def _utc_text(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -65,12 +58,12 @@ class Lease:
             raise LeaseError(f"lease role must be one of {ROLES}, got {self.role!r}")
         if self.state not in LEASE_STATES:
             raise LeaseError(f"lease state must be one of {LEASE_STATES}, got {self.state!r}")
-        parse_utc(self.heartbeat_utc)
+        parse_iso(self.heartbeat_utc)
 
     @property
     def heartbeat_s(self) -> float:
         """The heartbeat time as epoch seconds."""
-        return parse_utc(self.heartbeat_utc).timestamp()
+        return parse_iso(self.heartbeat_utc).timestamp()
 
     def to_message(self) -> str:
         data = asdict(self)
@@ -108,7 +101,8 @@ class LeaseWriter:
     def beat(self, turn_of: str | None, state: str, note: str = "") -> Lease:
         """Push one heartbeat. Raises RemoteOffline/GitError (the caller decides)."""
         with self._lock:
-            lease = Lease(self.role, socket.gethostname(), os.getpid(), turn_of, _utc_text(self.clock()), state, note)
+            stamp = iso_utc(self.clock(), "microseconds")
+            lease = Lease(self.role, socket.gethostname(), os.getpid(), turn_of, stamp, state, note)
             for _ in range(3):
                 sha = self.remote.make_lease_commit(lease.to_message(), self._parent)
                 try:

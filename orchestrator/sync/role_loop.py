@@ -21,12 +21,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from orchestrator.context import HarnessContext
 from orchestrator.cycle.loop import CycleOutcome, run_turn
 from orchestrator.execution.runner import sigterm_as_interrupt
+from orchestrator.fsutil import format_ts, iso_utc, utc_now
 from orchestrator.records.state import hold_lock, load_state, save_state
 from orchestrator.sync.journal import Journal
 from orchestrator.sync.lease import Heartbeat, Lease, LeaseError, LeaseWriter
@@ -134,10 +134,6 @@ def run_role_loop(ctx: HarnessContext, options: RoleOptions,
     ctx = with_trust(ctx, options.role, options.remote)
     with hold_lock(ctx.repo, "sync-lock"), sigterm_as_interrupt():
         return _RoleLoop(ctx, options, on_turn).run()
-
-
-def _utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _RoleLoop:
@@ -290,7 +286,7 @@ class _RoleLoop:
                 return turn
             now = time.time()
             if now - last_note >= self.cfg.heartbeat_s:
-                self.journal.update(last_fetch_utc=_utc())
+                self.journal.update(last_fetch_utc=iso_utc(utc_now()))
                 last_note = now
             if not logged:
                 logger.info("waiting for the %s (turn handed by %s)", self.peer, (turn.handed_by or "-")[:12])
@@ -320,7 +316,7 @@ class _RoleLoop:
         try:
             self.remote.rebase_onto_remote()
         except RebaseConflict as exc:
-            branch = f"orchestrator/conflict-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+            branch = f"orchestrator/conflict-{format_ts(utc_now())}"
             self.remote.keep_branch(branch)
             self.journal.event("conflict", files=list(exc.files), branch=branch)
             raise SyncConflict(
@@ -343,7 +339,7 @@ class _RoleLoop:
                 self._net(self.remote.fetch, "fetch")
                 continue
             self.handed_seen[sha] = time.time()
-            self.journal.update(last_push={"sha": sha, "utc": _utc(), "commits": len(ahead), "why": why})
+            self.journal.update(last_push={"sha": sha, "utc": iso_utc(utc_now()), "commits": len(ahead), "why": why})
             self.journal.event("pushed", sha=sha, commits=len(ahead), why=why)
             logger.info("pushed %d commit(s) to %s/%s (%s)", len(ahead), self.opt.remote, self.remote.branch, sha[:12])
             return sha
@@ -378,7 +374,7 @@ class _RoleLoop:
             if self.remote.commits_behind():
                 self._rebase()
         self.last_turn_of = turn.handed_by
-        self.journal.update(turn_taken={"turn_of": turn.handed_by, "utc": _utc(), "resumed": resuming})
+        self.journal.update(turn_taken={"turn_of": turn.handed_by, "utc": iso_utc(utc_now()), "resumed": resuming})
         self.journal.event("turn_started", turn_of=turn.handed_by, resumed=resuming)
         logger.info("%s turn %s (handed by %s)", self.role, "resumed" if resuming else "started",
                     (turn.handed_by or "-")[:12])

@@ -86,7 +86,7 @@ def signing_setup(git: GitRepo, config: HarnessConfig) -> SigningSetup:
     if key is None:
         raise SigningConfigError(
             f"{where}: git setting user.signingkey is unset: run `git -C {repo} config user.signingkey "
-            "~/.ssh/<your signing key>` (see README, 'Signing handoffs')")
+            "~/.ssh/<your signing key>` (see docs/operations.md, 'Signing handoffs')")
     if not _literal_key(key):
         path = Path(key).expanduser()
         path = path if path.is_absolute() else Path(repo) / path

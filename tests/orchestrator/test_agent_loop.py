@@ -254,9 +254,9 @@ def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path:
     assert "[worker llm-worker]" not in outputs[1] and "running worker agent llm-worker" in outputs[1]
 
 
-def test_readme_claude_codex_config_is_valid(tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Running with Claude Code or Codex", 1)[1]
+def test_documented_claude_codex_config_is_valid(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "coding_agents.md").read_text(encoding="utf-8")
+    section = doc.split("# Running with Claude Code or Codex", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "orchestrator.yaml").write_text(block, encoding="utf-8")
     config = load_config(tmp_path / "orchestrator.yaml")

@@ -69,6 +69,8 @@ def test_timestamps_are_utc_and_round_trip() -> None:
     local = datetime(2026, 1, 7, 8, 30, 0, 250_000, tzinfo=timezone(timedelta(hours=1)))
     assert format_ts(local) == "2026-01-07T073000Z"
     assert iso_utc(local) == "2026-01-07T07:30:00.250Z"
+    assert iso_utc(local, "seconds") == "2026-01-07T07:30:00Z"  # state files, documents
+    assert iso_utc(local, "microseconds") == "2026-01-07T07:30:00.250000Z"  # leases
     assert parse_iso(iso_utc(local)) == local and parse_iso(iso_utc(local)).tzinfo == UTC
     with pytest.raises(ValueError, match="naive"):
         format_ts(datetime(2026, 1, 7))

@@ -1,16 +1,30 @@
 """After one `make run`-style cycle (`orchestrator main-job`), the README's follow-up commands work
 in the run's worktree, and every file the harness wrote there is readable by colleagues: mode 0644
-under umask 022 (atomic writes must not leave mkstemp's private 0600)."""
+under umask 022 (atomic writes must not leave mkstemp's private 0600). Every `orchestrator …`
+command spelled in the README and the docs it links (operations, coding agents) parses with the
+real command line, and the README's follow-up commands are the ones run here."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from orchestrator.cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Where commands are spelled for users: the README and the docs it sends them to.
+COMMAND_DOCS = ("README.md", "docs/operations.md", "docs/coding_agents.md")
+#: Subcommands this module runs after a main-job cycle (the README's "Reading the results").
+RUN_HERE = {"main-job", "status", "ledger", "validate", "replay", "report"}
+_SPAN = re.compile(r"`([^`\n]+)`")
+_COMMAND = re.compile(r"^(?:\S*python3? -m )?orchestrator (?P<args>[a-z].*)$")
 
 PLAN = ("T-RUN-001", [("Checks", [("echo works", "echo hello > $ARTIFACTS/hello.txt"), ("true works", "true")])],
         ["hello written — check: `test -s $ARTIFACTS/hello.txt`"])
@@ -70,3 +84,57 @@ def test_every_file_the_harness_wrote_is_0644_under_umask_022(run: tuple[Path, s
     modes = {str(p.relative_to(worktree) if p.is_relative_to(worktree) else p.name): oct(p.stat().st_mode & 0o777)
              for p in written}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def _commands(text: str) -> list[str]:
+    """The argument strings of every ``orchestrator …`` command in backticks or a bash block."""
+    spans, in_block, pending = [], False, ""
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_block = line.strip() == "```bash"
+            continue
+        if in_block:
+            pending += line.split(" #", 1)[0].strip()
+            if pending.endswith("\\"):
+                pending = pending[:-1].rstrip() + " "
+                continue
+            spans.append(pending)
+            pending = ""
+        else:
+            spans += _SPAN.findall(line)
+    found = [_COMMAND.match(span.strip()) for span in spans]
+    return [m["args"] for m in found if m]
+
+
+def _parse_error(args: str) -> str | None:
+    """None when ``orchestrator ARGS`` parses, else argparse's complaint."""
+    argv = [word for word in shlex.split(args) if word != "…"]
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:
+        return f"orchestrator {args}: does not parse"
+    return None
+
+
+def test_every_documented_orchestrator_command_parses(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = {doc: _commands((ROOT / doc).read_text(encoding="utf-8")) for doc in COMMAND_DOCS}
+    assert all(commands.values()), {doc: len(found) for doc, found in commands.items()}
+    errors = [f"{doc}: {err}" for doc, found in commands.items() for args in found
+              if (err := _parse_error(args))]
+    assert errors == [], capsys.readouterr().err
+
+
+def test_the_readme_follow_up_commands_are_the_ones_run_here() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Reading the results of `make run`", 1)[1].split("\n## ", 1)[0]
+    named = {args.split()[0] for args in _commands(section)}
+    assert {"status", "ledger", "validate", "replay", "report"} <= named
+    assert named <= RUN_HERE, f"README names {sorted(named - RUN_HERE)}: run them here too"
+
+
+def test_the_command_scan_finds_commands_and_flags_a_misspelt_one() -> None:
+    text = ("Run `orchestrator status --json` or `orchestrator.yaml`.\n```bash\n"
+            "python -m orchestrator loop --role worker \\\n    --remote origin   # GPU box\n```\n")
+    assert _commands(text) == ["status --json", "loop --role worker --remote origin"]
+    assert _parse_error("replay --step 1") is None
+    assert _parse_error("replay --stepp 1") == "orchestrator replay --stepp 1: does not parse"

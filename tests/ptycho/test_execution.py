@@ -91,15 +91,3 @@ def test_explicit_options_win_and_jit_forces_the_xla_translation(
     explicit = resolve_execution(ModelConfig(jit_compile=False, mixed_precision=False,
                                              translation_xla=False))
     assert explicit.name == "non_xla" and explicit.translation_xla is False
-
-
-def test_calibration_times_the_paths_and_its_cache_then_decides(tmp_path: Path) -> None:
-    from ptycho.execution import calibrate
-
-    record = calibrate(paths=["non_xla", "xla"], steps=4, cache_dir=tmp_path, n=16)
-    assert set(record["train_groups_per_s"]) == {"non_xla", "xla"}
-    assert record["fastest"] in ("non_xla", "xla") and record["N"] == 16
-    jit, bf16, source = device_defaults("CPU", record["cpu"], frozenset(), record["tensorflow"],
-                                        tmp_path)
-    assert source == "calibration" and bf16 is False
-    assert jit is (record["fastest"] == "xla")
