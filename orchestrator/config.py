@@ -37,6 +37,10 @@ BUILTIN = "builtin"
 #: names equal its NEW_TOP_KEYS, which tests/orchestrator/test_agent_loop.py checks)
 TURN_TOP_KEYS = ("commit", "breaker", "notify")
 PLACEHOLDERS = ("{prompt}", "{prompt_file}", "{repo}", "{report_dir}", "{role}", "{focus}")
+#: placeholders a command's ``env:`` values may use
+ENV_PLACEHOLDERS = ("{prompt_file}", "{repo}", "{report_dir}", "{role}", "{focus}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class ConfigError(ValueError):
@@ -47,9 +51,11 @@ class ConfigError(ValueError):
 class AgentCommand:
     """An external agent CLI. ``argv`` is a template: each element may contain the
     placeholders ``{prompt}`` (prompt text), ``{prompt_file}``, ``{repo}``, ``{report_dir}``,
-    ``{role}`` and ``{focus}``; it is never passed through a shell. ``transient`` (extra
-    regexes), ``usage`` (``claude-json`` | ``codex-jsonl`` | ``none``) and ``prompt`` (template
-    path) are validated by :class:`orchestrator.turns.config.TurnsConfig` before any turn."""
+    ``{role}`` and ``{focus}``; it is never passed through a shell. ``env``: variables added to
+    the agent's environment (values may use :data:`ENV_PLACEHOLDERS`; see
+    :mod:`orchestrator.agents.agent_env`). ``transient`` (extra regexes), ``usage`` (a kind
+    name or a mapping, :mod:`orchestrator.turns.usage_spec`) and ``prompt`` (template path) are
+    validated by :class:`orchestrator.turns.config.TurnsConfig` before any turn."""
 
     name: str
     role: str
@@ -57,8 +63,9 @@ class AgentCommand:
     timeout_s: float = 3600.0
     description: str = ""
     transient: tuple[str, ...] = ()
-    usage: str = "none"
+    usage: Any = "none"
     prompt: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.role not in ("supervisor", "worker"):
@@ -271,11 +278,39 @@ def _parse_commands(raw: Mapping[str, Any], source: str) -> dict[str, AgentComma
         data["argv"] = tuple(argv)
         if isinstance(data.get("transient"), list):
             data["transient"] = tuple(data["transient"])
+        if "env" in data:
+            data["env"] = _command_env(data["env"], f"commands.{name}.env", source)
         try:
             commands[name] = AgentCommand(name=str(name), **{k: v for k, v in data.items() if k != "name"})
         except TypeError as exc:
             raise ConfigError(f"{source}: commands.{name}: {exc}") from exc
     return commands
+
+
+def _command_env(raw: Any, where: str, source: str) -> dict[str, str]:
+    """A command's ``env:``: a mapping of variable names to scalars (YAML ``true`` → ``"true"``,
+    ``3`` → ``"3"``) whose ``{placeholders}`` are among :data:`ENV_PLACEHOLDERS`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: {where}: expected a mapping of variable names to strings, "
+                          f"got {type(raw).__name__}")
+    env: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"{source}: {where}: {name!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {where}.{name}: expected a string, got {type(value).__name__}")
+        unknown = [p for p in _PLACEHOLDER.findall(value) if p not in ENV_PLACEHOLDERS]
+        if unknown:
+            raise ConfigError(f"{source}: {where}.{name}: unknown placeholder {unknown[0]} "
+                              f"(known: {', '.join(ENV_PLACEHOLDERS)})")
+        env[name] = value
+    return env
 
 
 def load_config(path: Path) -> HarnessConfig:

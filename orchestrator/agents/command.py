@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.agents.agent_env import agent_environment
 from orchestrator.agents.base import (
     AgentResult,
     HandoffValidator,
@@ -34,7 +36,8 @@ from orchestrator.layout import Layout
 from orchestrator.records.run_record import StepRecord
 from orchestrator.turns.prompts import PromptContext, PromptTemplate, default_template
 from orchestrator.turns.transient import TransientClassifier, TransientDecision
-from orchestrator.turns.usage import Usage, check_usage_kind, parse_usage
+from orchestrator.turns.usage import Usage
+from orchestrator.turns.usage_spec import UsageSpec, read_usage
 
 __all__ = ["CommandAgent", "render_argv"]
 
@@ -117,7 +120,7 @@ class CommandAgent:
         self._protected = protected
         self.template = template if template is not None else default_template(spec.role)
         where = f"commands.{spec.name}"
-        self.usage_kind = check_usage_kind(spec.usage, f"{where}.usage")
+        self.usage = UsageSpec.from_config(spec.usage, f"{where}.usage")
         self.classifier = TransientClassifier.from_regexes(spec.transient, f"{where}.transient")
         self.heartbeat_s = heartbeat_s
         self.spend_note = spend_note
@@ -132,7 +135,8 @@ class CommandAgent:
             focus_title=task.title, dwell=task.dwell, draft=task.draft)
         prompt = self.template.render(context)
         before = _Snapshot.take(task.input_path)
-        result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=(before,))
+        result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=(before,),
+                           turn_vars={"ARTIFACTS": report_rel})
         agent_dir = task.report_dir / "agent"
         restored = task.after_run() if task.after_run is not None else []
         for note in restored:
@@ -169,7 +173,9 @@ class CommandAgent:
                                                        report_dir=report_rel)
         prompt = self.template.render(context)
         snapshots = tuple(_Snapshot.take(task.repo / p) for p in self._protected)
-        result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=snapshots, env=task.env)
+        # the harness's per-turn variables, not the PATH/PYTHONPATH it gives its own steps
+        turn_vars = {k: v for k, v in task.env.items() if k not in ("PATH", "PYTHONPATH")}
+        result = self._run(task.repo, task.report_dir, task.focus, prompt, restore=snapshots, turn_vars=turn_vars)
         touched = [s for s in snapshots if s.changed()]
         kept = [_keep_copy(s.path, task.report_dir / "agent", f"worker_edited_{s.path.stem}") for s in touched]
         for snap in touched:
@@ -202,20 +208,24 @@ class CommandAgent:
             raise ValueError(f"agent command {self.name!r} has role {self.spec.role!r}, cannot act as {role}")
 
     def _run(self, repo: Path, report_dir: Path, focus: str, prompt: str,
-             restore: tuple[_Snapshot, ...], env: Mapping[str, str] | None = None) -> CommandResult:
+             restore: tuple[_Snapshot, ...], turn_vars: Mapping[str, str]) -> CommandResult:
         agent_dir = report_dir / "agent"
         prompt_file = agent_dir / f"{self.spec.role}-prompt.md"
         atomic_write_text(prompt_file, prompt)
-        argv = render_argv(self.spec.argv, {
-            "prompt": prompt, "prompt_file": str(prompt_file), "repo": str(repo),
-            "report_dir": str(report_dir), "role": self.spec.role, "focus": focus})
+        values = {"prompt_file": str(prompt_file), "repo": str(repo), "report_dir": str(report_dir),
+                  "role": self.spec.role, "focus": focus}
+        argv = render_argv(self.spec.argv, {**values, "prompt": prompt})
+        # the prompt is in prompt_file: logs and the transcript show the command without it
+        shown = shlex.join(render_argv(self.spec.argv, {**values, "prompt": f"<prompt: {len(prompt)} chars, "
+                                                                           f"{prompt_file}>"}))
+        env = agent_environment(self.spec.env, values, turn_vars)
         transcript = agent_dir / f"{self.spec.role}-transcript.log"
         logger.info("running %s agent %s (timeout %ss)", self.spec.role, self.name, self.spec.timeout_s)
         prefix = f"[{self.spec.role} {self.name}]"
         try:
             with heartbeat(prefix, transcript, self.heartbeat_s, self.spend_note):
                 return run(argv, cwd=repo, timeout_s=self.spec.timeout_s, log_path=transcript, env=env,
-                           echo=lambda line: OUTPUT_LOG.info("%s %s", prefix, line))
+                           base_env={}, shown=shown, echo=lambda line: OUTPUT_LOG.info("%s %s", prefix, line))
         except CommandInterrupted as exc:
             for snap in restore:
                 if snap.changed():
@@ -243,8 +253,8 @@ class CommandAgent:
                 steps: tuple[StepRecord, ...] = (), decision: TransientDecision | None = None) -> AgentResult:
         kept_paths = tuple(k for k in kept if k is not None)
         tail = _tail(result.log_path)
-        parsed = parse_usage(self.usage_kind, tail, f"commands.{self.name}.usage")
-        if parsed.usage is None and self.usage_kind != "none":
+        parsed = read_usage(self.usage, tail, {"repo": str(result.cwd), "report_dir": str(report_dir)})
+        if parsed.usage is None and not self.usage.off:
             logger.warning("%s: no spend in its output (%s)", self.name, parsed.reason)
         record = self._record(report_dir, status, message, result, problems, kept_paths, parsed.usage, decision)
         level = logging.INFO if status == "ok" else logging.WARNING

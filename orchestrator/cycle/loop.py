@@ -354,6 +354,12 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
     def result(why: str, reason: str = "") -> LoopResult:
         return LoopResult(tuple(done), why, reason, meter.spend())
 
+    def stopped(stop: LoopStop) -> LoopResult:
+        meter.stopped(stop)
+        event = stop.reason if stop.reason in ("breaker", "budget") else "error"
+        meter.notify(event, stop.focus, stop.message)
+        return result(f"{stop.reason}: {stop.message}", stop.reason)
+
     with hold_lock(ctx.repo):
         with sigterm_as_interrupt():
             for _ in range(n_max):
@@ -369,10 +375,7 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
                         on_cycle(interrupted)
                     return result("interrupted")
                 except LoopStop as stop:
-                    meter.stopped(stop)
-                    event = stop.reason if stop.reason in ("breaker", "budget") else "error"
-                    meter.notify(event, stop.focus, stop.message)
-                    return result(f"{stop.reason}: {stop.message}", stop.reason)
+                    return stopped(stop)
                 except Exception as exc:
                     meter.notify("error", forced_focus, f"{type(exc).__name__}: {exc}")
                     raise
@@ -382,4 +385,8 @@ def run_loop(ctx: HarnessContext, cycles: int | None = None, max_wall_s: float |
                     on_cycle(outcome)
                 if outcome.status == CycleStatus.IDLE:
                     return result("nothing eligible")
+            try:  # a limit reached on the last allowed turn stops the loop like any other
+                meter.check()
+            except LoopStop as stop:
+                return stopped(stop)
     return result(f"{n_max} cycle(s) run")

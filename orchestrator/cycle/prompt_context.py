@@ -36,7 +36,7 @@ def _item_text(ctx: HarnessContext, focus: str) -> tuple[str, str, str]:
         item = plan.item(focus)
     except (DocumentError, OSError, KeyError, ValueError):
         return "", "", ""
-    text = "\n".join(plan.lines[item.line - 1:item.end_line]).strip()
+    text = "\n".join(line.rstrip("\r\n") for line in plan.lines[item.line - 1:item.end_line]).strip()
     return item.title, text, ctx.layout.rel(ctx.layout.plan_of(focus, item.working_plan))
 
 

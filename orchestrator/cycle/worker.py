@@ -257,6 +257,14 @@ def _record_interrupt(attempt: _Attempt, progress: _Progress, exc: KeyboardInter
     save(progress.state.update(interrupted=True))
 
 
+def _handoff_ref(state: CycleState, attempt: _Attempt) -> str:
+    """The commit whose handoff the attempt worked on, named as what it is. (The attempt line is
+    part of its own RALPH commit, whose sha cannot be known yet: the line's sha is ``none``.)"""
+    if state.supervisor_commit:
+        return f"handoff of SUPERVISOR {state.supervisor_commit[:10]}"
+    return f"handoff at {attempt.recorder.sha_before[:10]}"
+
+
 def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
             criteria: Sequence[CriterionRecord], save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
     """Judge the attempt, update the plans, write run.json and commit ``RALPH: …``."""
@@ -266,11 +274,11 @@ def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: 
     n_crit = sum(1 for c in criteria if c.ok is True)
     summary = (f"{n_ok}/{len(attempt.steps) if outcome.per_step else len(records)} steps ok, "
                f"{n_crit}/{len(criteria)} exit criteria passed")
-    base = (state.supervisor_commit or attempt.recorder.sha_before)[:10]
+    handoff = _handoff_ref(state, attempt)
     item_status, ticked = _update_plans(
         ctx, attempt.focus, records, criteria, all_ran,
-        lambda st: fix_plan_doc.format_attempt(ctx.clock(), "RALPH", base,
-                                               f"{summary}; status {st} ({attempt.report_rel}/)"))
+        lambda st: fix_plan_doc.format_attempt(ctx.clock(), "RALPH", None,
+                                               f"{summary}; status {st}; {handoff} ({attempt.report_rel}/)"))
     passed = all_ran and bool(criteria) and all(c.ok is True for c in criteria)
     run_status = "ok" if outcome.ok and passed else "failed"
     notes = f"{outcome.message}. {summary}. Fix-plan status: {item_status}."
@@ -330,11 +338,10 @@ def _finish_external(ctx: HarnessContext, attempt: _Attempt, state: CycleState, 
     its changes under the commit policy with the RALPH commit."""
     turn = agent_turn.judge(ctx, attempt.focus, before, outcome, criteria, attempt.report)
     verdict = turn.verdict
-    base = (state.supervisor_commit or attempt.recorder.sha_before)[:10]
     item_status = agent_turn.update_plans(
         ctx, attempt.focus, verdict.done,
-        fix_plan_doc.format_attempt(ctx.clock(), "RALPH", base, f"agent {ctx.worker.name}: {verdict.status}; "
-                                    f"{verdict.reason} ({attempt.report_rel}/)"))
+        fix_plan_doc.format_attempt(ctx.clock(), "RALPH", None, f"agent {ctx.worker.name}: {verdict.status}; "
+                                    f"{verdict.reason}; {_handoff_ref(state, attempt)} ({attempt.report_rel}/)"))
     run_status = "ok" if verdict.status == "ok" else "failed"
     notes = (f"{outcome.message}. Turn {verdict.status}: {verdict.reason}. "
              f"{sum(1 for c in criteria if c.ok is True)}/{len(criteria)} exit criteria passed. "

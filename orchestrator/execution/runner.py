@@ -177,21 +177,25 @@ def run(
     kill_grace_s: float = 3.0,
     drain_s: float = 2.0,
     max_log_bytes: int | None = 256 * 1024 * 1024,
+    base_env: Mapping[str, str] | None = None,
+    shown: str | None = None,
 ) -> CommandResult:
     """Run ``cmd`` in ``cwd`` for at most ``timeout_s`` seconds; see the module docstring.
 
-    ``env`` is merged over ``os.environ`` (``PYTHONUNBUFFERED=1`` is added unless given, so
-    Python children stream). The log is opened in append mode with a ``# [runner]`` header
-    and footer per call, so a retried step never overwrites an earlier attempt. ``echo``:
-    True logs each line on ``orchestrator.execution.runner.output`` (INFO), a callable receives each
-    line, False is silent. ``drain_s``: how long to wait for the output pipe to close after
+    ``env`` is merged over ``base_env`` (default ``os.environ``; ``PYTHONUNBUFFERED=1`` is added
+    unless given, so Python children stream). ``shown``: how the command appears in the log
+    header and the log line (default: the command itself; an agent's argv elides its prompt).
+    The log is opened in append mode with a ``# [runner]`` header and footer per call, so a
+    retried step never overwrites an earlier attempt. ``echo``: True logs each line on
+    ``orchestrator.execution.runner.output`` (INFO), a callable receives each line, False is
+    silent. ``drain_s``: how long to wait for the output pipe to close after
     the command exited before killing left-over group members. ``max_log_bytes``: output
     beyond this is not logged or echoed (a marker line says so); pytest counts still come
     from the full output.
     Raises ``ValueError`` for a bad timeout or an empty command, and
     :class:`CommandInterrupted` on KeyboardInterrupt. Never raises for a failing command.
     """
-    launch = _Launch.of(cmd, cwd, timeout_s, log_path, env, kill_grace_s, drain_s)
+    launch = _Launch.of(cmd, cwd, timeout_s, log_path, env, kill_grace_s, drain_s, base_env, shown)
     launch.log_path.parent.mkdir(parents=True, exist_ok=True)
     pytest_summary = SummaryWatcher()
     with open(launch.log_path, "ab") as log:
@@ -225,7 +229,8 @@ class _Launch:
 
     @classmethod
     def of(cls, cmd: str | Sequence[str], cwd: Path, timeout_s: float, log_path: Path,
-           env: Mapping[str, str] | None, kill_grace_s: float, drain_s: float) -> _Launch:
+           env: Mapping[str, str] | None, kill_grace_s: float, drain_s: float,
+           base_env: Mapping[str, str] | None = None, shown: str | None = None) -> _Launch:
         if not timeout_s > 0 or timeout_s == float("inf"):
             raise ValueError(f"timeout_s must be a positive finite number of seconds, got {timeout_s!r}")
         if kill_grace_s < 0 or drain_s < 0:
@@ -234,16 +239,16 @@ class _Launch:
             if not cmd.strip():
                 raise ValueError("empty command")
             argv: tuple[str, ...] = ("bash", "-o", "pipefail", "-c", cmd)
-            shown = cmd
+            shown = shown or cmd
         else:
             argv = tuple(str(a) for a in cmd)
             if not argv:
                 raise ValueError("empty argv")
-            shown = shlex.join(argv)
+            shown = shown or shlex.join(argv)
         bad = [k for k, v in (env or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise ValueError(f"env values must be strings; bad entries: {bad}")
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         return cls(argv, shown, Path(cwd), full_env, float(timeout_s), Path(log_path), kill_grace_s, drain_s)
 

@@ -11,12 +11,13 @@ every other key (the main config loader owns those; it must accept :data:`NEW_TO
     commands:
       claude-worker:
         transient: ["my proxy says: slow down"]     # extra regexes (case-insensitive)
-        usage: claude-json                          # claude-json | codex-jsonl | none
+        usage: claude-json                          # claude-json | codex-jsonl | none | mini-swe-agent
+                                                    # | {format, file, cost, input_tokens, output_tokens}
         prompt: prompts/worker.md.j2                # relative to the repository root
 
 Every error is a :class:`TurnConfigError` naming the key path, e.g.
 ``orchestrator.yaml: commands.claude-worker.usage: unknown kind 'foo' (expected claude-json,
-codex-jsonl, none)``.
+codex-jsonl, none, mini-swe-agent, …)``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from orchestrator.turns.errors import TurnConfigError
 from orchestrator.turns.notify import NOTIFY_PLACEHOLDERS, unknown_placeholders
 from orchestrator.turns.prompts import PromptTemplate, default_template, load_template
 from orchestrator.turns.transient import TransientClassifier, compile_patterns
-from orchestrator.turns.usage import check_usage_kind
+from orchestrator.turns.usage_spec import UsageSpec
 
 __all__ = ["NEW_BUDGET_KEYS", "NEW_COMMAND_KEYS", "NEW_TOP_KEYS", "CommandTurnConfig", "CommitConfig",
            "TurnsConfig"]
@@ -88,11 +89,12 @@ class CommitConfig:
 
 @dataclass(frozen=True)
 class CommandTurnConfig:
-    """A command's turn keys: extra ``transient`` regexes (validated), the ``usage`` parser
-    kind, and an optional ``prompt`` template path (repo-relative or absolute)."""
+    """A command's turn keys: extra ``transient`` regexes (validated), where its spend is
+    (``usage``, :class:`~orchestrator.turns.usage_spec.UsageSpec`), and an optional ``prompt``
+    template path (repo-relative or absolute). (``env:`` is validated by ``orchestrator.config``.)"""
 
     transient: tuple[str, ...] = ()
-    usage: str = "none"
+    usage: Any = "none"
     prompt: str | None = None
 
     @classmethod
@@ -101,11 +103,15 @@ class CommandTurnConfig:
         section = _mapping(raw, where)
         transient = _strings(section.get("transient"), f"{where}.transient")
         compile_patterns(transient, f"{where}.transient")
-        usage = check_usage_kind(section.get("usage", "none"), f"{where}.usage")
+        usage = section.get("usage", "none")
+        UsageSpec.from_config(usage, f"{where}.usage")
         prompt = section.get("prompt")
         if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
             raise TurnConfigError(f"{where}.prompt: expected a path string, got {prompt!r}")
         return cls(transient, usage, prompt)
+
+    def usage_spec(self) -> UsageSpec:
+        return UsageSpec.from_config(self.usage, "usage")
 
     def classifier(self) -> TransientClassifier:
         return TransientClassifier.from_regexes(self.transient, "transient")

@@ -8,9 +8,15 @@ failure counts toward neither dwell nor escalation. When the CLI prints when the
 deadline (``budgets.max_wall_s``); :func:`wait_until` sleeps until then unless told to stop, and
 :func:`stop_on_signals` turns SIGINT/SIGTERM into such a stop so a wait ends cleanly.
 
+Real CLIs format for a terminal (Rich panels, wrapping at 80 columns, colour): the harness runs
+agents with a wide, colourless terminal (:mod:`orchestrator.agents.agent_env`) and the
+classifier also searches a *flattened* copy of the output — ANSI escapes and box-drawing
+characters removed, every run of whitespace (line breaks included) one space — so
+``Rate`` / ``limit reached`` split over two lines still matches.
+
 Recognised reset times (case-insensitive): ``try again in 2 seconds``, ``resets in 37 minutes``,
 ``retry after 1h 5m``, ``try again in 5 days 22 hours 11 minutes``, ``Retry-After: 120``,
-``"retry_after": 30``, ``"retryDelay": "17s"``, ``resets 4pm``, ``resets 4:30pm``,
+``"retry_after": 30``, ``'retry-after': '30'``, ``"retryDelay": "17s"``, ``resets 4pm``, ``resets 4:30pm``,
 ``resets 16:00``, ``resets 1:30am (Asia/Dhaka)``, ``resets May 5 at 9pm (America/New_York)``,
 ``try again at Jul 5th, 2026 8:19 PM``
 (next occurrence; local time unless a zone is given), a Unix timestamp after ``|``
@@ -41,6 +47,7 @@ __all__ = [
     "TransientPattern",
     "WaitPlan",
     "compile_patterns",
+    "flatten",
     "parse_wait_until",
     "plan_wait",
     "stop_on_signals",
@@ -64,7 +71,11 @@ def _p(name: str, pattern: str) -> TransientPattern:
     return TransientPattern(name, re.compile(pattern, re.IGNORECASE))
 
 
-#: Messages printed by Claude Code, Codex CLI and Gemini CLI, and HTTP 429/529 statuses.
+#: what precedes an HTTP status: ``HTTP/1.1 429``, ``status: 429``, ``Error: 429``, ``Error code: 429``
+_STATUS = r"(?:\bHTTP(?:/[\d.]+)?|\bstatus(?:[ _]code)?[\"']?\s*[:=]?|\bError(?: code)?:|\"code\"\s*:)"
+
+#: Messages printed by Claude Code, Codex CLI, Gemini CLI and Python SDKs (litellm, openai,
+#: anthropic: ``RateLimitError``, ``Error code: 429``), HTTP 429/529 statuses and ``Retry-After``.
 #: Most specific first: the first match names the decision.
 DEFAULT_PATTERNS: tuple[TransientPattern, ...] = (
     _p("claude-usage-limit", r"Claude AI usage limit reached|Claude usage limit reached"),
@@ -75,10 +86,11 @@ DEFAULT_PATTERNS: tuple[TransientPattern, ...] = (
     _p("anthropic-overloaded", r"\boverloaded_error\b|(?-i:\bOverloaded\b)"),
     _p("gemini-resource-exhausted", r"\bRESOURCE_EXHAUSTED\b|Resource has been exhausted|Resource exhausted"),
     _p("quota-exceeded", r"\bquota exceeded\b|\bexceeded your current quota\b"),
-    _p("http-429", r"\b429 Too Many Requests\b|\bToo Many Requests\b"
-                   r"|(?:\bHTTP(?:/[\d.]+)?|\bstatus(?:[ _]code)?[\"']?\s*[:=]?|\bError:|\"code\"\s*:)\s*429\b"),
-    _p("http-529", r"(?:\bHTTP(?:/[\d.]+)?|\bstatus(?:[ _]code)?[\"']?\s*[:=]?|\bError:|\"code\"\s*:)\s*529\b"),
+    _p("http-429", r"\b429 Too Many Requests\b|\bToo Many Requests\b|" + _STATUS + r"\s*429\b"),
+    _p("http-529", _STATUS + r"\s*529\b"),
+    _p("retry-after", r"\bRetry-After\s*:|[\"']retry-after[\"']\s*:"),
     _p("rate-limited", r"\brate[- _]limit(?:ed|s? exceeded|s? reached)\b"),
+    _p("rate-limit-error", r"\bRateLimitError\b"),
 )
 
 
@@ -138,14 +150,32 @@ class TransientClassifier:
         tail = output[-self.tail_chars:]
         if rc is None or (rc == 0 and not _reports_failure(tail)):
             return TransientDecision(False)
+        flat = flatten(tail)
+        wait = parse_wait_until(tail, now, local_tz) or parse_wait_until(flat, now, local_tz)
         for pattern in (*self.extra, *self.patterns):
             m = pattern.regex.search(tail)
             if m:
                 line_start = tail.rfind("\n", 0, m.start()) + 1
                 line_end = tail.find("\n", m.end())
                 excerpt = tail[line_start: line_end if line_end >= 0 else len(tail)].strip()[:200]
-                return TransientDecision(True, pattern.name, parse_wait_until(tail, now, local_tz), excerpt)
+                return TransientDecision(True, pattern.name, wait, excerpt)
+        for pattern in (*self.extra, *self.patterns):  # split by wrapping, or inside a panel
+            m = pattern.regex.search(flat)
+            if m:
+                excerpt = flat[max(0, m.start() - 80): m.end() + 80].strip()[:200]
+                return TransientDecision(True, pattern.name, wait, excerpt)
         return TransientDecision(False)
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+_BOX_RE = re.compile(r"[\u2500-\u259f]+")
+_SPACE_RE = re.compile(r"\s+")
+
+
+def flatten(text: str) -> str:
+    """``text`` as one line: ANSI escapes dropped, box-drawing characters (Rich panels) and
+    every run of whitespace, line breaks included, turned into one space."""
+    return _SPACE_RE.sub(" ", _BOX_RE.sub(" ", _ANSI_RE.sub("", text))).strip()
 
 
 _CLAUDE_RESULT_ERROR = re.compile(r"\"type\"\s*:\s*\"result\"[^\n]*?\"is_error\"\s*:\s*true")
@@ -171,7 +201,8 @@ _RELATIVE_RE = re.compile(
     rf"(?:try again|retry|resets?|reset|available again|wait)\s+(?:in|after)\s+(?P<d>{_DURATION})", re.IGNORECASE)
 _AMOUNT_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)", re.IGNORECASE)
 _SECONDS_RE = re.compile(
-    r"(?:retry-after\s*:\s*|[\"']retry_after[\"']\s*:\s*|[\"']resets_in_seconds[\"']\s*:\s*)(?P<s>\d+(?:\.\d+)?)",
+    r"(?:retry-after\s*:\s*|[\"']retry[-_]after[\"']\s*:\s*[\"']?|[\"']resets_in_seconds[\"']\s*:\s*)"
+    r"(?P<s>\d+(?:\.\d+)?)",
     re.IGNORECASE)
 _RETRY_DELAY_RE = re.compile(r"[\"']retryDelay[\"']\s*:\s*[\"'](?P<s>\d+(?:\.\d+)?)s[\"']", re.IGNORECASE)
 _EPOCH_RE = re.compile(r"\|\s*(?P<ts>1\d{9})\b|[\"']resets_at[\"']\s*:\s*(?P<ts2>1\d{9})\b"

@@ -254,17 +254,28 @@ def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path:
     assert "[worker llm-worker]" not in outputs[1] and "running worker agent llm-worker" in outputs[1]
 
 
-def test_documented_claude_codex_config_is_valid(tmp_path: Path) -> None:
-    doc = (Path(__file__).parents[2] / "docs" / "coding_agents.md").read_text(encoding="utf-8")
-    section = doc.split("# Running with Claude Code or Codex", 1)[1]
-    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+@pytest.mark.parametrize(("section", "names"), [
+    ("## Claude Code", ("claude-supervisor", "claude-worker")),
+    ("## Codex", ("codex-supervisor", "codex-worker")),
+    ("## mini-swe-agent", ("builtin", "mini-worker")),
+])
+def test_documented_agent_configs_are_valid(tmp_path: Path, section: str, names: tuple[str, str]) -> None:
+    root = Path(__file__).parents[2]
+    assert "docs/coding_agents.md" in (root / "README.md").read_text(encoding="utf-8")
+    doc = (root / "docs/coding_agents.md").read_text(encoding="utf-8")
+    block = doc.split(f"\n{section}\n", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "orchestrator.yaml").write_text(block, encoding="utf-8")
     config = load_config(tmp_path / "orchestrator.yaml")
     sup, wrk = make_agents(config, tmp_path)
     turns = load_turns(config)
-    assert (sup.name, wrk.name) == ("claude-supervisor", "claude-worker")
-    assert turns.budget.max_usd == 5.0 and turns.command("codex-worker").usage == "codex-jsonl"
-    assert "--output-format" in wrk.spec.argv and wrk.spec.argv[wrk.spec.argv.index("--output-format") + 1] == "json"
+    assert (sup.name, wrk.name) == names
+    assert wrk.spec.env and wrk.spec.usage != "none"
+    if names[1] == "claude-worker":
+        assert turns.budget.max_usd == 5.0
+        assert wrk.spec.argv[wrk.spec.argv.index("--output-format") + 1] == "json"
+    if names[1] == "mini-worker":
+        assert wrk.spec.env["MSWEA_CONFIGURED"] == "true" and wrk.spec.usage == "mini-swe-agent"
+        assert "{report_dir}/agent/mini.traj.json" in wrk.spec.argv
 
 
 def test_status_shows_the_running_turn_and_a_transient_wait(tmp_path: Path, harness, capsys) -> None:

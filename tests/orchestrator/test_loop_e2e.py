@@ -59,13 +59,15 @@ def test_supervise_work_commit_end_to_end(tmp_path: Path, harness) -> None:
     assert {a["path"] for a in run["artifacts"]} >= {"hello.txt", "logs/step-01.log", "logs/check-02.log"}
     assert "3/3 steps ok" in (report / "summary.md").read_text() or "| 3 |" in (report / "summary.md").read_text()
     assert (report / "hello.txt").read_text() == "hello\n"
-    # plan ticked, status done, one attempts line pointing at the handoff commit
+    # plan ticked, status done, one RALPH attempts line naming the handoff's SUPERVISOR commit as such
+    # (its own sha cannot be in it: the line is part of the RALPH commit)
     work_plan = plan_doc.load(repo / "plans/active/T-PASS-001/implementation.md")
     assert all(i.checked for i in work_plan.items)
     fp_item = fix_plan_doc.load(repo / "docs/fix_plan.md").item("T-PASS-001")
     assert fp_item.status == "done"
     assert len(fp_item.attempts) == 1 and fp_item.attempts[0].role == "RALPH"
-    assert result.cycles[0].supervisor_commit.startswith(fp_item.attempts[0].sha)
+    assert fp_item.attempts[0].sha == "none"
+    assert f"handoff of SUPERVISOR {result.cycles[0].supervisor_commit[:10]}" in fp_item.attempts[0].text
     # ledger entry: real git sync result, documents read, state line, trailer link to the commit
     entry = ledger_doc.load(repo / "galph_memory.md").entries[-1]
     assert entry.focus_id == "T-PASS-001" and entry.dwell == 0 and entry.state_name == "ready_for_implementation"
