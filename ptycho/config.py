@@ -32,11 +32,15 @@ __all__ = [
     "default_scan_buffer",
 ]
 
-OBJECT_TYPES: tuple[str, ...] = ("lines", "random", "disk")
+# "lines", "random", "disk": ptycho/objects.py; the rest: the bench objects of ptycho/bench_objects.py
+OBJECT_TYPES: tuple[str, ...] = ("lines", "random", "disk", "thin_lines", "thick_lines", "siemens",
+                                 "phase_blobs", "mixed_blobs", "pinn_lines")
 LOSSES: tuple[str, ...] = ("nll", "mae")
 # Hidden-layer activations of the CNN. "relu" units can die for good (docs/findings.md,
 # LOW-DOSE-NLL-PHASE-001); "leaky_relu" (slope 0.1 below zero) keeps a gradient everywhere.
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
+# ×2 up-sampling of the decoders: a resize ("nearest", "bilinear") or a learned transposed conv.
+UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
 
 
 class ConfigError(ValueError):
@@ -172,7 +176,7 @@ class SimConfig(_ConfigMixin):
     nphotons:       mean total counts per diffraction pattern (> 0).
     n_images:       number of groups B (>= 1); also the number of scan positions.
     object_size:    canvas side (px); None → `default_object_size(N, n_images, buffer)`.
-    object_type:    "lines" | "random" | "disk".
+    object_type:    one of OBJECT_TYPES ("lines", "random", "disk" or a bench object).
     probe_scale:    probe disk radius = N / (2·probe_scale) px (> 0; 3 → diameter N/3); see
                     make_probe.
     probe_defocus:  quadratic (defocus) phase at the disk edge (rad, finite; 0 → real,
@@ -264,6 +268,7 @@ class ModelConfig(_ConfigMixin):
                        ``intensity_scale``, which the data normalisation determines).
     activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
+    upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
     """
 
     N: int = 64
@@ -280,6 +285,7 @@ class ModelConfig(_ConfigMixin):
     shared_cnn: bool = True
     trainable_intensity_scale: bool = False
     activation: str = "leaky_relu"
+    upsampling: str = "nearest"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -298,6 +304,7 @@ class ModelConfig(_ConfigMixin):
         _check_bool("shared_cnn", self.shared_cnn)
         _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
 
     @property
     def C(self) -> int:
