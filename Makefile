@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sync.py
 
 study-quick: $(STAMP)
-	$(PY) scripts/studies/dose_response_study.py --quick --output-dir out/study_quick
+	$(PY) -m dose_study --quick --output-dir out/study_quick
 
 report: $(STAMP)
 	$(PY) -m orchestrator report --html out/report.html

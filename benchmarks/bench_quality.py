@@ -26,11 +26,9 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = ("0.7", "0.8", "0.9")
 
 
@@ -54,66 +52,28 @@ def time_to(ssims: list[float], walls: list[float], threshold: float) -> float |
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "scripts" / "studies"))
-    import keras
-    import numpy as np
+    from dose_study.arms import make_config
+    from dose_study.recipe import EpochScore, run_recipe
 
-    from dose_study.arms import FULL, QUICK
-    from ptycho.config import ModelConfig, SimConfig, TrainConfig
-    from ptycho.inference import reconstruct
-    from ptycho.metrics import evaluate, scanned_region
-    from ptycho.model import build_model
-    from ptycho.physics import simulate
-    from ptycho.train import train
-
-    study = QUICK if args.quick else FULL
-    n_images = args.n_images or study.n_images
-    n_test = study.n_test_images
-
-    def sim(seed: int, count: int) -> Any:
-        return simulate(SimConfig(N=study.N, gridsize=study.gridsize, nphotons=args.nphotons,
-                                  n_images=count, probe_defocus=study.probe_defocus, seed=seed))
-
-    train_data, test = sim(study.seed, n_images), sim(study.test_seed, n_test)
-    crop = scanned_region(test.coords, test.obj.shape)
-    constant = np.full(test.obj.shape, np.abs(test.obj[crop]).mean(), np.complex64)
-    baseline = evaluate(constant, test.obj, crop)["amp_ssim"]
-    model = build_model(ModelConfig(N=study.N, gridsize=study.gridsize, loss=args.loss,
-                                    n_filters_scale=study.n_filters_scale,
-                                    probe_defocus=study.probe_defocus,
-                                    intensity_scale=train_data.intensity_scale),
-                        probe=train_data.probe, seed=study.seed)
+    study = make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs)
+    n_images, n_test, nepochs = study.n_images, study.n_test_images, study.nepochs
     ssims: list[float] = []
     psnrs: list[float] = []
     walls: list[float] = []
     epoch_s: list[float] = []
 
-    class Score(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.trained = 0.0
-            self.t0 = 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            seconds = time.perf_counter() - self.t0
-            self.trained += seconds
-            epoch_s.append(seconds)
-            scores = evaluate(reconstruct(model, test), test.obj, crop)
-            ssims.append(round(scores["amp_ssim"], 4))
-            psnrs.append(round(scores["amp_psnr"], 3))
-            walls.append(round(self.trained, 2))
-            print(f"epoch {epoch + 1}: amp SSIM {scores['amp_ssim']:.4f} PSNR "
-                  f"{scores['amp_psnr']:.2f} dB, {self.trained:.1f} s", file=sys.stderr,
-                  flush=True)
+    def on_epoch(score: EpochScore) -> None:
+        epoch_s.append(score.train_s)
+        trained = sum(epoch_s)
+        ssims.append(round(score.scores["amp_ssim"], 4))
+        psnrs.append(round(score.scores["amp_psnr"], 3))
+        walls.append(round(trained, 2))
+        print(f"epoch {score.epoch}: amp SSIM {score.scores['amp_ssim']:.4f} PSNR "
+              f"{score.scores['amp_psnr']:.2f} dB, {trained:.1f} s", file=sys.stderr, flush=True)
 
     load_before = os.getloadavg()[0]
-    nepochs = args.nepochs or study.nepochs
-    train(model, train_data, TrainConfig(nepochs=nepochs, batch_size=study.batch_size,
-                                         learning_rate=study.learning_rate, seed=study.seed),
-          callbacks=[Score()])
+    res = run_recipe(study, args.nphotons, args.loss, on_epoch=on_epoch)
+    model, baseline = res.model, res.constant_scores["amp_ssim"]
     groups = (n_images // study.batch_size) * study.batch_size
     best = max(range(len(ssims)), key=ssims.__getitem__)
     return {

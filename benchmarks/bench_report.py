@@ -17,7 +17,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--harness-history", action="store_true",
                         help="one SUPERVISOR + one RALPH commit per ledger entry (git-derived dwell)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     from orchestrator.report import build_report, render_html, write_report
 
     with tempfile.TemporaryDirectory(prefix="bench_report_") as tmp:

@@ -5,7 +5,10 @@
   import its own modules and any lower layer, never a higher one or a sibling of equal rank);
 * only ``orchestrator/vcs/repo.py`` imports GitPython or spells a ``git`` command line, and only
   ``vcs/`` modules (the gateway's topic classes) call its runner;
-* docs/architecture.md names every orchestrator module.
+* docs/architecture.md names every orchestrator and ``dose_study`` module;
+* ``dose_study`` sits on top of ``ptycho`` (neither ``ptycho`` nor ``orchestrator`` imports it);
+* no Python file of the repository touches ``sys.path`` (every package is imported by its
+  installed name).
 """
 from __future__ import annotations
 
@@ -75,7 +78,11 @@ def _modules() -> list[Path]:
     return sorted(p for p in PKG.rglob("*.py") if "templates" not in p.parts)
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [("orchestrator", "ptycho"), ("ptycho", "orchestrator")])
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("orchestrator", "ptycho"), ("ptycho", "orchestrator"),
+    # the study sits on top of ptycho: nothing below imports it, and it never imports the harness
+    ("ptycho", "dose_study"), ("orchestrator", "dose_study"), ("dose_study", "orchestrator"),
+])
 def test_packages_do_not_import_each_other(package: str, forbidden: str) -> None:
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"no Python files found under {package}/"
@@ -203,3 +210,29 @@ def test_every_orchestrator_folder_is_a_regular_package() -> None:
     left out of an installed wheel (setuptools' package discovery skips it)."""
     folders = {p.parent for p in _modules()}
     assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def test_architecture_doc_names_every_study_module() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([a-z_]+\.py)`", text))
+    modules = sorted(p.name for p in (ROOT / "dose_study").glob("*.py") if p.name != "__init__.py")
+    assert modules, "no dose_study modules found"
+    assert [m for m in modules if m not in named] == []
+
+
+def _touches_sys_path(tree: ast.Module) -> bool:
+    """``sys.path`` read or written anywhere in the module (``sys.path.insert``, assignment, ...)."""
+    return any(isinstance(node, ast.Attribute) and node.attr == "path"
+               and isinstance(node.value, ast.Name) and node.value.id == "sys"
+               for node in ast.walk(tree))
+
+
+def test_no_module_edits_sys_path() -> None:
+    """Packages are found by their installed names (``pip install -e .``): no script, benchmark
+    or test reaches a package through a ``sys.path`` edit."""
+    tops = ("ptycho", "orchestrator", "dose_study", "scripts", "benchmarks", "tests")
+    files = [p for top in tops for p in sorted((ROOT / top).rglob("*.py"))]
+    assert len(files) > 50
+    assert [str(p.relative_to(ROOT)) for p in files if _touches_sys_path(_tree(p))] == []
+    assert _touches_sys_path(ast.parse("import sys\nsys.path.insert(0, 'x')"))
+    assert not _touches_sys_path(ast.parse("import os\nos.path.join('a', 'b')"))

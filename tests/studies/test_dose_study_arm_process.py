@@ -16,7 +16,7 @@ import pytest
 
 from dose_study import arm_process
 from dose_study.arm_process import ArmProcessError, launch_arm
-from dose_study.runner import slim_training_data
+from dose_study.recipe import slim_training_data
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
@@ -91,20 +91,25 @@ def test_stop_request_terminates_the_child(tmp_path: Path) -> None:
 
 
 def test_child_ends_itself_when_its_parent_dies(tmp_path: Path) -> None:
-    """The real child entry: with --parent-pid of a process that is gone, it exits at once."""
+    """The real child entry, started outside the checkout with no PYTHONPATH (it is found by its
+    installed name): with --parent-pid of a process that is gone, it exits at once."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    env = arm_process.child_env(None)
+    env = {k: v for k, v in arm_process.child_env(None).items() if k != "PYTHONPATH"}
+    staging = tmp_path / "staging"
+    staging.mkdir()
     proc = subprocess.run([sys.executable, "-m", "dose_study.arm_process", "--arm", "low_nll",
-                           "--staging", str(tmp_path), "--config", "{}", "--parent-pid",
-                           dead.stdout.strip()], env=env, capture_output=True, timeout=60)
-    assert proc.returncode == 143 and list(tmp_path.iterdir()) == []
+                           "--staging", str(staging), "--config", "{}", "--parent-pid",
+                           dead.stdout.strip()], env=env, cwd=tmp_path, capture_output=True,
+                          timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert list(staging.iterdir()) == []
 
 
 def test_child_env_caps_threads() -> None:
     env = arm_process.child_env(3)
     assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "3"
-    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(arm_process.STUDY_PKG_DIR)
+    assert env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")  # nothing injected
     assert arm_process.child_env(None).get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")
 
 

@@ -221,6 +221,25 @@ def test_sigkill_mid_arm_leaves_nothing_complete(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["figure_ok"] is False
 
 
+# ----------------------------------------------------------------------------- entry points
+@pytest.mark.parametrize("entry", ["console script", "python -m", "old script path"])
+def test_every_entry_point_runs_outside_the_checkout(tmp_path: Path, entry: str) -> None:
+    """The installed package answers by name from another directory with no PYTHONPATH; the old
+    path that handoffs name still works. A merge-only run of an empty directory: exit 1, named."""
+    argv = {"console script": [str(Path(sys.executable).with_name("dose-study"))],
+            "python -m": [sys.executable, "-m", "dose_study"],
+            "old script path": [sys.executable, str(SCRIPT)]}[entry]
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: dose-study") and "--scheduler" in proc.stdout
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([*argv, "--output-dir", "empty", "--merge-only"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 1 and "missing arms: high_nll, high_mae, low_nll, low_mae" in proc.stderr
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_unwritable_output_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "plain_file"
@@ -246,7 +265,7 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
 def test_bad_arguments_fail_before_writing(tmp_path: Path, args: list[str], message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """In-process ``main`` (argument checks run before anything is imported or written)."""
-    from dose_response_study import main
+    from dose_study.cli import main
 
     out = tmp_path / "study"
     try:

@@ -24,12 +24,15 @@ ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz", "complete
 # tiny sizes as in test_dose_study_cli.py: a few training steps per arm
 TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", "64",
         "--nepochs", "1", "--batch-size", "8"]
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "studies" / "dose_response_study.py"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+STUDY_CMD = [sys.executable, "-m", "dose_study"]  # the installed package, by name
+# no PYTHONPATH: the scheduler, the workers (started in a temporary directory) and the arm
+# processes find ptycho and dose_study by their installed names
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "TF_CPP_MIN_LOG_LEVEL": "2",
+       "PYTHONUNBUFFERED": "1"}
 
 
 def study_cmd(out: Path, *extra: str, sizes: list[str] = TINY) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--output-dir", str(out), *sizes, *extra]
+    return [*STUDY_CMD, "--output-dir", str(out), *sizes, *extra]
 
 
 def looks_complete(out: Path) -> list[str]:
@@ -173,7 +176,7 @@ def test_unreachable_scheduler_exits_1_naming_the_address(tmp_path: Path) -> Non
 ])
 def test_bad_cluster_arguments(tmp_path: Path, args: list[str], message: str,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    from dose_response_study import main
+    from dose_study.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--output-dir", str(tmp_path / "study"), *TINY, *args])

@@ -12,7 +12,7 @@ import pytest
 from dose_study.arms import ARM_NAMES, QUICK
 from dose_study.seeds import SeedMergeError, merge, render_markdown
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "studies" / "dose_study" / "seeds.py"
+SEEDS_CMD = [sys.executable, "-m", "dose_study.seeds"]
 
 
 def _run(seed: int, low_nll_psnr: float, low_mae_psnr: float) -> dict:
@@ -63,7 +63,7 @@ def test_cli_writes_both_files_and_fails_cleanly_on_an_incomplete_run(tmp_path: 
         (d / "summary.json").write_text(json.dumps(_run(seed, 21.0 + 0.1 * seed, 20.0)))
         dirs.append(str(d))
     out = tmp_path / "merged"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--output", str(out), *dirs],
+    proc = subprocess.run([*SEEDS_CMD, "--output", str(out), *dirs],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "seeds_summary.json").read_text())["seeds"] == [0, 1, 2]
@@ -72,7 +72,7 @@ def test_cli_writes_both_files_and_fails_cleanly_on_an_incomplete_run(tmp_path: 
     data = json.loads(broken.read_text())
     del data["per_arm"]["low_mae"]
     broken.write_text(json.dumps(data))
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--output", str(tmp_path / "m2"), *dirs],
+    proc = subprocess.run([*SEEDS_CMD, "--output", str(tmp_path / "m2"), *dirs],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "s1/summary.json: arms not complete: low_mae" in proc.stderr
     assert not (tmp_path / "m2").exists()

@@ -36,8 +36,10 @@ CANCEL_WAIT_S = arm_process.TERM_GRACE_S + 10.0
 
 
 class ShippedByValue:
-    """A function that unpickles as itself by value (``cloudpickle``): the scheduler and the
-    workers need not import ``dose_study`` (distributed pickles task functions by reference)."""
+    """A function that unpickles as itself by value (``cloudpickle``; distributed pickles task
+    functions by reference): the task reaches a worker even when its Python lacks ``dose_study``,
+    and reports that by name instead of an unpickling error; the arm process it starts imports
+    the installed package."""
 
     def __init__(self, fn: Any) -> None:
         self.fn = fn
@@ -178,8 +180,7 @@ class DaskArmExecutor:
             attempts[name] += 1
             spec = {"arm": name, "config": cfg.to_dict(), "files": list(ARM_FILES),
                     "topic": topic, "cancel_event": cancel.name,
-                    "threads": self.session.threads,
-                    "study_pkg_dir": str(arm_process.STUDY_PKG_DIR)}
+                    "threads": self.session.threads}
             fut = self.client.submit(self.task, spec, pure=False,
                                      key=f"dose-arm-{name}-{run_id}-{attempts[name]}")
             futures[fut] = name

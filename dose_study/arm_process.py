@@ -10,8 +10,10 @@ Child exit codes: 0 arm written; 1 the arm failed (reason in ``DIR/.arm-result.j
 (a killed study or Dask worker leaves no orphan training on).
 
 This module imports only the standard library at module level, so a Dask client can ship it
-to workers by value (``cloudpickle.register_pickle_by_value``); the workers still need the
-study's code and ptycho at the same path for the child (see docs/dask.md).
+to workers by value (``cloudpickle.register_pickle_by_value``): the scheduler never imports
+the study, and a worker whose Python lacks the installed ``dose_study`` package reports that
+instead of failing to unpickle (docs/dask.md). The child is ``python -m dose_study.arm_process``
+with the worker's own interpreter, found by its installed name from any working directory.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = ".arm-result.json"
-STUDY_PKG_DIR = Path(__file__).resolve().parents[1]  # scripts/studies (holds dose_study/)
 TERM_GRACE_S = 10.0
 
 
@@ -61,11 +62,10 @@ class ArmProcessResult:
     tail: list[str] = field(default_factory=list)
 
 
-def child_env(threads: int | None, study_pkg_dir: Path = STUDY_PKG_DIR) -> dict[str, str]:
-    """Environment of an arm process: the study package importable, TF threads capped."""
+def child_env(threads: int | None) -> dict[str, str]:
+    """Environment of an arm process: this one's, with TF quiet, unbuffered output and the
+    TensorFlow/OpenMP thread counts capped to ``threads`` (None: TensorFlow's default)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(study_pkg_dir), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     if threads:
@@ -79,7 +79,7 @@ def launch_arm(arm: str, staging: Path, config: dict[str, Any], *,
                on_line: Callable[[str], None] = lambda line: None,
                should_stop: Callable[[], bool] = lambda: False,
                threads: int | None = None, python: str = sys.executable,
-               study_pkg_dir: Path = STUDY_PKG_DIR, poll_s: float = 0.5) -> ArmProcessResult:
+               poll_s: float = 0.5) -> ArmProcessResult:
     """Run arm ``arm`` in a fresh process writing into ``staging``; wait for it.
 
     ``config`` is ``StudyConfig.to_dict()``; every output line of the child goes to
@@ -94,7 +94,7 @@ def launch_arm(arm: str, staging: Path, config: dict[str, Any], *,
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=child_env(threads, study_pkg_dir),
+                                stderr=subprocess.STDOUT, env=child_env(threads),
                                 start_new_session=True, text=True, errors="replace")
     except OSError as exc:
         raise ArmProcessError(f"arm {arm}: cannot start {python}: {exc}") from exc
@@ -195,11 +195,12 @@ def arm_task(spec: dict[str, Any]) -> dict[str, Any]:
 
     spec: arm, config (StudyConfig.to_dict()), files (names to return), topic (event topic
     for progress), cancel_event (name of a distributed.Event that stops the arm), threads
-    (TensorFlow threads; None: this worker's cores / its thread count), study_pkg_dir.
+    (TensorFlow threads; None: this worker's cores / its thread count).
     Returns {"status": "ok", "files": {name: bytes}, "worker", "process": {...}} or
     {"status": "failed" | "interrupted", "reason"}; raises ArmProcessError (retried by the
     client) when the process died without a result.
     """
+    import importlib.util
     import resource
     import socket
     import tempfile
@@ -216,11 +217,10 @@ def arm_task(spec: dict[str, Any]) -> dict[str, Any]:
     cancel = Event(spec["cancel_event"])
     if cancel.is_set():
         return {"status": "interrupted", "reason": "study cancelled"}
-    pkg = Path(spec["study_pkg_dir"])
-    if not (pkg / "dose_study" / "arm_process.py").is_file():
-        return {"status": "failed", "reason": f"study code not found at {pkg} on worker "
-                f"{worker.address} ({socket.gethostname()}): workers need the same checkout "
-                "path as the client (docs/dask.md)"}
+    if importlib.util.find_spec("dose_study") is None:
+        return {"status": "failed", "reason": f"the dose_study package is not installed in "
+                f"{sys.executable} on worker {worker.address} ({socket.gethostname()}): "
+                "install ptycho-harness in the workers' environment (docs/dask.md)"}
     threads = spec.get("threads") or max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
     event("running", threads=threads)
 
@@ -232,7 +232,7 @@ def arm_task(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"dose-study-{arm}-",
                                      dir=worker.local_directory) as tmp:
         res = launch_arm(arm, Path(tmp), spec["config"], on_line=on_line,
-                         should_stop=cancel.is_set, threads=threads, study_pkg_dir=pkg)
+                         should_stop=cancel.is_set, threads=threads)
         if res.status != "ok":
             return {"status": res.status, "reason": res.reason}
         files = {name: (Path(tmp) / name).read_bytes() for name in spec["files"]}

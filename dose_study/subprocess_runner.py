@@ -19,7 +19,7 @@ from ptycho.fsutil import atomic_write_json
 
 from .arm_process import ArmProcessError, launch_arm
 from .arms import ArmSpec, StudyConfig
-from .runner import ArmFailure
+from .recipe import ArmFailure
 from .store import read_json
 
 log = logging.getLogger(__name__)

@@ -28,13 +28,9 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "dose_study"  # noqa: A001
+from ptycho.fsutil import atomic_write_bytes
 
-from ptycho.fsutil import atomic_write_bytes  # noqa: E402
-
-from .arms import ARMS, ArmSpec, format_dose  # noqa: E402
+from .arms import ARMS, ArmSpec, format_dose
 
 log = logging.getLogger(__name__)
 
@@ -298,11 +294,11 @@ def load_complete_view(arm_dir: Path, arm: ArmSpec, metrics: dict[str, Any]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``figure.py STUDY_DIR [OUT.png]``: draw the full figure (truth column, phase rows) from
+    """``python -m dose_study.figure STUDY_DIR [OUT.png]``: draw the full figure (truth column, phase rows) from
     the complete arms of a study directory; prints the self-check as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not 1 <= len(args) <= 2:
-        print("usage: figure.py STUDY_DIR [OUT.png]", file=sys.stderr)
+        print("usage: python -m dose_study.figure STUDY_DIR [OUT.png]", file=sys.stderr)
         return 2
     root = Path(args[0])
     out = Path(args[1]) if len(args) == 2 else root / "dose_comparison.png"

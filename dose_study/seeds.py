@@ -14,7 +14,7 @@ positive and larger than twice its standard error over seeds, "MAE better" when 
 negative by as much, else "no significant difference" (and SSIM is reported the same way).
 Runs whose study settings differ (other than the seed) are refused, naming the setting.
 
-Usage: ``python scripts/studies/dose_study/seeds.py --output DIR RUN_DIR [RUN_DIR ...]``
+Usage: ``python -m dose_study.seeds --output DIR RUN_DIR [RUN_DIR ...]``
 (exit 0 on success, 1 on bad or inconsistent inputs).
 """
 
@@ -28,13 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "dose_study"  # noqa: A001
+from ptycho.fsutil import atomic_write_text
 
-from ptycho.fsutil import atomic_write_text  # noqa: E402
-
-from .arms import ARM_NAMES  # noqa: E402
+from .arms import ARM_NAMES
 
 METRICS = ("amp_psnr", "amp_ssim", "amp_frc50")
 IGNORED_SETTINGS = ("seed", "test_seed", "quick")
