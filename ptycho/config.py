@@ -28,6 +28,8 @@ __all__ = [
     "TrainConfig",
     "OBJECT_TYPES",
     "LOSSES",
+    "MODEL_LAYOUT_VERSION",
+    "LAYOUT_DEFAULTS",
     "default_object_size",
     "default_scan_buffer",
 ]
@@ -41,6 +43,18 @@ LOSSES: tuple[str, ...] = ("nll", "mae")
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
 # ×2 up-sampling of the decoders: a resize ("nearest", "bilinear") or a learned transposed conv.
 UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
+# Sub-pixel shifts of the overlap constraint (layers.OverlapConstraint).
+SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
+# What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
+INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log")
+# Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
+# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling /
+# subpixel / input_transform options (docs/findings.md, RESOLUTION-LOSS-001).
+MODEL_LAYOUT_VERSION = 2
+# What a layout-1 archive built, for the ModelConfig keys it may not have written (ReLU before
+# ``activation`` existed): it loads as it was trained.
+LAYOUT_DEFAULTS: dict[str, Any] = {"activation": "relu", "upsampling": "nearest",
+                                   "subpixel": "bilinear", "input_transform": "linear"}
 
 
 class ConfigError(ValueError):
@@ -186,6 +200,8 @@ class SimConfig(_ConfigMixin):
                     >= N//2 + 1 so each N×N patch (with sub-pixel shift) lies inside;
                     None → N//2 + 4.
     seed:           seed of every random draw (object, scan, grouping, Poisson noise).
+    subpixel:       how patches are cut at fractional positions, one of SUBPIXELS
+                    ("bilinear" blurs the patch; "fourier" is a band-limited shift).
     """
 
     N: int = 64
@@ -199,6 +215,7 @@ class SimConfig(_ConfigMixin):
     neighbor_count: int = 7
     scan_buffer: int | None = None
     seed: int = 0
+    subpixel: str = "bilinear"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("nphotons", "probe_scale", "probe_defocus")
 
@@ -218,6 +235,7 @@ class SimConfig(_ConfigMixin):
                 f"got {self.neighbor_count}"
             )
         _check_int("seed", self.seed)
+        _check_choice("subpixel", self.subpixel, SUBPIXELS)
         if self.scan_buffer is not None:
             _check_int("scan_buffer", self.scan_buffer, self.N // 2 + 1)
         if self.object_size is not None:
@@ -269,6 +287,8 @@ class ModelConfig(_ConfigMixin):
     activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
     upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
+    subpixel:          fractional shifts of the overlap constraint, one of SUBPIXELS.
+    input_transform:   what the CNN sees: "linear" amplitudes or "log" (``layers.LogCompress``).
     """
 
     N: int = 64
@@ -286,6 +306,8 @@ class ModelConfig(_ConfigMixin):
     trainable_intensity_scale: bool = False
     activation: str = "leaky_relu"
     upsampling: str = "nearest"
+    subpixel: str = "bilinear"
+    input_transform: str = "linear"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -305,6 +327,8 @@ class ModelConfig(_ConfigMixin):
         _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
+        _check_choice("subpixel", self.subpixel, SUBPIXELS)
+        _check_choice("input_transform", self.input_transform, INPUT_TRANSFORMS)
 
     @property
     def C(self) -> int:

@@ -14,6 +14,7 @@ Usage: ``python scripts/diagnostics/resolution_probe.py --object pinn_lines --ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=512)
     parser.add_argument("--nepochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--integer-positions", action="store_true",
+                        help="scan positions and group offsets on whole pixels: no sub-pixel "
+                             "(bilinear) interpolation in simulation, overlap constraint or stitching")
     parser.add_argument("--model", nargs="*", default=[], help="ModelConfig overrides KEY=VALUE")
     parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides KEY=VALUE")
     args = parser.parse_args(argv)
@@ -76,9 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     from ptycho.physics import simulate
     from ptycho.train import train
 
+    if args.integer_positions:  # diagnostic only: every scan position on a whole pixel
+        import ptycho.physics as physics
+
+        draw = physics.random_positions
+        physics.random_positions = lambda *a: np.floor(draw(*a) + 0.5)
+
     def sim(seed: int, count: int) -> Any:
-        return simulate(SimConfig(N=args.N, gridsize=2, nphotons=args.nphotons, n_images=count,
+        data = simulate(SimConfig(N=args.N, gridsize=2, nphotons=args.nphotons, n_images=count,
                                   probe_defocus=2.0, object_type=args.object, seed=seed))
+        if args.integer_positions:  # whole-pixel offsets from the group centre, too
+            data = dataclasses.replace(data, offsets=np.floor(data.offsets + 0.5))
+        return data
 
     data, test = sim(args.seed, args.n_images), sim(args.seed + 1000, args.n_test)
     crop = scanned_region(test.coords, test.obj.shape)
