@@ -1,35 +1,49 @@
-"""Time-to-quality benchmark: prints ONE JSON object on stdout.
+"""Time-to-quality benchmark, per object: prints ONE JSON object on stdout.
 
-Trains the study's high-dose arm (1e9 photons, Poisson NLL by default; N=64, gridsize 2,
-batch 16, the study's probe) and, after every epoch, reconstructs the held-out test region
-(another simulation seed) and scores its amplitude against the ground truth:
+For each object (``--object NAME``, a comma list, or ``all`` = the study's "lines" plus every
+bench object of ``ptycho.bench_objects``) and each dose of ``--doses``, trains the study's
+recipe (``dose_study.recipe.run_recipe``: N=64, gridsize 2, batch 16, the study's probe;
+Poisson NLL by default) on that object and, after every epoch, reconstructs the held-out test
+scan (another sample of the same object family, another scan) and scores it:
 
-    ssim_by_epoch, psnr_by_epoch  amplitude SSIM / PSNR (dB) of the stitched test object
-    wall_by_epoch                 training wall seconds up to the end of that epoch
-                                  (evaluation time excluded)
-    time_to_ssim                  {"0.7", "0.8", "0.9"}: first wall time at which the SSIM
-                                  reached the threshold, null where it never did
-    baseline_ssim                 SSIM of a constant image (the truth's mean amplitude)
+    carrier          the channel that carries the object ("amp" or "phase"), scored for
+                     ssim_by_epoch / time_to_ssim
+    ssim_by_epoch, psnr_by_epoch  carrier SSIM / PSNR (dB) of the stitched test object
+    wall_by_epoch    training wall seconds up to the end of that epoch (evaluation excluded)
+    time_to_ssim     {"0.7", "0.8", "0.9"}: first wall time at which the carrier SSIM reached
+                     the threshold, null where it never did
+    final            amp/phase MAE, PSNR, SSIM, FRC50 after the last epoch (null = not
+                     applicable: a constant truth channel, see ptycho.metrics)
+    constant         the same for a constant image (the truth's mean amplitude, zero phase)
+    lsqml            pty-chi LSQML on the same test scan when ``ptycho.baseline.available()``,
+                     else {"available": false}
     params, path, cpu, train_groups_per_s (median epoch), best_ssim, best_epoch
 
-Usage: ``python benchmarks/bench_quality.py [--quick] [--nepochs K] [--n-images B]
-[--loss nll|mae] [--nphotons X]``. ``--quick`` runs a small N=32 version for a smoke check.
+With one object and one dose the old flat layout is printed (the keys above at the top level);
+otherwise ``{"objects": {name: {dose: {...}}}, ...}``. ``--figure PNG`` draws the truth and
+the reconstructions of the carrier channel, one row per object.
+
+Usage: ``python benchmarks/bench_quality.py [--quick] [--object all] [--doses 1e9,1e4]
+[--nepochs K] [--n-images B] [--loss nll|mae] [--figure out.png]``.
 Timings depend on other load on the machine (``load_avg`` records it).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 THRESHOLDS = ("0.7", "0.8", "0.9")
+STUDY_OBJECT = "lines"
 
 
 def cpu_name() -> str:
@@ -43,71 +57,159 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_to(ssims: list[float], walls: list[float], threshold: float) -> float | None:
+def time_to(ssims: list[float | None], walls: list[float], threshold: float) -> float | None:
     """First wall time whose SSIM is >= threshold (None if never)."""
     for ssim, wall in zip(ssims, walls, strict=True):
-        if ssim >= threshold:
+        if ssim is not None and ssim >= threshold:
             return round(wall, 2)
     return None
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def carrier_of(name: str) -> str:
+    """"amp" or "phase": the channel that carries object `name`."""
+    from ptycho.bench_objects import CARRIER
+
+    return CARRIER.get(name, "amp")
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str, Any]:
+    """pty-chi LSQML on the test scan, scored like the PINN; {"available": False} without it."""
+    try:
+        from ptycho import baseline  # optional extra: pty-chi on torch (branch wip/baseline)
+    except ImportError:
+        return {"available": False, "note": "ptycho.baseline is not part of this checkout"}
+    reconstruct = getattr(baseline, "reconstruct_simulated", None)
+    if not baseline.available() or reconstruct is None:
+        return {"available": False, "note": "pty-chi not installed (make baseline)"}
+    from ptycho.metrics import evaluate
+
+    start = time.perf_counter()
+    recon = reconstruct(test, engine="lsqml", epochs=epochs)
+    seconds = time.perf_counter() - start
+    return {"available": True, "epochs": epochs, "wall_s": round(seconds, 2),
+            **{k: _round(v) for k, v in evaluate(recon, test.obj, crop).items()}}
+
+
+def run_one(args: argparse.Namespace, name: str, nphotons: float) -> tuple[dict[str, Any], Any]:
     from dose_study.arms import make_config
     from dose_study.recipe import EpochScore, run_recipe
 
-    study = make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs)
-    n_images, n_test, nepochs = study.n_images, study.n_test_images, study.nepochs
-    ssims: list[float] = []
-    psnrs: list[float] = []
+    study = dataclasses.replace(
+        make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs), object_type=name)
+    carrier = carrier_of(name)
+    ssims: list[float | None] = []
+    psnrs: list[float | None] = []
     walls: list[float] = []
     epoch_s: list[float] = []
 
     def on_epoch(score: EpochScore) -> None:
         epoch_s.append(score.train_s)
-        trained = sum(epoch_s)
-        ssims.append(round(score.scores["amp_ssim"], 4))
-        psnrs.append(round(score.scores["amp_psnr"], 3))
-        walls.append(round(trained, 2))
-        print(f"epoch {score.epoch}: amp SSIM {score.scores['amp_ssim']:.4f} PSNR "
-              f"{score.scores['amp_psnr']:.2f} dB, {trained:.1f} s", file=sys.stderr, flush=True)
+        ssims.append(_round(score.scores[f"{carrier}_ssim"]))
+        psnrs.append(_round(score.scores[f"{carrier}_psnr"], 3))
+        walls.append(round(sum(epoch_s), 2))
+        print(f"{name} {nphotons:.0e} epoch {score.epoch}: {carrier} SSIM {ssims[-1]} "
+              f"PSNR {psnrs[-1]} dB, {walls[-1]:.1f} s", file=sys.stderr, flush=True)
 
     load_before = os.getloadavg()[0]
-    res = run_recipe(study, args.nphotons, args.loss, on_epoch=on_epoch)
-    model, baseline = res.model, res.constant_scores["amp_ssim"]
-    groups = (n_images // study.batch_size) * study.batch_size
-    best = max(range(len(ssims)), key=ssims.__getitem__)
-    return {
+    res = run_recipe(study, nphotons, args.loss, on_epoch=on_epoch)
+    valid = [i for i, s in enumerate(ssims) if s is not None]
+    best = max(valid, key=ssims.__getitem__) if valid else None
+    groups = (study.n_images // study.batch_size) * study.batch_size
+    out = {
+        "object": name, "carrier": carrier,
         "config": {"N": study.N, "gridsize": study.gridsize, "batch_size": study.batch_size,
-                   "n_images": n_images, "n_test_images": n_test, "nepochs": nepochs,
-                   "loss": args.loss, "nphotons": args.nphotons,
+                   "n_images": study.n_images, "n_test_images": study.n_test_images,
+                   "nepochs": study.nepochs, "loss": args.loss, "nphotons": nphotons,
                    "learning_rate": study.learning_rate, "quick": args.quick},
-        "ssim_by_epoch": ssims,
-        "psnr_by_epoch": psnrs,
-        "wall_by_epoch": walls,
+        "ssim_by_epoch": ssims, "psnr_by_epoch": psnrs, "wall_by_epoch": walls,
         "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in THRESHOLDS},
-        "best_ssim": ssims[best],
-        "best_epoch": best + 1,
-        "baseline_ssim": round(baseline, 4),
-        "params": int(model.count_params()),
-        "path": model.execution.name,
-        "device": model.execution.device,
+        "best_ssim": None if best is None else ssims[best],
+        "best_epoch": None if best is None else best + 1,
+        "baseline_ssim": _round(res.constant_scores[f"{carrier}_ssim"]),
+        "final": {k: _round(v) for k, v in res.scores.items()},
+        "constant": {k: _round(v) for k, v in res.constant_scores.items()},
+        "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs),
+        "params": int(res.model.count_params()),
+        "path": res.model.execution.name, "device": res.model.execution.device,
         "cpu": cpu_name(),
         "train_groups_per_s": round(groups / statistics.median(epoch_s), 1),
         "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
+    return out, (res.recon[res.crop], res.test.obj[res.crop])
+
+
+def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> None:
+    """One row per object: truth, then the PINN reconstruction per dose (carrier channel)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from ptycho.metrics import align_global, format_metric
+    from ptycho.plots import save_figure
+
+    doses = sorted({d for per in panels.values() for d in per}, key=float, reverse=True)
+    fig = Figure(figsize=(3.2 * (1 + len(doses)), 3.0 * len(panels)))
+    axes = fig.subplots(len(panels), 1 + len(doses), squeeze=False)
+    for row, (name, per) in enumerate(panels.items()):
+        carrier = carrier_of(name)
+        view = np.abs if carrier == "amp" else np.angle
+        truth = next(iter(per.values()))["truth"]
+        images = [("truth", view(truth), None)]
+        for dose in doses:
+            if dose in per:
+                recon = align_global(per[dose]["recon"], per[dose]["truth"])
+                images.append((f"PINN {dose}", view(recon), per[dose]["ssim"]))
+        lo, hi = np.percentile(view(truth), [0.5, 99.5])
+        for col, (label, image, ssim) in enumerate(images):
+            ax = axes[row, col]
+            ax.imshow(image, cmap="gray" if carrier == "amp" else "twilight", vmin=lo, vmax=hi)
+            extra = "" if ssim is None else f" SSIM {format_metric(ssim)}"
+            ax.set_title(f"{name} {carrier}: {label}{extra}", fontsize=8)
+            ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the study's --quick sizes (N=32)")
+    parser.add_argument("--object", default=STUDY_OBJECT,
+                        help="object type, comma list, or 'all' (lines + every bench object)")
+    parser.add_argument("--doses", default="1e9", help="comma list of photons per pattern")
+    parser.add_argument("--nphotons", type=float, default=None, help="one dose (overrides --doses)")
     parser.add_argument("--nepochs", type=int, default=None)
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
-    parser.add_argument("--nphotons", type=float, default=1e9)
+    parser.add_argument("--lsqml-epochs", type=int, default=50)
+    parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    print(json.dumps(run(args)))
+    from ptycho.bench_objects import BENCH_OBJECTS
+
+    names = [STUDY_OBJECT, *BENCH_OBJECTS] if args.object == "all" else args.object.split(",")
+    unknown = sorted(set(names) - {STUDY_OBJECT, *BENCH_OBJECTS})
+    if unknown:
+        parser.error(f"unknown object(s) {unknown}; known: {[STUDY_OBJECT, *BENCH_OBJECTS]}")
+    doses = [args.nphotons] if args.nphotons is not None else [float(d) for d in args.doses.split(",")]
+    results: dict[str, dict[str, Any]] = {}
+    panels: dict[str, dict[str, Any]] = {}
+    for name in names:
+        for dose in doses:
+            label = f"{dose:.0e}".replace("e+0", "e")
+            out, (recon, truth) = run_one(args, name, dose)
+            results.setdefault(name, {})[label] = out
+            panels.setdefault(name, {})[label] = {"recon": recon, "truth": truth,
+                                                  "ssim": out["final"][f"{out['carrier']}_ssim"]}
+    if args.figure is not None:
+        draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
+    if len(names) == 1 and len(doses) == 1:
+        print(json.dumps(next(iter(next(iter(results.values())).values()))))
+    else:
+        print(json.dumps({"objects": results, "cpu": cpu_name(), "argv": sys.argv[1:]}))
     return 0
 
 

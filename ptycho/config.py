@@ -28,15 +28,33 @@ __all__ = [
     "TrainConfig",
     "OBJECT_TYPES",
     "LOSSES",
+    "MODEL_LAYOUT_VERSION",
+    "LAYOUT_DEFAULTS",
     "default_object_size",
     "default_scan_buffer",
 ]
 
-OBJECT_TYPES: tuple[str, ...] = ("lines", "random", "disk")
+# "lines", "random", "disk": ptycho/objects.py; the rest: the bench objects of ptycho/bench_objects.py
+OBJECT_TYPES: tuple[str, ...] = ("lines", "random", "disk", "thin_lines", "thick_lines", "siemens",
+                                 "phase_blobs", "mixed_blobs", "pinn_lines")
 LOSSES: tuple[str, ...] = ("nll", "mae")
 # Hidden-layer activations of the CNN. "relu" units can die for good (docs/findings.md,
 # LOW-DOSE-NLL-PHASE-001); "leaky_relu" (slope 0.1 below zero) keeps a gradient everywhere.
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
+# ×2 up-sampling of the decoders: a resize ("nearest", "bilinear") or a learned transposed conv.
+UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
+# Sub-pixel shifts of the overlap constraint (layers.OverlapConstraint).
+SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
+# What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
+INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log")
+# Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
+# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling /
+# subpixel / input_transform options (docs/findings.md, RESOLUTION-LOSS-001).
+MODEL_LAYOUT_VERSION = 2
+# What a layout-1 archive built, for the ModelConfig keys it may not have written (ReLU before
+# ``activation`` existed): it loads as it was trained.
+LAYOUT_DEFAULTS: dict[str, Any] = {"activation": "relu", "upsampling": "nearest",
+                                   "subpixel": "bilinear", "input_transform": "linear"}
 
 
 class ConfigError(ValueError):
@@ -172,7 +190,7 @@ class SimConfig(_ConfigMixin):
     nphotons:       mean total counts per diffraction pattern (> 0).
     n_images:       number of groups B (>= 1); also the number of scan positions.
     object_size:    canvas side (px); None → `default_object_size(N, n_images, buffer)`.
-    object_type:    "lines" | "random" | "disk".
+    object_type:    one of OBJECT_TYPES ("lines", "random", "disk" or a bench object).
     probe_scale:    probe disk radius = N / (2·probe_scale) px (> 0; 3 → diameter N/3); see
                     make_probe.
     probe_defocus:  quadratic (defocus) phase at the disk edge (rad, finite; 0 → real,
@@ -182,6 +200,8 @@ class SimConfig(_ConfigMixin):
                     >= N//2 + 1 so each N×N patch (with sub-pixel shift) lies inside;
                     None → N//2 + 4.
     seed:           seed of every random draw (object, scan, grouping, Poisson noise).
+    subpixel:       how patches are cut at fractional positions, one of SUBPIXELS
+                    ("bilinear" blurs the patch; "fourier" is a band-limited shift).
     """
 
     N: int = 64
@@ -195,6 +215,7 @@ class SimConfig(_ConfigMixin):
     neighbor_count: int = 7
     scan_buffer: int | None = None
     seed: int = 0
+    subpixel: str = "bilinear"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("nphotons", "probe_scale", "probe_defocus")
 
@@ -214,6 +235,7 @@ class SimConfig(_ConfigMixin):
                 f"got {self.neighbor_count}"
             )
         _check_int("seed", self.seed)
+        _check_choice("subpixel", self.subpixel, SUBPIXELS)
         if self.scan_buffer is not None:
             _check_int("scan_buffer", self.scan_buffer, self.N // 2 + 1)
         if self.object_size is not None:
@@ -264,6 +286,9 @@ class ModelConfig(_ConfigMixin):
                        ``intensity_scale``, which the data normalisation determines).
     activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
+    upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
+    subpixel:          fractional shifts of the overlap constraint, one of SUBPIXELS.
+    input_transform:   what the CNN sees: "linear" amplitudes or "log" (``layers.LogCompress``).
     """
 
     N: int = 64
@@ -280,6 +305,9 @@ class ModelConfig(_ConfigMixin):
     shared_cnn: bool = True
     trainable_intensity_scale: bool = False
     activation: str = "leaky_relu"
+    upsampling: str = "nearest"
+    subpixel: str = "bilinear"
+    input_transform: str = "linear"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -298,6 +326,9 @@ class ModelConfig(_ConfigMixin):
         _check_bool("shared_cnn", self.shared_cnn)
         _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
+        _check_choice("subpixel", self.subpixel, SUBPIXELS)
+        _check_choice("input_transform", self.input_transform, INPUT_TRANSFORMS)
 
     @property
     def C(self) -> int:

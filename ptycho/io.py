@@ -2,7 +2,8 @@
 
 Model archive = one zip holding ``model.weights.h5`` (Keras weights, probe included),
 ``model_config.json`` (``ModelConfig.to_dict()``) and ``meta.json`` (format name and version,
-intensity scale, library versions, parameter count). ``load_model`` rebuilds the model from
+``model_layout`` (``config.MODEL_LAYOUT_VERSION``; older layouts load as they were built, a newer
+one fails naming it), intensity scale, library versions, parameter count). ``load_model`` rebuilds the model from
 the config and loads the weights: predictions are identical to the saved model's on the same
 execution path.
 
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.canonical import GroupingOptions, is_canonical
-from ptycho.config import ConfigError, ModelConfig, SimConfig
+from ptycho.config import LAYOUT_DEFAULTS, MODEL_LAYOUT_VERSION, ConfigError, ModelConfig, SimConfig
 from ptycho.fsutil import atomic_path
 
 __all__ = ["ARCHIVE_FORMAT", "ARCHIVE_VERSION", "DATA_FORMAT_VERSION", "PtychoData", "save_model", "load_model",
@@ -72,6 +73,7 @@ def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None
     meta = {
         "format": ARCHIVE_FORMAT,
         "format_version": ARCHIVE_VERSION,
+        "model_layout": MODEL_LAYOUT_VERSION,
         "intensity_scale": float(intensity_scale) if intensity_scale is not None else current,
         "model_intensity_scale": current,
         "param_count": int(model.count_params()),
@@ -124,8 +126,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[Any, ModelConfig, dict[str
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{source}: not a readable model archive (truncated or not a zip "
-                         f"file): {exc}") from exc
+        raise ValueError(f"{source}: not a readable model archive (truncated or not a zip file): {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: invalid JSON in model archive: {exc}") from exc
     return model, cfg, meta
@@ -138,12 +139,19 @@ def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, 
     if not isinstance(version, int) or version > ARCHIVE_VERSION:
         raise ValueError(f"{source}: unsupported archive format_version {version!r} "
                          f"(this library reads <= {ARCHIVE_VERSION})")
-    if isinstance(config, dict) and "activation" not in config:
-        config = {**config, "activation": "relu"}  # archives from before the option had ReLU
+    layout = meta.get("model_layout", 1)
+    if isinstance(layout, bool) or not isinstance(layout, int) or layout < 1:
+        raise ValueError(f"{source}: invalid model_layout {layout!r} in meta.json")
+    if layout > MODEL_LAYOUT_VERSION:
+        raise ValueError(f"{source}: the archive's network has model layout version {layout}, newer "
+                         f"than this library's {MODEL_LAYOUT_VERSION}; update ptycho-harness to load it")
+    if isinstance(config, dict) and layout == 1:  # keys layout 1 did not write: what it built
+        config = {**LAYOUT_DEFAULTS, **config}
     try:
         cfg = ModelConfig.from_dict(config)
     except ConfigError as exc:
-        raise ValueError(f"{source}: invalid model_config.json: {exc}") from exc
+        raise ValueError(f"{source}: invalid model_config.json (model layout version {layout}): "
+                         f"{exc}") from exc
     from ptycho.model import build_model
 
     model = build_model(cfg)
@@ -151,7 +159,9 @@ def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, 
     try:
         model.load_weights(weights)
     except Exception as exc:  # h5py/keras raise many types for damaged or foreign weights
-        raise ValueError(f"{source}: weights do not match the model config: {exc}") from exc
+        raise ValueError(f"{source}: weights of model layout version {layout} do not match the "
+                         f"network its config builds (this library: layout version "
+                         f"{MODEL_LAYOUT_VERSION}): {exc}") from exc
     return model, cfg
 
 

@@ -19,10 +19,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho.translation import translate
+from ptycho.translation import fourier_translate, translate
 
 __all__ = [
     "GroupsToBatch",
+    "LogCompress",
     "BatchToGroups",
     "AmplitudeActivation",
     "PhaseActivation",
@@ -107,6 +108,32 @@ class GroupsToBatch(keras.layers.Layer):
 
     def compute_output_spec(self, x: Any) -> keras.KerasTensor:
         return keras.KerasTensor((None, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class LogCompress(keras.layers.Layer):
+    """Network-input compression ``log1p(x / floor)`` (elementwise, float32).
+
+    Normalised diffraction amplitudes span four decades: ≈5 in the central beam, 1e-3–1e-2
+    at the high scattering angles that carry the finest object detail. A CNN fed the linear
+    amplitudes barely sees the latter; the logarithm puts every ring on a similar scale
+    (docs/findings.md, RESOLUTION-LOSS-001). Only the network input is compressed: the
+    physics and the loss still use the measured amplitudes.
+    call: (..., N, N, C) float32 ≥ 0 → same shape float32 ≥ 0
+    """
+
+    def __init__(self, floor: float = 0.01, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", _PHYSICS_DTYPE)
+        super().__init__(**kwargs)
+        if not (math.isfinite(floor) and floor > 0):
+            raise ValueError(f"LogCompress: floor must be > 0, got {floor!r}")
+        self.floor = float(floor)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.math.log1p(tf.maximum(tf.cast(x, tf.float32), 0.0) / self.floor)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "floor": self.floor}
 
 
 @keras.saving.register_keras_serializable(package="ptycho")
@@ -218,6 +245,10 @@ class OverlapConstraint(keras.layers.Layer):
     patch (where the probe is dark and the data say nothing) is averaged, with equal weight,
     into the illuminated centres of its neighbours. Stored as a non-trainable weight.
 
+    ``subpixel``: how patches move by fractional offsets: "bilinear" (``translate``; a
+    round trip low-passes the patch, worst at half-pixel offsets) or "fourier"
+    (``fourier_translate``: exact for band-limited content; the weighted path only).
+
     ``compile_xla=True`` runs the block as an XLA-compiled function owned by this layer
     instance (traced per instance and input shape, never shared between models); it needs
     ``use_xla=True`` and is pointless when the whole step is already jit-compiled.
@@ -227,7 +258,8 @@ class OverlapConstraint(keras.layers.Layer):
     """
 
     def __init__(self, pad: int, use_xla: bool = True, compile_xla: bool = False,
-                 weights: np.ndarray | None = None, **kwargs: Any) -> None:
+                 weights: np.ndarray | None = None, subpixel: str = "bilinear",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("dtype", _PHYSICS_DTYPE)
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
@@ -242,6 +274,9 @@ class OverlapConstraint(keras.layers.Layer):
             raise ValueError(f"OverlapConstraint: pad must be an int >= 0, got {pad!r}")
         if compile_xla and not use_xla:
             raise ValueError("OverlapConstraint: compile_xla=True needs use_xla=True")
+        if subpixel not in ("bilinear", "fourier"):
+            raise ValueError(f"OverlapConstraint: subpixel must be 'bilinear' or 'fourier', got {subpixel!r}")
+        self.subpixel = subpixel
         self.pad = pad
         self.use_xla = bool(use_xla)
         self.compile_xla = bool(compile_xla)
@@ -283,15 +318,20 @@ class OverlapConstraint(keras.layers.Layer):
             stacked = tf.concat([stacked * w[None, :, :, None],
                                  tf.broadcast_to(w[None, :, :, None], tf.shape(stacked[..., :1]))],
                                 axis=-1)  # (B·C, P, P, 3): re·w, im·w, w
-            placed = tf.reduce_sum(unflatten_groups(translate(stacked, shifts, use_xla=self.use_xla),
-                                                    c), axis=1)  # (B, P, P, 3)
+            placed = tf.reduce_sum(unflatten_groups(self._shift(stacked, shifts), c),
+                                   axis=1)  # (B, P, P, 3)
             summed, weight = placed[..., :2], placed[..., 2:]
             floor = 1e-3 * tf.reduce_max(w)
         mean = summed / tf.where(weight > floor, weight, tf.ones_like(weight))
         canvas = tf.repeat(mean, c, axis=0)  # (B·C, P, P, 2): patch b·C + c reads canvas b
-        back = translate(canvas, -shifts, use_xla=self.use_xla)[:, p : p + n, p : p + n, :]
+        back = self._shift(canvas, -shifts)[:, p : p + n, p : p + n, :]
         out = tf.complex(back[..., 0], back[..., 1])  # (B·C, N, N)
         return tf.transpose(tf.reshape(out, [-1, c, n, n]), [0, 2, 3, 1])
+
+    def _shift(self, images: tf.Tensor, shifts: tf.Tensor) -> tf.Tensor:
+        if self.subpixel == "fourier":
+            return fourier_translate(images, shifts)
+        return translate(images, shifts, use_xla=self.use_xla)
 
     def compute_output_spec(self, patches: Any, offsets: Any) -> keras.KerasTensor:
         return keras.KerasTensor(patches.shape, dtype="complex64")
@@ -299,7 +339,7 @@ class OverlapConstraint(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         weights = None if self._initial_weights is None else self._initial_weights.tolist()
         return {**super().get_config(), "pad": self.pad, "use_xla": self.use_xla,
-                "compile_xla": self.compile_xla, "weights": weights}
+                "compile_xla": self.compile_xla, "subpixel": self.subpixel, "weights": weights}
 
 
 @keras.saving.register_keras_serializable(package="ptycho")

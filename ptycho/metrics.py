@@ -20,6 +20,10 @@ Conventions
   k = n//2. ``frc50`` is in the same ring-index units: the first (linearly interpolated)
   crossing below 0.5 after the DC ring, or n//2 (Nyquist) when the curve never drops below
   0.5 — e.g. an image against itself.
+* A **constant truth channel** (e.g. the phase of a pure amplitude object, the amplitude of
+  a pure phase object: peak-to-peak below ``CONSTANT_TOL``) has no structure to compare with,
+  so ``evaluate`` reports its SSIM, PSNR and FRC50 as not applicable (``None``; ``format_metric``
+  prints "n/a"); its MAE stays a number (it measures what leaked into that channel).
 * ``evaluate`` aligns the prediction with the least-squares complex scale
   s = <truth, pred>/<pred, pred> (removes a global phase offset and amplitude scale), then
   scores amplitude |·| and phase angle(·) (phase MAE on the wrapped difference).
@@ -34,6 +38,9 @@ import numpy as np
 
 __all__ = [
     "PSNR_CAP_DB",
+    "CONSTANT_TOL",
+    "format_metric",
+    "is_constant",
     "mae",
     "psnr",
     "ssim",
@@ -45,6 +52,9 @@ __all__ = [
 ]
 
 PSNR_CAP_DB = 100.0
+# A truth channel whose peak-to-peak range is below this (amplitude units or rad) is constant:
+# its SSIM / PSNR / FRC50 are not applicable (None).
+CONSTANT_TOL = 1e-6
 _SSIM_SIGMA = 1.5
 _SSIM_RADIUS = 5  # 11×11 window
 
@@ -199,13 +209,26 @@ def scanned_region(coords: Any, shape: tuple[int, int] | None = None) -> tuple[s
     return slice(int(y0), int(y1)), slice(int(x0), int(x1))
 
 
-def evaluate(pred: Any, truth: Any, crop: tuple[slice, slice] | None = None) -> dict[str, float]:
+def is_constant(truth: Any, tol: float = CONSTANT_TOL) -> bool:
+    """True when the real image `truth` has a peak-to-peak range below `tol` (no structure)."""
+    values = np.asarray(truth, np.float64)
+    return bool(values.size == 0 or float(values.max() - values.min()) < tol)
+
+
+def format_metric(value: float | None, spec: str = ".3f") -> str:
+    """`value` formatted with `spec`, or "n/a" for a metric that is not applicable (None)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def evaluate(pred: Any, truth: Any,
+             crop: tuple[slice, slice] | None = None) -> dict[str, float | None]:
     """Amplitude and phase metrics of a reconstructed object against the ground truth.
 
     pred, truth: (H, W) complex (real accepted); crop: (row slice, column slice) applied to
     both before alignment (e.g. ``scanned_region(...)``), or None for the full images.
     returns: {amp,phase}_{mae,psnr,ssim,frc50} as floats (PSNR capped at 100 dB; FRC50 in
-             ring-index units, Nyquist = min(h, w)//2 of the cropped image).
+             ring-index units, Nyquist = min(h, w)//2 of the cropped image); the PSNR, SSIM
+             and FRC50 of a channel whose truth is constant (``is_constant``) are None.
     """
     p, t = np.asarray(pred), np.asarray(truth)
     if p.shape != t.shape:
@@ -224,6 +247,9 @@ def evaluate(pred: Any, truth: Any, crop: tuple[slice, slice] | None = None) -> 
             results["phase_mae"] = float(np.mean(np.abs(np.angle(np.exp(1j * (a - b))))))
         else:
             results["amp_mae"] = mae(a, b)
+        if is_constant(b):
+            results.update({f"{name}_psnr": None, f"{name}_ssim": None, f"{name}_frc50": None})
+            continue
         results[f"{name}_psnr"] = psnr(a, b, cap=PSNR_CAP_DB)
         results[f"{name}_ssim"] = ssim(a, b)
         results[f"{name}_frc50"] = frc50(frc_curve(a, b))

@@ -47,6 +47,7 @@ from ptycho.layers import (
     FarField,
     GroupsToBatch,
     IntensityScale,
+    LogCompress,
     OverlapConstraint,
     PhaseActivation,
     ProbeIllumination,
@@ -79,6 +80,9 @@ MAX_AMPLITUDE = 4.0
 # Slope below zero of the default "leaky_relu" activation: every unit keeps a gradient, so none
 # can die for good (a dead amplitude decoder was LOW-DOSE-NLL-PHASE-001).
 LEAKY_SLOPE = 0.1
+# ``input_transform="log"`` feeds the CNN log1p(amplitude / LOG_INPUT_FLOOR): the normalised
+# amplitudes are ≈5 in the central beam and 1e-3–1e-2 at the highest angles.
+LOG_INPUT_FLOOR = 0.01
 
 
 # --------------------------------------------------------------------------- model
@@ -124,12 +128,23 @@ def _conv(x: Any, filters: int, name: str, dtype: str, seed: int, activation: st
     )(x)
 
 
+def _upsample(x: Any, width: int, name: str, dtype: str, seed: int, mode: str,
+              activation: str) -> Any:
+    """×2 up-sampling: "nearest" / "bilinear" resize, or a learned stride-2 transposed conv."""
+    if mode == "transpose":
+        return keras.layers.Conv2DTranspose(
+            width, 4, strides=2, padding="same", activation=_activation(activation), dtype=dtype,
+            name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    return keras.layers.UpSampling2D(2, interpolation=mode, dtype=dtype, name=name)(x)
+
+
 def _decoder(x: Any, widths: tuple[int, ...], out_channels: int, prefix: str, dtype: str,
-             seed: int, activation: str) -> Any:
+             seed: int, activation: str, upsampling: str = "nearest") -> Any:
     """Up-sampling blocks for `widths` (coarsest first), then a 3×3 conv to `out_channels`."""
     for level, width in enumerate(widths):
         x = _conv(x, width, f"{prefix}_conv{level}a", dtype, seed + 10 * level, activation)
-        x = keras.layers.UpSampling2D(2, dtype=dtype, name=f"{prefix}_up{level}")(x)
+        x = _upsample(x, width, f"{prefix}_up{level}", dtype, seed + 10 * level + 5, upsampling,
+                      activation)
         x = _conv(x, width, f"{prefix}_conv{level}b", dtype, seed + 10 * level + 1, activation)
     # Last layer in float32 (it feeds the physics), initialised to zero: the untrained model
     # predicts a flat object (amplitude 1, phase 0), not random structure that training would
@@ -169,14 +184,17 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     offsets = keras.Input((1, 2, c), dtype="float32", name="offsets")
     shared = cfg.shared_cnn and c > 1
     x = GroupsToBatch(name="patterns")(diffraction) if shared else diffraction
+    if cfg.input_transform == "log":
+        x = LogCompress(LOG_INPUT_FLOOR, name="log_input")(x)
     for level, width in enumerate(widths):
         x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level, cfg.activation)
         x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1, cfg.activation)
         x = keras.layers.MaxPooling2D(2, dtype=cnn, name=f"enc_pool{level}")(x)
     up = tuple(reversed(widths))[: levels - 1 if cfg.pad_object else levels]
     out_c = 1 if shared else c
-    amp_logits = _decoder(x, up, out_c, "amp", cnn, seed + 1000, cfg.activation)
-    phase_logits = _decoder(x, up, out_c, "phase", cnn, seed + 2000, cfg.activation)
+    amp_logits = _decoder(x, up, out_c, "amp", cnn, seed + 1000, cfg.activation, cfg.upsampling)
+    phase_logits = _decoder(x, up, out_c, "phase", cnn, seed + 2000, cfg.activation,
+                            cfg.upsampling)
     if shared:
         amp_logits = BatchToGroups(c, name="amp_groups")(amp_logits)
         phase_logits = BatchToGroups(c, name="phase_groups")(phase_logits)
@@ -191,7 +209,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     consistent = OverlapConstraint(
         pad=overlap_pad(n), use_xla=plan.translation_xla,
         compile_xla=plan.translation_xla and not plan.jit_compile,
-        weights=illumination / illumination.max(), name="overlap",
+        weights=illumination / illumination.max(), subpixel=cfg.subpixel, name="overlap",
     )(obj, offsets)
     waves = ProbeIllumination(n, probe, name="probe")(consistent)
     amp_pred = FarField(name="amplitude")(waves)

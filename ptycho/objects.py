@@ -1,4 +1,5 @@
-"""Synthetic complex objects for simulation: "lines", "random", "disk". Pure numpy."""
+"""Synthetic complex objects for simulation: "lines", "random", "disk", and the bench objects
+of ``ptycho.bench_objects`` through ``make_object``. Pure numpy."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def make_object(object_type: str, size: int, rng: np.random.Generator) -> np.nda
 
     object_type: "lines" (random line segments, Gaussian-blurred σ=1 px, amplitude scaled
                  to [0.5, 1.5], zero phase), "random" (i.i.d. amplitude/phase, for tests),
-                 "disk" (centred blurred disk with a phase step, for tests)
+                 "disk" (centred blurred disk with a phase step, for tests), or a bench
+                 object (``ptycho.bench_objects.BENCH_OBJECTS``)
     size:        canvas side (px), >= 8
     rng:         numpy Generator (the only source of randomness)
     returns:     (size, size) complex64
@@ -72,5 +74,9 @@ def make_object(object_type: str, size: int, rng: np.random.Generator) -> np.nda
         raise ValueError(f"make_object: object_type must be one of {list(OBJECT_TYPES)}, got {object_type!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
         raise ValueError(f"make_object: size must be an int >= 8, got {size!r}")
-    maker = {"lines": _lines, "random": _random, "disk": _disk}[object_type]
+    maker = {"lines": _lines, "random": _random, "disk": _disk}.get(object_type)
+    if maker is None:
+        from ptycho.bench_objects import make_bench_object  # imports this module
+
+        return make_bench_object(object_type, int(size), rng)
     return maker(int(size), rng)

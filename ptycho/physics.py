@@ -5,8 +5,9 @@ Pipeline of ``simulate(cfg)`` (all numpy, vectorised, seeded; no TensorFlow):
   2. P = n_images scan positions uniform inside the canvas minus ``cfg.buffer``
   3. one group per position: C = gridsize² of its ``neighbor_count`` nearest neighbours;
      offsets relative to the group's centre of mass
-  4. sub-pixel (bilinear) extraction of the P unique N×N patches (equivalent to
-     ``translation.translate`` with zero fill, checked by a test)
+  4. sub-pixel extraction of the P unique N×N patches: bilinear (equivalent to
+     ``translation.translate`` with zero fill, checked by a test) or a band-limited Fourier
+     shift (``cfg.subpixel``)
   5. far field ``|fftshift(fft2(probe · patch, norm="ortho"))|²`` per unique position
   6. dose: scale so the mean total expected counts per pattern (over the B·C returned
      patterns) is exactly ``nphotons``; Poisson sampling with the seeded generator. Each
@@ -84,11 +85,16 @@ class SimulatedData:
         return int(self.diffraction.shape[0])
 
 
-def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
-    """Bilinear sub-pixel N×N patches centred (pixel N//2) at each (x, y) position.
+def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int,
+                    subpixel: str = "bilinear") -> np.ndarray:
+    """Sub-pixel N×N patches centred (pixel N//2) at each (x, y) position.
 
     obj:       (H, W) complex64
     positions: (P, 2) float (x, y); every patch plus one pixel must lie inside obj
+    subpixel:  "bilinear" (interpolation between the 4 neighbours: a fractional position
+               low-passes the patch) or "fourier" (a band-limited shift of the patch's
+               window, extended by ``FOURIER_MARGIN`` px where the canvas allows: keeps the
+               object's detail at every position)
     returns:   (P, N, N) complex64 with patch[i, j] = obj(y - N//2 + i, x - N//2 + j)
     """
     h, w = obj.shape
@@ -96,12 +102,16 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int) -> np.ndarra
     base = np.floor(origin)
     frac = (origin - base).astype(np.float32)
     base = base.astype(np.int64)
+    if subpixel not in ("bilinear", "fourier"):
+        raise ValueError(f"extract_patches: subpixel must be 'bilinear' or 'fourier', got {subpixel!r}")
     if base.min() < 0 or base[:, 0].max() + n >= w or base[:, 1].max() + n >= h:
         raise ValueError(
             f"extract_patches: a {n}×{n} patch leaves the {h}×{w} canvas "
             f"(positions x∈[{positions[:, 0].min():.2f}, {positions[:, 0].max():.2f}], "
             f"y∈[{positions[:, 1].min():.2f}, {positions[:, 1].max():.2f}])"
         )
+    if subpixel == "fourier":
+        return _fourier_patches(np.asarray(obj, np.complex64), base, frac, n)
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(obj, np.complex64), (n + 1, n + 1))
     window = windows[base[:, 1], base[:, 0]].view(np.float32)  # (P, N+1, 2(N+1)) re/im interleaved
     fx = frac[:, 0, None, None]
@@ -115,6 +125,31 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int) -> np.ndarra
     out *= fy
     out += along_x[:, :-1]  # (P, N, 2N)
     return out.view(np.complex64)
+
+
+FOURIER_MARGIN = 8  # px of canvas around each window a Fourier-shifted patch is cut from
+
+
+def _fourier_patches(obj: np.ndarray, base: np.ndarray, frac: np.ndarray, n: int,
+                     chunk: int = 256) -> np.ndarray:
+    """Patches whose pixel (0, 0) sits at base + frac, by a Fourier shift of a window
+    extended by a margin m (≤ FOURIER_MARGIN, as far as the canvas allows on every side):
+    the wrap-around of the circular shift stays in the margin, which is cropped."""
+    h, w = obj.shape
+    m = int(min(FOURIER_MARGIN, base.min(), w - 1 - (base[:, 0].max() + n),
+                h - 1 - (base[:, 1].max() + n)))
+    size = n + 2 * m
+    freq = np.fft.fftfreq(size)
+    windows = np.lib.stride_tricks.sliding_window_view(obj, (size, size))
+    out = np.empty((len(base), n, n), np.complex64)
+    for lo in range(0, len(base), chunk):
+        b, f = base[lo:lo + chunk] - m, frac[lo:lo + chunk].astype(np.float64)
+        spectrum = np.fft.fft2(windows[b[:, 1], b[:, 0]])
+        # content at window coordinate frac moves to 0: a shift by -frac
+        ramp = np.exp(2j * np.pi * (f[:, 1, None, None] * freq[None, :, None]
+                                    + f[:, 0, None, None] * freq[None, None, :]))
+        out[lo:lo + chunk] = np.fft.ifft2(spectrum * ramp)[:, m:m + n, m:m + n]
+    return out
 
 
 def far_field(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
@@ -193,7 +228,7 @@ def simulate(cfg: SimConfig) -> SimulatedData:
     scan_index = group_positions(positions, cfg.gridsize, cfg.neighbor_count, group_rng)
     coords, offsets = group_offsets(positions, scan_index)
 
-    patches = extract_patches(obj, positions, n)  # (P, N, N)
+    patches = extract_patches(obj, positions, n, cfg.subpixel)  # (P, N, N)
     intensity = far_field(probe, patches).astype(np.float64) ** 2
     uses = np.bincount(scan_index.ravel(), minlength=len(positions))
     counts, dose_scale = expose(intensity, cfg.nphotons, noise_rng, multiplicity=uses)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ptycho.fsutil import atomic_write_bytes
-from ptycho.metrics import align_global
+from ptycho.metrics import align_global, format_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -130,7 +130,8 @@ def comparison_figure(
         _panel(fig, axes[row, 1], phase[row], f"{name}: phase", "twilight", "rad", phase_limits)
     parts = [title] if title else []
     if metrics:
-        parts += [f"{k}={metrics[k]:.3g}" for k in ("amp_psnr", "amp_ssim") if k in metrics]
+        parts += [f"{k}={format_metric(metrics[k], '.3g')}"
+                  for k in ("amp_psnr", "amp_ssim", "phase_ssim") if k in metrics]
     if parts:
         fig.suptitle("  ".join(parts))
     return fig

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ptycho.config import SimConfig, TrainConfig  # noqa: E402
+from ptycho.config import LAYOUT_DEFAULTS, MODEL_LAYOUT_VERSION, SimConfig, TrainConfig  # noqa: E402
 from ptycho.fsutil import atomic_path  # noqa: E402
 from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.io import (  # noqa: E402
@@ -167,18 +167,51 @@ def test_failed_write_keeps_the_previous_file(sim: object, tmp_path: Path) -> No
     assert load_npz(path).n_groups == 16
 
 
-def test_archive_from_before_the_activation_option_loads_with_relu(
-        archive: tuple[Path, object], tmp_path: Path) -> None:
-    path, model = archive
-    old = tmp_path / "old.wts.h5.zip"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+def _rewrite(path: Path, target: Path, config_drop: tuple[str, ...] = (),
+             meta_set: dict | None = None, meta_drop: tuple[str, ...] = ()) -> Path:
+    """Copy of archive `path` with keys dropped from its config / meta (an older writer)."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(target, "w") as dst:
         for name in src.namelist():
             data = src.read(name)
-            if name == "model_config.json":
-                config = json.loads(data)
-                assert config.pop("activation") == "leaky_relu"
-                data = json.dumps(config).encode()
+            if name in ("model_config.json", "meta.json"):
+                doc = json.loads(data)
+                for key in config_drop if name == "model_config.json" else meta_drop:
+                    doc.pop(key)
+                if name == "meta.json":
+                    doc.update(meta_set or {})
+                data = json.dumps(doc).encode()
             dst.writestr(name, data)
+    return target
+
+
+def test_archive_of_layout_1_loads_as_it_was_built(archive: tuple[Path, object], tmp_path: Path) -> None:
+    path, model = archive
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("meta.json"))["model_layout"] == MODEL_LAYOUT_VERSION
+    # before the layout version: no "model_layout", no activation / upsampling / ... keys
+    old = _rewrite(path, tmp_path / "old.wts.h5.zip", config_drop=tuple(LAYOUT_DEFAULTS),
+                   meta_drop=("model_layout",))
     loaded, cfg, _ = load_model(old)
-    assert cfg.activation == "relu"
+    assert cfg.activation == "relu" and cfg.input_transform == "linear"
+    assert cfg.upsampling == "nearest" and cfg.subpixel == "bilinear"
     assert loaded.get_layer("amp_conv1b").activation(np.float32(-1.0)) == 0.0
+    # an archive of a newer layout fails naming the version
+    new = _rewrite(path, tmp_path / "new.wts.h5.zip", meta_set={"model_layout": MODEL_LAYOUT_VERSION + 7})
+    with pytest.raises(ValueError, match=rf"new\.wts\.h5\.zip.*layout version {MODEL_LAYOUT_VERSION + 7}"):
+        load_model(new)
+
+
+def test_weights_of_another_layout_fail_naming_the_layout(archive: tuple[Path, object], tmp_path: Path) -> None:
+    path, _ = archive
+    # a layout-1 archive whose weights came from a wider network than its config builds
+    wide = _rewrite(path, tmp_path / "wide.wts.h5.zip", meta_drop=("model_layout",))
+    with zipfile.ZipFile(wide) as zf:
+        parts = {n: zf.read(n) for n in zf.namelist()}
+    config = json.loads(parts["model_config.json"])
+    config["n_filters_scale"] = 2
+    parts["model_config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(wide, "w") as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    with pytest.raises(ValueError, match="weights of model layout version 1 do not match"):
+        load_model(wide)

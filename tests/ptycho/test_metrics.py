@@ -12,8 +12,10 @@ from ptycho.metrics import (
     PSNR_CAP_DB,
     align_global,
     evaluate,
+    format_metric,
     frc50,
     frc_curve,
+    is_constant,
     mae,
     psnr,
     scanned_region,
@@ -138,8 +140,10 @@ def test_evaluate_scores_a_noisy_reconstruction_lower_and_crops() -> None:
     noisy = truth + 0.2 * (rng.normal(size=truth.shape) + 1j * rng.normal(size=truth.shape))
     full = evaluate(noisy, truth)
     assert 0 < full["amp_ssim"] < 0.9 and full["amp_psnr"] < 30 and full["amp_frc50"] < 48
-    # zero-phase truth: data_range falls back to 1 rad, metrics stay finite
-    assert all(math.isfinite(v) for v in full.values())
+    # zero-phase truth: its phase SSIM / PSNR / FRC50 are not applicable, the rest finite
+    assert full["phase_ssim"] is None and full["phase_psnr"] is None and full["phase_frc50"] is None
+    assert all(math.isfinite(v) for v in full.values() if v is not None)
+    assert math.isfinite(full["phase_mae"])
     crop = scanned_region(np.array([[20.2, 10.0], [60.7, 50.5]]), truth.shape)  # (x, y) rows
     assert crop == (slice(10, 51), slice(21, 61))
     cropped = evaluate(noisy, truth, crop=crop)
@@ -148,3 +152,19 @@ def test_evaluate_scores_a_noisy_reconstruction_lower_and_crops() -> None:
         evaluate(noisy, truth[:, :95])
     with pytest.raises(ValueError, match="all zero"):
         evaluate(np.zeros((16, 16), complex), truth[:16, :16])
+
+
+def test_a_constant_truth_channel_is_not_applicable_and_printed_as_na() -> None:
+    rng = np.random.default_rng(8)
+    phase = 0.8 * np.sin(np.arange(48)[:, None] / 5.0) * np.cos(np.arange(48)[None, :] / 7.0)
+    truth = np.exp(1j * phase)  # a pure phase object: amplitude exactly 1
+    pred = (1.0 + 0.05 * rng.normal(size=truth.shape)) * np.exp(1j * (phase + 0.05 * rng.normal(size=truth.shape)))
+    scores = evaluate(pred, truth)
+    # the amplitude truth is constant: no SSIM of -0.0 or PSNR of -107 dB, but n/a
+    assert scores["amp_ssim"] is None and scores["amp_psnr"] is None and scores["amp_frc50"] is None
+    assert 0.02 < scores["amp_mae"] < 0.08  # what leaked into the amplitude is still measured
+    assert scores["phase_ssim"] > 0.8 and scores["phase_psnr"] > 20
+    assert json.loads(json.dumps(scores))["amp_ssim"] is None  # JSON null
+    assert format_metric(scores["amp_ssim"]) == "n/a"
+    assert format_metric(scores["phase_ssim"], ".2f") == f"{scores['phase_ssim']:.2f}"
+    assert is_constant(np.full((4, 4), 2.5)) and not is_constant(np.eye(4))

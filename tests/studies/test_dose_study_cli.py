@@ -61,8 +61,9 @@ def assert_complete_arm(arm_dir: Path, arm: str) -> None:
     assert metrics["sim_config"]["probe_defocus"] == metrics["study_config"]["probe_defocus"] == PROBE_DEFOCUS
     assert metrics["model_config"]["probe_defocus"] == PROBE_DEFOCUS
     assert metrics["model_config"]["activation"] == metrics["study_config"]["activation"] == "leaky_relu"
-    for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_psnr"):
+    for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_mae"):
         assert np.isfinite(metrics["metrics"][key]), key
+    assert metrics["metrics"]["phase_psnr"] is None  # zero-phase object: not applicable
     assert set(metrics["wall_time_s"]) >= {"simulate", "train", "evaluate", "total"}
     assert metrics["counts"]["test_mean_total"] == pytest.approx(metrics["nphotons"], rel=0.05)
     lines = (arm_dir / "history.csv").read_text().splitlines()

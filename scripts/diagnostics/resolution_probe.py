@@ -1,0 +1,136 @@
+"""Resolution probe: train on one bench object, score a held-out scan after every epoch.
+
+Simulates ``--n-images`` training groups of ``--object`` (seed ``--seed``) and ``--n-test``
+held-out groups of another sample of the same object family (seed + 1000), trains the model
+with the given ModelConfig / TrainConfig overrides and after every epoch writes amplitude and
+phase SSIM / FRC50 of the stitched held-out object (scanned region), and as ``fit_*`` the
+same for the training scan itself (its own sample), to the JSON ``--out``
+(rewritten atomically after every epoch). Used for docs/findings.md RESOLUTION-LOSS-001.
+
+Usage: ``python scripts/diagnostics/resolution_probe.py --object pinn_lines --out p.json
+[--nepochs 8] [--model n_filters_scale=4] [--train clipnorm=none]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _pairs(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        out[key] = _value(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--object", default="pinn_lines")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--N", type=int, default=64)
+    parser.add_argument("--nphotons", type=float, default=1e9)
+    parser.add_argument("--n-images", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=512)
+    parser.add_argument("--nepochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--integer-positions", action="store_true",
+                        help="scan positions and group offsets on whole pixels: no sub-pixel "
+                             "(bilinear) interpolation in simulation, overlap constraint or stitching")
+    parser.add_argument("--model", nargs="*", default=[], help="ModelConfig overrides KEY=VALUE")
+    parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides KEY=VALUE")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import keras
+    import numpy as np
+
+    from ptycho.config import ModelConfig, SimConfig, TrainConfig
+    from ptycho.fsutil import atomic_write_text
+    from ptycho.inference import reconstruct
+    from ptycho.metrics import evaluate, scanned_region
+    from ptycho.model import build_model
+    from ptycho.physics import simulate
+    from ptycho.train import train
+
+    if args.integer_positions:  # diagnostic only: every scan position on a whole pixel
+        import ptycho.physics as physics
+
+        draw = physics.random_positions
+        physics.random_positions = lambda *a: np.floor(draw(*a) + 0.5)
+
+    def sim(seed: int, count: int) -> Any:
+        data = simulate(SimConfig(N=args.N, gridsize=2, nphotons=args.nphotons, n_images=count,
+                                  probe_defocus=2.0, object_type=args.object, seed=seed))
+        if args.integer_positions:  # whole-pixel offsets from the group centre, too
+            data = dataclasses.replace(data, offsets=np.floor(data.offsets + 0.5))
+        return data
+
+    data, test = sim(args.seed, args.n_images), sim(args.seed + 1000, args.n_test)
+    crop = scanned_region(test.coords, test.obj.shape)
+    train_crop = scanned_region(data.coords, data.obj.shape)
+    model_kw = {"N": args.N, "gridsize": 2, "probe_defocus": 2.0,
+                "intensity_scale": data.intensity_scale, **_pairs(args.model)}
+    train_kw = {"nepochs": args.nepochs, "batch_size": 16, "learning_rate": 1e-3,
+                "seed": args.seed, **_pairs(args.train)}
+    model = build_model(ModelConfig(**model_kw), probe=data.probe, seed=args.seed)
+    record: dict[str, Any] = {"object": args.object, "nphotons": args.nphotons,
+                              "n_images": args.n_images, "n_test": args.n_test, "N": args.N,
+                              "model": {k: v for k, v in model_kw.items() if k != "intensity_scale"},
+                              "train": train_kw, "params": int(model.count_params()),
+                              "path": model.execution.name, "epochs": []}
+
+    class Score(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trained, self.t0 = 0.0, 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.trained += time.perf_counter() - self.t0
+            m = evaluate(reconstruct(model, test), test.obj, crop)
+            fit = evaluate(reconstruct(model, data), data.obj, train_crop)
+            row = {"epoch": epoch + 1, "train_s": round(self.trained, 1),
+                   "loss": float((logs or {}).get("loss", np.nan)),
+                   "load": round(os.getloadavg()[0], 2),
+                   **{k: _round(v) for k, v in m.items()},
+                   **{f"fit_{k}": _round(v) for k, v in fit.items() if k.endswith(("ssim", "frc50"))}}
+            record["epochs"].append(row)
+            atomic_write_text(args.out, json.dumps(record, indent=1))
+            print(json.dumps(row), file=sys.stderr, flush=True)
+
+    train(model, data, TrainConfig(**train_kw), callbacks=[Score()])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
