@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
-.PHONY: venv run test test-slow test-browser browser-deps lint bench study-quick report clean baseline test-baseline
+.PHONY: venv run test test-unit test-slow test-browser browser-deps lint bench study-quick report clean baseline test-baseline
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ run: $(STAMP)
 ## Default test suite (slow and browser tests excluded; pytest exit 5 = nothing collected fails).
 test: $(STAMP)
 	$(PYTEST) -q
+
+## Fast tests only: the default suite less the `integration` modules (they train models, start
+## Dask clusters, wait on leases or spawn a command line). `make test` (and CI) still runs them.
+test-unit: $(STAMP)
+	$(PYTEST) -q -m "not integration and not slow and not browser"
 
 ## Lint the whole repository (ruff; configuration in pyproject.toml).
 lint: $(STAMP)

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "orchestrator.yaml"
 BUILTIN = "builtin"
 #: top-level keys of the agent-turn settings (validated by orchestrator.turns.config; the
-#: names equal its NEW_TOP_KEYS, which tests/orchestrator/test_agent_loop.py checks)
+#: names equal its NEW_TOP_KEYS, which test_agent_loop.py checks)
 TURN_TOP_KEYS = ("commit", "breaker", "notify")
 PLACEHOLDERS = ("{prompt}", "{prompt_file}", "{repo}", "{report_dir}", "{role}", "{focus}")
 #: placeholders a command's ``env:`` values may use

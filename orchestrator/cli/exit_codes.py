@@ -9,7 +9,7 @@ __all__ = ["Exit"]
 
 class Exit(IntEnum):
     """What each code means is the one table in docs/operations.md, "Exit codes"
-    (tests/orchestrator/test_exit_codes_doc.py checks it against this enum)."""
+    (the test test_exit_codes_doc.py checks it against this enum)."""
 
     OK = 0
     FAILED = 1

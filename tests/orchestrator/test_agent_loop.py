@@ -19,6 +19,8 @@ from orchestrator.cycle.loop import load_turns, make_agents, run_loop
 from orchestrator.execution.heartbeat import heartbeat
 from orchestrator.turns.config import NEW_BUDGET_KEYS, NEW_COMMAND_KEYS, NEW_TOP_KEYS
 
+pytestmark = pytest.mark.integration  # spawns the orchestrator command line
+
 FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_llm.py"
 PY = sys.executable
 

@@ -11,6 +11,8 @@ import pytest
 
 from orchestrator.cli import main
 
+pytestmark = pytest.mark.integration  # spawns the orchestrator command line
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 REPO = Path(__file__).resolve().parents[2]
 

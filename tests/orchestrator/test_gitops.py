@@ -241,6 +241,18 @@ def test_cycle_commits_reads_role_focus_and_paths_of_harness_commits(root: Path)
                                                             (commits[1].sha, commits[1].subject)]
 
 
+def test_cycle_commits_take_trailers_only_from_the_last_paragraph(root: Path) -> None:
+    repo = GitRepo(root)
+    for body in ("text\n\nCycle-Id: c1\nLedger-Entry: 2026-01-01T00:00:00Z (line 3)",
+                 "Cycle-Id: c1\n\nnot a trailer here"):
+        write(root, "galph_memory.md", body)
+        git(root, "add", "galph_memory.md")
+        git(root, "commit", "-q", "-m", f"RALPH: {FOCUS} — run", "-m", body)
+    newest, older = list(cycle_commits(repo))[:2]
+    assert newest.trailers == {}
+    assert older.trailers == {"Cycle-Id": "c1", "Ledger-Entry": "2026-01-01T00:00:00Z (line 3)"}
+
+
 def test_rev_queries_tell_commits_from_other_names(root: Path) -> None:
     repo = GitRepo(root)
     head = repo.head_sha()

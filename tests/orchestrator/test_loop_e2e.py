@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.cycle.loop import run_loop
 from orchestrator.documents import fix_plan as fix_plan_doc
 from orchestrator.documents import ledger as ledger_doc
@@ -14,6 +16,8 @@ from orchestrator.documents import plan as plan_doc
 from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.records.artifacts import validate_run_record
 from orchestrator.tools.ledger_check import check_ledger
+
+pytestmark = pytest.mark.integration  # spawns the orchestrator command line
 
 PASSING = (
     "T-PASS-001",

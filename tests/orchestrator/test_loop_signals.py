@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator.execution.steps import kill_marked_processes
+
+pytestmark = pytest.mark.integration  # spawns the orchestrator command line and signals it
 
 CONFIG = "git_sync: false\nstep_timeout_s: 120\ncheck_timeout_s: 60\nphases_per_cycle: 0\n"
 # step 2 hangs on its first attempt only, so a resumed cycle can finish

@@ -18,6 +18,8 @@ import pytest
 
 from orchestrator.cli.main import build_parser
 
+pytestmark = pytest.mark.integration  # spawns the orchestrator command line
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Where commands are spelled for users: the README and the docs it sends them to.
 COMMAND_DOCS = ("README.md", "docs/operations.md", "docs/coding_agents.md")

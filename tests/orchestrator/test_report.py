@@ -328,6 +328,7 @@ def test_one_bad_fix_plan_item_is_a_warning_and_the_rest_still_shows(repo: Path)
     assert notice.line == len(original.splitlines()) + 2  # the duplicate's heading
 
 
+@pytest.mark.integration  # spawns the orchestrator command line
 def test_command_line_writes_the_page_and_reports_usage_errors(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli" / "report.html"
     ok = subprocess.run([sys.executable, "-m", "orchestrator", "report", "--repo-root", str(repo), "--html", str(out)],

@@ -1,4 +1,4 @@
-"""Do-Now step execution (``orchestrator.execution.steps``) with real subprocesses."""
+"""Do-Now steps (``orchestrator.execution.steps``): planned from a handoff, run as real subprocesses."""
 from __future__ import annotations
 
 import os
@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.documents import handoff as handoff_doc
 from orchestrator.execution.steps import (
     TIMEOUT_GRACE_S,
     PlannedCheck,
     PlannedStep,
     kill_marked_processes,
+    planned_steps,
     run_checks,
     run_steps,
     step_env,
+    step_item_id,
     step_timeout,
 )
 
@@ -113,3 +116,13 @@ def test_kill_marked_processes_finds_orphans_by_marker(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_planned_steps_keep_expectations_and_item_ids() -> None:
+    seed = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "input.example.md"
+    steps = planned_steps(handoff_doc.parse(seed.read_text(), seed))
+    assert [s.number for s in steps] == [1, 2, 3, 4] and [s.phase for s in steps] == ["A", "B", "C", "D"]
+    assert steps[0].expected == "2 passed" and steps[1].script.startswith("cd /home/ollie")
+    assert all("# Expected" not in s.script for s in steps)
+    assert step_item_id("A1: Sanity — tests") == "A1" and step_item_id("**B2:** run") == "B2"
+    assert step_item_id("Quick sanity check") is None

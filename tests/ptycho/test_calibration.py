@@ -10,6 +10,8 @@ import pytest
 from ptycho.calibration import calibrate, main
 from ptycho.execution import device_defaults
 
+pytestmark = pytest.mark.integration  # trains models
+
 
 def test_calibration_times_the_paths_and_its_cache_then_decides(tmp_path: Path) -> None:
     record = calibrate(paths=["non_xla", "xla"], steps=4, cache_dir=tmp_path, n=16)

@@ -21,6 +21,8 @@ from ptycho.canonical import GroupingOptions
 from ptycho.cli import main
 from ptycho.io import load_data
 
+pytestmark = pytest.mark.integration  # spawns the ptycho command line, trains models
+
 ROOT = Path(__file__).resolve().parents[2]
 N = 16
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -16,6 +18,8 @@ from ptycho.config import SimConfig  # noqa: E402
 from ptycho.io import save_data, save_model  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
+
+pytestmark = pytest.mark.integration  # spawns the script, trains a model
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnostics" / "dead_units.py"
 

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # fresh Python processes importing TensorFlow and all of ptycho
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = r"""

@@ -20,6 +20,8 @@ from ptycho.inference import (  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
 
+pytestmark = pytest.mark.integration  # builds and runs models
+
 
 @pytest.fixture(scope="module")
 def sim() -> object:

@@ -29,6 +29,8 @@ from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
 from ptycho.train import train  # noqa: E402
 
+pytestmark = pytest.mark.integration  # builds models and saves their weights
+
 
 @pytest.fixture(scope="module")
 def sim() -> object:

@@ -14,19 +14,7 @@ import pytest
 from layer_round_trip import assert_layer_round_trips
 
 import ptycho
-from ptycho.layers import (
-    AmplitudeActivation,
-    BatchToGroups,
-    CombineComplex,
-    FarField,
-    GroupsToBatch,
-    IntensityScale,
-    LogCompress,
-    OverlapConstraint,
-    PhaseActivation,
-    ProbeIllumination,
-    normalised_probe,
-)
+from ptycho import layers
 from ptycho.translation import Translation
 
 B, N, C = 2, 8, 4
@@ -45,26 +33,27 @@ def _offsets() -> np.ndarray:
 
 
 def _probe() -> np.ndarray:
-    return normalised_probe(_complex(N, N, seed=9))
+    return layers.normalised_probe(_complex(N, N, seed=9))
 
 
 #: layer → (a configured instance, the arguments it is called with). Constructor arguments
 #: differ from their defaults wherever they can, so a forgotten one changes the clone.
 CASES: dict[type, Callable[[], tuple[keras.layers.Layer, tuple[Any, ...]]]] = {
-    GroupsToBatch: lambda: (GroupsToBatch(name="g2b"), (_real(B, N, N, C),)),
-    BatchToGroups: lambda: (BatchToGroups(C, name="b2g"), (_real(B * C, N, N, 1),)),
-    AmplitudeActivation: lambda: (AmplitudeActivation(max_amplitude=2.5), (_real(B, N, N, C),)),
-    PhaseActivation: lambda: (PhaseActivation(), (_real(B, N, N, C),)),
-    CombineComplex: lambda: (CombineComplex(), (np.abs(_real(B, N, N, C)), _real(B, N, N, C, seed=2))),
-    OverlapConstraint: lambda: (
-        OverlapConstraint(pad=3, use_xla=False, compile_xla=False, subpixel="fourier",
-                          weights=np.abs(_probe()) ** 2 / np.max(np.abs(_probe()) ** 2)),
+    layers.GroupsToBatch: lambda: (layers.GroupsToBatch(name="g2b"), (_real(B, N, N, C),)),
+    layers.BatchToGroups: lambda: (layers.BatchToGroups(C, name="b2g"), (_real(B * C, N, N, 1),)),
+    layers.AmplitudeActivation: lambda: (layers.AmplitudeActivation(max_amplitude=2.5), (_real(B, N, N, C),)),
+    layers.PhaseActivation: lambda: (layers.PhaseActivation(), (_real(B, N, N, C),)),
+    layers.CombineComplex: lambda: (layers.CombineComplex(),
+                                    (np.abs(_real(B, N, N, C)), _real(B, N, N, C, seed=2))),
+    layers.OverlapConstraint: lambda: (
+        layers.OverlapConstraint(pad=3, use_xla=False, compile_xla=False, subpixel="fourier",
+                                 weights=np.abs(_probe()) ** 2 / np.max(np.abs(_probe()) ** 2)),
         (_complex(B, N, N, C), _offsets())),
-    ProbeIllumination: lambda: (ProbeIllumination(N, _probe()), (_complex(B, N, N, C),)),
-    FarField: lambda: (FarField(), (_complex(B, N, N, C),)),
-    LogCompress: lambda: (LogCompress(floor=0.05), (np.abs(_real(B, N, N, C)),)),
-    IntensityScale: lambda: (IntensityScale(initial_scale=37.5, trainable_scale=False),
-                             (np.abs(_real(B, N, N, C)),)),
+    layers.ProbeIllumination: lambda: (layers.ProbeIllumination(N, _probe()), (_complex(B, N, N, C),)),
+    layers.FarField: lambda: (layers.FarField(), (_complex(B, N, N, C),)),
+    layers.LogCompress: lambda: (layers.LogCompress(floor=0.05), (np.abs(_real(B, N, N, C)),)),
+    layers.IntensityScale: lambda: (layers.IntensityScale(initial_scale=37.5, trainable_scale=False),
+                                    (np.abs(_real(B, N, N, C)),)),
     Translation: lambda: (Translation(use_xla=False),
                           ([_complex(B * C, N, N, 1), _real(B * C, 2, seed=4)],)),
 }
@@ -112,4 +101,4 @@ def test_the_check_catches_a_config_that_forgets_an_argument() -> None:
 
 def test_a_probe_config_with_other_keys_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"needs keys 'real' and 'imag', got \['re'\]"):
-        ProbeIllumination(N, {"re": np.zeros((N, N)).tolist()})
+        layers.ProbeIllumination(N, {"re": np.zeros((N, N)).tolist()})

@@ -23,6 +23,8 @@ from ptycho.model import build_model, check_inputs, model_config_for  # noqa: E4
 from ptycho.physics import far_field, simulate  # noqa: E402
 from ptycho.translation import translate  # noqa: E402
 
+pytestmark = pytest.mark.integration  # builds and trains models
+
 
 @pytest.fixture(scope="module")
 def sim32() -> object:

@@ -22,6 +22,8 @@ from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
 from ptycho.train import train  # noqa: E402
 
+pytestmark = pytest.mark.integration  # trains models
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -225,6 +225,7 @@ raise SystemExit(1 if bare else 0)
 """
 
 
+@pytest.mark.integration  # a fresh TensorFlow process, 200 calls
 def test_batch_mismatch_message_is_not_raced_by_the_reshape() -> None:
     """The graph-mode assertion runs before the reshape, every call: without the control
     dependency a fresh process reported the bare reshape mismatch in ~2 of 3 of 200 calls."""

@@ -90,6 +90,7 @@ def test_stop_request_terminates_the_child(tmp_path: Path) -> None:
     assert marker.read_text() == "yes"
 
 
+@pytest.mark.integration  # spawns the arm-process command line
 def test_child_ends_itself_when_its_parent_dies(tmp_path: Path) -> None:
     """The real child entry, started outside the checkout with no PYTHONPATH (it is found by its
     installed name): with --parent-pid of a process that is gone, it exits at once."""

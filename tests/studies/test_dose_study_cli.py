@@ -21,6 +21,8 @@ import pytest
 
 from dose_study.arms import PROBE_DEFOCUS
 
+pytestmark = pytest.mark.integration  # spawns the study command line, trains models
+
 TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", "64",
         "--nepochs", "1", "--batch-size", "8"]
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz", "complete")

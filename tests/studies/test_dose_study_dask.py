@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # starts a Dask cluster
+
 pytest.importorskip("distributed")
 
 ARMS = ["high_nll", "high_mae", "low_nll", "low_mae"]

@@ -55,6 +55,7 @@ def test_runs_that_differ_in_settings_or_share_a_seed_are_refused() -> None:
         merge([_run(0, 20.0, 20.0), _run(0, 20.0, 20.0)], ["a", "b"])
 
 
+@pytest.mark.integration  # spawns the seeds command line
 def test_cli_writes_both_files_and_fails_cleanly_on_an_incomplete_run(tmp_path: Path) -> None:
     dirs = []
     for seed in (0, 1, 2):

@@ -14,6 +14,8 @@ import pytest
 
 from orchestrator.documents import fix_plan as fix_plan_doc
 
+pytestmark = pytest.mark.integration  # two role loops as processes, waiting on leases
+
 POLL_S, LEASE_S = 0.2, 3.0
 
 

@@ -23,7 +23,8 @@ from orchestrator.records.state import load_state
 from orchestrator.trust.verify import HandoffRefused
 from orchestrator.vcs.secret_scan import scan_text
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+pytestmark = [pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen"),
+              pytest.mark.integration]  # spawns the orchestrator command line
 
 FOCUS = "T-TRUST-001"
 PRINCIPAL = "supervisor@lab.example"
