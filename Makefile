@@ -6,8 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
+# mini-swe-agent, a third-party agent CLI for tests/orchestrator/agent_cli, installed as users install
+# agent CLIs (pipx-like): its own virtual environment, its `mini` exposed in .tools/bin/.
+MINI_SWE_AGENT_VERSION := 2.4.6
+MINI_VENV := .tools/mini-venv
+MINI_STAMP := $(MINI_VENV)/.installed-$(MINI_SWE_AGENT_VERSION)
 
-.PHONY: venv run test test-unit test-slow test-browser browser-deps lint bench study-quick report clean baseline test-baseline
+.PHONY: venv run test test-unit test-slow test-browser browser-deps test-agents agent-mini lint bench study-quick report clean baseline test-baseline
 
 venv: $(STAMP)
 
@@ -48,6 +53,21 @@ test-baseline: $(BASELINE_STAMP)
 	$(PY) -c 'from ptycho.baseline import check_importable; check_importable()'
 	$(PYTEST) -q -m baseline
 
+## mini-swe-agent in .tools/mini-venv (its dependencies never touch .venv); `mini` in .tools/bin/.
+agent-mini: $(MINI_STAMP)
+
+$(MINI_STAMP):
+	rm -rf $(MINI_VENV)
+	$(PYTHON) -m venv $(MINI_VENV)
+	$(MINI_VENV)/bin/python -m pip install --quiet 'mini-swe-agent==$(MINI_SWE_AGENT_VERSION)'
+	mkdir -p .tools/bin
+	ln -sf ../mini-venv/bin/mini .tools/bin/mini
+	touch $@
+
+## The loop driven by a real agent CLI (marker agent_cli): installs mini-swe-agent first; fails if it is missing.
+test-agents: $(STAMP) $(MINI_STAMP)
+	MINI_SWE_AGENT=$(CURDIR)/.tools/bin/mini $(PYTEST) -q -m agent_cli --timeout=900 --durations=0 -rA
+
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow --timeout=1800
 
@@ -74,4 +94,4 @@ report: $(STAMP)
 	$(PY) -m orchestrator report --html out/report.html
 
 clean:
-	rm -rf $(VENV) .pytest_cache out
+	rm -rf $(VENV) .tools .pytest_cache out

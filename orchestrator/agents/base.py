@@ -22,7 +22,8 @@ from orchestrator.turns.prompts import PromptContext
 from orchestrator.turns.transient import TransientDecision
 from orchestrator.turns.usage import Usage
 
-__all__ = ["AgentResult", "HandoffValidator", "SupervisorAgent", "SupervisorTask", "WorkerAgent", "WorkerTask"]
+__all__ = ["AgentResult", "AgentTraits", "HandoffValidator", "SupervisorAgent", "SupervisorTask", "WorkerAgent",
+           "WorkerTask"]
 
 #: (repo, path of the written input.md) -> problems ("file:line: message"); empty = valid
 HandoffValidator = Callable[[Path, Path], list[str]]
@@ -100,10 +101,29 @@ class AgentResult:
         return self.status == "ok"
 
 
+@dataclass(frozen=True)
+class AgentTraits:
+    """What the harness does around an agent's turn, declared by the agent (the cycle reads
+    these and never asks what type an agent is).
+
+    ``judged_by_evidence``: the worker's turn is one opaque run, judged from evidence (exit
+    criteria before and after, ticked plan items, the changes it left, committed under the
+    commit policy) instead of per Do-Now step. ``prompt_context``: the agent gets a
+    :class:`PromptContext` (repository state for an LLM prompt). ``metered``: its spend and
+    turn status feed the loop's meter (budget, breaker). ``may_choose_focus``: a supervisor
+    may name another eligible item than the one proposed."""
+
+    judged_by_evidence: bool = False
+    prompt_context: bool = False
+    metered: bool = False
+    may_choose_focus: bool = False
+
+
 class SupervisorAgent(Protocol):
     """Writes ``task.input_path`` for ``task.focus``."""
 
     name: str
+    traits: AgentTraits
 
     def supervise(self, task: SupervisorTask) -> AgentResult: ...
 
@@ -112,5 +132,6 @@ class WorkerAgent(Protocol):
     """Executes the Do Now of ``task.handoff_path``."""
 
     name: str
+    traits: AgentTraits
 
     def work(self, task: WorkerTask) -> AgentResult: ...

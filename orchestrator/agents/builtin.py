@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.agents.base import AgentResult, SupervisorTask, WorkerTask
+from orchestrator.agents.base import AgentResult, AgentTraits, SupervisorTask, WorkerTask
 from orchestrator.execution.steps import run_steps
 from orchestrator.fsutil import atomic_write_text
 
@@ -13,6 +13,7 @@ class BuiltinSupervisor:
     """Writes the harness's own rendering of the handoff (``task.draft``)."""
 
     name = "builtin"
+    traits = AgentTraits()
 
     def supervise(self, task: SupervisorTask) -> AgentResult:
         atomic_write_text(task.input_path, task.draft)
@@ -23,6 +24,7 @@ class BuiltinWorker:
     """Runs each Do-Now step with its timeout, stopping at the first failure."""
 
     name = "builtin"
+    traits = AgentTraits()
 
     def work(self, task: WorkerTask) -> AgentResult:
         records = run_steps(task.steps, task.repo, task.report_dir, task.env, task.step_timeout_s,

@@ -23,6 +23,7 @@ from typing import Any
 from orchestrator.agents.agent_env import agent_environment
 from orchestrator.agents.base import (
     AgentResult,
+    AgentTraits,
     HandoffValidator,
     SupervisorTask,
     WorkerTask,
@@ -107,8 +108,8 @@ class CommandAgent:
     ``template``: the prompt template (default: the shipped one for the role). ``spend_note``:
     called by the heartbeat for "spend so far". ``clock``: UTC now (for reset times)."""
 
-    #: this agent is judged by the harness from evidence (one record of its whole run)
-    external = True
+    #: one record of its whole run, judged from evidence; an LLM prompt; spend and status metered
+    traits = AgentTraits(judged_by_evidence=True, prompt_context=True, metered=True, may_choose_focus=True)
 
     def __init__(self, spec: AgentCommand, validate_handoff: HandoffValidator,
                  protected: tuple[str, ...] = (Layout.HANDOFF,), *, template: PromptTemplate | None = None,

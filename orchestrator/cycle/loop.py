@@ -22,14 +22,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from orchestrator.agents import (
-    BuiltinSupervisor,
-    BuiltinWorker,
-    CommandAgent,
-    SupervisorAgent,
-    WorkerAgent,
-)
-from orchestrator.config import BUILTIN, ConfigError, HarnessConfig
+from orchestrator.agents import SupervisorAgent, WorkerAgent
+from orchestrator.agents.registry import build_agent
+from orchestrator.config import ConfigError, HarnessConfig
 from orchestrator.context import HarnessContext
 from orchestrator.cycle.meter import LoopStop, Meter
 from orchestrator.cycle.supervisor import SuperviseStatus, supervise
@@ -113,23 +108,16 @@ def load_turns(config: HarnessConfig) -> TurnsConfig:
 
 
 def make_agents(config: HarnessConfig, repo: Path | None = None) -> tuple[SupervisorAgent, WorkerAgent]:
-    """The configured agents: builtin, or a CommandAgent per ``commands`` entry. Every
+    """The configured agents, built by name from :mod:`orchestrator.agents.registry`. Every
     configured command's settings and prompt template (relative to ``repo``, default the
     config file's directory) are validated here, before any turn: ConfigError names the key
     or the template's file:line."""
     turns = load_turns(config)
     root = Path(repo) if repo is not None else (Path(config.source).parent if config.document else Path.cwd())
-    sup: SupervisorAgent = BuiltinSupervisor()
-    wrk: WorkerAgent = BuiltinWorker()
     try:
-        for name, spec in config.commands.items():
-            turns.prompt_template(name, spec.role, root)
-        if config.supervisor != BUILTIN:
-            spec = config.commands[config.supervisor]
-            sup = CommandAgent(spec, validate_handoff_file, template=turns.prompt_template(spec.name, spec.role, root))
-        if config.worker != BUILTIN:
-            spec = config.commands[config.worker]
-            wrk = CommandAgent(spec, validate_handoff_file, template=turns.prompt_template(spec.name, spec.role, root))
+        templates = {name: turns.prompt_template(name, spec.role, root) for name, spec in config.commands.items()}
+        sup = build_agent("supervisor", config.supervisor, config.commands, validate_handoff_file, templates)
+        wrk = build_agent("worker", config.worker, config.commands, validate_handoff_file, templates)
     except TurnConfigError as exc:
         raise ConfigError(str(exc)) from exc
     return sup, wrk

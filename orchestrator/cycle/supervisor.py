@@ -264,7 +264,7 @@ def _prepare(ctx: HarnessContext, cycle_id: str, sync: str, choice: FocusChoice,
     draft = render_draft(DraftInputs(item, plan, work_plan, plan_path, phases, findings, ctx.rel(report),
                                      ctx.git.branch(), choice.dwell, ctx.config.dwell_limit, cycle_id, harness_bin()))
     context = None
-    if getattr(ctx.supervisor, "external", False):
+    if ctx.supervisor.traits.prompt_context:
         eligible = tuple(f"{it.id} — {it.title} ({it.status}, {it.priority or 'no priority'})"
                          for it in eligible_items(plan))
         context = supervisor_prompt_context(ctx, item.id, ctx.rel(report), choice.dwell, draft, eligible, meter)
@@ -290,7 +290,7 @@ def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None,
              forced: bool = False) -> tuple[_Turn, AgentResult, list[str]]:
     """Run the supervisor agent and validate what it wrote; an invalid handoff is kept as an
     artifact and the previous ``input.md`` is put back (so are an invalid fix plan or plan).
-    An external agent may name another eligible item (not when the focus was forced)."""
+    A supervisor with ``may_choose_focus`` may name another eligible item (not when the focus was forced)."""
     task = turn.task
     previous = task.input_path.read_bytes() if task.input_path.exists() else None
     documents = {p: p.read_bytes() for p in (ctx.layout.fix_plan, ctx.repo / turn.plan_path) if p.exists()}
@@ -299,12 +299,12 @@ def _handoff(ctx: HarnessContext, turn: _Turn, meter: Meter | None = None,
         outcome = meter.call("supervisor", turn.item.id, turn.report_rel, lambda: ctx.supervisor.supervise(task))
     else:
         outcome = ctx.supervisor.supervise(task)
-    external = getattr(ctx.supervisor, "external", False)
-    if external and meter is not None:
+    traits = ctx.supervisor.traits
+    if traits.metered and meter is not None:
         meter.record("supervisor", turn.item.id, outcome, agent_status(outcome.status))
     if not outcome.ok:
         return turn, outcome, list(outcome.problems)
-    if external and not forced:
+    if traits.may_choose_focus and not forced:
         eligible = [it.id for it in eligible_items(fix_plan_doc.load(ctx.layout.fix_plan))]
         chosen = chosen_focus(ctx, task.input_path, turn.item.id, eligible)
         if chosen is not None:

@@ -51,6 +51,7 @@ from orchestrator.records.artifacts import (
 )
 from orchestrator.records.state import CycleState, Phase
 from orchestrator.trust.enforce import verify_handoff
+from orchestrator.turns.breaker import TurnStatus
 
 __all__ = ["WorkResult", "commit_ralph", "work"]
 
@@ -265,9 +266,28 @@ def _handoff_ref(state: CycleState, attempt: _Attempt) -> str:
     return f"handoff at {attempt.recorder.sha_before[:10]}"
 
 
-def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
-            criteria: Sequence[CriterionRecord], save: Callable[[CycleState], None]) -> tuple[WorkResult, CycleState]:
-    """Judge the attempt, update the plans, write run.json and commit ``RALPH: …``."""
+@dataclass(frozen=True)
+class _Verdict:
+    """How the attempt went, however the agent was judged: what run.json, the fix plan and the
+    RALPH commit say. ``agent``: run.json's ``agent`` object and ``stage``/``skip`` the agent's
+    own changes the commit takes / leaves (evidence-judged agents); ``turn_status`` feeds the meter."""
+
+    run_status: str
+    item_status: str | None
+    ticked: tuple[str, ...]
+    progressed: bool
+    notes: str
+    subject: str
+    agent: dict[str, Any] | None = None
+    stage: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    turn_status: TurnStatus | None = None
+
+
+def _judge_steps(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
+                 criteria: Sequence[CriterionRecord]) -> _Verdict:
+    """An agent whose records map onto the Do-Now steps: tick the items of successful steps,
+    set the status, append the attempt line."""
     records = outcome.steps
     all_ran = len(records) == len(attempt.steps) if outcome.per_step else outcome.ok
     n_ok = sum(1 for r in records if r.ok)
@@ -280,27 +300,59 @@ def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: 
         lambda st: fix_plan_doc.format_attempt(ctx.clock(), "RALPH", None,
                                                f"{summary}; status {st}; {handoff} ({attempt.report_rel}/)"))
     passed = all_ran and bool(criteria) and all(c.ok is True for c in criteria)
-    run_status = "ok" if outcome.ok and passed else "failed"
     notes = f"{outcome.message}. {summary}. Fix-plan status: {item_status}."
     if ticked:
         notes += f" Ticked: {', '.join(ticked)}."
+    return _Verdict("ok" if outcome.ok and passed else "failed", item_status, ticked,
+                    bool(ticked) or item_status == "done", notes, f"{summary} → {item_status}")
+
+
+def _judge_evidence(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
+                    criteria: Sequence[CriterionRecord], before: agent_turn.Before) -> _Verdict:
+    """An agent judged from evidence (:mod:`orchestrator.cycle.agent_turn`): its changes are
+    committed under the commit policy, refusals go to the ledger."""
+    turn = agent_turn.judge(ctx, attempt.focus, before, outcome, criteria, attempt.report)
+    verdict = turn.verdict
+    item_status = agent_turn.update_plans(
+        ctx, attempt.focus, verdict.done,
+        fix_plan_doc.format_attempt(ctx.clock(), "RALPH", None, f"agent {ctx.worker.name}: {verdict.status}; "
+                                    f"{verdict.reason}; {_handoff_ref(state, attempt)} ({attempt.report_rel}/)"))
+    notes = (f"{outcome.message}. Turn {verdict.status}: {verdict.reason}. "
+             f"{sum(1 for c in criteria if c.ok is True)}/{len(criteria)} exit criteria passed. "
+             f"Fix-plan status: {item_status}.")
+    if turn.refused:
+        agent_turn.ledger_refusals(ctx, attempt.focus, attempt.report_rel, turn.refused)
+    return _Verdict("ok" if verdict.status == "ok" else "failed", item_status, verdict.newly_ticked,
+                    verdict.progressed or item_status == "done", notes, f"agent {verdict.status} → {item_status}",
+                    agent=turn.record(ctx.worker.name), stage=turn.stage,
+                    skip=tuple(r.path for r in turn.refused), turn_status=verdict.status)
+
+
+def _finish(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
+            criteria: Sequence[CriterionRecord], verdict: _Verdict, save: Callable[[CycleState], None],
+            meter: Meter | None) -> tuple[WorkResult, CycleState]:
+    """The one way an attempt ends: run.json, the saved state, one RALPH commit, the meter."""
     attempt.recorder.state = state
-    run_json = attempt.recorder.write(run_status, records, criteria, notes,
-                                      {"item_status": item_status, "ticked": list(ticked),
-                                       "agent_message": outcome.message})
-    state = state.advance(Phase.WORKED, status=run_status)
+    run_json = attempt.recorder.write(verdict.run_status, outcome.steps, criteria, verdict.notes,
+                                      {"item_status": verdict.item_status, "ticked": list(verdict.ticked),
+                                       "agent_message": outcome.message}, agent=verdict.agent)
+    state = state.advance(Phase.WORKED, status=verdict.run_status)
     save(state)
-    sha = commit_ralph(ctx, attempt.focus, f"{summary} → {item_status}", state, attempt.report_rel, run_status)
-    progressed = bool(ticked) or item_status == "done"
-    return WorkResult(run_status, item_status, run_json, sha, progressed, notes, ticked), state
+    sha = commit_ralph(ctx, attempt.focus, verdict.subject, state, attempt.report_rel, verdict.run_status,
+                       extra_paths=verdict.stage, skip_paths=verdict.skip)
+    if meter is not None and ctx.worker.traits.metered and verdict.turn_status is not None:
+        meter.record("worker", attempt.focus, outcome, verdict.turn_status)
+    turn_status = verdict.turn_status.value if verdict.turn_status is not None else None
+    return WorkResult(verdict.run_status, verdict.item_status, run_json, sha, verdict.progressed, verdict.notes,
+                      verdict.ticked, turn_status=turn_status), state
 
 
 def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], None],
          meter: Meter | None = None) -> tuple[WorkResult, CycleState]:
-    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``). An
-    external agent (``external`` attribute) is judged from evidence by
-    :mod:`orchestrator.cycle.agent_turn`; ``meter`` waits out its transient failures and
-    counts its spend."""
+    """Run the worker turn for ``state`` (phase ``supervised`` or a resumed ``working``). What
+    the harness does around the agent follows its declared :class:`~orchestrator.agents.AgentTraits`
+    (an agent judged from evidence is observed before its turn and judged by
+    :mod:`orchestrator.cycle.agent_turn`); ``meter`` waits out transient failures and counts spend."""
     provenance = verify_handoff(ctx, state, save)  # trust boundary: HandoffRefused (exit 8) before anything runs
     problems = validate_handoff_file(ctx.repo, ctx.layout.handoff, expected_focus=state.focus,
                                      expected_artifacts=state.report_dir)
@@ -309,10 +361,10 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     attempt, state = _start(ctx, state, save)
     attempt.recorder.provenance = provenance.to_dict()
     progress = _Progress(state, save)
-    external = bool(getattr(ctx.worker, "external", False))
+    traits = ctx.worker.traits
     before = agent_turn.observe_before(ctx, attempt.focus, attempt.checks, attempt.report, attempt.env) \
-        if external else None
-    context = worker_prompt_context(ctx, attempt.focus, attempt.report_rel, meter) if external else None
+        if traits.judged_by_evidence else None
+    context = worker_prompt_context(ctx, attempt.focus, attempt.report_rel, meter) if traits.prompt_context else None
     task = WorkerTask(ctx.repo, attempt.handoff, attempt.focus, attempt.report, attempt.env,
                       ctx.config.step_timeout_s, steps=attempt.steps,
                       done_steps={int(k): _step_from_dict(v) for k, v in state.steps.items()},
@@ -326,38 +378,6 @@ def work(ctx: HarnessContext, state: CycleState, save: Callable[[CycleState], No
     except KeyboardInterrupt as exc:
         _record_interrupt(attempt, progress, exc, save)
         raise
-    if before is not None:
-        return _finish_external(ctx, attempt, progress.state, outcome, criteria, before, save, meter)
-    return _finish(ctx, attempt, progress.state, outcome, criteria, save)
-
-
-def _finish_external(ctx: HarnessContext, attempt: _Attempt, state: CycleState, outcome: AgentResult,
-                     criteria: Sequence[CriterionRecord], before: agent_turn.Before,
-                     save: Callable[[CycleState], None], meter: Meter | None) -> tuple[WorkResult, CycleState]:
-    """An external agent's turn: judge it from evidence, record run.json (``agent``), commit
-    its changes under the commit policy with the RALPH commit."""
-    turn = agent_turn.judge(ctx, attempt.focus, before, outcome, criteria, attempt.report)
-    verdict = turn.verdict
-    item_status = agent_turn.update_plans(
-        ctx, attempt.focus, verdict.done,
-        fix_plan_doc.format_attempt(ctx.clock(), "RALPH", None, f"agent {ctx.worker.name}: {verdict.status}; "
-                                    f"{verdict.reason}; {_handoff_ref(state, attempt)} ({attempt.report_rel}/)"))
-    run_status = "ok" if verdict.status == "ok" else "failed"
-    notes = (f"{outcome.message}. Turn {verdict.status}: {verdict.reason}. "
-             f"{sum(1 for c in criteria if c.ok is True)}/{len(criteria)} exit criteria passed. "
-             f"Fix-plan status: {item_status}.")
-    if turn.refused:
-        agent_turn.ledger_refusals(ctx, attempt.focus, attempt.report_rel, turn.refused)
-    attempt.recorder.state = state
-    run_json = attempt.recorder.write(run_status, outcome.steps, criteria, notes,
-                                      {"item_status": item_status, "ticked": list(verdict.newly_ticked),
-                                       "agent_message": outcome.message}, agent=turn.record(ctx.worker.name))
-    state = state.advance(Phase.WORKED, status=run_status)
-    save(state)
-    sha = commit_ralph(ctx, attempt.focus, f"agent {verdict.status} → {item_status}", state, attempt.report_rel,
-                       run_status, extra_paths=turn.stage, skip_paths=tuple(r.path for r in turn.refused))
-    if meter is not None:
-        meter.record("worker", attempt.focus, outcome, verdict.status)
-    progressed = verdict.progressed or item_status == "done"
-    return WorkResult(run_status, item_status, run_json, sha, progressed, notes, verdict.newly_ticked,
-                      turn_status=verdict.status.value), state
+    verdict = (_judge_evidence(ctx, attempt, progress.state, outcome, criteria, before) if before is not None
+               else _judge_steps(ctx, attempt, progress.state, outcome, criteria))
+    return _finish(ctx, attempt, progress.state, outcome, criteria, verdict, save, meter)
