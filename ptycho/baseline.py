@@ -94,8 +94,12 @@ def install_hint() -> str:
 
 
 def available() -> bool:
-    """True when torch and pty-chi can be found (nothing is imported)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "ptychi"))
+    """True when torch and pty-chi can be found (nothing is imported; a module blocked with
+    ``sys.modules[name] = None`` counts as absent)."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("torch", "ptychi"))
+    except (ImportError, ValueError):
+        return False
 
 
 def check_importable() -> str:
@@ -261,14 +265,13 @@ def reconstruct_iterative(
     try:
         start = time.perf_counter()
         options = _options(api, engine, epochs, min(batch_size, p), seed)
-        options.data_options.data = intensities
         options.data_options.fft_shift = True
-        options.object_options.initial_guess = torch.ones((1, h + top + bottom, w + left + right),
-                                                          dtype=torch.complex64)
-        options.probe_options.initial_guess = torch.as_tensor(scaled_probe[None, None])
-        options.probe_position_options.position_x_px = torch.as_tensor(xs, dtype=torch.float32)
-        options.probe_position_options.position_y_px = torch.as_tensor(ys, dtype=torch.float32)
-        task = task_class(options)
+        task = task_class(
+            options, diffraction_data=intensities,
+            object_data=torch.ones((1, h + top + bottom, w + left + right), dtype=torch.complex64),
+            probe_data=torch.as_tensor(scaled_probe[None, None]),
+            probe_position_x_px=torch.as_tensor(xs, dtype=torch.float32),
+            probe_position_y_px=torch.as_tensor(ys, dtype=torch.float32))
         infos: list[EpochInfo] = []
         scoring = 0.0
 
