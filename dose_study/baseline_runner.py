@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -33,21 +34,42 @@ log = logging.getLogger(__name__)
 
 
 def baseline_available() -> bool:
-    """Whether the ``[baseline]`` extra (``ptycho.baseline`` and pty-chi) is installed."""
-    try:
-        from ptycho import baseline
-    except ImportError:
-        return False
-    return bool(baseline.available())
+    """Whether the ``[baseline]`` extra (torch and pty-chi) is installed (nothing imported)."""
+    from ptycho.baseline import available
+
+    return available()
 
 
-def reconstruct_with_engine(test: Any, engine: str, epochs: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """(recon (H, W) complex64 aligned with ``test.obj``, engine info) of the simulated test set
-    ``test`` by ``engine`` ("lsqml" | "epie" | "dm") after ``epochs`` iterations."""
-    from ptycho import baseline
+def engine_threads() -> int:
+    """torch threads of the engine: the arm process's cap (``OMP_NUM_THREADS``, set by
+    ``arm_process.child_env``), else every core."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
 
-    result = baseline.reconstruct_simulated(test, engine=engine, epochs=epochs)
-    return np.asarray(result.obj, np.complex64), dict(result.info)
+
+def reconstruct_with_engine(test: Any, engine: str, epochs: int,
+                            seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """(recon (H, W) complex64 in the frame of ``test.obj``, engine info) of the simulated test
+    set ``test`` by ``engine`` ("lsqml" | "epie" | "dm") after ``epochs`` iterations.
+
+    Every scan position that a test group uses gives its pattern once, as an amplitude in
+    sqrt(counts) (network units times ``test.intensity_scale``), at its (x, y) position; the
+    probe is the simulation's, kept fixed (``ptycho.baseline.reconstruct_iterative``).
+    """
+    from ptycho.baseline import reconstruct_iterative
+    from ptycho.canonical_write import per_position_patterns
+
+    used, patterns = per_position_patterns(test)
+    positions = np.stack([np.asarray(test.xcoords)[used], np.asarray(test.ycoords)[used]], axis=1)
+    amplitudes = patterns * np.float32(test.intensity_scale)  # sqrt(counts)
+    threads = engine_threads()
+    result = reconstruct_iterative(amplitudes, positions, test.probe, engine=engine,
+                                   epochs=epochs, object_shape=tuple(test.obj.shape),
+                                   threads=threads, seed=seed)
+    last = result.epochs[-1].loss if result.epochs else None
+    return np.asarray(result.obj, np.complex64), {
+        "patterns": len(used), "threads": result.threads, "wall_s": round(result.wall_s, 3),
+        "probe_scale": result.probe_scale, "loss_last": last}
 
 
 class BaselineArmRunner:
@@ -71,7 +93,7 @@ class BaselineArmRunner:
         crop = scanned_region(test.coords, test.obj.shape)
         t_sim = time.perf_counter() - t0
         t1 = time.perf_counter()
-        recon, info = reconstruct_with_engine(test, arm.loss, cfg.baseline_epochs)
+        recon, info = reconstruct_with_engine(test, arm.loss, cfg.baseline_epochs, cfg.seed)
         t_rec = time.perf_counter() - t1
         if recon.shape != test.obj.shape:
             raise ArmFailure(f"arm {arm.name}: engine returned shape {recon.shape}, expected "
@@ -109,10 +131,22 @@ class BaselineArmRunner:
                             "reconstruct": round(t_rec, 3), "evaluate": round(t_eval, 3),
                             "save": round(t_save, 3),
                             "total": round(time.perf_counter() - t0, 3)},
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         **info.get("versions", {})},
+            "versions": engine_versions(),
             "completed_utc": utc_now(),
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
                                               encoding="utf-8")
         return metrics
+
+
+def engine_versions() -> dict[str, str]:
+    """Versions of python, numpy, torch and pty-chi (from the installed metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "ptychi"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -296,3 +296,44 @@ def test_tiny_curve_runs_each_point_and_writes_table_and_figure(tmp_path: Path) 
                            env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert "trained 0" in again.stdout
     assert json.loads((out / "summary.json").read_text())["table"] == summary["table"]
+
+
+# ----------------------------------------------------------------------------- the baseline arm
+def _needs_baseline():
+    from ptycho.baseline import available
+
+    return pytest.mark.skipif(not available(), reason="needs the [baseline] extra (make baseline)")
+
+
+@pytest.mark.slow
+@pytest.mark.baseline
+@_needs_baseline()
+# pty-chi 2.2 deprecates the data option ptycho.baseline sets (its warning names ptycho.baseline)
+@pytest.mark.filterwarnings("ignore:Passing task data:DeprecationWarning")
+@pytest.mark.parametrize("positions", ["dense", "sparse"])
+def test_baseline_arm_reconstructs_the_pinn_test_scan(tmp_path: Path, positions: str) -> None:
+    """A baseline point at 1e9 photons: the same test scan as the PINN points of its dose,
+    density and seed, reconstructed by LSQML well above the constant image; the files a
+    baseline arm stores, readable by the study figure."""
+    import dataclasses
+
+    from dose_study.baseline_runner import BaselineArmRunner
+    from dose_study.figure import load_complete_view
+    from dose_study.recipe import simulate
+
+    cfg = dataclasses.replace(make_config(True), n_test_images=256, baseline_epochs=30)
+    point = curve_arm(1e9, positions, "lsqml", 0)
+    staging = tmp_path / point.name
+    staging.mkdir()
+    metrics = BaselineArmRunner(cfg).run(point, staging)
+    assert sorted(p.name for p in staging.iterdir()) == sorted(BASELINE_FILES)
+    assert metrics["engine"] == "lsqml" and metrics["seed"] == 0 and metrics["positions"] == positions
+    # measured (load 12): dense 0.998 (128 groups), sparse 0.75 vs the constant image's 0.45
+    floor = {"dense": 0.95, "sparse": 0.65}[positions]
+    assert metrics["metrics"]["amp_ssim"] > max(floor, metrics["baseline"]["amp_ssim"] + 0.1)
+    test = simulate(cfg.for_arm(point), 1e9, cfg.for_arm(point).test_seed, 256, "test")
+    view = load_complete_view(staging, point, metrics)
+    assert view.truth.shape == view.recon.shape
+    r0, r1, c0, c1 = metrics["crop"]
+    assert np.array_equal(view.truth, test.obj[r0:r1, c0:c1])  # the PINN points' test object
+    assert metrics["engine_info"]["patterns"] == len(np.unique(test.scan_index))
