@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 
-.PHONY: venv run test test-slow test-browser browser-deps lint bench study-quick report clean
+.PHONY: venv run test test-slow test-browser browser-deps lint bench study-quick report clean baseline test-baseline
 
 venv: $(STAMP)
 
@@ -28,6 +28,20 @@ test: $(STAMP)
 ## Lint the whole repository (ruff; configuration in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+## Iterative baseline extra (pty-chi): the CPU torch wheel first, then .[baseline] (idempotent).
+BASELINE_STAMP := $(VENV)/.baseline-installed
+baseline: $(BASELINE_STAMP)
+
+$(BASELINE_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet 'torch==2.13.0'
+	$(PY) -m pip install --quiet -e '.[dev,baseline]'
+	touch $(BASELINE_STAMP)
+
+## The baseline tests; fails (not skips) when pty-chi cannot be imported.
+test-baseline: $(BASELINE_STAMP)
+	$(PY) -c 'from ptycho.baseline import check_importable; check_importable()'
+	$(PYTEST) -q -m baseline
 
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow --timeout=1800

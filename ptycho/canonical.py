@@ -13,6 +13,12 @@ scan position; it carries no photon count and no grouping:
     xcoords_start, ycoords_start (n,) *                         (* optional)
 
 ``validate`` checks every array and raises ``CanonicalError`` naming the file and the key.
+Amplitude or intensity (``detect_units``) is decided from evidence that a bright central beam
+cannot fake: an integer dtype means counts (intensities); values that are integer multiples of
+one constant with levels beyond {0, q} are counts too; squares that are (while the values are
+not) are amplitudes of counts (sqrt of Poisson counts, PtychoPINN's simulator); with no
+evidence the canonical contract (amplitudes) is assumed and a warning says so. The caller's
+``intensity=True/False`` (``--intensity`` / ``--amplitude``) always wins.
 ``to_network_units`` turns the patterns into this project's network input (mean Σ x² per
 pattern = (N/2)², as for simulated data) and Poisson counts for the NLL loss; the photon count
 is, in order: given by the caller, the ``nphotons`` of the file's ``_metadata`` JSON, estimated
@@ -44,6 +50,8 @@ __all__ = [
     "is_canonical",
     "validate",
     "count_quantum",
+    "detect_units",
+    "UnitsEvidence",
     "to_network_units",
 ]
 
@@ -52,8 +60,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NPHOTONS = 1e9
 CANONICAL_KEYS = ("diffraction", "diff3d", "xcoords", "ycoords", "probeGuess", "objectGuess",
                   "scan_index", "Y", "xcoords_start", "ycoords_start", "_metadata")
-# amplitudes: peak / mean over all patterns. PtychoPINN's contract flags >= 100 as intensity.
-_INTENSITY_PEAK_RATIO = 100.0
 
 
 class CanonicalError(ValueError):
@@ -69,7 +75,8 @@ class GroupingOptions:
     neighbors: candidates per group (>= gridsize²); None → max(7, gridsize²)
     seed:      seed of the grouping draws
     nphotons:  mean photon count per pattern (> 0) for the NLL loss; None → from the data
-    intensity: the file holds intensities (sqrt is taken), not amplitudes
+    intensity: True: the file holds intensities (sqrt is taken); False: amplitudes; None:
+               decided from the data (``detect_units``)
     """
 
     gridsize: int = 2
@@ -77,7 +84,7 @@ class GroupingOptions:
     neighbors: int | None = None
     seed: int = 0
     nphotons: float | None = None
-    intensity: bool = False
+    intensity: bool | None = None
 
     def __post_init__(self) -> None:
         def need_int(name: str, value: Any, minimum: int) -> None:
@@ -92,8 +99,8 @@ class GroupingOptions:
         need_int("seed", self.seed, 0)
         if self.nphotons is not None and not (math.isfinite(self.nphotons) and self.nphotons > 0):
             raise ValueError(f"nphotons must be finite and > 0, got {self.nphotons!r}")
-        if not isinstance(self.intensity, bool):
-            raise ValueError(f"intensity must be a bool, got {self.intensity!r}")
+        if self.intensity is not None and not isinstance(self.intensity, bool):
+            raise ValueError(f"intensity must be True, False or None, got {self.intensity!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +109,8 @@ class CanonicalData:
 
     amplitude (n, N, N) float32 ≥ 0 (sqrt taken already for intensity files),
     positions (n, 2) float64 (x, y), probe (N, N) complex64, obj (M, M') complex64 | None,
-    metadata: the file's ``_metadata`` JSON object ({} when absent).
+    metadata: the file's ``_metadata`` JSON object ({} when absent),
+    units: what the file held ("amplitude" | "intensity") and units_reason: why that was taken.
     """
 
     amplitude: np.ndarray
@@ -110,6 +118,8 @@ class CanonicalData:
     probe: np.ndarray
     obj: np.ndarray | None
     metadata: dict[str, Any]
+    units: str = "amplitude"
+    units_reason: str = "canonical contract"
 
     @property
     def n_positions(self) -> int:
@@ -163,11 +173,12 @@ def _metadata(source: Path, raw: np.ndarray | None) -> dict[str, Any]:
 
 
 def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: int = 1,
-             intensity: bool = False) -> CanonicalData:
+             intensity: bool | None = None) -> CanonicalData:
     """Check a canonical file's arrays; raise CanonicalError naming the file and the key.
 
     get: key → array or None (absent). gridsize: the grouping that will be asked for
-    (n must be >= gridsize²). intensity: the patterns are intensities (sqrt is taken).
+    (n must be >= gridsize²). intensity: True the patterns are intensities (sqrt is taken),
+    False amplitudes, None decided by ``detect_units`` (logged; a warning when unsure).
     """
     def fail(key: str, message: str) -> CanonicalError:
         return CanonicalError(f"{source}: '{key}' {message}")
@@ -222,20 +233,27 @@ def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: in
     if not np.isfinite(values).all():
         bad = int(np.size(values) - np.isfinite(values).sum())
         raise fail(key, f"contains {bad} NaN or Inf value(s)")
+    evidence = detect_units(patterns.dtype, values)
+    if intensity is None:
+        units, reason = evidence.units, evidence.reason
+        if evidence.certain:
+            log.info("%s: '%s' holds %ss: %s", source, key, units, reason)
+        else:
+            log.warning("%s: '%s': %s; assuming %ss (pass --intensity or --amplitude to say "
+                        "which)", source, key, reason, units)
+    else:
+        units = "intensity" if intensity else "amplitude"
+        reason = "given (--intensity)" if intensity else "given (--amplitude)"
+        if evidence.certain and evidence.units != units:
+            log.warning("%s: '%s' declared %ss, but the data look like %ss (%s); using the "
+                        "declaration", source, key, units, evidence.units, evidence.reason)
     if (values < 0).any():
-        what = "intensities" if intensity else "amplitudes"
-        raise fail(key, f"contains negative values (min {float(values.min()):.4g}); {what} "
+        raise fail(key, f"contains negative values (min {float(values.min()):.4g}); {units}s "
                         f"must be >= 0")
     if not values.any():
         raise fail(key, "is all zero")
-    if intensity:
+    if units == "intensity":
         values = np.sqrt(values)
-    else:
-        reason = _intensity_reason(patterns.dtype, values)
-        if reason:
-            raise fail(key, f"looks like intensities, not amplitudes: {reason}. Canonical "
-                            f"files hold amplitudes (sqrt of intensity); pass --intensity "
-                            f"(GroupingOptions(intensity=True)) if these are intensities")
     obj = get("objectGuess")
     if obj is not None:
         if obj.ndim != 2:
@@ -252,21 +270,48 @@ def validate(source: Path, get: Callable[[str], np.ndarray | None], gridsize: in
         amplitude=np.ascontiguousarray(values, np.float32),
         positions=np.stack([xs, ys], axis=1).astype(np.float64),
         probe=probe.astype(np.complex64), obj=None if obj is None else obj.astype(np.complex64),
-        metadata=_metadata(source, get("_metadata")),
+        metadata=_metadata(source, get("_metadata")), units=units, units_reason=reason,
     )
 
 
-def _intensity_reason(dtype: np.dtype, values: np.ndarray) -> str | None:
-    """Why amplitude-labelled patterns look like intensities, or None."""
-    if dtype.kind in "iu":
-        return f"integer dtype {dtype} (raw detector counts)"
-    if count_quantum(values) is not None:  # (sqrt of counts is not: sqrt 2, sqrt 3, …)
-        return "the values are integer multiples of one constant (photon counts)"
-    peak = float(values.max()) / float(values.mean())
-    if peak >= _INTENSITY_PEAK_RATIO:
-        return (f"peak / mean = {peak:.0f} >= {_INTENSITY_PEAK_RATIO:.0f} (amplitudes have a "
-                f"much smaller dynamic range)")
-    return None
+@dataclass(frozen=True)
+class UnitsEvidence:
+    """What the numbers of a pattern stack say about their units.
+
+    units: "amplitude" | "intensity"; reason: the evidence in words; certain: False when
+    nothing in the data decides (then ``units`` is the canonical contract's amplitude).
+    """
+
+    units: str
+    reason: str
+    certain: bool
+
+
+def detect_units(dtype: np.dtype, values: np.ndarray) -> UnitsEvidence:
+    """Amplitude or intensity, from evidence a bright central beam cannot fake.
+
+    dtype: the file's dtype; values: (n, H, W) float ≥ 0 (the patterns as stored).
+    Integer dtype → intensity (detector counts). Values q·{0, 1, 2, …} with some level ≥ 2 →
+    intensity (counts times a constant; sqrt of counts is not, since sqrt 2 is no integer).
+    Squares q·{0, 1, 2, …} while the values are not → amplitude (sqrt of counts). Values
+    only 0 or q: both readings agree up to scale → amplitude. Otherwise uncertain → amplitude.
+    """
+    if np.dtype(dtype).kind in "iu":
+        return UnitsEvidence("intensity", f"integer dtype {np.dtype(dtype)} (detector counts)", True)
+    values = np.asarray(values)
+    q = count_quantum(values)
+    if q is not None:
+        if float(values.max()) >= 1.5 * q:
+            return UnitsEvidence("intensity", "the values are integer multiples of one constant "
+                                              "(photon counts)", True)
+        return UnitsEvidence("amplitude", "the values are 0 or one constant (amplitude and "
+                                          "intensity agree up to scale)", True)
+    if count_quantum(np.square(values, dtype=np.float64)) is not None:
+        return UnitsEvidence("amplitude", "the squared values are integer multiples of one "
+                                          "constant (sqrt of photon counts)", True)
+    peak = float(values.max()) / max(float(values.mean()), 1e-30)
+    return UnitsEvidence("amplitude", f"no count quantisation in the values or their squares "
+                                      f"(peak / mean = {peak:.3g})", False)
 
 
 @dataclass(frozen=True, eq=False)

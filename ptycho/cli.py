@@ -1,4 +1,4 @@
-"""Command line: ``python -m ptycho {simulate,train,infer}`` on NPZ (or HDF5) data sets.
+"""Command line: ``python -m ptycho {simulate,train,infer,reconstruct}`` on NPZ (or HDF5) data sets.
 
     simulate --output data.npz [--N 64 --gridsize 2 --nphotons 1e9 --n-images 2000 ...]
              [--format grouped|canonical]
@@ -6,12 +6,16 @@
              → DIR/wts.h5.zip, DIR/history.csv (one progress line per epoch on stderr)
     infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR [--canonical-out F.npz]
              → DIR/recon.npz, DIR/recon.png, DIR/metrics.json
+    reconstruct --engine lsqml|epie|dm --data test.npz --epochs N --output-dir DIR [--threads 1]
+             → the same outputs as infer, by pty-chi (the ``[baseline]`` extra: make baseline)
 
 ``--data`` takes this project's grouped files or PtychoPINN's canonical per-position files
 (``diffraction``/``diff3d`` (n, H, W) amplitudes, xcoords, ycoords, probeGuess, optional
 objectGuess), which are grouped from the scan coordinates: ``--gridsize`` (train; infer uses
 the model's), ``--n-groups``, ``--neighbors``, ``--seed``; ``--nphotons`` sets the photon
-count (default: from the file's metadata or the data), ``--intensity`` declares intensities.
+count (default: from the file's metadata or the data); amplitude or intensity is decided from
+the data (integer dtype, count quantisation; amplitudes assumed with a warning when nothing
+decides) unless ``--intensity`` or ``--amplitude`` says which.
 
 Exit codes: 0 ok · 1 bad input or a failed step (message names the file/value) · 2 usage.
 Every command accepts ``--json`` to print a JSON summary instead of text.
@@ -52,8 +56,18 @@ def _grouping_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nphotons", type=float, default=None,
                        help="mean photons per pattern (default: file metadata, else estimated "
                             "from the count quantisation, else 1e9)")
-    group.add_argument("--intensity", action="store_true",
-                       help="the file holds intensities, not amplitudes")
+    _units_flags(group)
+
+
+def _units_flags(group: Any) -> None:
+    """--intensity / --amplitude → args.intensity True / False / None (decided from the data)."""
+    units = group.add_mutually_exclusive_group()
+    units.add_argument("--intensity", dest="intensity", action="store_const", const=True, default=None,
+                       help="the file holds intensities (counts), not amplitudes")
+    units.add_argument("--amplitude", dest="intensity", action="store_const", const=False,
+                       help="the file holds amplitudes (sqrt of intensity); default: decided "
+                            "from the data (integer dtype or count quantisation), else amplitudes "
+                            "with a warning")
 
 
 def _load(args: argparse.Namespace, gridsize: int) -> Any:
@@ -69,8 +83,8 @@ def _load(args: argparse.Namespace, gridsize: int) -> Any:
             raise ValueError(f"{args.data}: grouped file has C={channels} patterns per group; "
                              f"--gridsize {args.gridsize} does not match")
         ignored = [f for f, v in (("--n-groups", args.n_groups), ("--neighbors", args.neighbors),
-                                  ("--nphotons", args.nphotons), ("--intensity", args.intensity))
-                   if v]
+                                  ("--nphotons", args.nphotons),
+                                  ("--intensity/--amplitude", args.intensity is not None)) if v]
         if ignored:
             log.warning("%s is already grouped: %s ignored", args.data, ", ".join(ignored))
     return data
@@ -124,7 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "(objectGuess = the stitched object)")
     _grouping_flags(inf)
 
-    for p in (sim, tr, inf):
+    rec = sub.add_parser("reconstruct", help="iterative baseline reconstruction (pty-chi; needs "
+                                             "the [baseline] extra: make baseline)")
+    rec.add_argument("--engine", choices=("lsqml", "epie", "dm"), default="lsqml")
+    rec.add_argument("--data", required=True, type=Path)
+    rec.add_argument("--epochs", type=int, default=50)
+    rec.add_argument("--output-dir", required=True, type=Path)
+    rec.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    rec.add_argument("--seed", type=int, default=0, help="batch-order and grouping seed")
+    rec.add_argument("--canonical-out", type=Path, default=None,
+                     help="also write the reconstruction as a canonical NPZ/HDF5")
+    _grouping_flags(rec)
+
+    for p in (sim, tr, inf, rec):
         p.add_argument("--json", action="store_true", help="print a JSON summary")
     return parser
 
@@ -194,44 +220,80 @@ def _data_summary(data: Any) -> dict[str, Any]:
     return {"format": data.source_format, "groups": int(data.n_groups),
             "positions": int(len(data.xcoords)), "gridsize": int(round(data.diffraction.shape[-1] ** 0.5)),
             "nphotons": float(data.nphotons), "nphotons_source": data.nphotons_source,
-            "intensity_scale": float(data.intensity_scale)}
+            "intensity_scale": float(data.intensity_scale), "units": getattr(data, "units", None)}
 
 
-def _infer(args: argparse.Namespace) -> dict[str, Any]:
+def _frame_shift(data: Any, n: int) -> tuple[Any, Any]:
+    """(data, shift): without objectGuess the scan is moved so that every patch lies on the
+    canvas (shift (2,) float64 (x, y), zeros otherwise)."""
     import dataclasses
 
     import numpy as np
 
-    from ptycho.canonical_write import canonical_arrays, per_position_patterns, save_canonical
-    from ptycho.fsutil import atomic_path, atomic_write_text
-    from ptycho.inference import reconstruct, scanned_region
-    from ptycho.io import load_model
-    from ptycho.metrics import evaluate
-    from ptycho.plots import save_comparison_png, save_object_png
-
-    model, cfg, meta = load_model(args.model)
-    if args.gridsize is not None and args.gridsize != cfg.gridsize:
-        raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
-                         f"{cfg.gridsize} ({args.model})")
-    data = _load(args, cfg.gridsize)
     shift = np.zeros(2)
-    if data.obj is None:  # own frame: move the scan so that every patch lies on the canvas
+    if data.obj is None:
         xy = np.moveaxis(np.asarray(data.coords, np.float64)[:, 0], 2, 1).reshape(-1, 2)
-        shift = np.maximum(0.0, np.ceil(cfg.N // 2 + 1 - xy.min(axis=0)))
+        shift = np.maximum(0.0, np.ceil(n // 2 + 1 - xy.min(axis=0)))
         if shift.any():
             log.info("no objectGuess: scan shifted by (%g, %g) px onto the canvas", *shift)
             data = dataclasses.replace(
                 data, coords=(data.coords + shift.reshape(1, 1, 2, 1)).astype(np.float32),
                 xcoords=data.xcoords + shift[0], ycoords=data.ycoords + shift[1])
+    return data, shift
+
+
+def _infer(args: argparse.Namespace) -> dict[str, Any]:
+    from ptycho.inference import reconstruct
+    from ptycho.io import load_model
+
+    model, cfg, meta = load_model(args.model)
+    if args.gridsize is not None and args.gridsize != cfg.gridsize:
+        raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
+                         f"{cfg.gridsize} ({args.model})")
+    data, shift = _frame_shift(_load(args, cfg.gridsize), cfg.N)
     start = time.perf_counter()
-    try:
-        obj = reconstruct(model, data, batch_size=args.batch_size)
-    except ValueError as exc:
-        if "leave the" in str(exc):
-            raise ValueError(f"{args.data}: scan positions (xcoords/ycoords) put patches outside "
-                             f"objectGuess {np.shape(data.obj)}: {exc}") from exc
-        raise
+    obj = reconstruct(model, data, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
+    return _write_outputs(args, data, obj, shift, {"model": str(args.model),
+                                                   "infer_seconds": round(seconds, 3)},
+                          "ptycho-harness infer")
+
+
+def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from ptycho import baseline
+    from ptycho.canonical_write import per_position_patterns
+
+    if not baseline.available():
+        raise ValueError(f"reconstruct: {baseline.install_hint()}")
+    data = _load(args, args.gridsize if args.gridsize is not None else 1)
+    data, shift = _frame_shift(data, data.probe.shape[0])
+    used, patterns = per_position_patterns(data)
+    positions = np.stack([data.xcoords[used], data.ycoords[used]], axis=1)
+    counts_amplitude = patterns * np.float32(data.intensity_scale)  # sqrt of (estimated) counts
+    shape = None if data.obj is None else tuple(data.obj.shape)
+    result = baseline.reconstruct_iterative(
+        counts_amplitude, positions, data.probe, engine=args.engine, epochs=args.epochs,
+        object_shape=shape, threads=args.threads, seed=args.seed)
+    return _write_outputs(args, data, result.obj, shift, {
+        "engine": args.engine, "epochs": args.epochs, "threads": args.threads,
+        "reconstruct_seconds": round(result.wall_s, 3), "probe_scale": result.probe_scale,
+        "final_loss": result.epochs[-1].loss}, f"pty-chi {args.engine} (ptycho-harness reconstruct)")
+
+
+def _write_outputs(args: argparse.Namespace, data: Any, obj: Any, shift: Any,
+                   extra: dict[str, Any], generator: str) -> dict[str, Any]:
+    """recon.npz, recon.png, metrics.json (+ --canonical-out) of a reconstruction, the same for
+    ``infer`` and ``reconstruct``. obj (H, W) complex64 in the data's frame; extra: fields of
+    metrics.json and the summary (timings, model or engine)."""
+    import numpy as np
+
+    from ptycho.canonical_write import canonical_arrays, per_position_patterns, save_canonical
+    from ptycho.fsutil import atomic_path, atomic_write_text
+    from ptycho.metrics import evaluate, scanned_region
+    from ptycho.plots import save_comparison_png, save_object_png
+
     rows, cols = scanned_region(data.coords, obj.shape)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -239,18 +301,16 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
         np.savez(handle, object=obj, crop=np.array([rows.start, rows.stop, cols.start, cols.stop]),
                  frame_shift=shift)
     summary: dict[str, Any] = {"recon": str(out / "recon.npz"), "png": str(out / "recon.png"),
-                               "infer_seconds": round(seconds, 3), "shape": list(obj.shape),
-                               "data": _data_summary(data)}
-    metrics: dict[str, Any] = {"model": str(args.model), "data": str(args.data),
+                               "shape": list(obj.shape), "data": _data_summary(data), **extra}
+    metrics: dict[str, Any] = {"data": str(args.data),
                                "crop": [rows.start, rows.stop, cols.start, cols.stop],
-                               "groups": int(data.n_groups), "infer_seconds": round(seconds, 3),
-                               "frame_shift": shift.tolist()}
+                               "groups": int(data.n_groups), "frame_shift": shift.tolist(), **extra}
     if data.obj is not None:
         scores = evaluate(obj, data.obj, (rows, cols))
         metrics.update(scores)
         save_comparison_png(obj[rows, cols], data.obj[rows, cols], out / "recon.png", scores,
-                            title="reconstruction vs ground truth")
-        summary.update({k: scores[k] for k in ("amp_psnr", "amp_ssim")})
+                            title=f"{generator.split(' (')[0]} vs ground truth")
+        summary.update({k: scores[k] for k in ("amp_psnr", "amp_ssim", "phase_ssim")})
     else:
         metrics["note"] = "no objectGuess in the data: no ground-truth metrics"
         summary["note"] = metrics["note"]
@@ -259,8 +319,8 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
         used, patterns = per_position_patterns(data)
         arrays = canonical_arrays(
             patterns, data.xcoords[used], data.ycoords[used], data.probe, obj,
-            {"generator": "ptycho-harness infer", "objectGuess": "reconstruction",
-             "model": str(args.model), "source": str(args.data), "frame_shift": shift.tolist(),
+            {"generator": generator, "objectGuess": "reconstruction", "source": str(args.data),
+             "frame_shift": shift.tolist(), **{k: v for k, v in extra.items() if k in ("model", "engine")},
              "amplitude_units": "network units (mean sum of squares per pattern (N/2)^2)"})
         save_canonical(args.canonical_out, arrays)
         summary["canonical_out"] = str(args.canonical_out)
@@ -276,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    handlers = {"simulate": _simulate, "train": _train, "infer": _infer}
+    handlers = {"simulate": _simulate, "train": _train, "infer": _infer, "reconstruct": _reconstruct}
     try:
         summary = handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

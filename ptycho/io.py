@@ -174,7 +174,8 @@ class PtychoData:
     xcoords/ycoords (P,) float64, probe (N,N) complex64, intensity_scale, nphotons,
     counts (B,N,N,C) float32 | None, obj (H,W) complex64 | None, config SimConfig | None.
     Canonical files also give per_position (P,N,N) float32 network-unit patterns,
-    source_format "canonical" and nphotons_source (given|metadata|count quantisation|default).
+    source_format "canonical", nphotons_source (given|metadata|count quantisation|default) and
+    units: "amplitude"|"intensity" — what the file held, with the reason (``canonical.detect_units``).
     """
 
     diffraction: np.ndarray
@@ -192,6 +193,7 @@ class PtychoData:
     per_position: np.ndarray | None = None
     source_format: str = "grouped"
     nphotons_source: str = "file"
+    units: str = "amplitude (grouped file)"
 
     @property
     def n_groups(self) -> int:
@@ -240,6 +242,7 @@ def _from_canonical(source: Path, get: Callable[[str], np.ndarray | None],
         probe=data.probe, intensity_scale=units.intensity_scale, nphotons=units.nphotons,
         counts=counts, obj=data.obj, per_position=units.diffraction,
         source_format="canonical", nphotons_source=units.nphotons_source,
+        units=f"{data.units} ({data.units_reason})",
     )
 
 

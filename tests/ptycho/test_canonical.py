@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from ptycho.canonical import GroupingOptions, count_quantum
+from ptycho.canonical import GroupingOptions, UnitsEvidence, count_quantum, detect_units
 from ptycho.canonical_write import from_simulation, save_canonical
 from ptycho.cli import main
 from ptycho.config import SimConfig
@@ -86,16 +86,86 @@ def test_gridsize_groups_and_neighbors_options(arrays: dict, tmp_path: Path) -> 
     np.testing.assert_array_equal(data.offsets, 0)
 
 
-def test_intensity_files_with_the_flag_equal_amplitude_files(canonical_writer: ModuleType,
-                                                             tmp_path: Path) -> None:
+def test_intensity_files_are_detected_and_the_flags_have_the_last_word(
+        canonical_writer: ModuleType, tmp_path: Path) -> None:
     amp = canonical_writer.make_dataset(40, n=N, size=80, seed=2)
     inten = canonical_writer.make_dataset(40, n=N, size=80, seed=2, intensity=True)
     a = load_data(_write(tmp_path / "amp.npz", amp))
-    i = load_data(_write(tmp_path / "int.npz", inten), GroupingOptions(intensity=True))
-    np.testing.assert_allclose(i.per_position, a.per_position, rtol=1e-5, atol=1e-6)
-    assert i.nphotons == pytest.approx(a.nphotons, rel=1e-6)
-    with pytest.raises(ValueError, match=r"int\.npz: 'diffraction' looks like intensities"):
-        load_data(tmp_path / "int.npz")
+    assert a.units.startswith("amplitude (the squared values")
+    for options in (GroupingOptions(intensity=True), GroupingOptions()):  # flag, or detected
+        i = load_data(_write(tmp_path / "int.npz", inten), options)
+        np.testing.assert_allclose(i.per_position, a.per_position, rtol=1e-5, atol=1e-6)
+        assert i.nphotons == pytest.approx(a.nphotons, rel=1e-6)
+    assert load_data(tmp_path / "int.npz").units.startswith("intensity (the values are integer")
+    # --amplitude: the user's word wins over the evidence (no sqrt taken) …
+    forced = load_data(tmp_path / "int.npz", GroupingOptions(intensity=False))
+    assert forced.units == "amplitude (given (--amplitude))"
+    ratio = forced.per_position / np.where(a.per_position > 0, a.per_position ** 2, np.nan)
+    assert np.nanstd(ratio) < 1e-4 * np.nanmean(ratio)  # x held as is: the square of a's
+    # … and so does --intensity on amplitudes (sqrt taken of amplitudes)
+    sqrt = load_data(tmp_path / "amp.npz", GroupingOptions(intensity=True))
+    ratio = sqrt.per_position / np.where(a.per_position > 0, np.sqrt(a.per_position), np.nan)
+    assert np.nanstd(ratio) < 1e-4 * np.nanmean(ratio)
+
+
+def test_integer_counts_are_intensities(canonical_writer: ModuleType, tmp_path: Path) -> None:
+    inten = canonical_writer.make_dataset(40, n=N, size=80, seed=2, intensity=True)
+    counts = np.rint(inten["diffraction"] / count_quantum(inten["diffraction"]))
+    path = _write(tmp_path / "counts.npz", {**inten, "diffraction": counts.astype(np.int32)})
+    data = load_data(path)
+    assert data.units.startswith("intensity (integer dtype int32")
+    reference = load_data(_write(tmp_path / "amp.npz", canonical_writer.make_dataset(40, n=N, size=80, seed=2)))
+    np.testing.assert_allclose(data.per_position, reference.per_position, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def ptychopinn_writer() -> ModuleType:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "canonical" / "make_ptychopinn_like.py"
+    spec = importlib.util.spec_from_file_location("make_ptychopinn_like", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bright_centre_amplitudes_are_accepted_without_a_flag(ptychopinn_writer: ModuleType,
+                                                              tmp_path: Path) -> None:
+    """PtychoPINN's own simulator output: sqrt of Poisson counts / scale, a bright central beam
+    (peak / mean > 100). Refused as 'intensities' by the old dynamic-range rule."""
+    arrays = ptychopinn_writer.make_dataset(64, n=64, size=128, seed=3)  # its N, object, scan
+    amp = arrays["diffraction"]
+    assert amp.max() / amp.mean() > 100
+    data = load_data(_write(tmp_path / "pp.npz", arrays))
+    assert data.units.startswith("amplitude (the squared values are integer multiples")
+    assert data.nphotons == pytest.approx(1e9, rel=1e-3)
+    power = np.sum(data.per_position.astype(np.float64) ** 2, axis=(1, 2)).mean()
+    assert power == pytest.approx(32 ** 2, rel=1e-5)
+    ratio = data.per_position / np.where(amp > 0, amp, np.nan)  # the amplitudes, not their sqrt
+    assert np.nanstd(ratio) < 1e-5 * np.nanmean(ratio)
+
+
+def test_unquantised_patterns_are_assumed_amplitudes_with_a_warning(
+        ptychopinn_writer: ModuleType, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    arrays = ptychopinn_writer.make_dataset(64, n=N, size=48, buffer=5.0, seed=3, noise=False)
+    with caplog.at_level(logging.WARNING, logger="ptycho.canonical"):
+        data = load_data(_write(tmp_path / "clean.npz", arrays))
+    assert data.units.startswith("amplitude (no count quantisation")
+    assert "assuming amplitudes (pass --intensity or --amplitude" in caplog.text
+
+
+def test_detect_units_evidence() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.uniform(0, 30, (4, 16, 16))).astype(np.float64)
+    assert detect_units(np.dtype(np.int32), counts).units == "intensity"
+    assert detect_units(np.dtype(np.float32), 0.25 * counts) == UnitsEvidence(
+        "intensity", "the values are integer multiples of one constant (photon counts)", True)
+    assert detect_units(np.dtype(np.float32), 3 * np.sqrt(counts)).units == "amplitude"
+    assert detect_units(np.dtype(np.float32), 3 * np.sqrt(counts)).certain
+    binary = np.minimum(counts, 1)  # 0 or q: both readings agree
+    assert detect_units(np.dtype(np.float32), binary).units == "amplitude"
+    smooth = rng.uniform(0.1, 2.0, (4, 16, 16))
+    assert not detect_units(np.dtype(np.float32), smooth).certain
 
 
 def test_photon_count_given_from_metadata_or_default(arrays: dict, tmp_path: Path,
@@ -146,8 +216,6 @@ def _bad(arrays: dict[str, np.ndarray], case: str) -> dict[str, np.ndarray]:
         bad["ycoords"][0] = np.inf
     elif case == "negative":
         bad["diffraction"][0, 0, 0] = -0.1
-    elif case == "intensity":
-        bad["diffraction"] = bad["diffraction"] ** 2
     elif case == "probe_shape":
         bad["probeGuess"] = bad["probeGuess"][:8]
     elif case == "few_positions":
@@ -164,7 +232,6 @@ BAD_CASES = {
     "nan": ("diffraction", r"1 NaN or Inf"),
     "inf_coords": ("ycoords", r"NaN or Inf"),
     "negative": ("diffraction", r"negative values"),
-    "intensity": ("diffraction", r"looks like intensities, not amplitudes.*--intensity"),
     "probe_shape": ("probeGuess", rf"pattern shape \({N}, {N}\), got \(8, {N}\)"),
     "few_positions": ("diffraction", r"3 scan positions, fewer than gridsize² = 4"),
     "diff3d_differs": ("diff3d", r"differs from 'diffraction'"),

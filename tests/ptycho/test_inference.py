@@ -19,6 +19,7 @@ from ptycho.inference import (  # noqa: E402
 )
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
+from ptycho.stitching import frame_padding, stitch_in_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,49 @@ def test_reconstruct_rejects_bad_input(sim: object) -> None:
     Wrong.coords = None
     with pytest.raises(ValueError, match="coords"):
         reconstruct(model, Wrong())
+
+
+def _ptychopinn_like_scan(size: int, n: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Object (size²), positions (P, 2) (x, y) on a grid from `margin` to size - margin (the
+    extreme patches reach margin - n//2 outside the object), and exact patches (P, n, n)
+    zero outside the object (PtychoPINN pads its object with zeros)."""
+    rng = np.random.default_rng(1)
+    obj = (0.6 + rng.random((size, size))).astype(np.complex64)
+    axis = np.round(np.linspace(margin, size - margin, 6))  # whole pixels: exact patches
+    xy = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    padded = np.pad(obj, n)
+    patches = np.stack([padded[int(y) - n // 2 + n:int(y) - n // 2 + 2 * n,
+                               int(x) - n // 2 + n:int(x) - n // 2 + 2 * n] for x, y in xy])
+    return obj, xy, patches
+
+
+@pytest.mark.parametrize(("size", "n", "margin"), [(48, 16, 3.0), (48, 16, 8.0)],
+                         ids=["overhang", "exact_fill"])
+def test_patches_overhanging_or_exactly_filling_the_frame_are_stitched(size: int, n: int,
+                                                                       margin: float) -> None:
+    """PtychoPINN's scans put centres 15 px from the edge (N=64 patches overhang by 17 px);
+    centres N/2 from the edge fill the frame exactly. Both used to be refused as 'leaving
+    the canvas'; now stitched on a larger canvas and cut back to the frame."""
+    obj, xy, patches = _ptychopinn_like_scan(size, n, margin)
+    coords = xy.reshape(-1, 1, 2, 1)
+    with pytest.raises(ValueError, match="leave the"):  # the frame alone cannot hold them
+        stitch_patches(patches[..., None], coords, obj.shape)
+    out = stitch_in_frame(patches[..., None], coords, obj.shape)
+    assert out.shape == obj.shape and out.dtype == np.complex64
+    crop = scanned_region(xy, obj.shape)
+    np.testing.assert_allclose(out[crop], obj[crop], rtol=1e-6)
+    assert np.all(out != 0)  # the patches cover the whole frame
+    top, left, bottom, right = frame_padding(xy, n, obj.shape)
+    assert min(top, left, bottom, right) >= 0 and (top > 0) == (margin < n // 2)
+
+
+def test_reconstruct_stitches_a_scan_that_overhangs_the_truth(sim: object) -> None:
+    import dataclasses
+
+    model = build_model(model_config_for(sim, n_filters_scale=1))
+    small = sim.obj[10:-10, 10:-10]  # the truth's frame, smaller than the scan's reach
+    moved = dataclasses.replace(sim, obj=small, coords=sim.coords - 10.0)
+    obj = reconstruct(model, moved)
+    assert obj.shape == small.shape and np.isfinite(obj).all()
+    crop = scanned_region(moved.coords, obj.shape)
+    assert np.all(np.abs(obj[crop]) > 0)
