@@ -43,18 +43,18 @@ LOSSES: tuple[str, ...] = ("nll", "mae")
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
 # ×2 up-sampling of the decoders: a resize ("nearest", "bilinear") or a learned transposed conv.
 UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
-# Sub-pixel shifts of the overlap constraint (layers.OverlapConstraint).
+# How the simulation cuts patches at fractional scan positions (SimConfig.subpixel).
 SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
 # What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
 INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log")
 # Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
-# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling /
-# subpixel / input_transform options (docs/findings.md, RESOLUTION-LOSS-001).
+# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling and
+# input_transform options (docs/findings.md, RESOLUTION-LOSS-001).
 MODEL_LAYOUT_VERSION = 2
 # What a layout-1 archive built, for the ModelConfig keys it may not have written (ReLU before
 # ``activation`` existed): it loads as it was trained.
 LAYOUT_DEFAULTS: dict[str, Any] = {"activation": "relu", "upsampling": "nearest",
-                                   "subpixel": "bilinear", "input_transform": "linear"}
+                                   "input_transform": "linear"}
 
 
 class ConfigError(ValueError):
@@ -287,7 +287,6 @@ class ModelConfig(_ConfigMixin):
     activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
     upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
-    subpixel:          fractional shifts of the overlap constraint, one of SUBPIXELS.
     input_transform:   what the CNN sees: "linear" amplitudes or "log" (``layers.LogCompress``).
     """
 
@@ -306,7 +305,6 @@ class ModelConfig(_ConfigMixin):
     trainable_intensity_scale: bool = False
     activation: str = "leaky_relu"
     upsampling: str = "nearest"
-    subpixel: str = "bilinear"
     input_transform: str = "linear"
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
@@ -327,7 +325,6 @@ class ModelConfig(_ConfigMixin):
         _check_bool("trainable_intensity_scale", self.trainable_intensity_scale)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
-        _check_choice("subpixel", self.subpixel, SUBPIXELS)
         _check_choice("input_transform", self.input_transform, INPUT_TRANSFORMS)
 
     @property

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--integer-positions", action="store_true",
                         help="scan positions and group offsets on whole pixels: no sub-pixel "
                              "(bilinear) interpolation in simulation, overlap constraint or stitching")
+    parser.add_argument("--sim", nargs="*", default=[], help="SimConfig overrides KEY=VALUE")
     parser.add_argument("--model", nargs="*", default=[], help="ModelConfig overrides KEY=VALUE")
     parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides KEY=VALUE")
     args = parser.parse_args(argv)
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def sim(seed: int, count: int) -> Any:
         data = simulate(SimConfig(N=args.N, gridsize=2, nphotons=args.nphotons, n_images=count,
-                                  probe_defocus=2.0, object_type=args.object, seed=seed))
+                                  probe_defocus=2.0, object_type=args.object, seed=seed,
+                                  **_pairs(args.sim)))
         if args.integer_positions:  # whole-pixel offsets from the group centre, too
             data = dataclasses.replace(data, offsets=np.floor(data.offsets + 0.5))
         return data
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed, **_pairs(args.train)}
     model = build_model(ModelConfig(**model_kw), probe=data.probe, seed=args.seed)
     record: dict[str, Any] = {"object": args.object, "nphotons": args.nphotons,
+                              "sim": _pairs(args.sim), "integer_positions": args.integer_positions,
                               "n_images": args.n_images, "n_test": args.n_test, "N": args.N,
                               "model": {k: v for k, v in model_kw.items() if k != "intensity_scale"},
                               "train": train_kw, "params": int(model.count_params()),
