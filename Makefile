@@ -33,7 +33,7 @@ test: $(STAMP)
 ## Fast tests only: the default suite less the `integration` modules (they train models, start
 ## Dask clusters, wait on leases or spawn a command line). `make test` (and CI) still runs them.
 test-unit: $(STAMP)
-	$(PYTEST) -q -m "not integration and not slow and not browser"
+	$(PYTEST) -q -m "not integration and not slow and not browser and not agent_cli"
 
 ## Lint the whole repository (ruff; configuration in pyproject.toml).
 lint: $(STAMP)

@@ -110,9 +110,21 @@ def curve_grid(doses: tuple[float, ...], positions: tuple[str, ...], methods: tu
 
 
 # ----------------------------------------------------------------------------- aggregation
-def _stats(values: list[float]) -> dict[str, Any]:
+def _stats(values: list[float | None]) -> dict[str, Any] | None:
+    """Mean, sample std and the values; None when any value is not applicable (a metric of a
+    constant truth channel, e.g. the phase of an object without phase)."""
+    if any(v is None for v in values):
+        return None
     return {"mean": statistics.fmean(values),
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+
+
+def _value(v: float | None) -> float | None:
+    return None if v is None else float(v)
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
 
 
 def verdict(diff: dict[str, Any]) -> str:
@@ -142,7 +154,7 @@ def curve_table(per_point: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"positions": pos, "method": method, "nphotons": dose,
                                "n": len(ms), "seeds": [m["seed"] for m in ms]}
         for key in CURVE_METRICS:
-            row[key] = _stats([float(m["metrics"][key]) for m in ms])
+            row[key] = _stats([_value(m["metrics"].get(key)) for m in ms])
         rows.append(row)
     return rows
 
@@ -167,12 +179,11 @@ def pinn_minus_baseline(per_point: dict[str, dict[str, Any]], engine: str | None
             entry: dict[str, Any] = {"positions": pos, "nphotons": dose, "loss": loss,
                                      "engine": engine, "seeds": seeds}
             for key in CURVE_METRICS:
-                entry[key] = _stats([float(by_key[(pos, dose, loss, s)]["metrics"][key])
-                                     - float(by_key[(pos, dose, engine, s)]["metrics"][key])
+                entry[key] = _stats([_difference(by_key[(pos, dose, loss, s)]["metrics"].get(key),
+                                                 by_key[(pos, dose, engine, s)]["metrics"].get(key))
                                      for s in seeds])
-            entry["verdict_amp_ssim"] = verdict(entry["amp_ssim"])
-            entry["verdict_phase_ssim"] = verdict(entry["phase_ssim"])
-            entry["verdict_amp_psnr"] = verdict(entry["amp_psnr"])
+            for key in ("amp_ssim", "phase_ssim", "amp_psnr"):
+                entry[f"verdict_{key}"] = "not applicable" if entry[key] is None else verdict(entry[key])
             out.append(entry)
     return out
 
@@ -250,7 +261,9 @@ def merge_curve(store: ArmStore, cfg: StudyConfig, points: list[ArmSpec], engine
     return summary
 
 
-def _pm(stats: dict[str, Any], spec: str) -> str:
+def _pm(stats: dict[str, Any] | None, spec: str) -> str:
+    if stats is None:
+        return "n/a"
     return f"{format(stats['mean'], spec)} ± {format(stats['std'], spec.replace('+', ''))}"
 
 

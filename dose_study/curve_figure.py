@@ -65,8 +65,10 @@ def _series(table: list[dict[str, Any]], pos: str, key: str) -> dict[str, tuple]
     """method -> (doses, means, stds) sorted by dose, for one density and metric."""
     out: dict[str, tuple] = {}
     for method in dict.fromkeys(r["method"] for r in table if r["positions"] == pos):
-        rows = sorted((r for r in table if r["positions"] == pos and r["method"] == method),
-                      key=lambda r: r["nphotons"])
+        rows = sorted((r for r in table if r["positions"] == pos and r["method"] == method
+                       and r[key] is not None), key=lambda r: r["nphotons"])
+        if not rows:
+            continue
         out[method] = (np.array([r["nphotons"] for r in rows], np.float64),
                        np.array([r[key]["mean"] for r in rows], np.float64),
                        np.array([r[key]["std"] for r in rows], np.float64))
@@ -103,7 +105,14 @@ def render_curve_figure(table: list[dict[str, Any]], path: Path, suptitle: str) 
             ax.grid(True, which="major", alpha=0.3)
             if drawn and i == 0 and j == 0:
                 ax.legend(fontsize=8, loc="lower right")
-            stats = check_panel(drawn)
+            applicable = any(r["positions"] == pos and r[key] is not None for r in table)
+            if applicable:
+                stats = check_panel(drawn)
+            else:  # e.g. the phase of an object without phase: said in the panel, not drawn as numbers
+                ax.text(0.5, 0.5, "not applicable:\nconstant truth channel", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=10, color="0.4")
+                stats = {"methods": [], "points": 0, "finite": True, "nonconstant": False,
+                         "ok": True, "not_applicable": True, "min": None, "max": None}
             stats.update({"positions": pos, "metric": key})
             report.panels.append(stats)
     fig.suptitle(suptitle, fontsize=12)

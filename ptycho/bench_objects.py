@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptycho.objects import gaussian_blur
+from ptycho.blur import gaussian_blur
 
 __all__ = ["BENCH_OBJECTS", "CARRIER", "make_bench_object"]
 

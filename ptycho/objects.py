@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ptycho.bench_objects import make_bench_object
+from ptycho.blur import gaussian_blur
 from ptycho.config import OBJECT_TYPES
 
-__all__ = ["make_object", "gaussian_blur"]
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Periodic Gaussian blur (std `sigma` px) by multiplication with the Gaussian's FT.
-
-    image: (H, W) real float; returns (H, W) float64.
-    """
-    h, w = image.shape
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    kernel = np.exp(-2.0 * np.pi**2 * sigma**2 * (fx**2 + fy**2))
-    return np.fft.irfft2(np.fft.rfft2(image) * kernel, s=(h, w))
+__all__ = ["make_object"]
 
 
 def _lines(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -76,7 +66,5 @@ def make_object(object_type: str, size: int, rng: np.random.Generator) -> np.nda
         raise ValueError(f"make_object: size must be an int >= 8, got {size!r}")
     maker = {"lines": _lines, "random": _random, "disk": _disk}.get(object_type)
     if maker is None:
-        from ptycho.bench_objects import make_bench_object  # imports this module
-
         return make_bench_object(object_type, int(size), rng)
     return maker(int(size), rng)

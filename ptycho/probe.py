@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptycho.objects import gaussian_blur
+from ptycho.blur import gaussian_blur
 
 __all__ = ["make_probe", "probe_radius", "EDGE_BLUR_PX"]
 

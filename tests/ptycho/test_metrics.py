@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from ptycho.blur import gaussian_blur
 from ptycho.metrics import (
     PSNR_CAP_DB,
     align_global,
@@ -21,7 +22,7 @@ from ptycho.metrics import (
     scanned_region,
     ssim,
 )
-from ptycho.objects import gaussian_blur, make_object
+from ptycho.objects import make_object
 
 
 def _texture(seed: int = 0, size: int = 64) -> np.ndarray:
