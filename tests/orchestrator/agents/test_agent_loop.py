@@ -21,7 +21,7 @@ from orchestrator.turns.config import NEW_BUDGET_KEYS, NEW_COMMAND_KEYS, NEW_TOP
 
 pytestmark = pytest.mark.integration  # spawns the orchestrator command line
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_llm.py"
+FAKE = Path(__file__).parents[2] / "fixtures" / "agents" / "fake_llm.py"
 PY = sys.executable
 
 NOTIFIER = "import sys, pathlib; pathlib.Path(sys.argv[1]).open('a').write(' '.join(sys.argv[2:]) + '\\n')"
@@ -257,7 +257,7 @@ def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path:
 
 
 def test_documented_claude_codex_config_is_valid(tmp_path: Path) -> None:
-    doc = (Path(__file__).parents[2] / "docs" / "coding_agents.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[3] / "docs" / "coding_agents.md").read_text(encoding="utf-8")
     section = doc.split("# Running with Claude Code or Codex", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "orchestrator.yaml").write_text(block, encoding="utf-8")
