@@ -7,7 +7,7 @@ import pytest
 from orchestrator.documents import plan
 from orchestrator.documents.errors import ParseError, UnknownIdError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 PLAN = FIXTURES / "implementation.md"
 
 

@@ -13,7 +13,7 @@ from orchestrator.documents.errors import (
     UnknownIdError,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 PLAN = FIXTURES / "fix_plan.md"
 SINGLE = FIXTURES / "fix_plan_single_focus.md"
 

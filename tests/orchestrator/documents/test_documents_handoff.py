@@ -8,7 +8,7 @@ import pytest
 from orchestrator.documents import handoff
 from orchestrator.documents.errors import ParseError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "input.example.md"
 FOCUS = "STUDY-SYNTH-DOSE-COMPARISON-001"
 

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.documents import fix_plan, handoff, validate
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "input.example.md"
 FOCUS = "STUDY-SYNTH-DOSE-COMPARISON-001"
 PLAN = fix_plan.load(FIXTURES / "fix_plan.md")

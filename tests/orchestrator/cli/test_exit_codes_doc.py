@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator.cli.exit_codes import Exit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "operations.md"
 ROW = re.compile(r"^\| (?P<code>\d+) \| `(?P<name>\w+)` \| (?P<meaning>.*?) \|$")
 #: "3 lock held", "124 timeout", …: a code followed by the first word of its usual meaning.

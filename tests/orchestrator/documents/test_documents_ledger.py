@@ -9,7 +9,7 @@ import pytest
 from orchestrator.documents import ledger
 from orchestrator.documents.errors import ParseError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 SEED = FIXTURES / "seeds" / "galph_memory.example.md"
 COMPACT = FIXTURES / "galph_memory_compact.md"
 

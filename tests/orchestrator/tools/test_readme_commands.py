@@ -20,7 +20,7 @@ from orchestrator.cli.main import build_parser
 
 pytestmark = pytest.mark.integration  # spawns the orchestrator command line
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: Where commands are spelled for users: the README and the docs it sends them to.
 COMMAND_DOCS = ("README.md", "docs/operations.md", "docs/coding_agents.md")
 #: Subcommands this module runs after a main-job cycle (the README's "Reading the results").

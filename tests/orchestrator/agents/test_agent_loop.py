@@ -21,7 +21,7 @@ from orchestrator.turns.config import NEW_BUDGET_KEYS, NEW_COMMAND_KEYS, NEW_TOP
 
 pytestmark = pytest.mark.integration  # spawns the orchestrator command line
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_llm.py"
+FAKE = Path(__file__).parents[2] / "fixtures" / "agents" / "fake_llm.py"
 PY = sys.executable
 
 NOTIFIER = "import sys, pathlib; pathlib.Path(sys.argv[1]).open('a').write(' '.join(sys.argv[2:]) + '\\n')"
@@ -262,7 +262,7 @@ def test_agent_output_lines_are_echoed_with_a_role_prefix_unless_quiet(tmp_path:
     ("## mini-swe-agent", ("builtin", "mini-worker")),
 ])
 def test_documented_agent_configs_are_valid(tmp_path: Path, section: str, names: tuple[str, str]) -> None:
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[3]
     assert "docs/coding_agents.md" in (root / "README.md").read_text(encoding="utf-8")
     doc = (root / "docs/coding_agents.md").read_text(encoding="utf-8")
     block = doc.split(f"\n{section}\n", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]

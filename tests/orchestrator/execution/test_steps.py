@@ -119,7 +119,7 @@ def test_kill_marked_processes_finds_orphans_by_marker(tmp_path: Path) -> None:
 
 
 def test_planned_steps_keep_expectations_and_item_ids() -> None:
-    seed = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "input.example.md"
+    seed = Path(__file__).parents[2] / "fixtures" / "documents" / "seeds" / "input.example.md"
     steps = planned_steps(handoff_doc.parse(seed.read_text(), seed))
     assert [s.number for s in steps] == [1, 2, 3, 4] and [s.phase for s in steps] == ["A", "B", "C", "D"]
     assert steps[0].expected == "2 passed" and steps[1].script.startswith("cd /home/ollie")

@@ -196,7 +196,7 @@ def test_cli_status_json_replay_and_ledger_check(tmp_path: Path, harness) -> Non
 
 
 def test_ledger_check_flags_seed_ledger(tmp_path: Path, harness) -> None:
-    source = Path(__file__).parents[1] / "fixtures" / "documents" / "seeds" / "galph_memory.example.md"
+    source = Path(__file__).parents[2] / "fixtures" / "documents" / "seeds" / "galph_memory.example.md"
     repo = harness.make_repo(
         tmp_path / "r",
         {"T-PASS-001": (harness.item("T-PASS-001", "x"), harness.plan(*PASSING))},

@@ -17,7 +17,7 @@ from orchestrator.documents.handoff_check import validate_handoff_file
 from orchestrator.execution.steps import step_env
 from orchestrator.records.artifacts import new_report_dir
 
-FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_agent.py"
+FAKE = Path(__file__).parents[2] / "fixtures" / "agents" / "fake_agent.py"
 SIMPLE = ("T-AG-001", [("Only", [("ok", "true")])], ["fine — check: `true`"])
 
 

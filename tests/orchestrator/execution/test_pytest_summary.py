@@ -13,7 +13,7 @@ from orchestrator.execution.pytest_summary import (
     parse_summary_line,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runner"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "runner"
 
 
 @pytest.mark.parametrize(

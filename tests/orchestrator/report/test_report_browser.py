@@ -23,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 _SPEC = importlib.util.spec_from_file_location(
-    "report_synthetic_repo", Path(__file__).resolve().parents[1] / "fixtures" / "report" / "synthetic_repo.py")
+    "report_synthetic_repo", Path(__file__).resolve().parents[2] / "fixtures" / "report" / "synthetic_repo.py")
 synthetic = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(synthetic)
 

@@ -13,8 +13,8 @@ from orchestrator.cli import main
 
 pytestmark = pytest.mark.integration  # spawns the orchestrator command line
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
-REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from orchestrator.execution.steps import harness_bin
 from orchestrator.turns.transient import TransientClassifier
 
 PY = sys.executable
-FAKE = Path(__file__).parents[1] / "fixtures" / "agents" / "fake_llm.py"
-ROOT = Path(__file__).parents[2]
+FAKE = Path(__file__).parents[2] / "fixtures" / "agents" / "fake_llm.py"
+ROOT = Path(__file__).parents[3]
 NOW = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
 
 #: prints the variables an agent's output depends on, as one JSON line

@@ -10,7 +10,7 @@ from orchestrator.documents import findings, fix_plan, handoff, ledger, plan, va
 from orchestrator.documents.common import decode
 from orchestrator.documents.errors import ParseError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 CASES = [
     (handoff, "seeds/input.example.md"), (handoff, "input_bold.md"), (handoff, "input_summary_first.md"),
     (ledger, "seeds/galph_memory.example.md"), (ledger, "galph_memory_compact.md"),

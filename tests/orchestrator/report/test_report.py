@@ -27,7 +27,7 @@ from orchestrator.report.board import attempt_result
 from orchestrator.report.render import render_markdown
 
 _SPEC = importlib.util.spec_from_file_location(
-    "report_synthetic_repo", Path(__file__).resolve().parents[1] / "fixtures" / "report" / "synthetic_repo.py")
+    "report_synthetic_repo", Path(__file__).resolve().parents[2] / "fixtures" / "report" / "synthetic_repo.py")
 synthetic = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(synthetic)
 

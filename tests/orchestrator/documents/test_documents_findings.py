@@ -8,7 +8,7 @@ import pytest
 from orchestrator.documents import findings
 from orchestrator.documents.errors import ParseError, UnknownIdError
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "documents"
 STANDARD = FIXTURES / "findings.md"
 EXPORT = FIXTURES / "findings_no_separator.md"
 

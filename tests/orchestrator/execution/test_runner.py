@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.execution.runner import TIMEOUT_RC, CommandResult, run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DRIVER = REPO / "tests" / "fixtures" / "runner" / "interrupt_driver.py"
 
 

@@ -11,7 +11,7 @@ from orchestrator.agents import AgentTraits, BuiltinSupervisor, BuiltinWorker, C
 from orchestrator.agents.registry import KINDS, build_agent, kind_of
 from orchestrator.config import AgentCommand
 
-CYCLE = Path(__file__).parents[2] / "orchestrator" / "cycle"
+CYCLE = Path(__file__).parents[3] / "orchestrator" / "cycle"
 
 
 def _valid(repo: Path, path: Path) -> list[str]:
