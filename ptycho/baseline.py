@@ -19,9 +19,11 @@ Conventions (this repo's canonical format → pty-chi):
   overall scale is kept (counts in → Poisson/Gaussian noise models see counts).
 * ``positions`` (P, 2) float64 **(x, y) = (column, row)** object pixels of patch pixel
   (N//2, N//2), origin at the top-left pixel of the object frame (``xcoords``, ``ycoords``).
-  pty-chi takes separate y and x arrays of the patch centre at (N - 1)/2 relative to an origin
-  pixel (``position_origin_coords``): we pass y and x separately, shifted by
-  (N - 1)/2 - N//2 (= -0.5 for even N), with the origin at the top-left of a padded canvas.
+  pty-chi takes separate y and x arrays and puts the patch centre (pixel (N - 1)/2) at
+  position + ``position_origin_coords``: we pass y and x unchanged with the origin at the
+  frame's top-left on the padded canvas plus (N - 1)/2 - N//2 (= -0.5 for even N), so that
+  whole-pixel positions stay whole (pty-chi would otherwise shift the probe by half a pixel,
+  a different model that does not reproduce the data: measured, see ``ptychi_positions``).
   Patches may overhang the frame (PtychoPINN's scans do): the canvas is grown by
   ``stitching.frame_padding`` and the frame is cut out of the result.
 * ``probe`` (N, N) complex, any scale: it is rescaled so that Σ|P|² · N² (pty-chi's
@@ -167,18 +169,23 @@ def normalise_probe(probe: np.ndarray, intensities: np.ndarray) -> tuple[np.ndar
     return (probe * np.float32(scale)).astype(np.complex64), scale
 
 
-def ptychi_positions(positions: np.ndarray, n: int, pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(y, x) pty-chi positions of this repo's (x, y) positions on a canvas whose frame starts
-    at (top, left) = `pad`, with pty-chi's origin at canvas pixel (0, 0).
+def ptychi_positions(positions: np.ndarray, n: int, pad: tuple[int, int],
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """(y, x, origin): pty-chi positions and ``position_origin_coords`` for this repo's (x, y)
+    positions on a canvas whose frame starts at (top, left) = `pad`.
 
-    positions (P, 2) float (x, y), patch pixel N//2 at the position; pty-chi's patch centre
-    is pixel (N - 1)/2. returns y (P,), x (P,) float64.
+    pty-chi puts the patch centre (pixel (N - 1)/2) at canvas pixel position + origin; ours
+    puts pixel N//2 at the position, so origin = (top, left) + (N - 1)/2 - N//2 (half a pixel
+    back for even N). The positions themselves are passed unchanged: pty-chi snaps them to
+    whole pixels and shifts the probe by the remainder, so whole-pixel scans (ours and
+    PtychoPINN's simulations on a grid) need no sub-pixel shift at all.
+    positions (P, 2) float (x, y); returns y (P,), x (P,) float64, origin (row, col) floats.
     """
     xy = np.asarray(positions, np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"positions must be (P, 2) (x, y), got shape {xy.shape}")
     centre = (n - 1) / 2 - n // 2
-    return xy[:, 1] + pad[0] + centre, xy[:, 0] + pad[1] + centre
+    return xy[:, 1].copy(), xy[:, 0].copy(), (pad[0] + centre, pad[1] + centre)
 
 
 def _options(api: Any, engine: str, epochs: int, batch_size: int, seed: int) -> Any:
@@ -198,7 +205,6 @@ def _options(api: Any, engine: str, epochs: int, batch_size: int, seed: int) -> 
     options.probe_options.optimizable = False
     options.probe_position_options.optimizable = False
     options.object_options.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
-    options.object_options.position_origin_coords = np.zeros(2)
     rec = options.reconstructor_options
     rec.num_epochs = epochs
     rec.batch_size = batch_size
@@ -206,6 +212,18 @@ def _options(api: Any, engine: str, epochs: int, batch_size: int, seed: int) -> 
     rec.random_seed = seed
     rec.allow_nondeterministic_algorithms = False
     return options
+
+
+def _initial_object(obj: np.ndarray | None, shape: tuple[int, int],
+                    pad: tuple[int, int, int, int]) -> np.ndarray:
+    """(1, H', W') complex64 canvas: ones, with `obj` (H, W) placed in the frame."""
+    top, left, bottom, right = pad
+    canvas = np.ones((1, shape[0] + top + bottom, shape[1] + left + right), np.complex64)
+    if obj is not None:
+        if np.shape(obj) != tuple(shape):
+            raise ValueError(f"initial_object must have the object shape {shape}, got {np.shape(obj)}")
+        canvas[0, top:top + shape[0], left:left + shape[1]] = obj
+    return canvas
 
 
 def reconstruct_iterative(
@@ -221,6 +239,7 @@ def reconstruct_iterative(
     threads: int = 1,
     seed: int = 0,
     on_epoch: Callable[[int, np.ndarray], dict[str, float] | None] | None = None,
+    initial_object: np.ndarray | None = None,
 ) -> IterativeResult:
     """Reconstruct the object with a known, fixed probe (see the module docstring).
 
@@ -230,7 +249,8 @@ def reconstruct_iterative(
     as given); epochs ≥ 1; batch_size: patterns per update (default ``DEFAULT_BATCH[engine]``);
     threads ≥ 1 torch threads; seed: pty-chi's random seed (batch order).
     on_epoch(epoch, obj (H, W) complex64) → scores: called after every epoch (its time is not
-    counted in wall_s); when None the epochs run in one call.
+    counted in wall_s); when None the epochs run in one call. initial_object: (H, W) complex
+    start (default ones; outside the frame always ones).
     returns IterativeResult (obj (H, W) complex64).
     """
     patterns = np.asarray(diffraction, np.float32)
@@ -258,7 +278,7 @@ def reconstruct_iterative(
     h, w = object_shape
     top, left, bottom, right = frame_padding(xy, n, (h, w))
     scaled_probe, probe_scale = normalise_probe(probe, intensities)
-    ys, xs = ptychi_positions(xy, n, (top, left))
+    ys, xs, origin = ptychi_positions(xy, n, (top, left))
     torch, api, task_class = _import_ptychi()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads))
@@ -266,9 +286,10 @@ def reconstruct_iterative(
         start = time.perf_counter()
         options = _options(api, engine, epochs, min(batch_size, p), seed)
         options.data_options.fft_shift = True
+        options.object_options.position_origin_coords = np.asarray(origin, np.float64)
         task = task_class(
             options, diffraction_data=intensities,
-            object_data=torch.ones((1, h + top + bottom, w + left + right), dtype=torch.complex64),
+            object_data=torch.as_tensor(_initial_object(initial_object, (h, w), (top, left, bottom, right))),
             probe_data=torch.as_tensor(scaled_probe[None, None]),
             probe_position_x_px=torch.as_tensor(xs, dtype=torch.float32),
             probe_position_y_px=torch.as_tensor(ys, dtype=torch.float32))

@@ -25,37 +25,35 @@ needs_ptychi = pytest.mark.skipif(not available(), reason="pty-chi not installed
 
 
 @pytest.fixture(scope="module")
-def scan(canonical_writer: ModuleType) -> dict[str, np.ndarray]:
-    """200 positions, N=32, 80 px object, 1e12 photons (noise-free in practice)."""
-    return canonical_writer.make_dataset(200, n=N, size=80, nphotons=1e12, seed=3)
+def scan(canonical_writer: ModuleType, ptychopinn_writer: ModuleType) -> dict[str, np.ndarray]:
+    """Noise-free scan, exactly this repo's model (patch pixel N//2 at whole-pixel positions,
+    |fftshift(fft2(probe · patch))|): PtychoPINN-style lines (96 px, amplitude 0.6–1.5) with a
+    phase of up to ±0.25 rad, 169 positions on a jittered 5 px grid, N = 32, a defocused probe."""
+    rng = np.random.default_rng(0)
+    amp = np.abs(ptychopinn_writer.make_object(96, 0))
+    obj = (amp * np.exp(0.5j * (amp - 1))).astype(np.complex64)
+    probe = canonical_writer.make_probe(N)
+    axis = np.arange(N // 2, 96 - N // 2 + 1, 5)
+    xy = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2) + rng.integers(-1, 2, (axis.size ** 2, 2))
+    xy = np.clip(xy, N // 2, 96 - N // 2)
+    patches = np.stack([obj[y - N // 2:y + N // 2, x - N // 2:x + N // 2] for x, y in xy])
+    diffraction = np.abs(np.fft.fftshift(np.fft.fft2(probe * patches, norm="ortho"), axes=(1, 2)))
+    return {"diffraction": diffraction.astype(np.float32), "xcoords": xy[:, 0].astype(float),
+            "ycoords": xy[:, 1].astype(float), "probeGuess": probe, "objectGuess": obj,
+            "patches": patches}
 
 
 def _positions(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([arrays["xcoords"], arrays["ycoords"]], axis=1)
 
 
-def _subpixel_shift(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(dy, dx) of image relative to reference: cross-correlation peak, parabolic refinement."""
-    a, b = image - image.mean(), reference - reference.mean()
-    corr = np.fft.fftshift(np.real(np.fft.ifft2(np.fft.fft2(a) * np.conj(np.fft.fft2(b)))))
-    peak = np.array(np.unravel_index(np.argmax(corr), corr.shape))
-    shift = []
-    for axis in (0, 1):
-        lo, hi = peak.copy(), peak.copy()
-        lo[axis] -= 1
-        hi[axis] += 1
-        c0, cm, cp = corr[tuple(peak)], corr[tuple(lo)], corr[tuple(hi)]
-        shift.append(peak[axis] - corr.shape[axis] // 2 + 0.5 * (cm - cp) / (cm - 2 * c0 + cp))
-    return np.array(shift)
-
-
 def test_position_and_probe_conventions_without_ptychi() -> None:
     xy = np.array([[10.0, 20.0], [12.5, 3.0]])
-    ys, xs = ptychi_positions(xy, 64, (5, 7))  # pty-chi centre (N-1)/2 = 31.5, ours N//2 = 32
-    np.testing.assert_allclose(ys, [24.5, 7.5])
-    np.testing.assert_allclose(xs, [16.5, 19.0])
-    ys, xs = ptychi_positions(xy, 15, (0, 0))  # odd N: both conventions use pixel 7
-    np.testing.assert_allclose(np.stack([xs, ys], 1), xy)
+    ys, xs, origin = ptychi_positions(xy, 64, (5, 7))  # pty-chi centre (N-1)/2 = 31.5, ours 32
+    np.testing.assert_array_equal(ys, [20.0, 3.0])
+    np.testing.assert_array_equal(xs, [10.0, 12.5])
+    assert origin == (4.5, 6.5)
+    assert ptychi_positions(xy, 15, (0, 0))[2] == (0.0, 0.0)  # odd N: both use pixel 7
     with pytest.raises(ValueError, match=r"\(P, 2\)"):
         ptychi_positions(xy.T[:, :1], 64, (0, 0))
     probe = np.ones((4, 4), np.complex64) * 3
@@ -98,7 +96,7 @@ def test_noise_free_scan_reconstructs_with_lsqml(scan: dict, lsqml: object) -> N
     assert lsqml.obj.shape == obj.shape and lsqml.obj.dtype == np.complex64
     scores = evaluate(lsqml.obj, obj, scanned_region(_positions(scan), obj.shape))
     assert scores["amp_ssim"] >= 0.99, scores
-    assert scores["phase_ssim"] >= 0.9, scores  # the writer's weak phase (0.3 rad) too
+    assert scores["phase_ssim"] >= 0.8, scores
     ssims = [info.scores["amp_ssim"] for info in lsqml.epochs]
     assert len(ssims) == 20 and ssims[-1] > ssims[0]
     walls = [info.wall_s for info in lsqml.epochs]
@@ -107,16 +105,27 @@ def test_noise_free_scan_reconstructs_with_lsqml(scan: dict, lsqml: object) -> N
 
 @pytest.mark.baseline
 @needs_ptychi
-def test_positions_convention_puts_the_object_where_the_truth_is(scan: dict, lsqml: object) -> None:
+@pytest.mark.parametrize("engine", ["lsqml", "epie"])
+def test_positions_convention_makes_the_truth_a_fixed_point(scan: dict, engine: str) -> None:
+    """Started at the truth (scaled to the normalised probe), the engines stay there: pty-chi's
+    model reproduces the data exactly. Positions off by a pixel, x/y swapped, or the pty-chi
+    default of half a pixel between the two centre conventions (which makes it shift the probe
+    by half a pixel) all move the object away."""
     from ptycho.baseline import reconstruct_iterative
 
-    obj = scan["objectGuess"]
-    rows, cols = scanned_region(_positions(scan), obj.shape)
-    shift = _subpixel_shift(np.abs(lsqml.obj[rows, cols]), np.abs(obj[rows, cols]))
-    assert np.all(np.abs(shift) < 0.15), shift  # half a pixel off would be the centre pixel wrong
-    swapped = reconstruct_iterative(scan["diffraction"], _positions(scan)[:, ::-1],
-                                    scan["probeGuess"], epochs=5, object_shape=obj.shape)
-    assert evaluate(swapped.obj, obj, (rows, cols))["amp_ssim"] < 0.5  # x/y order matters
+    obj, probe = scan["objectGuess"], scan["probeGuess"]
+    k = np.mean(np.sum(np.abs(probe * scan["patches"]) ** 2, axis=(1, 2))) / np.sum(np.abs(probe) ** 2)
+    crop = scanned_region(_positions(scan), obj.shape)
+
+    def ssim_after(positions: np.ndarray) -> float:
+        result = reconstruct_iterative(scan["diffraction"], positions, probe, engine=engine,
+                                       epochs=3, object_shape=obj.shape,
+                                       initial_object=obj / np.sqrt(k))
+        return evaluate(result.obj, obj, crop)["amp_ssim"]
+
+    assert ssim_after(_positions(scan)) > 0.9999
+    for wrong in (_positions(scan) + 1.0, _positions(scan)[:, ::-1], _positions(scan) - 0.5):
+        assert ssim_after(wrong) < 0.99
 
 
 @pytest.mark.baseline
@@ -125,19 +134,23 @@ def test_probe_scale_and_data_units_do_not_change_the_object(scan: dict) -> None
     from ptycho.baseline import reconstruct_iterative
 
     obj = scan["objectGuess"]
-    args = (_positions(scan), scan["probeGuess"])
-    base = reconstruct_iterative(scan["diffraction"], *args, epochs=3, object_shape=obj.shape)
-    bright = reconstruct_iterative(scan["diffraction"], _positions(scan), scan["probeGuess"] * 7,
-                                   epochs=3, object_shape=obj.shape)
-    assert bright.probe_scale == pytest.approx(base.probe_scale / 7, rel=1e-5)
-    np.testing.assert_allclose(bright.obj, base.obj, rtol=1e-3, atol=1e-3)
-    # intensities given as intensities reconstruct the same object as their amplitudes
-    as_intensity = reconstruct_iterative(scan["diffraction"] ** 2, *args, epochs=3,
-                                         object_shape=obj.shape, intensity=True)
-    np.testing.assert_allclose(as_intensity.obj, base.obj, rtol=1e-3, atol=1e-3)
+    crop = scanned_region(_positions(scan), obj.shape)
+
+    def run(diffraction: np.ndarray, probe: np.ndarray, **kwargs: object) -> tuple[object, float]:
+        result = reconstruct_iterative(diffraction, _positions(scan), probe, epochs=5,
+                                       object_shape=obj.shape, **kwargs)
+        return result, evaluate(result.obj, obj, crop)["amp_ssim"]
+
+    base, ssim = run(scan["diffraction"], scan["probeGuess"])
+    bright, bright_ssim = run(scan["diffraction"] * 3, scan["probeGuess"] * 7)  # any units
+    assert bright.probe_scale == pytest.approx(base.probe_scale * 3 / 7, rel=1e-5)
+    assert bright_ssim == pytest.approx(ssim, abs=0.005)
+    ratio = np.median(np.abs(bright.obj[crop])) / np.median(np.abs(base.obj[crop]))
+    assert ratio == pytest.approx(1.0, abs=0.01)  # the object comes out in the same units
+    squared, squared_ssim = run(scan["diffraction"] ** 2, scan["probeGuess"], intensity=True)
+    assert squared_ssim == pytest.approx(ssim, abs=0.005)
     # normalised probe: a unit-modulus object predicts the counts, so the object is ~unit scale
-    amplitude = np.abs(base.obj[scanned_region(_positions(scan), obj.shape)])
-    assert 0.5 < np.median(amplitude) / np.median(np.abs(obj)) < 2.0
+    assert 0.7 < np.median(np.abs(base.obj[crop])) / np.median(np.abs(obj[crop])) < 1.4
 
 
 @pytest.mark.baseline
@@ -167,5 +180,11 @@ def test_reconstruct_cli_writes_what_infer_writes(engine: str, canonical_writer:
     assert obj.shape == (64, 64) and np.isfinite(obj).all()
     again = load_data(tmp_path / "recon.npz", None)
     np.testing.assert_array_equal(again.obj, obj)
-    if engine == "lsqml":
-        assert metrics["amp_ssim"] > 0.8, metrics
+    if engine == "lsqml":  # what the CLI wrote is what the API gives on the loaded data
+        from ptycho.baseline import reconstruct_iterative
+
+        data = load_data(tmp_path / "scan.npz", None)
+        direct = reconstruct_iterative(data.per_position * np.float32(data.intensity_scale),
+                                       np.stack([data.xcoords, data.ycoords], 1), data.probe,
+                                       epochs=3, object_shape=data.obj.shape)
+        np.testing.assert_array_equal(direct.obj, obj)

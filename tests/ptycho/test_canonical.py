@@ -118,17 +118,6 @@ def test_integer_counts_are_intensities(canonical_writer: ModuleType, tmp_path: 
     np.testing.assert_allclose(data.per_position, reference.per_position, rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def ptychopinn_writer() -> ModuleType:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "fixtures" / "canonical" / "make_ptychopinn_like.py"
-    spec = importlib.util.spec_from_file_location("make_ptychopinn_like", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bright_centre_amplitudes_are_accepted_without_a_flag(ptychopinn_writer: ModuleType,
                                                               tmp_path: Path) -> None:
     """PtychoPINN's own simulator output: sqrt of Poisson counts / scale, a bright central beam

@@ -187,3 +187,47 @@ def test_cli_errors_have_exit_codes_and_name_the_file(tmp_path: Path) -> None:
     proc = _run("infer", "--model", str(tmp_path / "m.zip"))
     assert proc.returncode == 2  # usage: --data/--output-dir missing
     assert not (tmp_path / "o").exists()
+
+
+def test_amplitude_and_intensity_flags_are_exclusive_and_reach_the_loader(tmp_path: Path) -> None:
+    from ptycho.cli import build_parser
+
+    parser = build_parser()
+    base = ["train", "--data", "x.npz", "--output-dir", "o"]
+    assert parser.parse_args(base).intensity is None  # decided from the data
+    assert parser.parse_args([*base, "--intensity"]).intensity is True
+    assert parser.parse_args([*base, "--amplitude"]).intensity is False
+    for command in (["infer", "--model", "m.zip"], ["reconstruct"]):
+        args = parser.parse_args([*command, "--data", "x.npz", "--output-dir", "o", "--amplitude"])
+        assert args.intensity is False
+    proc = _run(*base, "--amplitude", "--intensity")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_ptychopinn_simulator_files_train_and_infer_without_a_flag(
+        ptychopinn_writer: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Files with the conventions of PtychoPINN's own simulator (sqrt-of-counts amplitudes with
+    a bright centre; scan centres 5 px from the edge of a 48 px object, so N=16 patches overhang
+    it) train and infer through the CLI with no flag; metrics over the scanned region."""
+    train = tmp_path / "pp_train.npz"
+    test = tmp_path / "pp_test.npz"
+    ptychopinn_writer.write(train, ptychopinn_writer.make_dataset(48, n=N, size=48, buffer=5.0, seed=1))
+    ptychopinn_writer.write(test, ptychopinn_writer.make_dataset(24, n=N, size=48, buffer=5.0, seed=2))
+    out = tmp_path / "run"
+    rc, trained, err = _main(capsys, "train", "--data", str(train), "--output-dir", str(out),
+                             "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1")
+    assert rc == 0, err[-3000:]
+    assert trained["data"]["units"].startswith("amplitude (the squared values")
+    assert trained["data"]["nphotons_source"] == "count quantisation"
+    rc, inferred, err = _main(capsys, "infer", "--model", trained["model"], "--data", str(test),
+                              "--output-dir", str(out / "infer"))
+    assert rc == 0, err[-3000:]
+    metrics = json.loads((out / "infer" / "metrics.json").read_text())
+    rows0, rows1, cols0, cols1 = metrics["crop"]
+    with np.load(test) as npz:
+        xs, ys = npz["xcoords"], npz["ycoords"]
+    assert (rows0, cols0) == (int(np.ceil(ys.min())), int(np.ceil(xs.min())))
+    assert (rows1, cols1) == (int(np.floor(ys.max())) + 1, int(np.floor(xs.max())) + 1)
+    assert -1.0 <= metrics["amp_ssim"] <= 1.0 and inferred["amp_ssim"] == metrics["amp_ssim"]
+    with np.load(out / "infer" / "recon.npz") as npz:
+        assert npz["object"].shape == (48, 48)
