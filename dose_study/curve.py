@@ -147,9 +147,10 @@ def curve_table(per_point: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         arm = get_arm(name)
         groups.setdefault((arm.positions, arm.loss, arm.nphotons), []).append(m)
     order = {p: i for i, p in enumerate(SCAN_DENSITIES)}
+    methods = {m: i for i, m in enumerate(PINN_LOSSES + BASELINE_ENGINES)}
     rows = []
     for (pos, method, dose), ms in sorted(groups.items(), key=lambda kv: (
-            order.get(kv[0][0], 99), kv[0][1], kv[0][2])):
+            order.get(kv[0][0], 99), methods.get(kv[0][1], 99), kv[0][2])):
         ms = sorted(ms, key=lambda m: m["seed"])
         row: dict[str, Any] = {"positions": pos, "method": method, "nphotons": dose,
                                "n": len(ms), "seeds": [m["seed"] for m in ms]}

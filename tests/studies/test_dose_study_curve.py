@@ -149,6 +149,7 @@ def test_table_is_mean_and_sample_std_over_seeds() -> None:
     assert row["amp_ssim"]["std"] == pytest.approx(statistics.stdev(values)) == pytest.approx(0.02)
     assert row["amp_psnr"]["mean"] == pytest.approx(20 * statistics.fmean(values))
     assert [r["positions"] for r in table][:6] == ["dense"] * 6  # dense first, then sparse
+    assert [r["method"] for r in table][::2] == ["nll", "mae", "lsqml"] * 2
     one = curve_table({k: v for k, v in _fake_run(seeds=(0,)).items()})
     assert all(r["amp_ssim"]["std"] == 0.0 and r["n"] == 1 for r in one)
 
@@ -176,7 +177,7 @@ def test_curve_figure_is_checked_finite_and_nonconstant(tmp_path: Path) -> None:
     assert report.ok and report.png_ok and len(report.panels) == 8  # 2 densities x 4 metrics
     assert all(p["methods"] == ["lsqml", "mae", "nll"] and p["points"] == 6 for p in report.panels)
     assert (tmp_path / "dose_curve.png").read_bytes()[:4] == b"\x89PNG"
-    table[0]["amp_ssim"]["mean"] = float("nan")
+    table[0]["amp_ssim"]["mean"] = float("nan")  # dense, nll, 1e3
     bad = render_curve_figure(table, tmp_path / "bad.png", "t")
     assert not bad.ok and [(p["positions"], p["metric"]) for p in bad.panels if not p["ok"]] == [
         ("dense", "amp_ssim")]
