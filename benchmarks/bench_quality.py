@@ -15,8 +15,9 @@ scan (another sample of the same object family, another scan) and scores it:
     final            amp/phase MAE, PSNR, SSIM, FRC50 after the last epoch (null = not
                      applicable: a constant truth channel, see ptycho.metrics)
     constant         the same for a constant image (the truth's mean amplitude, zero phase)
-    lsqml            pty-chi LSQML on the same test scan when ``ptycho.baseline.available()``,
-                     else {"available": false}
+    lsqml            pty-chi LSQML (known probe, ``--lsqml-epochs``, one thread) on the same
+                     test scan when ``ptycho.baseline.available()``, else {"available": false};
+                     ``--lsqml-only`` runs just that (no training)
     params, path, cpu, train_groups_per_s (median epoch), best_ssim, best_epoch
 
 With one object and one dose the old flat layout is printed (the keys above at the top level);
@@ -38,7 +39,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,21 +77,39 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str, Any]:
-    """pty-chi LSQML on the test scan, scored like the PINN; {"available": False} without it."""
-    try:
-        from ptycho import baseline  # optional extra: pty-chi on torch (branch wip/baseline)
-    except ImportError:
-        return {"available": False, "note": "ptycho.baseline is not part of this checkout"}
-    reconstruct = getattr(baseline, "reconstruct_simulated", None)
-    if not baseline.available() or reconstruct is None:
-        return {"available": False, "note": "pty-chi not installed (make baseline)"}
+    """pty-chi LSQML (known probe, one thread) on the test scan's patterns, scored like the
+    PINN over the same region; {"available": False, "note"} without the baseline extra."""
+    from ptycho import baseline
+
+    if not baseline.available():
+        return {"available": False, "note": baseline.install_hint()}
+    import numpy as np
+
+    from ptycho.canonical_write import per_position_patterns
     from ptycho.metrics import evaluate
 
-    start = time.perf_counter()
-    recon = reconstruct(test, engine="lsqml", epochs=epochs)
-    seconds = time.perf_counter() - start
-    return {"available": True, "epochs": epochs, "wall_s": round(seconds, 2),
-            **{k: _round(v) for k, v in evaluate(recon, test.obj, crop).items()}}
+    used, patterns = per_position_patterns(test)  # network units: sqrt(counts) / scale
+    positions = np.stack([test.xcoords[used], test.ycoords[used]], axis=1)
+    result = baseline.reconstruct_iterative(patterns * test.intensity_scale, positions, test.probe,
+                                            engine="lsqml", epochs=epochs,
+                                            object_shape=test.obj.shape, threads=1)
+    return {"available": True, "epochs": epochs, "wall_s": round(result.wall_s, 2),
+            **{k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
+
+
+def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str, Any]:
+    """LSQML alone on the test scan ``run_one`` would score (same object, dose and seeds)."""
+    from dose_study.arms import make_config
+    from dose_study.recipe import simulate
+    from ptycho.metrics import scanned_region
+
+    study = dataclasses.replace(
+        make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs), object_type=name)
+    test = simulate(study, nphotons, study.test_seed, study.n_test_images, "test")
+    crop = scanned_region(test.coords, test.obj.shape)
+    return {"object": name, "carrier": carrier_of(name), "nphotons": nphotons,
+            "n_test_images": study.n_test_images, "N": study.N,
+            "lsqml": lsqml_scores(test, crop, args.lsqml_epochs)}
 
 
 def run_one(args: argparse.Namespace, name: str, nphotons: float) -> tuple[dict[str, Any], Any]:
@@ -185,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
     parser.add_argument("--lsqml-epochs", type=int, default=50)
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
+    parser.add_argument("--lsqml-only", action="store_true",
+                        help="only pty-chi LSQML on each test scan (no PINN training)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -200,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for dose in doses:
             label = f"{dose:.0e}".replace("e+0", "e")
+            if args.lsqml_only:
+                results.setdefault(name, {})[label] = lsqml_only(args, name, dose)
+                continue
             out, (recon, truth) = run_one(args, name, dose)
             results.setdefault(name, {})[label] = out
             panels.setdefault(name, {})[label] = {"recon": recon, "truth": truth,
                                                   "ssim": out["final"][f"{out['carrier']}_ssim"]}
-    if args.figure is not None:
+    if args.figure is not None and not args.lsqml_only:
         draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
     if len(names) == 1 and len(doses) == 1:
         print(json.dumps(next(iter(next(iter(results.values())).values()))))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "canonical"))
+WRITER = ROOT / "tests" / "fixtures" / "canonical" / "make_canonical.py"
 
 
 def _scores(obj: Any, truth: Any, crop: Any) -> dict[str, float]:
@@ -149,9 +149,13 @@ def main() -> None:
         args.train_positions, args.test_positions, args.nepochs = 300, 64, 2
         args.lsqml_epochs = args.epie_epochs = args.dm_epochs = 3
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib.util
     import tempfile
 
-    import make_canonical as writer
+    spec = importlib.util.spec_from_file_location("make_canonical", WRITER)
+    assert spec is not None and spec.loader is not None, WRITER
+    writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer)  # the independent writer, loaded by path (no sys.path edit)
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-vs-iterative-"))
     frac = min(1.0, (args.test_positions / args.train_positions) ** 0.5)

@@ -48,13 +48,13 @@ SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
 # What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
 INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log")
 # Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
-# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling and
-# input_transform options (docs/findings.md, RESOLUTION-LOSS-001).
+# 1: every archive written before the version was recorded; 2: ModelConfig's upsampling,
+# input_transform and align_phases options (docs/findings.md, RESOLUTION-LOSS-001).
 MODEL_LAYOUT_VERSION = 2
 # What a layout-1 archive built, for the ModelConfig keys it may not have written (ReLU before
 # ``activation`` existed): it loads as it was trained.
 LAYOUT_DEFAULTS: dict[str, Any] = {"activation": "relu", "upsampling": "nearest",
-                                   "input_transform": "linear"}
+                                   "input_transform": "linear", "align_phases": False}
 
 
 class ConfigError(ValueError):
@@ -288,6 +288,8 @@ class ModelConfig(_ConfigMixin):
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
     upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
     input_transform:   what the CNN sees: "linear" amplitudes or "log" (``layers.LogCompress``).
+    align_phases:      the overlap constraint turns each patch by the constant phase that
+                       matches its group's average before averaging (``OverlapConstraint``).
     """
 
     N: int = 64
@@ -306,6 +308,7 @@ class ModelConfig(_ConfigMixin):
     activation: str = "leaky_relu"
     upsampling: str = "nearest"
     input_transform: str = "linear"
+    align_phases: bool = False
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
 
@@ -326,6 +329,7 @@ class ModelConfig(_ConfigMixin):
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
         _check_choice("input_transform", self.input_transform, INPUT_TRANSFORMS)
+        _check_bool("align_phases", self.align_phases)
 
     @property
     def C(self) -> int:

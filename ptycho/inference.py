@@ -6,6 +6,12 @@ global positions, weighting each pixel by the probe intensity |P|² (pixels the 
 illuminates carry little information), on a canvas grown so that patches overhanging the
 ground truth's frame fit (``ptycho.stitching``). ``scanned_region`` (from ``ptycho.metrics``,
 re-exported here) gives the crop for metrics.
+
+Before stitching, ``align_patch_phases`` gives every patch the constant phase factor that makes
+it agree with its neighbours: a diffraction pattern does not change when its patch is
+multiplied by e^{iθ}, so the CNN, which sees one pattern, predicts each patch's phase only up
+to such a constant; averaged unaligned, the low spatial frequencies of the phase cancel
+(docs/findings.md, RESOLUTION-LOSS-001).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from ptycho.model import PtychoModel, check_inputs, inference_model, model_probe
 from ptycho.stitching import WEIGHT_FLOOR, canvas_shape, stitch_in_frame, stitch_patches
 
 __all__ = ["predict_patches", "stitch_patches", "reconstruct", "scanned_region", "canvas_shape",
-           "WEIGHT_FLOOR"]
+           "align_patch_phases", "WEIGHT_FLOOR", "PHASE_SWEEPS"]
+
+PHASE_SWEEPS = 2  # passes aligning every patch to the rest of the canvas, after the first
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +54,67 @@ def predict_patches(model: PtychoModel, diffraction: Any, batch_size: int = 64) 
     return out
 
 
-def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64) -> np.ndarray:
+def align_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
+                       sweeps: int = PHASE_SWEEPS) -> np.ndarray:
+    """Patches each multiplied by a unit complex constant so that overlapping patches agree.
+
+    One pass grows the canvas from the scan's centre outwards (patches in order of distance
+    from the centroid), turning each patch by the phase of its |probe|²-weighted correlation
+    with what is already on the canvas under it; ``sweeps`` more passes then align every patch
+    to the whole stitched canvas. For the fit each patch is moved by its fractional position
+    with a Fourier shift and placed on whole pixels (only a constant per patch is fitted).
+    The result is defined up to one global phase (which ``metrics.align_global`` removes).
+    patches: (B, N, N, C) complex; coords: (B, 1, 2, C) (x, y) of pixel (N//2, N//2);
+    weights: (N, N) ≥ 0 (|probe|²); returns (B, N, N, C) complex64
+    """
+    b, n, _, c = patches.shape
+    flat = np.moveaxis(np.asarray(patches, np.complex64), 3, 1).reshape(b * c, n, n).copy()
+    xy = np.moveaxis(np.asarray(coords, np.float64)[:, 0], 2, 1).reshape(b * c, 2)
+    origin = np.rint(xy - n // 2).astype(np.int64)
+    frac = xy - n // 2 - origin  # placed on whole pixels after a Fourier shift by the rest
+    origin -= origin.min(axis=0)  # (x, y) of every patch's pixel (0, 0) on a fitted canvas
+    freq = np.fft.fftfreq(n)
+    ramp = np.exp(-2j * np.pi * (frac[:, 1, None, None] * freq[None, :, None]
+                                 + frac[:, 0, None, None] * freq[None, None, :]))
+    placed = np.fft.ifft2(np.fft.fft2(flat) * ramp).astype(np.complex64)
+    turns = np.ones(b * c, np.complex64)
+    h, w = int(origin[:, 1].max()) + n, int(origin[:, 0].max()) + n
+    weights = np.asarray(weights, np.float64)
+    num = np.zeros((h, w), np.complex128)
+    den = np.zeros((h, w), np.float64)
+
+    def window(i: int) -> tuple[slice, slice]:
+        return slice(origin[i, 1], origin[i, 1] + n), slice(origin[i, 0], origin[i, 0] + n)
+
+    def turn(i: int) -> None:
+        corr = np.sum(np.conj(placed[i]) * num[window(i)] * weights / np.maximum(den[window(i)], 1e-12))
+        if corr != 0:
+            placed[i] *= np.complex64(corr / abs(corr))
+            turns[i] *= np.complex64(corr / abs(corr))
+
+    for i in np.argsort(np.hypot(*(xy - xy.mean(axis=0)).T), kind="stable"):
+        turn(i)
+        num[window(i)] += weights * placed[i]
+        den[window(i)] += weights
+    for _ in range(sweeps):
+        for i in range(b * c):
+            num[window(i)] -= weights * placed[i]  # the canvas without this patch
+            turn(i)
+            num[window(i)] += weights * placed[i]
+    flat *= turns[:, None, None]
+    return np.moveaxis(flat.reshape(b, c, n, n), 1, 3)
+
+
+def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
+                align_phases: bool = True) -> np.ndarray:
     """Stitched complex object from a data set.
 
     data: attributes ``diffraction`` (B,N,N,C) float32 and ``coords`` (B,1,2,C) global patch
           positions; the frame is ``data.obj.shape`` when present (patches may overhang it:
           they are stitched on a larger canvas and the frame is cut out), else just large
           enough for every patch.
+    align_phases: turn each patch by the constant phase that makes it agree with its
+          neighbours first (``align_patch_phases``)
     returns: (H, W) complex64, patches averaged with |probe|² weights
     """
     for name in ("diffraction", "coords"):
@@ -63,6 +125,8 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64) -> np.ndarr
     obj = getattr(data, "obj", None)
     patches = predict_patches(model, diffraction, batch_size)
     weights = np.abs(model_probe(model)) ** 2
+    if align_phases and cfg.C * len(patches) > 1:
+        patches = align_patch_phases(patches, coords, weights / weights.max())
     if obj is None:
         return stitch_patches(patches, coords, canvas_shape(coords, cfg.N), weights / weights.max())
     return stitch_in_frame(patches, coords, tuple(np.shape(obj)), weights / weights.max())

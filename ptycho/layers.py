@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho.layers_extra import LogCompress, align_group_phases
 from ptycho.translation import fourier_translate, translate
 
 __all__ = [
@@ -108,32 +109,6 @@ class GroupsToBatch(keras.layers.Layer):
 
     def compute_output_spec(self, x: Any) -> keras.KerasTensor:
         return keras.KerasTensor((None, x.shape[1], x.shape[2], 1), dtype=x.dtype)
-
-
-@keras.saving.register_keras_serializable(package="ptycho")
-class LogCompress(keras.layers.Layer):
-    """Network-input compression ``log1p(x / floor)`` (elementwise, float32).
-
-    Normalised diffraction amplitudes span four decades: ≈5 in the central beam, 1e-3–1e-2
-    at the high scattering angles that carry the finest object detail. A CNN fed the linear
-    amplitudes barely sees the latter; the logarithm puts every ring on a similar scale
-    (docs/findings.md, RESOLUTION-LOSS-001). Only the network input is compressed: the
-    physics and the loss still use the measured amplitudes.
-    call: (..., N, N, C) float32 ≥ 0 → same shape float32 ≥ 0
-    """
-
-    def __init__(self, floor: float = 0.01, **kwargs: Any) -> None:
-        kwargs.setdefault("dtype", _PHYSICS_DTYPE)
-        super().__init__(**kwargs)
-        if not (math.isfinite(floor) and floor > 0):
-            raise ValueError(f"LogCompress: floor must be > 0, got {floor!r}")
-        self.floor = float(floor)
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.math.log1p(tf.maximum(tf.cast(x, tf.float32), 0.0) / self.floor)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "floor": self.floor}
 
 
 @keras.saving.register_keras_serializable(package="ptycho")
@@ -252,6 +227,12 @@ class OverlapConstraint(keras.layers.Layer):
     against 0.04 bilinear, RESOLUTION-LOSS-001), so the model keeps "bilinear"; "fourier"
     needs smooth (e.g. Gaussian) weights.
 
+    ``align_phases`` (weighted path only): before averaging, every patch of a group is turned
+    by the constant phase that best matches the group's average. A pattern does not change
+    when its patch is multiplied by e^{iθ}, so the CNN can only predict each patch's phase up
+    to such a constant; without the turn, neighbours' differing constants cancel in the
+    average, and training favours a flattened phase (RESOLUTION-LOSS-001).
+
     ``compile_xla=True`` runs the block as an XLA-compiled function owned by this layer
     instance (traced per instance and input shape, never shared between models); it needs
     ``use_xla=True`` and is pointless when the whole step is already jit-compiled.
@@ -262,7 +243,7 @@ class OverlapConstraint(keras.layers.Layer):
 
     def __init__(self, pad: int, use_xla: bool = True, compile_xla: bool = False,
                  weights: np.ndarray | None = None, subpixel: str = "bilinear",
-                 **kwargs: Any) -> None:
+                 align_phases: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", _PHYSICS_DTYPE)
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
@@ -280,6 +261,7 @@ class OverlapConstraint(keras.layers.Layer):
         if subpixel not in ("bilinear", "fourier"):
             raise ValueError(f"OverlapConstraint: subpixel must be 'bilinear' or 'fourier', got {subpixel!r}")
         self.subpixel = subpixel
+        self.align_phases = bool(align_phases)
         self.pad = pad
         self.use_xla = bool(use_xla)
         self.compile_xla = bool(compile_xla)
@@ -321,10 +303,12 @@ class OverlapConstraint(keras.layers.Layer):
             stacked = tf.concat([stacked * w[None, :, :, None],
                                  tf.broadcast_to(w[None, :, :, None], tf.shape(stacked[..., :1]))],
                                 axis=-1)  # (B·C, P, P, 3): re·w, im·w, w
-            placed = tf.reduce_sum(unflatten_groups(self._shift(stacked, shifts), c),
-                                   axis=1)  # (B, P, P, 3)
-            summed, weight = placed[..., :2], placed[..., 2:]
+            placed = unflatten_groups(self._shift(stacked, shifts), c)  # (B, C, P, P, 3)
             floor = 1e-3 * tf.reduce_max(w)
+            if self.align_phases:
+                placed = align_group_phases(placed, floor)
+            placed = tf.reduce_sum(placed, axis=1)  # (B, P, P, 3)
+            summed, weight = placed[..., :2], placed[..., 2:]
         mean = summed / tf.where(weight > floor, weight, tf.ones_like(weight))
         canvas = tf.repeat(mean, c, axis=0)  # (B·C, P, P, 2): patch b·C + c reads canvas b
         back = self._shift(canvas, -shifts)[:, p : p + n, p : p + n, :]
@@ -342,7 +326,8 @@ class OverlapConstraint(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         weights = None if self._initial_weights is None else self._initial_weights.tolist()
         return {**super().get_config(), "pad": self.pad, "use_xla": self.use_xla,
-                "compile_xla": self.compile_xla, "subpixel": self.subpixel, "weights": weights}
+                "compile_xla": self.compile_xla, "subpixel": self.subpixel,
+                "align_phases": self.align_phases, "weights": weights}
 
 
 @keras.saving.register_keras_serializable(package="ptycho")

@@ -209,7 +209,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     consistent = OverlapConstraint(
         pad=overlap_pad(n), use_xla=plan.translation_xla,
         compile_xla=plan.translation_xla and not plan.jit_compile,
-        weights=illumination / illumination.max(), name="overlap",
+        weights=illumination / illumination.max(), align_phases=cfg.align_phases, name="overlap",
     )(obj, offsets)
     waves = ProbeIllumination(n, probe, name="probe")(consistent)
     amp_pred = FarField(name="amplitude")(waves)
