@@ -197,7 +197,7 @@ def test_sigterm_to_harness_kills_child_and_reports_partial_result(tmp_path: Pat
     record = json.loads(out.strip().splitlines()[-1])
     assert record["interrupted"] is True and record["timed_out"] is False
     assert record["ended_at"] >= record["started_at"]
-    assert _wait_dead(child), "child survived the harness interrupt"
+    assert _wait_dead(child, 10.0), "child survived the harness interrupt"
     assert "interrupted=True" in (tmp_path / "step.log").read_text()
 
 
