@@ -74,9 +74,12 @@ def align_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndar
     frac = xy - n // 2 - origin  # placed on whole pixels after a Fourier shift by the rest
     origin -= origin.min(axis=0)  # (x, y) of every patch's pixel (0, 0) on a fitted canvas
     freq = np.fft.fftfreq(n)
-    ramp = np.exp(-2j * np.pi * (frac[:, 1, None, None] * freq[None, :, None]
-                                 + frac[:, 0, None, None] * freq[None, None, :]))
-    placed = np.fft.ifft2(np.fft.fft2(flat) * ramp).astype(np.complex64)
+    placed = np.empty_like(flat)
+    for lo in range(0, b * c, 256):  # chunks: temporaries of 256 patches, not of all of them
+        f = frac[lo:lo + 256]
+        ramp = np.exp(-2j * np.pi * (f[:, 1, None, None] * freq[None, :, None]
+                                     + f[:, 0, None, None] * freq[None, None, :]))
+        placed[lo:lo + 256] = np.fft.ifft2(np.fft.fft2(flat[lo:lo + 256]) * ramp)
     turns = np.ones(b * c, np.complex64)
     h, w = int(origin[:, 1].max()) + n, int(origin[:, 0].max()) + n
     weights = np.asarray(weights, np.float64)
