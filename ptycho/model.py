@@ -48,12 +48,12 @@ from ptycho.layers import (
     GroupsToBatch,
     IntensityScale,
     LogCompress,
-    OverlapConstraint,
     PhaseActivation,
     ProbeIllumination,
     normalised_probe,
 )
 from ptycho.losses import get_loss
+from ptycho.overlap import OverlapConstraint
 
 __all__ = [
     "ENCODER_WIDTHS",

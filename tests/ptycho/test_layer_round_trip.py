@@ -14,7 +14,7 @@ import pytest
 from layer_round_trip import assert_layer_round_trips
 
 import ptycho
-from ptycho import layers, layers_extra
+from ptycho import layers, overlap
 from ptycho.translation import Translation
 
 B, N, C = 2, 8, 4
@@ -45,13 +45,13 @@ CASES: dict[type, Callable[[], tuple[keras.layers.Layer, tuple[Any, ...]]]] = {
     layers.PhaseActivation: lambda: (layers.PhaseActivation(), (_real(B, N, N, C),)),
     layers.CombineComplex: lambda: (layers.CombineComplex(),
                                     (np.abs(_real(B, N, N, C)), _real(B, N, N, C, seed=2))),
-    layers.OverlapConstraint: lambda: (
-        layers.OverlapConstraint(pad=3, use_xla=False, compile_xla=False, subpixel="fourier", align_phases=True,
+    overlap.OverlapConstraint: lambda: (
+        overlap.OverlapConstraint(pad=3, use_xla=False, compile_xla=False, subpixel="fourier", align_phases=True,
                                  weights=np.abs(_probe()) ** 2 / np.max(np.abs(_probe()) ** 2)),
         (_complex(B, N, N, C), _offsets())),
     layers.ProbeIllumination: lambda: (layers.ProbeIllumination(N, _probe()), (_complex(B, N, N, C),)),
     layers.FarField: lambda: (layers.FarField(), (_complex(B, N, N, C),)),
-    layers_extra.LogCompress: lambda: (layers_extra.LogCompress(floor=0.05), (np.abs(_real(B, N, N, C)),)),
+    layers.LogCompress: lambda: (layers.LogCompress(floor=0.05), (np.abs(_real(B, N, N, C)),)),
     layers.IntensityScale: lambda: (layers.IntensityScale(initial_scale=37.5, trainable_scale=False),
                                     (np.abs(_real(B, N, N, C)),)),
     Translation: lambda: (Translation(use_xla=False),

@@ -12,14 +12,9 @@ import tensorflow as tf  # noqa: E402
 
 from ptycho.config import ModelConfig, SimConfig  # noqa: E402
 from ptycho.diagnostics import dead_units  # noqa: E402
-from ptycho.layers import (  # noqa: E402
-    FarField,
-    OverlapConstraint,
-    ProbeIllumination,
-    normalised_probe,
-    shifted_support,
-)
+from ptycho.layers import FarField, ProbeIllumination, normalised_probe  # noqa: E402
 from ptycho.model import build_model, check_inputs, model_config_for  # noqa: E402
+from ptycho.overlap import OverlapConstraint, shifted_support  # noqa: E402
 from ptycho.physics import far_field, simulate  # noqa: E402
 from ptycho.translation import translate  # noqa: E402
 
