@@ -23,6 +23,8 @@ from dose_study.arms import PROBE_DEFOCUS
 
 pytestmark = pytest.mark.integration  # spawns the study command line, trains models
 
+# the four PINN arms only, whether or not the [baseline] extra is installed
+NO_BASELINE = ["--baseline", "none"]
 TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", "64",
         "--nepochs", "1", "--batch-size", "8"]
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz", "complete")
@@ -31,7 +33,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 def study_cmd(out: Path, *extra: str, sizes: list[str] = TINY) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--output-dir", str(out), *sizes, *extra]
+    return [sys.executable, str(SCRIPT), "--output-dir", str(out), *NO_BASELINE, *sizes,
+            *extra]
 
 
 def run_study(out: Path, *extra: str, sizes: list[str] = TINY,

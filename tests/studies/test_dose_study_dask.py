@@ -24,6 +24,8 @@ pytest.importorskip("distributed")
 ARMS = ["high_nll", "high_mae", "low_nll", "low_mae"]
 ARM_FILES = ("wts.h5.zip", "history.csv", "metrics.json", "recon.npz", "complete")
 # tiny sizes as in test_dose_study_cli.py: a few training steps per arm
+# the four PINN arms only, whether or not the [baseline] extra is installed
+NO_BASELINE = ["--baseline", "none"]
 TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", "64",
         "--nepochs", "1", "--batch-size", "8"]
 STUDY_CMD = [sys.executable, "-m", "dose_study"]  # the installed package, by name
@@ -34,7 +36,8 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "TF_CPP_MIN
 
 
 def study_cmd(out: Path, *extra: str, sizes: list[str] = TINY) -> list[str]:
-    return [*STUDY_CMD, "--output-dir", str(out), *sizes, *extra]
+    return [*STUDY_CMD, "--output-dir", str(out), *NO_BASELINE, *sizes,
+            *extra]
 
 
 def looks_complete(out: Path) -> list[str]:

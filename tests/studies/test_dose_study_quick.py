@@ -25,7 +25,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "studies" / "dose_res
 def test_quick_study_records_the_science(tmp_path: Path) -> None:
     out = tmp_path / "study_quick"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output-dir", str(out)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--baseline", "none", "--output-dir", str(out)],
                           capture_output=True, text=True, timeout=1700, env=env,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-4000:]
