@@ -111,6 +111,8 @@ def render_curve_figure(table: list[dict[str, Any]], path: Path, suptitle: str) 
             else:  # e.g. the phase of an object without phase: said in the panel, not drawn as numbers
                 ax.text(0.5, 0.5, "not applicable:\nconstant truth channel", ha="center", va="center",
                         transform=ax.transAxes, fontsize=10, color="0.4")
+                ax.set_xticks([])
+                ax.set_yticks([])
                 stats = {"methods": [], "points": 0, "finite": True, "nonconstant": False,
                          "ok": True, "not_applicable": True, "min": None, "max": None}
             stats.update({"positions": pos, "metric": key})
