@@ -40,6 +40,22 @@ __all__ = ["translate", "fourier_translate", "Translation"]
 _BATCH_ERROR_NODE = "translate_error_image_batch_not_multiple_of_offset_batch"
 
 
+def _checked_inputs(name: str, images: Any, offsets: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """images (M, H, W, K) float32/complex64 and offsets (M', 2) real → tensors, the offsets
+    float32 and repeated to M rows (``_match_batch``); TypeError/ValueError naming ``name``."""
+    images = tf.convert_to_tensor(images)
+    offsets = tf.convert_to_tensor(offsets)
+    if images.dtype not in (tf.float32, tf.complex64):
+        raise TypeError(f"{name}: images must be float32 or complex64, got {images.dtype.name}")
+    if not (offsets.dtype.is_floating or offsets.dtype.is_integer):
+        raise TypeError(f"{name}: offsets must be real numbers, got {offsets.dtype.name}")
+    if images.shape.rank != 4:
+        raise ValueError(f"{name}: images must have shape (M, H, W, K), got {images.shape}")
+    if offsets.shape.rank != 2 or offsets.shape[1] not in (2, None):
+        raise ValueError(f"{name}: offsets must have shape (M, 2) as (dx, dy), got {offsets.shape}")
+    return images, _match_batch(images, tf.cast(offsets, tf.float32))
+
+
 def translate(images: Any, offsets: Any, use_xla: bool = True) -> tf.Tensor:
     """Shift every image by its (dx, dy) offset with bilinear interpolation and zero fill.
 
@@ -51,17 +67,7 @@ def translate(images: Any, offsets: Any, use_xla: bool = True) -> tf.Tensor:
     Raises TypeError for an unsupported dtype, ValueError for a wrong rank, a last offset
     dimension ≠ 2, or batch sizes that are not multiples (naming both shapes).
     """
-    images = tf.convert_to_tensor(images)
-    offsets = tf.convert_to_tensor(offsets)
-    if images.dtype not in (tf.float32, tf.complex64):
-        raise TypeError(f"translate: images must be float32 or complex64, got {images.dtype.name}")
-    if not (offsets.dtype.is_floating or offsets.dtype.is_integer):
-        raise TypeError(f"translate: offsets must be real numbers, got {offsets.dtype.name}")
-    if images.shape.rank != 4:
-        raise ValueError(f"translate: images must have shape (M, H, W, K), got {images.shape}")
-    if offsets.shape.rank != 2 or offsets.shape[1] not in (2, None):
-        raise ValueError(f"translate: offsets must have shape (M, 2) as (dx, dy), got {offsets.shape}")
-    offsets = _match_batch(images, tf.cast(offsets, tf.float32))
+    images, offsets = _checked_inputs("translate", images, offsets)
     if use_xla:
         return _translate_gather(images, offsets)
     return _translate_projective(images, offsets)
@@ -114,15 +120,7 @@ def fourier_translate(images: Any, offsets: Any) -> tf.Tensor:
     images:  (M, H, W, K) float32 or complex64; offsets: (M', 2) float, M == k·M'
     returns: (M, H, W, K), same dtype (real input → real part of the shifted image)
     """
-    images = tf.convert_to_tensor(images)
-    offsets = tf.convert_to_tensor(offsets)
-    if images.dtype not in (tf.float32, tf.complex64):
-        raise TypeError(f"fourier_translate: images must be float32 or complex64, got {images.dtype.name}")
-    if images.shape.rank != 4:
-        raise ValueError(f"fourier_translate: images must have shape (M, H, W, K), got {images.shape}")
-    if offsets.shape.rank != 2 or offsets.shape[1] not in (2, None):
-        raise ValueError(f"fourier_translate: offsets must have shape (M, 2) as (dx, dy), got {offsets.shape}")
-    offsets = _match_batch(images, tf.cast(offsets, tf.float32))
+    images, offsets = _checked_inputs("fourier_translate", images, offsets)
     h, w = images.shape[1], images.shape[2]
     fy = tf.constant(_fftfreq(h), tf.float32)  # cycles / px
     fx = tf.constant(_fftfreq(w), tf.float32)
