@@ -272,6 +272,7 @@ TINY = ["--quick", "--patch-size", "16", "--n-images", "16", "--n-test-images", 
         "--nepochs", "1", "--batch-size", "8"]
 
 
+@pytest.mark.integration  # spawns the study command line, trains two models
 def test_tiny_curve_runs_each_point_and_writes_table_and_figure(tmp_path: Path) -> None:
     """One dose, the sparse density, one seed: the two PINN points (plus a baseline point when
     the extra is installed), then a merge-only re-run that trains nothing."""
