@@ -16,7 +16,6 @@ Into the staging directory (``store.BASELINE_FILES``):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -27,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from .arms import ArmSpec, StudyConfig
-from .recipe import ArmFailure, mean_total_counts, simulate
+from .recipe import (
+    ArmFailure,
+    constant_image_record,
+    mean_total_counts,
+    save_recon,
+    score_with_constant,
+    simulate,
+    write_metrics,
+)
 from .store import utc_now
 
 log = logging.getLogger(__name__)
@@ -82,7 +89,6 @@ class BaselineArmRunner:
         """Simulate the test scan, reconstruct it with ``arm.loss`` (the engine), evaluate and
         save into ``staging``; the metrics.json object. ArmFailure on a non-finite result."""
         from ptycho.inference import scanned_region
-        from ptycho.metrics import evaluate
 
         if not arm.is_baseline:
             raise ValueError(f"arm {arm.name} is not a baseline-engine arm")
@@ -101,16 +107,10 @@ class BaselineArmRunner:
         if not np.isfinite(recon[crop]).all():
             raise ArmFailure(f"arm {arm.name}: reconstruction holds non-finite values")
         t2 = time.perf_counter()
-        scores = evaluate(recon, test.obj, crop)
-        constant = np.full(test.obj.shape, np.abs(test.obj[crop]).mean(), np.complex64)
-        base = evaluate(constant, test.obj, crop)
+        scores, base = score_with_constant(recon, test, crop)
         t_eval = time.perf_counter() - t2
-        bounds = np.array([crop[0].start, crop[0].stop, crop[1].start, crop[1].stop], np.int64)
         t3 = time.perf_counter()
-        np.savez_compressed(staging / "recon.npz", recon=recon,
-                            truth=np.asarray(test.obj, np.complex64),
-                            diffraction_sample=np.asarray(test.counts[0, :, :, 0], np.float32),
-                            crop=bounds)
+        bounds = save_recon(staging, recon, test, crop)
         t_save = time.perf_counter() - t3
         metrics = {
             "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "method": arm.loss,
@@ -119,10 +119,7 @@ class BaselineArmRunner:
             "study_config": cfg.to_dict(), "positions": cfg.positions, "seed": cfg.seed,
             "test_sim_config": test.config.to_dict(),
             "metrics": scores,
-            "baseline": {"description": "constant amplitude equal to the truth mean (scanned "
-                                        "region), zero phase",
-                         "amp_ssim": base["amp_ssim"], "amp_psnr": base["amp_psnr"]},
-            "beats_baseline_ssim": bool(scores["amp_ssim"] > base["amp_ssim"]),
+            **constant_image_record(scores, base),
             "counts": {"test_mean_total": mean_total_counts(test.counts)},
             "history": {"epochs": cfg.baseline_epochs, "loss_first": None,
                         "loss_last": info.get("loss_last")},
@@ -134,8 +131,7 @@ class BaselineArmRunner:
             "versions": engine_versions(),
             "completed_utc": utc_now(),
         }
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
-                                              encoding="utf-8")
+        write_metrics(staging, metrics)
         return metrics
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import math
 import time
@@ -157,7 +158,6 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     """
     from ptycho.config import ModelConfig, TrainConfig
     from ptycho.inference import reconstruct, scanned_region
-    from ptycho.metrics import evaluate
     from ptycho.model import build_model
     from ptycho.train import train
 
@@ -200,9 +200,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     recon = np.asarray(reconstruct(model, test), np.complex64)
     if not np.isfinite(recon[crop]).all():
         raise ArmFailure(f"{loss} at {nphotons:.0e} photons: reconstruction holds non-finite values")
-    scores = evaluate(recon, test.obj, crop)
-    constant = np.full(test.obj.shape, np.abs(test.obj[crop]).mean(), np.complex64)
-    constant_scores = evaluate(constant, test.obj, crop)
+    scores, constant_scores = score_with_constant(recon, test, crop)
     t_eval = time.perf_counter() - t2
     return RecipeResult(model=model, model_cfg=model_cfg, train_cfg=train_cfg, test=test,
                         recon=recon, crop=crop, scores=scores, constant_scores=constant_scores,
@@ -210,3 +208,36 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                         losses=losses, wall_s={"simulate": t_sim, "train": t_train,
                                                "evaluate": t_eval},
                         epochs=tuple(epochs))
+
+
+def score_with_constant(recon: np.ndarray, test: Any,
+                        crop: tuple[slice, slice]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``evaluate`` of ``recon`` (H, W) complex64 against the test object over ``crop``, and of
+    the constant image (the truth's mean amplitude over ``crop``, zero phase): (scores, constant)."""
+    from ptycho.metrics import evaluate
+
+    constant = np.full(test.obj.shape, np.abs(test.obj[crop]).mean(), np.complex64)
+    return evaluate(recon, test.obj, crop), evaluate(constant, test.obj, crop)
+
+
+def save_recon(staging: Path, recon: np.ndarray, test: Any, crop: tuple[slice, slice]) -> np.ndarray:
+    """``staging/recon.npz`` (recon, truth, a sample pattern, crop); returns the crop bounds
+    (r0, r1, c0, c1) int64."""
+    bounds = np.array([crop[0].start, crop[0].stop, crop[1].start, crop[1].stop], np.int64)
+    np.savez_compressed(staging / "recon.npz", recon=recon, truth=np.asarray(test.obj, np.complex64),
+                        diffraction_sample=np.asarray(test.counts[0, :, :, 0], np.float32), crop=bounds)
+    return bounds
+
+
+def constant_image_record(scores: dict[str, Any], constant: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json fields comparing an arm with the constant image."""
+    return {"baseline": {"description": "constant amplitude equal to the truth mean (scanned "
+                                        "region), zero phase",
+                         "amp_ssim": constant["amp_ssim"], "amp_psnr": constant["amp_psnr"]},
+            "beats_baseline_ssim": bool(scores["amp_ssim"] > constant["amp_ssim"])}
+
+
+def write_metrics(staging: Path, metrics: dict[str, Any]) -> None:
+    """``staging/metrics.json`` (the staging directory is renamed into place when complete)."""
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+

@@ -18,7 +18,6 @@ arm, see ``recipe`` (training set slimmed, test set simulated after training).
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import platform
 import time
@@ -28,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from .arms import ArmSpec, StudyConfig
-from .recipe import ArmFailure, mean_total_counts, run_recipe, sim_config
+from .recipe import (
+    ArmFailure,
+    constant_image_record,
+    mean_total_counts,
+    run_recipe,
+    save_recon,
+    sim_config,
+    write_metrics,
+)
 from .store import utc_now
 
 log = logging.getLogger(__name__)
@@ -64,13 +71,8 @@ class PtychoArmRunner:
 
         t3 = time.perf_counter()
         save_model(model, staging / "wts.h5.zip")
-        bounds = np.array([crop[0].start, crop[0].stop, crop[1].start, crop[1].stop], np.int64)
-        np.savez_compressed(staging / "recon.npz", recon=res.recon,
-                            truth=np.asarray(test.obj, np.complex64),
-                            diffraction_sample=np.asarray(test.counts[0, :, :, 0], np.float32),
-                            crop=bounds)
+        bounds = save_recon(staging, res.recon, test, crop)
         t_save = time.perf_counter() - t3
-        base = res.constant_scores
         metrics = {
             "arm": arm.name, "dose": arm.dose, "loss": arm.loss, "method": arm.loss,
             "nphotons": nphotons,
@@ -83,10 +85,7 @@ class PtychoArmRunner:
             "execution": model.execution.name, "device": model.execution.device,
             "n_params": int(model.count_params()),
             "metrics": res.scores,
-            "baseline": {"description": "constant amplitude equal to the truth mean (scanned "
-                                        "region), zero phase",
-                         "amp_ssim": base["amp_ssim"], "amp_psnr": base["amp_psnr"]},
-            "beats_baseline_ssim": bool(res.scores["amp_ssim"] > base["amp_ssim"]),
+            **constant_image_record(res.scores, res.constant_scores),
             "counts": {"train_mean_total": res.train_mean_counts,
                        "test_mean_total": mean_total_counts(test.counts),
                        "intensity_scale": res.intensity_scale},
@@ -101,8 +100,7 @@ class PtychoArmRunner:
             "versions": self._versions,
             "completed_utc": utc_now(),
         }
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n",
-                                              encoding="utf-8")
+        write_metrics(staging, metrics)
         del model, res
         gc.collect()
         return metrics
