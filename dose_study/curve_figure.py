@@ -11,7 +11,6 @@ PNG was written. Object-oriented matplotlib (no pyplot, no global backend switch
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.fsutil import atomic_write_bytes
-
 from .arms import SCAN_DENSITIES
+from .figure import write_checked_png
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,6 @@ PANEL_METRICS = (("amp_ssim", "amplitude SSIM"), ("phase_ssim", "phase SSIM"),
                  ("amp_psnr", "amplitude PSNR (dB)"), ("phase_psnr", "phase PSNR (dB)"))
 METHOD_STYLE = {"nll": ("tab:blue", "o", "PINN, Poisson NLL"),
                 "mae": ("tab:orange", "s", "PINN, amplitude MAE")}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -118,11 +115,7 @@ def render_curve_figure(table: list[dict[str, Any]], path: Path, suptitle: str) 
             stats.update({"positions": pos, "metric": key})
             report.panels.append(stats)
     fig.suptitle(suptitle, fontsize=12)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    data = buf.getvalue()
-    atomic_write_bytes(path, data)
-    report.png_ok = Path(path).read_bytes()[:8] == PNG_SIGNATURE and len(data) > 1000
+    report.png_ok = write_checked_png(fig, path, dpi=90)
     bad = [f"{p['positions']}/{p['metric']}" for p in report.panels if not p["ok"]]
     if bad:
         log.warning("dose curve self-check: bad panels %s", ", ".join(bad))

@@ -19,7 +19,6 @@ no global backend switch).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
@@ -29,8 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.fsutil import atomic_write_bytes
-
 from .arms import ARMS, ArmSpec, format_dose
 
 log = logging.getLogger(__name__)
@@ -38,6 +35,15 @@ log = logging.getLogger(__name__)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROWS = ("high", "low")
 
+
+
+def write_checked_png(fig: Any, path: str | Path, dpi: int) -> bool:
+    """Write ``fig`` atomically with ``ptycho.plots.save_figure``; True when what landed on disk
+    is a PNG of more than 1000 bytes."""
+    from ptycho.plots import save_figure
+
+    data = save_figure(fig, path, dpi=dpi).read_bytes()
+    return data[:8] == PNG_SIGNATURE and len(data) > 1000
 
 @dataclass(frozen=True)
 class ArmView:
@@ -273,11 +279,7 @@ def render_figure(views: dict[str, ArmView], path: Path, suptitle: str,
             stats["quantity"] = panel.quantity
         report.panels.append(stats)
     fig.suptitle(suptitle, fontsize=13)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    data = buf.getvalue()
-    atomic_write_bytes(path, data)
-    report.png_ok = Path(path).read_bytes()[:8] == PNG_SIGNATURE and len(data) > 1000
+    report.png_ok = write_checked_png(fig, path, dpi=100)
     bad = [f"{p['row']}/{p.get('quantity', 'amplitude')}/{p['column']}"
            for p in report.panels if not p["ok"]]
     if bad:
