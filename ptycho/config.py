@@ -46,7 +46,7 @@ UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
 # How the simulation cuts patches at fractional scan positions (SimConfig.subpixel).
 SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
 # What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
-INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log")
+INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log", "standardise", "both")
 # Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
 # 1: every archive written before the version was recorded; 2: ModelConfig's upsampling,
 # input_transform and align_phases options (docs/findings.md, RESOLUTION-LOSS-001).
@@ -287,7 +287,12 @@ class ModelConfig(_ConfigMixin):
     activation:        hidden-layer activation of the CNN, one of ACTIVATIONS ("leaky_relu":
                        no unit can die; "relu": the model before LOW-DOSE-NLL-PHASE-001).
     upsampling:        ×2 up-sampling of the decoders, one of UPSAMPLINGS.
-    input_transform:   what the CNN sees: "linear" amplitudes or "log" (``layers.LogCompress``).
+    input_transform:   what the CNN sees: "linear" amplitudes, "log" (``layers.LogCompress``) or
+                       "standardise" (per pixel, training-set statistics, ``layers.InputStandardise``)
+                       or "both" (the linear amplitudes and the standardised ones, 2 channels).
+    balance_counts:    ring balance of the NLL, a count floor c ≥ 0: 0 → the plain Poisson NLL;
+                       c > 0 → each detector pixel's deviance weighted by c / max(c, batch-mean
+                       counts there) (``ptycho.losses``; RESOLUTION-LOSS-001).
     align_phases:      the overlap constraint turns each patch by the constant phase that
                        matches its group's average before averaging (``OverlapConstraint``).
     """
@@ -309,8 +314,10 @@ class ModelConfig(_ConfigMixin):
     upsampling: str = "nearest"
     input_transform: str = "linear"
     align_phases: bool = False
+    balance_counts: float = 0.0
 
-    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale")
+    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale",
+                                               "balance_counts")
 
     def __post_init__(self) -> None:
         _check_patch_size("N", self.N)
@@ -330,6 +337,10 @@ class ModelConfig(_ConfigMixin):
         _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
         _check_choice("input_transform", self.input_transform, INPUT_TRANSFORMS)
         _check_bool("align_phases", self.align_phases)
+        _coerce_float(self, "balance_counts", self.balance_counts, positive=False)
+        if self.balance_counts < 0:
+            raise ConfigError(f"balance_counts must be >= 0 (0 turns the ring balance off), "
+                             f"got {self.balance_counts}")
 
     @property
     def C(self) -> int:

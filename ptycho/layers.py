@@ -22,6 +22,7 @@ import tensorflow as tf
 __all__ = [
     "GroupsToBatch",
     "LogCompress",
+    "InputStandardise",
     "BatchToGroups",
     "AmplitudeActivation",
     "PhaseActivation",
@@ -130,6 +131,67 @@ class LogCompress(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "floor": self.floor}
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class InputStandardise(keras.layers.Layer):
+    """Per-detector-pixel standardisation of the network input, ``(x − μ) / σ``.
+
+    μ and σ (N, N, C) are the training set's per-pixel mean and standard deviation, set once by
+    ``adapt`` (``ptycho.train.train`` calls it before the first epoch) and saved with the
+    weights; ``adapted`` records that. The linear amplitudes span four decades and vary from
+    pattern to pattern by a few per cent of their mean (the central beam's variation carries
+    each patch's mean transmission), so a CNN fed them sees mostly the mean pattern;
+    standardised, every pixel's variation is O(1). σ is floored at ``floor`` × its median so
+    that pixels that (almost) never vary do not blow up. With ``keep_input`` the input itself
+    is passed on too, as the first C channels.
+    call: (B, N, N, C) float32 → (B, N, N, C) float32, or (B, N, N, 2C) with ``keep_input``
+    """
+
+    def __init__(self, floor: float = 0.1, keep_input: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", PHYSICS_DTYPE)
+        super().__init__(**kwargs)
+        if not (math.isfinite(floor) and floor > 0):
+            raise ValueError(f"InputStandardise: floor must be > 0, got {floor!r}")
+        self.floor = float(floor)
+        self.keep_input = bool(keep_input)
+
+    def build(self, input_shape: Any) -> None:
+        shape = tuple(int(d) for d in input_shape[1:])
+        self.mean = self.add_weight(name="mean", shape=shape, initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=shape, initializer="ones", trainable=False)
+        self.adapted = self.add_weight(name="adapted", shape=(), initializer="zeros",
+                                       trainable=False)
+
+    @property
+    def is_adapted(self) -> bool:
+        return bool(self.built and float(self.adapted.numpy()) > 0)
+
+    def adapt(self, x: np.ndarray) -> None:
+        """Set μ, σ from samples x (S, N, N, C) float (C as this layer's input)."""
+        x = np.asarray(x, np.float64)
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.mean.shape):
+            raise ValueError(f"InputStandardise.adapt: samples must be (S, {', '.join(map(str, self.mean.shape))}), "
+                             f"got {x.shape}")
+        std = x.std(axis=0)
+        floor = self.floor * max(float(np.median(std)), 1e-12)
+        self.mean.assign(x.mean(axis=0).astype(np.float32))
+        self.std.assign(np.maximum(std, floor).astype(np.float32))
+        self.adapted.assign(1.0)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        standard = (x - self.mean) / self.std
+        return tf.concat([x, standard], axis=-1) if self.keep_input else standard
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        channels = input_shape[-1]
+        if self.keep_input:
+            channels = None if channels is None else 2 * channels
+        return (*input_shape[:-1], channels)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "floor": self.floor, "keep_input": self.keep_input}
 
 
 @keras.saving.register_keras_serializable(package="ptycho")

@@ -6,6 +6,19 @@ usual reduction and the per-replica scaling of ``tf.distribute`` apply.
 Units: ``poisson_nll`` takes measured photon counts ``y`` and the model's predicted
 sqrt of expected counts ``a`` (the ``sqrt_counts`` model output), λ = a²;
 ``amplitude_mae`` compares amplitudes in the normalised units of the network input.
+
+The NLL is written as the Poisson deviance / 2, ``λ − y + y·log(y/λ)``: the negative
+log-likelihood less its data-only terms, so it has the NLL's gradient, is ≥ 0, is ≈ ½ per pixel
+at the noise level and ≈ 2(a − √y)² near the fit. The plain form ``λ − y·log λ`` sums terms of
+≈ y·log y (4e8 per central pixel at 1e9 photons) whose float32 rounding buries the progress of
+training (the epoch mean moved in its 7th digit: docs/findings.md, RESOLUTION-LOSS-001).
+
+Ring balance (``balance_counts`` c > 0): each detector pixel's deviance is weighted by
+c / max(c, ȳ), ȳ the batch-mean counts at that pixel. Pixels with fewer than c expected counts
+keep the NLL's weight; the bright central beam, which otherwise outweighs the faint high-angle
+rings (where fine detail scatters) by orders of magnitude, is weighted down to a relative
+amplitude error. Where the data are far above the noise the minimum is unchanged, only the
+conditioning of the gradient; below c counts the loss is the NLL.
 """
 
 from __future__ import annotations
@@ -20,16 +33,28 @@ __all__ = ["poisson_nll", "amplitude_mae", "PoissonNLL", "AmplitudeMAE", "get_lo
 NLL_EPS = 1e-6  # floor of λ: keeps log λ finite where the model predicts no photons
 
 
-def poisson_nll(counts: Any, sqrt_lambda: Any, eps: float = NLL_EPS) -> tf.Tensor:
-    """Mean Poisson negative log-likelihood ``λ − y·log λ`` (the data-only log y! term dropped).
-
-    counts:      (B, N, N, C) float, measured counts y ≥ 0
-    sqrt_lambda: (B, N, N, C) float, predicted amplitude in counts units; λ = max(a², eps)
-    returns:     () float32, mean over all elements
-    """
+def _deviance(counts: Any, sqrt_lambda: Any, eps: float, balance_counts: float) -> tf.Tensor:
+    """Per-element (ring-balanced) Poisson deviance / 2, (B, N, N, C) float32."""
     y = tf.cast(counts, tf.float32)
     lam = tf.maximum(tf.square(tf.cast(sqrt_lambda, tf.float32)), eps)
-    return tf.reduce_mean(lam - y * tf.math.log(lam))
+    deviance = lam - y + tf.math.xlogy(y, y / lam)
+    if balance_counts > 0:
+        floor = tf.constant(balance_counts, tf.float32)
+        mean = tf.reduce_mean(y, axis=[0, 3], keepdims=True)  # (1, N, N, 1) batch-mean counts
+        deviance = deviance * (floor / tf.maximum(mean, floor))
+    return deviance
+
+
+def poisson_nll(counts: Any, sqrt_lambda: Any, eps: float = NLL_EPS,
+                balance_counts: float = 0.0) -> tf.Tensor:
+    """Mean Poisson negative log-likelihood as the deviance / 2, ``λ − y + y·log(y/λ)``.
+
+    counts:         (B, N, N, C) float, measured counts y ≥ 0
+    sqrt_lambda:    (B, N, N, C) float, predicted amplitude in counts units; λ = max(a², eps)
+    balance_counts: ring balance count floor c (0: off; see the module docstring)
+    returns:        () float32, mean over all elements
+    """
+    return tf.reduce_mean(_deviance(counts, sqrt_lambda, eps, balance_counts))
 
 
 def amplitude_mae(target: Any, amplitude: Any) -> tf.Tensor:
@@ -43,17 +68,18 @@ def amplitude_mae(target: Any, amplitude: Any) -> tf.Tensor:
 class PoissonNLL(keras.losses.Loss):
     """``poisson_nll`` per sample; y_true = counts, y_pred = sqrt of expected counts."""
 
-    def __init__(self, eps: float = NLL_EPS, name: str = "poisson_nll", **kwargs: Any) -> None:
+    def __init__(self, eps: float = NLL_EPS, balance_counts: float = 0.0, name: str = "poisson_nll",
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.eps = float(eps)
+        self.balance_counts = float(balance_counts)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        y = tf.cast(y_true, tf.float32)
-        lam = tf.maximum(tf.square(tf.cast(y_pred, tf.float32)), self.eps)
-        return tf.reduce_mean(lam - y * tf.math.log(lam), axis=[1, 2, 3])
+        return tf.reduce_mean(_deviance(y_true, y_pred, self.eps, self.balance_counts),
+                              axis=[1, 2, 3])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "eps": self.eps}
+        return {**super().get_config(), "eps": self.eps, "balance_counts": self.balance_counts}
 
 
 class AmplitudeMAE(keras.losses.Loss):
@@ -67,10 +93,11 @@ class AmplitudeMAE(keras.losses.Loss):
         return tf.reduce_mean(diff, axis=[1, 2, 3])
 
 
-def get_loss(name: str) -> keras.losses.Loss:
-    """Loss object for ``ModelConfig.loss`` ("nll" | "mae")."""
+def get_loss(name: str, balance_counts: float = 0.0) -> keras.losses.Loss:
+    """Loss object for ``ModelConfig.loss`` ("nll" | "mae"); `balance_counts`: the NLL's ring
+    balance (``ModelConfig.balance_counts``)."""
     if name == "nll":
-        return PoissonNLL()
+        return PoissonNLL(balance_counts=balance_counts)
     if name == "mae":
         return AmplitudeMAE()
     raise ValueError(f"unknown loss {name!r}; expected 'nll' or 'mae'")

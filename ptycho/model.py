@@ -47,6 +47,7 @@ from ptycho.layers import (
     FarField,
     GroupsToBatch,
     IntensityScale,
+    InputStandardise,
     LogCompress,
     PhaseActivation,
     ProbeIllumination,
@@ -100,7 +101,7 @@ class PtychoModel(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name)
         self.ptycho_config = config
         self.execution = plan
-        self._ptycho_loss = get_loss(config.loss)
+        self._ptycho_loss = get_loss(config.loss, config.balance_counts)
         self._inference_model: keras.Model | None = None
 
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
@@ -186,6 +187,8 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     x = GroupsToBatch(name="patterns")(diffraction) if shared else diffraction
     if cfg.input_transform == "log":
         x = LogCompress(LOG_INPUT_FLOOR, name="log_input")(x)
+    elif cfg.input_transform in ("standardise", "both"):
+        x = InputStandardise(keep_input=cfg.input_transform == "both", name="input_standardise")(x)
     for level, width in enumerate(widths):
         x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level, cfg.activation)
         x = _conv(x, width, f"enc_conv{level}b", cnn, seed + 10 * level + 1, cfg.activation)

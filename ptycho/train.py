@@ -159,6 +159,7 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
         raise ValueError("train: the model was not built inside strategy.scope(); build it with "
                          "`with strategy.scope(): model = build_model(cfg)`")
     _check_intensity_scale(model, data)
+    _adapt_input(model, diffraction)
     n = int(diffraction.shape[0])
     batch = min(train_cfg.batch_size, n)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -177,6 +178,21 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         return model.fit(dataset, epochs=train_cfg.nepochs, callbacks=all_callbacks, verbose=0,
                          shuffle=False)
+
+
+def _adapt_input(model: PtychoModel, diffraction: np.ndarray) -> None:
+    """Set the input standardisation's statistics from the training set, once (a model that
+    already has them, e.g. trained before or loaded, keeps them)."""
+    if model.ptycho_config.input_transform not in ("standardise", "both"):
+        return
+    layer = model.get_layer("input_standardise")
+    if layer.is_adapted:
+        return
+    samples = diffraction  # (B, N, N, C); the shared CNN sees each pattern alone: (B·C, N, N, 1)
+    if layer.mean.shape[-1] == 1 and diffraction.shape[-1] > 1:
+        samples = np.moveaxis(diffraction, -1, 1).reshape(-1, *diffraction.shape[1:3], 1)
+    layer.adapt(samples)
+    log.info("input standardisation set from %d patterns", samples.shape[0])
 
 
 def _check_intensity_scale(model: PtychoModel, data: Any) -> None:

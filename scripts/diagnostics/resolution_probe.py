@@ -7,8 +7,13 @@ phase SSIM / FRC50 of the stitched held-out object (scanned region), and as ``fi
 same for the training scan itself (its own sample), to the JSON ``--out``
 (rewritten atomically after every epoch). Used for docs/findings.md RESOLUTION-LOSS-001.
 
+``--supervised`` trains the same network (diffraction → object patches, no physics layers) on
+the true object patches instead of the diffraction data: the |probe|²-weighted squared error of
+the complex patches. It separates what the network can learn in the time from what the physics
+loss lets it learn.
+
 Usage: ``python scripts/diagnostics/resolution_probe.py --object pinn_lines --out p.json
-[--nepochs 8] [--model n_filters_scale=4] [--train clipnorm=none]``
+[--nepochs 8] [--model n_filters_scale=4] [--train clipnorm=none] [--supervised]``
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--integer-positions", action="store_true",
                         help="scan positions and group offsets on whole pixels: no sub-pixel "
                              "(bilinear) interpolation in simulation, overlap constraint or stitching")
+    parser.add_argument("--supervised", action="store_true",
+                        help="train on the true object patches (no physics loss): a diagnostic")
+    parser.add_argument("--random-out", action="store_true",
+                        help="start the decoders' output convolutions from Glorot-uniform weights "
+                             "instead of zeros (the default flat start)")
     parser.add_argument("--sim", nargs="*", default=[], help="SimConfig overrides KEY=VALUE")
     parser.add_argument("--model", nargs="*", default=[], help="ModelConfig overrides KEY=VALUE")
     parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides KEY=VALUE")
@@ -103,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     train_kw = {"nepochs": args.nepochs, "batch_size": 16, "learning_rate": 1e-3,
                 "seed": args.seed, **_pairs(args.train)}
     model = build_model(ModelConfig(**model_kw), probe=data.probe, seed=args.seed)
+    if args.random_out:
+        for name in ("amp_out", "phase_out"):
+            layer = model.get_layer(name)
+            kernel, bias = layer.get_weights()
+            init = keras.initializers.GlorotUniform(seed=args.seed + len(name))
+            layer.set_weights([np.asarray(init(kernel.shape)), bias])
     record: dict[str, Any] = {"object": args.object, "nphotons": args.nphotons,
                               "sim": _pairs(args.sim), "integer_positions": args.integer_positions,
                               "n_images": args.n_images, "n_test": args.n_test, "N": args.N,
+                              "supervised": args.supervised, "random_out": args.random_out,
                               "model": {k: v for k, v in model_kw.items() if k != "intensity_scale"},
                               "train": train_kw, "params": int(model.count_params()),
                               "path": model.execution.name, "epochs": []}
@@ -131,8 +148,53 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(args.out, json.dumps(record, indent=1))
             print(json.dumps(row), file=sys.stderr, flush=True)
 
-    train(model, data, TrainConfig(**train_kw), callbacks=[Score()])
+    if args.supervised:
+        _train_supervised(model, data, TrainConfig(**train_kw), Score())
+    else:
+        train(model, data, TrainConfig(**train_kw), callbacks=[Score()])
     return 0
+
+
+def _train_supervised(model: Any, data: Any, cfg: Any, callback: Any) -> None:
+    """Fit the model's diffraction → object sub-network to the true patches (B,N,N,C) c64 with
+    the |probe|²-weighted squared complex error (Adam, the TrainConfig's lr / clipnorm / batch),
+    in a plain GradientTape loop; `callback` gets on_epoch_begin / on_epoch_end."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from ptycho.model import inference_model, model_probe
+
+    probe = model_probe(model)
+    weights = np.abs(probe) ** 2
+    weights = tf.constant((weights / weights.sum())[None, :, :, None].astype(np.float32))
+    # the network's object is in the data normalisation's units: the true patches times k, with
+    # k² = Σ measured amplitude² / Σ |FFT(model probe · true patch)|² (ortho FFT, as FarField)
+    patches = np.asarray(data.object_patches[:256], np.complex64)
+    far = np.fft.fft2(probe[None, :, :, None] * patches, axes=(1, 2), norm="ortho")
+    k = float(np.sqrt(np.sum(np.square(data.diffraction[:256], dtype=np.float64))
+                      / np.sum(np.abs(far) ** 2)))
+    inputs = np.asarray(data.diffraction, np.float32)
+    truth = np.asarray(data.object_patches, np.complex64) * np.complex64(k)
+    sub = inference_model(model)
+    optimizer = keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clipnorm)
+
+    @tf.function
+    def step(x: Any, target: Any) -> Any:
+        with tf.GradientTape() as tape:
+            error = tf.abs(tf.cast(sub(x, training=True), tf.complex64) - target) ** 2
+            loss = tf.reduce_mean(tf.reduce_sum(weights * error, axis=[1, 2, 3]))
+        optimizer.apply_gradients(zip(tape.gradient(loss, sub.trainable_variables),
+                                      sub.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(cfg.nepochs):
+        callback.on_epoch_begin(epoch)
+        order = rng.permutation(len(inputs)) if cfg.shuffle else np.arange(len(inputs))
+        losses = [float(step(inputs[idx], truth[idx]))
+                  for idx in np.array_split(order, max(1, len(order) // cfg.batch_size))]
+        callback.on_epoch_end(epoch, {"loss": float(np.mean(losses))})
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def test_config_error_is_value_error() -> None:
         ({"intensity_scale": -2.0}, r"intensity_scale must be > 0"),
         ({"jit_compile": "yes"}, r"jit_compile must be a bool or None"),
         ({"translation_xla": None}, r"translation_xla must be a bool"),
+        ({"balance_counts": -1}, r"balance_counts must be >= 0 \(0 turns the ring balance off\), got -1.0"),
+        ({"balance_counts": "lots"}, r"balance_counts must be a number, got 'lots'"),
     ],
 )
 def test_model_config_rejects_bad_values(kwargs: dict, pattern: str) -> None:

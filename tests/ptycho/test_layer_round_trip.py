@@ -52,6 +52,7 @@ CASES: dict[type, Callable[[], tuple[keras.layers.Layer, tuple[Any, ...]]]] = {
     layers.ProbeIllumination: lambda: (layers.ProbeIllumination(N, _probe()), (_complex(B, N, N, C),)),
     layers.FarField: lambda: (layers.FarField(), (_complex(B, N, N, C),)),
     layers.LogCompress: lambda: (layers.LogCompress(floor=0.05), (np.abs(_real(B, N, N, C)),)),
+    layers.InputStandardise: lambda: (layers.InputStandardise(floor=0.2, keep_input=True), (_real(B, N, N, C),)),
     layers.IntensityScale: lambda: (layers.IntensityScale(initial_scale=37.5, trainable_scale=False),
                                     (np.abs(_real(B, N, N, C)),)),
     Translation: lambda: (Translation(use_xla=False),

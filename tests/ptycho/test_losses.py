@@ -25,8 +25,47 @@ def test_poisson_nll_matches_formula() -> None:
     counts = rng.poisson(20.0, size=(2, 4, 4, 3)).astype(np.float32)
     amp = rng.uniform(1.0, 6.0, size=counts.shape).astype(np.float32)
     lam = amp.astype(np.float64) ** 2
-    expected = np.mean(lam - counts * np.log(lam))
+    y = counts.astype(np.float64)
+    log_ratio = np.log(np.where(y > 0, y, 1.0) / lam)
+    expected = np.mean(lam - y + np.where(y > 0, y * log_ratio, 0.0))  # deviance / 2
     assert float(poisson_nll(counts, amp)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_deviance_has_the_nll_gradient_and_reads_one_half_per_pixel_at_high_dose() -> None:
+    """Same gradient as λ − y·log λ; at 1e8 counts the loss of the true λ is ≈ ½ per pixel, which
+    float32 resolves (the plain form's value there is ≈ −1.7e9 per pixel)."""
+    rng = np.random.default_rng(3)
+    lam_true = np.full((4, 8, 8, 1), 1e8)
+    counts = rng.poisson(lam_true).astype(np.float32)
+    amp = tf.Variable(np.sqrt(lam_true * rng.uniform(0.999, 1.001, lam_true.shape)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        deviance = poisson_nll(counts, amp)
+        lam = tf.square(amp)
+        plain = tf.reduce_mean(lam - counts * tf.math.log(lam))
+    np.testing.assert_allclose(tape.gradient(deviance, amp).numpy(), tape.gradient(plain, amp).numpy(),
+                               rtol=1e-3, atol=1e-3)
+    at_truth = float(poisson_nll(counts, np.sqrt(lam_true).astype(np.float32)))
+    assert 0.3 < at_truth < 0.7  # E[deviance / 2] = ½ for large λ; 256 pixels
+    assert float(deviance) > 10 * at_truth  # 0.1 % amplitude errors are ≈ 50× the noise
+
+
+def test_ring_balance_weights_bright_pixels_down_to_the_floor() -> None:
+    """A pixel whose batch-mean counts exceed the floor c is weighted by c / mean, the rest by 1:
+    with the same 10 % amplitude error everywhere, the bright pixel's term shrinks 1e4-fold."""
+    counts = np.full((2, 2, 2, 1), 4.0, np.float32)
+    counts[:, 0, 0, 0] = 1e6  # a bright 'central beam' pixel
+    amp = np.sqrt(counts * 1.21).astype(np.float32)
+    lam, y = counts.astype(np.float64) * 1.21, counts.astype(np.float64)
+    deviance = lam - y + y * np.log(y / lam)
+    weights = np.ones_like(y)
+    weights[:, 0, 0, 0] = 100.0 / 1e6
+    assert float(poisson_nll(counts, amp)) == pytest.approx(deviance.mean(), rel=1e-5)
+    balanced = float(poisson_nll(counts, amp, balance_counts=100.0))
+    assert balanced == pytest.approx((deviance * weights).mean(), rel=1e-5)
+    assert balanced < float(poisson_nll(counts, amp)) / 1000
+    loss = PoissonNLL(balance_counts=100.0)
+    assert PoissonNLL.from_config(loss.get_config()).balance_counts == 100.0
+    assert float(loss(counts, amp)) == pytest.approx(balanced, rel=1e-5)
 
 
 def test_poisson_nll_is_minimal_where_lambda_equals_counts() -> None:
@@ -43,7 +82,7 @@ def test_poisson_nll_is_finite_for_zero_prediction() -> None:
     counts = np.array([[[[5.0]]]], np.float32)
     value = float(poisson_nll(counts, np.zeros_like(counts)))
     assert np.isfinite(value)
-    assert value == pytest.approx(NLL_EPS - 5.0 * np.log(NLL_EPS), rel=1e-4)
+    assert value == pytest.approx(NLL_EPS - 5.0 + 5.0 * np.log(5.0 / NLL_EPS), rel=1e-4)
 
 
 def test_loss_objects_reduce_to_the_functional_mean() -> None:
