@@ -185,7 +185,7 @@ def _train_supervised(model: Any, data: Any, cfg: Any, callback: Any) -> None:
             error = tf.abs(tf.cast(sub(x, training=True), tf.complex64) - target) ** 2
             loss = tf.reduce_mean(tf.reduce_sum(weights * error, axis=[1, 2, 3]))
         optimizer.apply_gradients(zip(tape.gradient(loss, sub.trainable_variables),
-                                      sub.trainable_variables))
+                                      sub.trainable_variables, strict=True))
         return loss
 
     rng = np.random.default_rng(cfg.seed)
