@@ -15,8 +15,24 @@ Conventions (this repo's canonical format → pty-chi):
 * ``diffraction`` (P, N, N) float, **amplitudes** (sqrt of counts) by default, or
   **intensities** with ``intensity=True``; zero frequency at pixel (N//2, N//2) (fftshifted,
   as ``physics.far_field`` writes them). pty-chi wants intensities with the zero frequency at
-  (0, 0): we square amplitudes and let pty-chi's ``fft_shift`` move the centre. The data's
-  overall scale is kept (counts in → Poisson/Gaussian noise models see counts).
+  (0, 0): we square amplitudes and let pty-chi's ``fft_shift`` move the centre.
+* **Data scale.** pty-chi is not scale invariant: a few constants are absolute, in the data's
+  units: LSQML's joint step-size solve adds 1.2e-7 to each pattern's Σ|Δo·P|² (and to the
+  probe's term), its Gaussian noise model divides by √I_pred + 1e-9, ePIE's and DM's magnitude
+  projection adds 1e-7 to the intensities. With dim data (mean intensity per detector pixel below ~1) λ₀
+  shrinks the steps and LSQML slows down or stalls (measured on the noise-free 32 px test scan
+  of tests/ptycho/test_baseline.py, amplitude SSIM after 20 epochs at a mean intensity per
+  pixel of 1e-7: 0.21, 1e-5: 0.81, 1e-3: 0.95, 0.1: 0.995, 10 to 1e11: 0.997–0.998; 1e15: NaN).
+  So the intensities are handed to pty-chi at a canonical scale: multiplied by
+  ``canonical_intensity_scale`` = 4**k (k an integer), which brings the mean intensity per
+  pixel to within a factor 2 of ``CANONICAL_MEAN_INTENSITY`` (2**20). A power of four is
+  exact in floating point and makes the probe factor a power of two, so files that differ by
+  a power of two in amplitude give pty-chi bit-identical input and the same object. The
+  object does not depend on this scale (the probe is normalised to the data pty-chi gets,
+  below); the noise model sees canonical intensities: for the Gaussian model (σ = 0.5, step
+  α = 0.5) the update is the plain magnitude projection, free of σ, so only the displayed
+  loss depends on the scale, and it is converted back to the caller's units (× 1/scale for
+  LSQML's and ePIE's mean squared amplitude error, × 1/√scale for DM's error norm).
 * ``positions`` (P, 2) float64 **(x, y) = (column, row)** object pixels of patch pixel
   (N//2, N//2), origin at the top-left pixel of the object frame (``xcoords``, ``ycoords``).
   pty-chi takes separate y and x arrays and puts the patch centre (pixel (N - 1)/2) at
@@ -30,6 +46,14 @@ Conventions (this repo's canonical format → pty-chi):
   unnormalised FFT) equals the mean total intensity per pattern, i.e. an object of unit
   modulus transmits exactly the measured photons; the object then comes out near unit
   modulus whatever the probe's or the file's scale. The probe is kept fixed (known probe).
+  ``probe_scale`` is the factor for the caller's data; pty-chi gets the probe times
+  probe_scale · √data_scale (a power of two more).
+* Even so, two runs whose inputs differ only by rounding (a different unit, or 1 + 2**-22)
+  do not give the same object after a few epochs: the first iterate (flat object, a
+  band-limited probe) predicts ~0 outside the probe's pupil, where the projection takes its
+  phase from rounding noise. Amplitude SSIM of the noise-free test scan of
+  ``tests/ptycho/test_baseline.py`` over 11 such runs: 0.916–0.948 after 5 LSQML epochs,
+  0.985–0.991 after 10, 0.9969–0.9978 after 20.
 * Engines: "lsqml" (Gaussian noise model, batches of 96), "epie" (α = 1, batches of 10),
   "dm" (difference map, all patterns at once). Object initialised to ones; float32; CPU; ``threads`` torch threads
   for the call (restored afterwards).
@@ -49,8 +73,9 @@ import numpy as np
 
 from ptycho.stitching import frame_padding
 
-__all__ = ["ENGINES", "DEFAULT_BATCH", "EpochInfo", "IterativeResult", "BaselineUnavailable", "available",
-           "install_hint", "check_importable", "normalise_probe", "ptychi_positions", "reconstruct_iterative"]
+__all__ = ["ENGINES", "DEFAULT_BATCH", "CANONICAL_MEAN_INTENSITY", "EpochInfo", "IterativeResult",
+           "BaselineUnavailable", "available", "install_hint", "check_importable",
+           "canonical_intensity_scale", "normalise_probe", "ptychi_positions", "reconstruct_iterative"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +83,13 @@ ENGINES = ("lsqml", "epie", "dm")
 #: patterns per update by engine: ePIE diverges with large batches (overlapping updates add up);
 #: pty-chi's DM does not batch (it updates with all patterns at once).
 DEFAULT_BATCH = {"lsqml": 96, "epie": 10, "dm": 1_000_000}
+#: mean intensity per detector pixel that pty-chi is given (within a factor 2; see the module
+#: docstring): mid-way, in decades, between where LSQML's absolute constants start to matter
+#: (≲ 1) and float32 trouble (NaN at ~1e15).
+CANONICAL_MEAN_INTENSITY = 2.0**20
+#: the displayed loss scales as data_scale ** LOSS_POWER[engine] (mean squared amplitude
+#: error for LSQML/ePIE, DM's error norm).
+LOSS_POWER = {"lsqml": 1.0, "epie": 1.0, "dm": 0.5}
 
 
 class BaselineUnavailable(RuntimeError):
@@ -67,7 +99,8 @@ class BaselineUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class EpochInfo:
     """One epoch: 1-based index, wall seconds since the start (setup included), pty-chi's
-    displayed loss (None if it has none), and the caller's scores (``on_epoch``'s return)."""
+    displayed loss in the caller's data units (None if it has none), and the caller's scores
+    (``on_epoch``'s return)."""
 
     epoch: int
     wall_s: float
@@ -78,8 +111,10 @@ class EpochInfo:
 @dataclass(frozen=True, eq=False)
 class IterativeResult:
     """obj (H, W) complex64 in the frame of ``object_shape``; wall_s: total seconds (setup +
-    epochs, scoring callbacks excluded); epochs: per-epoch info; engine, threads, and
-    probe_scale: the factor the given probe was multiplied by (``normalise_probe``)."""
+    epochs, scoring callbacks excluded); epochs: per-epoch info (losses in the caller's
+    units); engine, threads, probe_scale: the factor that makes the given probe predict the
+    caller's data (``normalise_probe``), and data_scale: the power of four the intensities
+    were multiplied by for pty-chi (``canonical_intensity_scale``)."""
 
     obj: np.ndarray
     wall_s: float
@@ -87,6 +122,7 @@ class IterativeResult:
     engine: str
     threads: int
     probe_scale: float
+    data_scale: float
 
 
 def install_hint() -> str:
@@ -149,6 +185,19 @@ def _torchvision_schemas(torch: Any) -> Any:
             handle.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         namespace._ptycho_schemas = handle
     return handle
+
+
+def canonical_intensity_scale(intensities: np.ndarray) -> float:
+    """4**k (k an integer) such that intensities · 4**k have a mean per pixel within a factor 2
+    of ``CANONICAL_MEAN_INTENSITY``: the scale pty-chi sees (see the module docstring).
+
+    intensities (P, N, N) float ≥ 0, not all zero. A power of four is exact in floating point,
+    so data that differ by a power of two in amplitude come out bit-identical.
+    """
+    mean = float(np.mean(intensities, dtype=np.float64))
+    if not np.isfinite(mean) or mean <= 0:
+        raise ValueError(f"canonical_intensity_scale: the mean intensity must be finite and > 0, got {mean}")
+    return float(4.0 ** round(np.log(CANONICAL_MEAN_INTENSITY / mean) / np.log(4.0)))
 
 
 def normalise_probe(probe: np.ndarray, intensities: np.ndarray) -> tuple[np.ndarray, float]:
@@ -277,7 +326,10 @@ def reconstruct_iterative(
                         int(np.ceil(xy[:, 0].max())) + n - n // 2 + 1)
     h, w = object_shape
     top, left, bottom, right = frame_padding(xy, n, (h, w))
-    scaled_probe, probe_scale = normalise_probe(probe, intensities)
+    data_scale = canonical_intensity_scale(intensities)
+    intensities = intensities * np.float32(data_scale)  # exact: a power of four
+    scaled_probe, canonical_probe_scale = normalise_probe(probe, intensities)
+    probe_scale = canonical_probe_scale / float(np.sqrt(data_scale))  # for the caller's data
     ys, xs, origin = ptychi_positions(xy, n, (top, left))
     torch, api, task_class = _import_ptychi()
     previous_threads = torch.get_num_threads()
@@ -302,7 +354,9 @@ def reconstruct_iterative(
 
         def loss() -> float | None:
             table = getattr(getattr(task.reconstructor, "loss_tracker", None), "table", None)
-            return float(table.iloc[-1]["loss"]) if table is not None and len(table) else None
+            if table is None or not len(table):
+                return None
+            return float(table.iloc[-1]["loss"]) / data_scale ** LOSS_POWER[engine]
 
         if on_epoch is None:
             task.run(epochs)
@@ -319,7 +373,7 @@ def reconstruct_iterative(
         wall_s = time.perf_counter() - start - scoring
     finally:
         torch.set_num_threads(previous_threads)
-    log.info("pty-chi %s: %d epochs, %d patterns, %.2f s on %d thread(s)", engine, epochs, p,
-             wall_s, threads)
+    log.info("pty-chi %s: %d epochs, %d patterns, %.2f s on %d thread(s), data x %g", engine,
+             epochs, p, wall_s, threads, data_scale)
     return IterativeResult(obj=obj, wall_s=wall_s, epochs=tuple(infos), engine=engine,
-                           threads=int(threads), probe_scale=probe_scale)
+                           threads=int(threads), probe_scale=probe_scale, data_scale=data_scale)
