@@ -18,6 +18,8 @@ import pytest
 from ptycho.baseline import available, normalise_probe, ptychi_positions
 from ptycho.metrics import evaluate, scanned_region
 
+pytestmark = pytest.mark.integration  # iterative reconstructions (pty-chi), spawns the ptycho command line
+
 ROOT = Path(__file__).resolve().parents[2]
 N = 32
 
