@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 # `make test` and `make test-unit` run on PYTEST_WORKERS pytest-xdist processes. 2, not `-n auto`:
-# this project's machines and CI have 2 cores, and each worker imports TensorFlow (~1-2 GB) and
-# lets its ops use every core, so more workers than cores only add memory and contention; a
-# bigger machine may pass PYTEST_WORKERS=N (0: one process, no xdist). --dist loadgroup: tests
-# marked xdist_group (modules whose module fixture trains a model or starts a cluster) stay on
-# one worker and, being the largest units, are handed out first (tests/conftest.py then puts the
-# integration tests ahead of the quick ones, so no long test is left for the end).
+# this project's machines and CI have 2 cores, and each worker holds TensorFlow (~2 GB resident)
+# and lets its ops use every core, so more workers than cores only add memory and contention; a
+# bigger machine may pass PYTEST_WORKERS=N (0: one process, no xdist). --dist loadgroup with the
+# scheduler of tests/conftest.py: the modules whose module fixture trains a model or runs a CLI
+# cycle run whole on one worker and are dealt out first, then the integration tests, then the
+# quick ones, so no long test is left for the end.
 PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 # mini-swe-agent, a third-party agent CLI for tests/orchestrator/agent_cli, installed as users install
