@@ -6,6 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
+# `make test` and `make test-unit` run on PYTEST_WORKERS pytest-xdist processes. 2, not `-n auto`:
+# this project's machines and CI have 2 cores, and each worker holds TensorFlow (~2 GB resident)
+# and lets its ops use every core, so more workers than cores only add memory and contention; a
+# bigger machine may pass PYTEST_WORKERS=N (0: one process, no xdist). --dist loadgroup with the
+# scheduler of tests/conftest.py: the modules whose module fixture trains a model or runs a CLI
+# cycle run whole on one worker and are dealt out first, then the integration tests, then the
+# quick ones, so no long test is left for the end.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 # mini-swe-agent, a third-party agent CLI for tests/orchestrator/agent_cli, installed as users install
 # agent CLIs (pipx-like): its own virtual environment, its `mini` exposed in .tools/bin/.
 MINI_SWE_AGENT_VERSION := 2.4.6
@@ -28,12 +37,12 @@ run: $(STAMP)
 
 ## Default test suite (slow and browser tests excluded; pytest exit 5 = nothing collected fails).
 test: $(STAMP)
-	$(PYTEST) -q
+	$(PYTEST) -q $(XDIST)
 
 ## Fast tests only: the default suite less the `integration` modules (they train models, start
 ## Dask clusters, wait on leases or spawn a command line). `make test` (and CI) still runs them.
 test-unit: $(STAMP)
-	$(PYTEST) -q -m "not integration and not slow and not browser and not agent_cli"
+	$(PYTEST) -q $(XDIST) -m "not integration and not slow and not browser and not agent_cli"
 
 ## Lint the whole repository (ruff; configuration in pyproject.toml).
 lint: $(STAMP)
@@ -68,6 +77,8 @@ $(MINI_STAMP):
 test-agents: $(STAMP) $(MINI_STAMP)
 	MINI_SWE_AGENT=$(CURDIR)/.tools/bin/mini $(PYTEST) -q -m agent_cli --timeout=900 --durations=0 -rA
 
+## One process (no xdist) for the slow, baseline, browser and agent tests: each slow test or
+## reconstruction already keeps both cores busy, and the agent tests report their own wall times.
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow --timeout=1800
 

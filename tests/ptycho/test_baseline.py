@@ -24,6 +24,8 @@ from ptycho.baseline import (
 )
 from ptycho.metrics import evaluate, scanned_region
 
+pytestmark = pytest.mark.integration  # iterative reconstructions (pty-chi), spawns the ptycho command line
+
 ROOT = Path(__file__).resolve().parents[2]
 N = 32
 

@@ -53,10 +53,18 @@ def assert_complete_arm(arm_dir: Path, arm: str, nepochs: int = 1) -> None:
     assert len((arm_dir / "history.csv").read_text().splitlines()) == nepochs + 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _scheduler_address(scheduler_file: Path, scheduler: subprocess.Popen, timeout_s: float = 90) -> str:
+    """The address a scheduler started with ``--port 0 --scheduler-file`` bound (the kernel
+    picks the port, so parallel test processes never race for one)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):  # not written yet, or half written
+            if scheduler.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited with {scheduler.returncode}") from None
+            time.sleep(0.1)
+    raise TimeoutError(f"no scheduler address in {scheduler_file} after {timeout_s} s")
 
 
 @dataclass
@@ -77,13 +85,18 @@ def start_dask(root: Path, n_workers: int = 2) -> LocalDask:
     """A real scheduler and ``n_workers`` single-threaded workers (no nanny: killing the worker
     process kills the worker)."""
     root.mkdir(parents=True, exist_ok=True)
-    address = f"tcp://127.0.0.1:{_free_port()}"
     log = (root / "dask.log").open("w")
     common = dict(stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                   start_new_session=True, cwd=root, env=ENV)
-    scheduler = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host",
-                                  "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+    scheduler_file = root / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", "--scheduler-file", str(scheduler_file),
                                   "--no-dashboard"], **common)
+    try:
+        address = _scheduler_address(scheduler_file, scheduler)
+    except BaseException:
+        LocalDask("", scheduler, {}, {}).stop()
+        raise
     procs = []
     for i in range(n_workers):
         (root / f"w{i}").mkdir()
