@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ptycho.config import ACTIVATIONS
+from ptycho.config import ACTIVATIONS, INPUT_TRANSFORMS
 
 __all__ = ["main", "build_parser"]
 
@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-filters-scale", type=int, default=None)
     tr.add_argument("--activation", choices=ACTIVATIONS, default=None,
                     help="CNN hidden-layer activation (default leaky_relu)")
+    tr.add_argument("--input-transform", choices=INPUT_TRANSFORMS, default=None,
+                    help="what the CNN sees (default both: the amplitudes and their per-pixel "
+                         "standardisation; linear: the model before RESOLUTION-LOSS-001)")
+    tr.add_argument("--balance-counts", type=float, default=None,
+                    help="ring balance of the NLL: pixels above this many mean counts are weighted "
+                         "down to it (default 100; 0: the plain NLL)")
     tr.add_argument("--clipnorm", type=float, default=1.0,
                     help="clip each step's global gradient norm to this (default 1; 0: off)")
     tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
@@ -194,7 +200,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     data = _load(args, args.gridsize if args.gridsize is not None else 2)
     overrides: dict[str, Any] = {"loss": args.loss, "jit_compile": args.jit_compile,
                                  "mixed_precision": args.mixed_precision}
-    for name in ("n_filters_scale", "activation"):
+    for name in ("n_filters_scale", "activation", "input_transform", "balance_counts"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     cfg = model_config_for(data, **overrides)

@@ -30,6 +30,7 @@ __all__ = [
     "LOSSES",
     "MODEL_LAYOUT_VERSION",
     "LAYOUT_DEFAULTS",
+    "layout_defaults",
     "default_object_size",
     "default_scan_buffer",
 ]
@@ -50,11 +51,25 @@ INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log", "standardise", "both")
 # Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
 # 1: every archive written before the version was recorded; 2: ModelConfig's upsampling,
 # input_transform and align_phases options (docs/findings.md, RESOLUTION-LOSS-001).
-MODEL_LAYOUT_VERSION = 2
-# What a layout-1 archive built, for the ModelConfig keys it may not have written (ReLU before
-# ``activation`` existed): it loads as it was trained.
-LAYOUT_DEFAULTS: dict[str, Any] = {"activation": "relu", "upsampling": "nearest",
-                                   "input_transform": "linear", "align_phases": False}
+MODEL_LAYOUT_VERSION = 3
+# ModelConfig keys an archive of layout k may not have written (later layouts added them or
+# changed their default), with what that layout built: such an archive loads as it was trained.
+# Layout 1: ReLU, before ``activation`` existed; layout 2: the plain NLL (``balance_counts`` 0).
+# Layout 3 writes every key (the standardised input "both" and the ring balance are defaults).
+LAYOUT_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"activation": "relu", "upsampling": "nearest", "input_transform": "linear",
+        "align_phases": False},
+    2: {"balance_counts": 0.0},
+}
+
+
+def layout_defaults(layout: int) -> dict[str, Any]:
+    """The ModelConfig values an archive of model layout `layout` built where it wrote no key."""
+    merged: dict[str, Any] = {}
+    for version in sorted(LAYOUT_DEFAULTS, reverse=True):
+        if version >= layout:
+            merged.update(LAYOUT_DEFAULTS[version])
+    return merged
 
 
 class ConfigError(ValueError):
@@ -291,8 +306,8 @@ class ModelConfig(_ConfigMixin):
                        "standardise" (per pixel, training-set statistics, ``layers.InputStandardise``)
                        or "both" (the linear amplitudes and the standardised ones, 2 channels).
     balance_counts:    ring balance of the NLL, a count floor c ≥ 0: 0 → the plain Poisson NLL;
-                       c > 0 → each detector pixel's deviance weighted by c / max(c, batch-mean
-                       counts there) (``ptycho.losses``; RESOLUTION-LOSS-001).
+                       c > 0 → pixels brighter than max(c, the average pixel) are weighted down
+                       to it (``ptycho.losses``; RESOLUTION-LOSS-001).
     align_phases:      the overlap constraint turns each patch by the constant phase that
                        matches its group's average before averaging (``OverlapConstraint``).
     """
@@ -312,9 +327,9 @@ class ModelConfig(_ConfigMixin):
     trainable_intensity_scale: bool = False
     activation: str = "leaky_relu"
     upsampling: str = "nearest"
-    input_transform: str = "linear"
+    input_transform: str = "both"
     align_phases: bool = False
-    balance_counts: float = 0.0
+    balance_counts: float = 100.0
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale",
                                                "balance_counts")

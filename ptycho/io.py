@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.canonical import GroupingOptions, is_canonical
-from ptycho.config import LAYOUT_DEFAULTS, MODEL_LAYOUT_VERSION, ConfigError, ModelConfig, SimConfig
+from ptycho.config import MODEL_LAYOUT_VERSION, ConfigError, ModelConfig, SimConfig, layout_defaults
 from ptycho.fsutil import atomic_path
 
 __all__ = ["ARCHIVE_FORMAT", "ARCHIVE_VERSION", "DATA_FORMAT_VERSION", "PtychoData", "save_model", "load_model",
@@ -145,8 +145,8 @@ def _restore(source: Path, meta: Any, config: Any, weights: Path) -> tuple[Any, 
     if layout > MODEL_LAYOUT_VERSION:
         raise ValueError(f"{source}: the archive's network has model layout version {layout}, newer "
                          f"than this library's {MODEL_LAYOUT_VERSION}; update ptycho-harness to load it")
-    if isinstance(config, dict) and layout == 1:  # keys layout 1 did not write: what it built
-        config = {**LAYOUT_DEFAULTS, **config}
+    if isinstance(config, dict):  # keys an older layout did not write: what it built
+        config = {**layout_defaults(layout), **config}
     try:
         cfg = ModelConfig.from_dict(config)
     except ConfigError as exc:

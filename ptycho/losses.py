@@ -14,11 +14,14 @@ at the noise level and ≈ 2(a − √y)² near the fit. The plain form ``λ −
 training (the epoch mean moved in its 7th digit: docs/findings.md, RESOLUTION-LOSS-001).
 
 Ring balance (``balance_counts`` c > 0): each detector pixel's deviance is weighted by
-c / max(c, ȳ), ȳ the batch-mean counts at that pixel. Pixels with fewer than c expected counts
-keep the NLL's weight; the bright central beam, which otherwise outweighs the faint high-angle
-rings (where fine detail scatters) by orders of magnitude, is weighted down to a relative
-amplitude error. Where the data are far above the noise the minimum is unchanged, only the
-conditioning of the gradient; below c counts the loss is the NLL.
+f / max(f, ȳ), ȳ the batch-mean counts at that pixel and f = max(c, mean of ȳ over the
+pattern). Pixels dimmer than the average pixel (or than c counts) keep the NLL's weight; the
+bright central beam, which otherwise outweighs the faint high-angle rings (where fine detail
+scatters) by orders of magnitude, is weighted down to the average pixel. Where the data are far
+above the noise the minimum is unchanged, only the conditioning of the gradient; at low dose
+(every pixel below c) the loss is the NLL. An absolute floor alone (f = c) flattened every ring
+at 1e9 photons and N=32 (a relative error everywhere) and lost the thin lines there
+(RESOLUTION-LOSS-001).
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ def _deviance(counts: Any, sqrt_lambda: Any, eps: float, balance_counts: float) 
     lam = tf.maximum(tf.square(tf.cast(sqrt_lambda, tf.float32)), eps)
     deviance = lam - y + tf.math.xlogy(y, y / lam)
     if balance_counts > 0:
-        floor = tf.constant(balance_counts, tf.float32)
         mean = tf.reduce_mean(y, axis=[0, 3], keepdims=True)  # (1, N, N, 1) batch-mean counts
+        floor = tf.maximum(tf.constant(balance_counts, tf.float32), tf.reduce_mean(mean))
         deviance = deviance * (floor / tf.maximum(mean, floor))
     return deviance
 

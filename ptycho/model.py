@@ -2,7 +2,7 @@
 
 Architecture (B groups, N×N patches, C = gridsize² patches per group, channels-last):
 
-    diffraction (B,N,N,C) f32 ─ GroupsToBatch (B·C,N,N,1) ─ encoder CNN
+    diffraction (B,N,N,C) f32 ─ GroupsToBatch (B·C,N,N,1) ─ input transform ─ encoder CNN
       ─┬─ amplitude decoder → 4·sigmoid ─┐
        └─ phase decoder     → π·tanh    ─┴─ BatchToGroups
       → object (B,N,N,C) c64, zero outside the central N/2 × N/2 (``pad_object``)
@@ -10,6 +10,9 @@ Architecture (B groups, N×N patches, C = gridsize² patches per group, channels
       ─ ProbeIllumination (fixed probe, sum|P|² = (N/2)²) ─ FarField |FFT2|/N → amplitude (B,N,N,C) f32
       ─ IntensityScale (log scale, fixed by default) → sqrt_counts (B,N,N,C) f32
 
+The input transform (``cfg.input_transform``) is by default "both": the amplitudes and their
+per-pixel standardisation (x − μ) / σ with the training set's statistics (``InputStandardise``,
+set by ``train``), 2 channels; "linear" feeds the amplitudes alone (RESOLUTION-LOSS-001).
 The encoder has three levels of two 3×3 convolutions (``cfg.activation``, leaky ReLU by
 default) + 2×2 max-pool with widths
 ``ENCODER_WIDTHS · n_filters_scale`` (N → N/8); each decoder has two levels of conv, nearest

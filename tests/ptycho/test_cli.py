@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -70,6 +71,18 @@ def test_simulate_train_infer_pipeline(tmp_path: Path, capsys: pytest.CaptureFix
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == 1 and rows[0]["epoch"] == "1" and np.isfinite(float(rows[0]["loss"]))
     assert (out / "wts.h5.zip").is_file()
+
+    with zipfile.ZipFile(out / "wts.h5.zip") as zf:  # the defaults: standardised input, ring balance
+        written = json.loads(zf.read("model_config.json"))
+    assert (written["input_transform"], written["balance_counts"]) == ("both", 100.0)
+    before = tmp_path / "before"  # the model before RESOLUTION-LOSS-001, by flags
+    rc, _, err = _main(capsys, "train", "--data", str(data), "--output-dir", str(before), "--nepochs", "1",
+                       "--batch-size", "8", "--n-filters-scale", "1", "--input-transform", "linear",
+                       "--balance-counts", "0")
+    assert rc == 0, err[-3000:]
+    with zipfile.ZipFile(before / "wts.h5.zip") as zf:
+        written = json.loads(zf.read("model_config.json"))
+    assert (written["input_transform"], written["balance_counts"]) == ("linear", 0.0)
 
     rc, summary, err = _main(capsys, "infer", "--model", str(out / "wts.h5.zip"), "--data",
                              str(data), "--output-dir", str(out))

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ptycho.config import LAYOUT_DEFAULTS, MODEL_LAYOUT_VERSION, SimConfig, TrainConfig  # noqa: E402
+from ptycho.config import LAYOUT_DEFAULTS, MODEL_LAYOUT_VERSION, SimConfig, TrainConfig, layout_defaults  # noqa: E402
 from ptycho.fsutil import atomic_path  # noqa: E402
 from ptycho.inference import reconstruct  # noqa: E402
 from ptycho.io import (  # noqa: E402
@@ -186,21 +186,45 @@ def _rewrite(path: Path, target: Path, config_drop: tuple[str, ...] = (),
     return target
 
 
-def test_archive_of_layout_1_loads_as_it_was_built(archive: tuple[Path, object], tmp_path: Path) -> None:
-    path, model = archive
+@pytest.mark.parametrize("layout", sorted(LAYOUT_DEFAULTS))
+def test_archive_of_an_older_layout_loads_as_it_was_built(sim: object, archive: tuple[Path, object],
+                                                           tmp_path: Path, layout: int) -> None:
+    path, _ = archive
     with zipfile.ZipFile(path) as zf:
         assert json.loads(zf.read("meta.json"))["model_layout"] == MODEL_LAYOUT_VERSION
-    # before the layout version: no "model_layout", no activation / upsampling / ... keys
-    old = _rewrite(path, tmp_path / "old.wts.h5.zip", config_drop=tuple(LAYOUT_DEFAULTS),
-                   meta_drop=("model_layout",))
+    # a model as that layout built it, written the way that layout wrote it: without the keys
+    # later layouts added (layout 1 also without "model_layout" in meta.json)
+    built = layout_defaults(layout)
+    model = build_model(model_config_for(sim, n_filters_scale=1, **built))
+    saved = save_model(model, tmp_path / "built.wts.h5.zip", intensity_scale=sim.intensity_scale)
+    old = _rewrite(saved, tmp_path / "old.wts.h5.zip", config_drop=tuple(built),
+                   meta_drop=("model_layout",) if layout == 1 else (),
+                   meta_set={} if layout == 1 else {"model_layout": layout})
     loaded, cfg, _ = load_model(old)
-    assert cfg.activation == "relu" and cfg.input_transform == "linear"
-    assert cfg.upsampling == "nearest"
-    assert loaded.get_layer("amp_conv1b").activation(np.float32(-1.0)) == 0.0
-    # an archive of a newer layout fails naming the version
+    assert {key: getattr(cfg, key) for key in built} == built
+    assert cfg.balance_counts == 0.0  # every layout before 3 trained with the plain NLL
+    if layout == 1:
+        assert cfg.activation == "relu" and cfg.input_transform == "linear"
+        assert loaded.get_layer("amp_conv1b").activation(np.float32(-1.0)) == 0.0
+    x = {"diffraction": sim.diffraction, "offsets": sim.offsets}
+    np.testing.assert_array_equal(model.predict(x, verbose=0)["object"],
+                                  loaded.predict(x, verbose=0)["object"])
+
+
+def test_archive_of_a_newer_layout_fails_naming_the_version(archive: tuple[Path, object],
+                                                            tmp_path: Path) -> None:
+    path, _ = archive
     new = _rewrite(path, tmp_path / "new.wts.h5.zip", meta_set={"model_layout": MODEL_LAYOUT_VERSION + 7})
     with pytest.raises(ValueError, match=rf"new\.wts\.h5\.zip.*layout version {MODEL_LAYOUT_VERSION + 7}"):
         load_model(new)
+
+
+def test_the_current_layout_writes_every_config_key(archive: tuple[Path, object]) -> None:
+    path, model = archive
+    with zipfile.ZipFile(path) as zf:
+        written = set(json.loads(zf.read("model_config.json")))
+    assert written == set(model.ptycho_config.to_dict())
+    assert set(layout_defaults(1)) <= written
 
 
 def test_weights_of_another_layout_fail_naming_the_layout(archive: tuple[Path, object], tmp_path: Path) -> None:

@@ -49,20 +49,23 @@ def test_deviance_has_the_nll_gradient_and_reads_one_half_per_pixel_at_high_dose
     assert float(deviance) > 10 * at_truth  # 0.1 % amplitude errors are ≈ 50× the noise
 
 
-def test_ring_balance_weights_bright_pixels_down_to_the_floor() -> None:
-    """A pixel whose batch-mean counts exceed the floor c is weighted by c / mean, the rest by 1:
-    with the same 10 % amplitude error everywhere, the bright pixel's term shrinks 1e4-fold."""
-    counts = np.full((2, 2, 2, 1), 4.0, np.float32)
-    counts[:, 0, 0, 0] = 1e6  # a bright 'central beam' pixel
-    amp = np.sqrt(counts * 1.21).astype(np.float32)
+@pytest.mark.parametrize(("dim", "bright", "floor"),
+                         [(1.0, 1e3, 100.0), (5e4, 1e6, (1e6 + 63 * 5e4) / 64)])
+def test_ring_balance_weights_bright_pixels_down_to_the_floor(dim: float, bright: float,
+                                                               floor: float) -> None:
+    """A pixel whose batch-mean counts exceed f = max(c, the average pixel) is weighted by
+    f / mean, the rest by 1: with c = 100, 63 pixels of 1 count and one of 1e3, f is c; with 63
+    of 5e4 and one of 1e6, f is the average pixel (6.5e4) and the dim pixels keep weight 1."""
+    counts = np.full((2, 8, 8, 2), dim, np.float32)
+    counts[:, 0, 0, :] = bright  # a bright 'central beam' pixel
+    amp = np.sqrt(counts * 1.21).astype(np.float32)  # 10 % amplitude error everywhere
     lam, y = counts.astype(np.float64) * 1.21, counts.astype(np.float64)
     deviance = lam - y + y * np.log(y / lam)
     weights = np.ones_like(y)
-    weights[:, 0, 0, 0] = 100.0 / 1e6
+    weights[:, 0, 0, :] = floor / bright
     assert float(poisson_nll(counts, amp)) == pytest.approx(deviance.mean(), rel=1e-5)
     balanced = float(poisson_nll(counts, amp, balance_counts=100.0))
     assert balanced == pytest.approx((deviance * weights).mean(), rel=1e-5)
-    assert balanced < float(poisson_nll(counts, amp)) / 1000
     loss = PoissonNLL(balance_counts=100.0)
     assert PoissonNLL.from_config(loss.get_config()).balance_counts == 100.0
     assert float(loss(counts, amp)) == pytest.approx(balanced, rel=1e-5)

@@ -66,11 +66,14 @@ def test_default_model_reports_its_parameter_count() -> None:
     model = build_model(ModelConfig())  # N=64, gridsize 2, n_filters_scale 2
     params = model.count_params()
     # original PtychoPINN default: ~2.3 M parameters; this design learns with ~8x fewer
-    # (docs/findings.md MODEL-LEARNS-001)
-    assert params == 287_795
+    # (docs/findings.md MODEL-LEARNS-001); the standardised second input channel adds 3·3·16
+    # weights to the first convolution (RESOLUTION-LOSS-001)
+    assert params == 296_132
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    # not trained: the probe (real, imag), the overlap weights |probe|², the intensity scale
-    assert trainable == params - 3 * 64 * 64 - 1
+    assert trainable == 275_506 + 3 * 3 * 16  # 275,506 before the second channel
+    # not trained: the probe (real, imag), the overlap weights |probe|², the intensity scale,
+    # the input statistics (μ, σ per pixel, the 'adapted' flag)
+    assert trainable == params - 3 * 64 * 64 - 1 - (2 * 64 * 64 + 1)
 
 
 def test_probe_illumination_and_far_field_reproduce_simulated_diffraction(sim32: object) -> None:
