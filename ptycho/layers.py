@@ -167,15 +167,28 @@ class InputStandardise(keras.layers.Layer):
     def is_adapted(self) -> bool:
         return bool(self.built and float(self.adapted.numpy()) > 0)
 
-    def adapt(self, x: np.ndarray) -> None:
-        """Set μ, σ from samples x (S, N, N, C) float (C as this layer's input)."""
-        x = np.asarray(x, np.float64)
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.mean.shape):
-            raise ValueError(f"InputStandardise.adapt: samples must be (S, {', '.join(map(str, self.mean.shape))}), "
+    def adapt(self, x: np.ndarray, chunk: int = 256) -> None:
+        """Set μ, σ from samples x (S, N, N, C) float, C = this layer's channels or, for a
+        one-channel layer (the shared CNN's view), any C: then every channel is a sample.
+        Accumulated in float64 over chunks of `chunk` samples (no full-size temporary)."""
+        shape = tuple(int(d) for d in self.mean.shape)
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1:3] != shape[:2] or (x.shape[3] != shape[2] and shape[2] != 1):
+            raise ValueError(f"InputStandardise.adapt: samples must be (S, {', '.join(map(str, shape))}), "
                              f"got {x.shape}")
-        std = x.std(axis=0)
+        total = np.zeros(shape[:2] + (x.shape[3],), np.float64)
+        squares = np.zeros_like(total)
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk].astype(np.float64)
+            total += part.sum(axis=0)
+            squares += np.square(part).sum(axis=0)
+        count = x.shape[0]
+        if shape[2] == 1:  # pool the channels: each pattern is a sample
+            total, squares, count = total.sum(-1, keepdims=True), squares.sum(-1, keepdims=True), count * x.shape[3]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
         floor = self.floor * max(float(np.median(std)), 1e-12)
-        self.mean.assign(x.mean(axis=0).astype(np.float32))
+        self.mean.assign(mean.astype(np.float32))
         self.std.assign(np.maximum(std, floor).astype(np.float32))
         self.adapted.assign(1.0)
 

@@ -188,11 +188,8 @@ def _adapt_input(model: PtychoModel, diffraction: np.ndarray) -> None:
     layer = model.get_layer("input_standardise")
     if layer.is_adapted:
         return
-    samples = diffraction  # (B, N, N, C); the shared CNN sees each pattern alone: (B·C, N, N, 1)
-    if layer.mean.shape[-1] == 1 and diffraction.shape[-1] > 1:
-        samples = np.moveaxis(diffraction, -1, 1).reshape(-1, *diffraction.shape[1:3], 1)
-    layer.adapt(samples)
-    log.info("input standardisation set from %d patterns", samples.shape[0])
+    layer.adapt(diffraction)  # (B, N, N, C); the shared CNN's one-channel layer pools the C patterns
+    log.info("input standardisation set from %d groups", diffraction.shape[0])
 
 
 def _check_intensity_scale(model: PtychoModel, data: Any) -> None:

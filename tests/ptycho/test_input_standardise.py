@@ -36,6 +36,11 @@ def test_adapted_layer_standardises_each_pixel_and_floors_still_pixels() -> None
     assert float(layer.std.numpy()[0, 0, 0]) == pytest.approx(0.1 * np.median(x.std(axis=0)), rel=1e-4)
     with pytest.raises(ValueError, match=r"samples must be \(S, 4, 4, 2\), got \(3, 4, 4\)"):
         layer.adapt(x[:3, :, :, 0])
+    chunked = InputStandardise(floor=0.1)
+    chunked.build(x.shape)
+    chunked.adapt(x, chunk=7)  # the same statistics, accumulated over chunks
+    np.testing.assert_allclose(chunked.mean.numpy(), layer.mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(chunked.std.numpy(), layer.std.numpy(), rtol=1e-5)
 
 
 @pytest.mark.integration  # trains a model
