@@ -41,19 +41,12 @@ def _load(name: str) -> ModuleType:
 
 
 def noise_free_scan() -> dict[str, np.ndarray]:
-    """diffraction (P, N, N) float32 amplitudes, positions (P, 2) (x, y), probe (N, N), obj."""
-    canonical, ptychopinn = _load("make_canonical"), _load("make_ptychopinn_like")
-    rng = np.random.default_rng(0)
-    amp = np.abs(ptychopinn.make_object(96, 0))
-    obj = (amp * np.exp(0.5j * (amp - 1))).astype(np.complex64)
-    probe = canonical.make_probe(N)
-    axis = np.arange(N // 2, 96 - N // 2 + 1, 5)
-    xy = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2) + rng.integers(-1, 2, (axis.size ** 2, 2))
-    xy = np.clip(xy, N // 2, 96 - N // 2)
-    patches = np.stack([obj[y - N // 2:y + N // 2, x - N // 2:x + N // 2] for x, y in xy])
-    diffraction = np.abs(np.fft.fftshift(np.fft.fft2(probe * patches, norm="ortho"), axes=(1, 2)))
-    return {"diffraction": diffraction.astype(np.float32), "positions": xy.astype(float),
-            "probe": probe, "obj": obj}
+    """diffraction (P, N, N) float32 amplitudes, positions (P, 2) (x, y), probe (N, N), obj:
+    the scan of tests/ptycho/test_baseline.py (tests/fixtures/canonical/noise_free_scan.py)."""
+    scan = _load("noise_free_scan").make_scan(_load("make_canonical"), _load("make_ptychopinn_like"), N)
+    return {"diffraction": scan["diffraction"],
+            "positions": np.stack([scan["xcoords"], scan["ycoords"]], axis=1),
+            "probe": scan["probeGuess"], "obj": scan["objectGuess"]}
 
 
 def ssims(scan: dict[str, np.ndarray], diffraction: np.ndarray, epochs: int) -> dict[str, float]:

@@ -5,6 +5,7 @@ first); the pure-numpy conventions and the 'extra missing' message are tested al
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ from ptycho.metrics import evaluate, scanned_region
 pytestmark = pytest.mark.integration  # iterative reconstructions (pty-chi), spawns the ptycho command line
 
 ROOT = Path(__file__).resolve().parents[2]
+SCAN_WRITER = ROOT / "tests" / "fixtures" / "canonical" / "noise_free_scan.py"
 N = 32
 
 needs_ptychi = pytest.mark.skipif(not available(), reason="pty-chi not installed (make baseline)")
@@ -34,21 +36,13 @@ needs_ptychi = pytest.mark.skipif(not available(), reason="pty-chi not installed
 
 @pytest.fixture(scope="module")
 def scan(canonical_writer: ModuleType, ptychopinn_writer: ModuleType) -> dict[str, np.ndarray]:
-    """Noise-free scan, exactly this repo's model (patch pixel N//2 at whole-pixel positions,
-    |fftshift(fft2(probe · patch))|): PtychoPINN-style lines (96 px, amplitude 0.6–1.5) with a
-    phase of up to ±0.25 rad, 169 positions on a jittered 5 px grid, N = 32, a defocused probe."""
-    rng = np.random.default_rng(0)
-    amp = np.abs(ptychopinn_writer.make_object(96, 0))
-    obj = (amp * np.exp(0.5j * (amp - 1))).astype(np.complex64)
-    probe = canonical_writer.make_probe(N)
-    axis = np.arange(N // 2, 96 - N // 2 + 1, 5)
-    xy = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2) + rng.integers(-1, 2, (axis.size ** 2, 2))
-    xy = np.clip(xy, N // 2, 96 - N // 2)
-    patches = np.stack([obj[y - N // 2:y + N // 2, x - N // 2:x + N // 2] for x, y in xy])
-    diffraction = np.abs(np.fft.fftshift(np.fft.fft2(probe * patches, norm="ortho"), axes=(1, 2)))
-    return {"diffraction": diffraction.astype(np.float32), "xcoords": xy[:, 0].astype(float),
-            "ycoords": xy[:, 1].astype(float), "probeGuess": probe, "objectGuess": obj,
-            "patches": patches}
+    """Noise-free scan, exactly this repo's model (tests/fixtures/canonical/noise_free_scan.py):
+    PtychoPINN-style lines with a phase of up to ±0.25 rad, 169 positions, N = 32."""
+    spec = importlib.util.spec_from_file_location("noise_free_scan", SCAN_WRITER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_scan(canonical_writer, ptychopinn_writer, N)
 
 
 def _positions(arrays: dict[str, np.ndarray]) -> np.ndarray:
