@@ -31,7 +31,8 @@ the defaults (seed 0, dense) run every object × dose × density × seed and pri
 {name: {dose: {positions: {seed: {...}}}}}, ...}``: per (object, dose, density) the per-seed
 PINN and LSQML SSIM of each channel the object carries, their mean ± std, the per-seed
 differences and a verdict (``quality_seeds.aggregate``). ``--out`` / ``--markdown`` write the
-JSON and the verdict table, rewritten after every run.
+JSON and the verdict table, rewritten after every run; ``--resume`` keeps the runs already in
+``--out`` (an interrupted run goes on where it stopped; ``argv_history`` lists every command).
 
 Usage: ``python benchmarks/bench_quality.py [--quick] [--object all] [--doses 1e9,1e4]
 [--seeds 0,1,2] [--positions dense,sparse] [--nepochs K] [--n-images B] [--loss nll|mae]
@@ -239,6 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="also write the JSON here (atomically; with several seeds or "
                              "densities rewritten after every run)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with several seeds or densities: keep the runs already in --out "
+                             "and run only the missing ones")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="with several seeds or densities: the verdict table (markdown)")
     args = parser.parse_args(argv)
@@ -255,6 +259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.verdicts = args.seeds != (0,) or args.positions != ("dense",)
     if args.verdicts and (args.lsqml_only or args.figure is not None):
         parser.error("--lsqml-only and --figure take the default --seeds 0 --positions dense")
+    if args.resume and (not args.verdicts or args.out is None):
+        parser.error("--resume needs --out and several --seeds or --positions")
     if args.markdown is not None and not args.verdicts:
         parser.error("--markdown needs several --seeds or --positions (the verdict table)")
     return args
@@ -281,12 +287,17 @@ def run_verdicts(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.fsutil import atomic_write_json, atomic_write_text
 
     runs: dict[str, dict[str, dict[str, dict[int, Any]]]] = {}
+    argv_history: list[list[str]] = []
+    if args.resume and args.out.exists():
+        runs, argv_history = resumed_runs(args.out)
     summary: dict[str, Any] = {}
     load = [round(v, 2) for v in os.getloadavg()]
     for name in args.object:
         for dose in args.doses:
             for positions in args.positions:
                 for seed in args.seeds:
+                    if seed in runs.get(name, {}).get(dose_label(dose), {}).get(positions, {}):
+                        continue
                     out, _ = run_one(args, name, dose, seed, positions)
                     group = runs.setdefault(name, {}).setdefault(dose_label(dose), {})
                     group.setdefault(positions, {})[seed] = out
@@ -297,6 +308,7 @@ def run_verdicts(args: argparse.Namespace) -> dict[str, Any]:
                     summary = {"kind": "bench_quality_verdicts", "margin": quality_seeds.MARGIN,
                                "verdicts": verdicts, "runs": runs, "cpu": cpu_name(),
                                "argv": sys.argv[1:],
+                               "argv_history": [*argv_history, sys.argv[1:]],
                                "load_avg": {"start": load,
                                             "now": [round(v, 2) for v in os.getloadavg()]}}
                     if args.out is not None:
@@ -307,10 +319,23 @@ def run_verdicts(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def resumed_runs(path: Path) -> tuple[dict[str, Any], list[list[str]]]:
+    """The runs ({object: {dose: {positions: {seed: run}}}}, seeds as ints) and the earlier
+    command lines of a verdicts JSON written by ``run_verdicts``; ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = {n: {d: {p: {int(s): r for s, r in by_seed.items()} for p, by_seed in pp.items()}
+                    for d, pp in pd.items()} for n, pd in data["runs"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"--resume: {path} is not a bench_quality verdicts JSON: {exc}") from exc
+    return runs, data.get("argv_history", [data.get("argv", [])])
+
+
 def markdown_header(summary: dict[str, Any]) -> list[str]:
     """The lines above the verdict table: command, CPU, load, what the columns mean."""
     return ["# bench_quality: PINN vs LSQML over seeds", "",
-            f"`python benchmarks/bench_quality.py {' '.join(summary['argv'])}` on "
+            "; ".join(f"`python benchmarks/bench_quality.py {' '.join(a)}`"
+                      for a in summary["argv_history"]) + " on "
             f"{summary['cpu']}; load average (1/5/15 min) {summary['load_avg']['start']} at the "
             f"start, {summary['load_avg']['now']} at the last run.", "",
             "Carrier SSIM of the held-out test scan, mean ± sample std over the seeds; "

@@ -6,6 +6,7 @@ parts are tested here (no training, no pty-chi)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -174,3 +175,33 @@ def test_bad_flags_exit_naming_the_value(bench: ModuleType, capsys: pytest.Captu
         bench.parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- --resume
+def test_resumed_runs_read_back_seeds_as_ints(bench: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.json"
+    run = _run(0.5, None, 0.6, None)
+    path.write_text(json.dumps({"runs": {"lines": {"1e4": {"dense": {"0": run, "2": run}}}},
+                                "argv": ["--seeds", "0,2"]}), encoding="utf-8")
+    runs, history = bench.resumed_runs(path)
+    assert sorted(runs["lines"]["1e4"]["dense"]) == [0, 2]
+    assert runs["lines"]["1e4"]["dense"][2] == run
+    assert history == [["--seeds", "0,2"]]  # a file without argv_history: its argv
+    path.write_text(json.dumps({"runs": {}, "argv_history": [["a"], ["b"]]}), encoding="utf-8")
+    assert bench.resumed_runs(path)[1] == [["a"], ["b"]]
+
+
+def test_resumed_runs_name_a_bad_file(bench: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"objects": {}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="other.json is not a bench_quality verdicts JSON"):
+        bench.resumed_runs(path)
+
+
+def test_resume_needs_out_and_the_verdict_mode(bench: ModuleType,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--seeds", "0,1", "--resume"], ["--resume", "--out", "x.json"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert "--resume needs --out" in capsys.readouterr().err
+    assert bench.parse_args(["--seeds", "0,1", "--resume", "--out", "x.json"]).resume is True
