@@ -24,8 +24,19 @@ With one object and one dose the old flat layout is printed (the keys above at t
 otherwise ``{"objects": {name: {dose: {...}}}, ...}``. ``--figure PNG`` draws the truth and
 the reconstructions of the carrier channel, one row per object.
 
+``--seeds 0,1,2`` (simulation and training seed; test scan seed + 1000) and ``--positions
+dense,sparse`` (the dose study's scan densities, ``dose_study.arms.SCAN_DENSITIES``) other than
+the defaults (seed 0, dense) run every object × dose × density × seed and print
+``{"kind": "bench_quality_verdicts", "verdicts": {name: {dose: {positions: ...}}}, "runs":
+{name: {dose: {positions: {seed: {...}}}}}, ...}``: per (object, dose, density) the per-seed
+PINN and LSQML SSIM of each channel the object carries, their mean ± std, the per-seed
+differences and a verdict (``quality_seeds.aggregate``). ``--out`` / ``--markdown`` write the
+JSON and the verdict table, rewritten after every run; ``--resume`` keeps the runs already in
+``--out`` (an interrupted run goes on where it stopped; ``argv_history`` lists every command).
+
 Usage: ``python benchmarks/bench_quality.py [--quick] [--object all] [--doses 1e9,1e4]
-[--nepochs K] [--n-images B] [--loss nll|mae] [--figure out.png]``.
+[--seeds 0,1,2] [--positions dense,sparse] [--nepochs K] [--n-images B] [--loss nll|mae]
+[--figure out.png] [--out out.json] [--markdown out.md]``.
 Timings depend on other load on the machine (``load_avg`` records it).
 """
 
@@ -99,12 +110,10 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str,
 
 def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str, Any]:
     """LSQML alone on the test scan ``run_one`` would score (same object, dose and seeds)."""
-    from dose_study.arms import make_config
     from dose_study.recipe import simulate
     from ptycho.metrics import scanned_region
 
-    study = dataclasses.replace(
-        make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs), object_type=name)
+    study = study_config(args, name)
     test = simulate(study, nphotons, study.test_seed, study.n_test_images, "test")
     crop = scanned_region(test.coords, test.obj.shape)
     return {"object": name, "carrier": carrier_of(name), "nphotons": nphotons,
@@ -112,12 +121,22 @@ def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str
             "lsqml": lsqml_scores(test, crop, args.lsqml_epochs)}
 
 
-def run_one(args: argparse.Namespace, name: str, nphotons: float) -> tuple[dict[str, Any], Any]:
+def study_config(args: argparse.Namespace, name: str, seed: int = 0,
+                 positions: str = "dense") -> Any:
+    """The study's ``StudyConfig`` (--quick or full sizes, --n-images, --nepochs) for object
+    ``name``, simulation/training seed ``seed`` (test scan: seed + TEST_SEED_OFFSET) and scan
+    density ``positions`` (a key of ``dose_study.arms.SCAN_DENSITIES``)."""
     from dose_study.arms import make_config
+
+    return dataclasses.replace(make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs,
+                                           seed=seed, positions=positions), object_type=name)
+
+
+def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
+            positions: str = "dense") -> tuple[dict[str, Any], Any]:
     from dose_study.recipe import EpochScore, run_recipe
 
-    study = dataclasses.replace(
-        make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs), object_type=name)
+    study = study_config(args, name, seed, positions)
     carrier = carrier_of(name)
     ssims: list[float | None] = []
     psnrs: list[float | None] = []
@@ -129,8 +148,8 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float) -> tuple[dict[
         ssims.append(_round(score.scores[f"{carrier}_ssim"]))
         psnrs.append(_round(score.scores[f"{carrier}_psnr"], 3))
         walls.append(round(sum(epoch_s), 2))
-        print(f"{name} {nphotons:.0e} epoch {score.epoch}: {carrier} SSIM {ssims[-1]} "
-              f"PSNR {psnrs[-1]} dB, {walls[-1]:.1f} s", file=sys.stderr, flush=True)
+        print(f"{name} {nphotons:.0e} {positions} s{seed} epoch {score.epoch}: {carrier} SSIM "
+              f"{ssims[-1]} PSNR {psnrs[-1]} dB, {walls[-1]:.1f} s", file=sys.stderr, flush=True)
 
     load_before = os.getloadavg()[0]
     res = run_recipe(study, nphotons, args.loss, on_epoch=on_epoch)
@@ -142,7 +161,9 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float) -> tuple[dict[
         "config": {"N": study.N, "gridsize": study.gridsize, "batch_size": study.batch_size,
                    "n_images": study.n_images, "n_test_images": study.n_test_images,
                    "nepochs": study.nepochs, "loss": args.loss, "nphotons": nphotons,
-                   "learning_rate": study.learning_rate, "quick": args.quick},
+                   "learning_rate": study.learning_rate, "quick": args.quick,
+                   "seed": study.seed, "test_seed": study.test_seed, "positions": positions,
+                   "scan_spacing_px": study.scan_spacing()},
         "ssim_by_epoch": ssims, "psnr_by_epoch": psnrs, "wall_by_epoch": walls,
         "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in THRESHOLDS},
         "best_ssim": None if best is None else ssims[best],
@@ -191,13 +212,24 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags; ``--seeds`` / ``--positions`` become tuples (ints, SCAN_DENSITIES keys),
+    ``--object`` a list of names and ``doses`` a list of floats. Exits (status 2) naming the
+    bad value."""
+    from dose_study.arms import SCAN_DENSITIES
+    from dose_study.curve import parse_names, parse_seeds
+    from ptycho.bench_objects import BENCH_OBJECTS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the study's --quick sizes (N=32)")
     parser.add_argument("--object", default=STUDY_OBJECT,
                         help="object type, comma list, or 'all' (lines + every bench object)")
     parser.add_argument("--doses", default="1e9", help="comma list of photons per pattern")
     parser.add_argument("--nphotons", type=float, default=None, help="one dose (overrides --doses)")
+    parser.add_argument("--seeds", default="0",
+                        help="comma list of simulation/training seeds (test scan: seed + 1000)")
+    parser.add_argument("--positions", default="dense",
+                        help=f"comma list of scan densities: {', '.join(SCAN_DENSITIES)}")
     parser.add_argument("--nepochs", type=int, default=None)
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
@@ -205,21 +237,127 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",
                         help="only pty-chi LSQML on each test scan (no PINN training)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the JSON here (atomically; with several seeds or "
+                             "densities rewritten after every run)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with several seeds or densities: keep the runs already in --out "
+                             "and run only the missing ones")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="with several seeds or densities: the verdict table (markdown)")
     args = parser.parse_args(argv)
+    known = (STUDY_OBJECT, *BENCH_OBJECTS)
+    try:
+        args.object = list(known) if args.object == "all" else list(
+            parse_names(args.object, "--object", known))
+        args.doses = [args.nphotons] if args.nphotons is not None else [
+            _dose(d) for d in args.doses.split(",")]
+        args.seeds = parse_seeds(args.seeds)
+        args.positions = parse_names(args.positions, "--positions", tuple(SCAN_DENSITIES))
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.verdicts = args.seeds != (0,) or args.positions != ("dense",)
+    if args.verdicts and (args.lsqml_only or args.figure is not None):
+        parser.error("--lsqml-only and --figure take the default --seeds 0 --positions dense")
+    if args.resume and (not args.verdicts or args.out is None):
+        parser.error("--resume needs --out and several --seeds or --positions")
+    if args.markdown is not None and not args.verdicts:
+        parser.error("--markdown needs several --seeds or --positions (the verdict table)")
+    return args
+
+
+def _dose(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--doses: {text!r} is not a number (e.g. --doses 1e9,1e4)") from None
+
+
+def dose_label(nphotons: float) -> str:
+    """``1e4`` for 1e4 (the key of a dose in the JSON)."""
+    return f"{nphotons:.0e}".replace("e+0", "e")
+
+
+def run_verdicts(args: argparse.Namespace) -> dict[str, Any]:
+    """Every object × dose × scan density × seed: ``run_one`` (PINN and LSQML), aggregated per
+    (object, dose, density) by ``quality_seeds.aggregate``; --out / --markdown are rewritten
+    after every run (the incomplete group aggregates the seeds done so far)."""
+    import quality_seeds
+
+    from ptycho.fsutil import atomic_write_json, atomic_write_text
+
+    runs: dict[str, dict[str, dict[str, dict[int, Any]]]] = {}
+    argv_history: list[list[str]] = []
+    if args.resume and args.out.exists():
+        runs, argv_history = resumed_runs(args.out)
+    summary: dict[str, Any] = {}
+    load = [round(v, 2) for v in os.getloadavg()]
+    for name in args.object:
+        for dose in args.doses:
+            for positions in args.positions:
+                for seed in args.seeds:
+                    if seed in runs.get(name, {}).get(dose_label(dose), {}).get(positions, {}):
+                        continue
+                    out, _ = run_one(args, name, dose, seed, positions)
+                    group = runs.setdefault(name, {}).setdefault(dose_label(dose), {})
+                    group.setdefault(positions, {})[seed] = out
+                    verdicts = {n: {d: {p: quality_seeds.aggregate(by_seed)
+                                        for p, by_seed in per_pos.items()}
+                                    for d, per_pos in per_dose.items()}
+                                for n, per_dose in runs.items()}
+                    summary = {"kind": "bench_quality_verdicts", "margin": quality_seeds.MARGIN,
+                               "verdicts": verdicts, "runs": runs, "cpu": cpu_name(),
+                               "argv": sys.argv[1:],
+                               "argv_history": [*argv_history, sys.argv[1:]],
+                               "load_avg": {"start": load,
+                                            "now": [round(v, 2) for v in os.getloadavg()]}}
+                    if args.out is not None:
+                        atomic_write_json(args.out, summary)
+                    if args.markdown is not None:
+                        atomic_write_text(args.markdown, quality_seeds.render_markdown(
+                            verdicts, markdown_header(summary)))
+    return summary
+
+
+def resumed_runs(path: Path) -> tuple[dict[str, Any], list[list[str]]]:
+    """The runs ({object: {dose: {positions: {seed: run}}}}, seeds as ints) and the earlier
+    command lines of a verdicts JSON written by ``run_verdicts``; ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = {n: {d: {p: {int(s): r for s, r in by_seed.items()} for p, by_seed in pp.items()}
+                    for d, pp in pd.items()} for n, pd in data["runs"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"--resume: {path} is not a bench_quality verdicts JSON: {exc}") from exc
+    return runs, data.get("argv_history", [data.get("argv", [])])
+
+
+def markdown_header(summary: dict[str, Any]) -> list[str]:
+    """The lines above the verdict table: command, CPU, load, what the columns mean."""
+    return ["# bench_quality: PINN vs LSQML over seeds", "",
+            "; ".join(f"`python benchmarks/bench_quality.py {' '.join(a)}`"
+                      for a in summary["argv_history"]) + " on "
+            f"{summary['cpu']}; load average (1/5/15 min) {summary['load_avg']['start']} at the "
+            f"start, {summary['load_avg']['now']} at the last run.", "",
+            "Carrier SSIM of the held-out test scan, mean ± sample std over the seeds; "
+            "PINN − LSQML: the per-seed differences. Verdict: pinn_ahead / lsqml_ahead when the "
+            f"mean difference is >= {summary['margin']} / <= −{summary['margin']} in every "
+            "channel the object carries, else tie (channels of a constant truth are left out)."]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    from ptycho.bench_objects import BENCH_OBJECTS
-
-    names = [STUDY_OBJECT, *BENCH_OBJECTS] if args.object == "all" else args.object.split(",")
-    unknown = sorted(set(names) - {STUDY_OBJECT, *BENCH_OBJECTS})
-    if unknown:
-        parser.error(f"unknown object(s) {unknown}; known: {[STUDY_OBJECT, *BENCH_OBJECTS]}")
-    doses = [args.nphotons] if args.nphotons is not None else [float(d) for d in args.doses.split(",")]
+    if args.verdicts:
+        summary = run_verdicts(args)
+        print(json.dumps(summary))
+        return 0
+    names, doses = args.object, args.doses
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
     for name in names:
         for dose in doses:
-            label = f"{dose:.0e}".replace("e+0", "e")
+            label = dose_label(dose)
             if args.lsqml_only:
                 results.setdefault(name, {})[label] = lsqml_only(args, name, dose)
                 continue
@@ -230,9 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure is not None and not args.lsqml_only:
         draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
     if len(names) == 1 and len(doses) == 1:
-        print(json.dumps(next(iter(next(iter(results.values())).values()))))
+        result = next(iter(next(iter(results.values())).values()))
     else:
-        print(json.dumps({"objects": results, "cpu": cpu_name(), "argv": sys.argv[1:]}))
+        result = {"objects": results, "cpu": cpu_name(), "argv": sys.argv[1:]}
+    if args.out is not None:
+        from ptycho.fsutil import atomic_write_json
+
+        atomic_write_json(args.out, result)
+    print(json.dumps(result))
     return 0
 
 

@@ -1,0 +1,207 @@
+"""benchmarks/bench_quality.py --seeds/--positions: flags, per-seed aggregation and verdicts.
+
+The benchmark scripts are not a package: they are loaded from their files. Only the pure
+parts are tested here (no training, no pty-chi)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def seeds_mod() -> ModuleType:
+    return _load("quality_seeds")
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load("bench_quality")
+
+
+def _run(amp: float | None, phase: float | None, lsqml_amp: float | None,
+         lsqml_phase: float | None, available: bool = True) -> dict[str, Any]:
+    """A run record shaped like bench_quality.run_one's (only the fields aggregate reads)."""
+    lsqml: dict[str, Any] = {"available": available}
+    if available:
+        lsqml.update(amp_ssim=lsqml_amp, phase_ssim=lsqml_phase)
+    return {"final": {"amp_ssim": amp, "phase_ssim": phase, "amp_psnr": 20.0}, "lsqml": lsqml}
+
+
+# ----------------------------------------------------------------------------- verdicts
+@pytest.mark.parametrize(("diff", "expected"), [
+    (0.03, "pinn_ahead"), (0.2, "pinn_ahead"), (0.0299, "tie"), (0.0, "tie"),
+    (-0.0299, "tie"), (-0.03, "lsqml_ahead"), (-0.5, "lsqml_ahead")])
+def test_channel_verdict_uses_the_margin_inclusively(seeds_mod: ModuleType, diff: float,
+                                                     expected: str) -> None:
+    assert seeds_mod.channel_verdict(diff) == expected
+
+
+def test_verdict_needs_every_carried_channel(seeds_mod: ModuleType) -> None:
+    assert seeds_mod.verdict({"amp": 0.05, "phase": 0.04}) == "pinn_ahead"
+    assert seeds_mod.verdict({"amp": -0.05, "phase": -0.031}) == "lsqml_ahead"
+    assert seeds_mod.verdict({"amp": 0.05, "phase": 0.01}) == "tie"
+    assert seeds_mod.verdict({"amp": 0.05, "phase": -0.05}) == "tie"
+    assert seeds_mod.verdict({}) == "n/a"
+    assert seeds_mod.verdict({"amp": 0.02}, margin=0.01) == "pinn_ahead"
+
+
+# ----------------------------------------------------------------------------- aggregation
+def test_aggregate_amplitude_object_pairs_seeds_and_leaves_phase_out(seeds_mod: ModuleType) -> None:
+    runs = {2: _run(0.80, None, 0.74, None), 0: _run(0.70, None, 0.68, None),
+            1: _run(0.75, None, 0.71, None)}
+    agg = seeds_mod.aggregate(runs)
+    assert agg["seeds"] == [0, 1, 2]
+    assert agg["channels"] == ["amp"]
+    assert [e["seed"] for e in agg["per_seed"]] == [0, 1, 2]
+    assert [e["amp"]["diff"] for e in agg["per_seed"]] == pytest.approx([0.02, 0.04, 0.06])
+    assert "phase" not in agg["per_seed"][0]
+    assert agg["pinn"]["amp"]["mean"] == pytest.approx(0.75)
+    assert agg["pinn"]["amp"]["std"] == pytest.approx(0.05)
+    assert agg["lsqml"]["amp"]["mean"] == pytest.approx(0.71)
+    assert agg["diff"]["amp"]["mean"] == pytest.approx(0.04)
+    assert agg["diff"]["amp"]["std"] == pytest.approx(0.02)
+    assert (agg["diff"]["amp"]["min"], agg["diff"]["amp"]["max"]) == pytest.approx((0.02, 0.06))
+    assert agg["verdict"] == "pinn_ahead"
+    assert agg["channel_verdicts"] == {"amp": "pinn_ahead"}
+
+
+@pytest.mark.parametrize(("offset", "expected"), [
+    (0.05, "pinn_ahead"), (0.01, "tie"), (-0.01, "tie"), (-0.05, "lsqml_ahead")])
+def test_aggregate_verdict_follows_the_numbers(seeds_mod: ModuleType, offset: float,
+                                               expected: str) -> None:
+    lsqml = [0.6, 0.5, 0.7]
+    runs = {s: _run(None, v + offset, None, v) for s, v in enumerate(lsqml)}
+    agg = seeds_mod.aggregate(runs)
+    assert agg["channels"] == ["phase"]  # a pure phase object: constant amplitude, n/a
+    assert agg["diff"]["phase"]["mean"] == pytest.approx(offset)
+    assert agg["verdict"] == expected
+
+
+def test_aggregate_two_channels_disagreeing_is_a_tie(seeds_mod: ModuleType) -> None:
+    runs = {0: _run(0.9, 0.4, 0.8, 0.6), 1: _run(0.85, 0.5, 0.8, 0.6)}
+    agg = seeds_mod.aggregate(runs)
+    assert agg["channels"] == ["amp", "phase"]
+    assert agg["channel_verdicts"] == {"amp": "pinn_ahead", "phase": "lsqml_ahead"}
+    assert agg["verdict"] == "tie"
+
+
+def test_aggregate_one_seed_has_zero_spread(seeds_mod: ModuleType) -> None:
+    agg = seeds_mod.aggregate({3: _run(0.5, None, 0.6, None)})
+    assert agg["pinn"]["amp"]["std"] == 0.0 and agg["pinn"]["amp"]["n"] == 1
+    assert agg["verdict"] == "lsqml_ahead"
+
+
+def test_aggregate_without_lsqml(seeds_mod: ModuleType) -> None:
+    agg = seeds_mod.aggregate({0: _run(0.5, None, None, None, available=False)})
+    assert agg["verdict"] == "no_lsqml"
+    assert agg["pinn"]["amp"]["mean"] == pytest.approx(0.5)
+    assert agg["lsqml"] == {} and agg["per_seed"][0]["amp"]["lsqml"] is None
+
+
+def test_aggregate_rejects_empty_or_incomplete_runs(seeds_mod: ModuleType) -> None:
+    with pytest.raises(ValueError, match="no runs"):
+        seeds_mod.aggregate({})
+    with pytest.raises(ValueError, match=r"seeds \[1\]"):
+        seeds_mod.aggregate({0: _run(0.5, None, 0.5, None), 1: {"lsqml": {}}})
+
+
+def test_render_markdown_one_row_per_carried_channel(seeds_mod: ModuleType) -> None:
+    amp = seeds_mod.aggregate({0: _run(0.8, None, 0.7, None), 1: _run(0.7, None, 0.7, None)})
+    mixed = seeds_mod.aggregate({0: _run(0.9, 0.4, 0.8, 0.6)})
+    text = seeds_mod.render_markdown({"siemens": {"1e4": {"sparse": amp}},
+                                      "mixed_blobs": {"1e4": {"dense": mixed}}}, ["# title"])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 4  # header + siemens amp + mixed amp and phase
+    assert rows[1].split(" | ")[:5] == ["| siemens", "1e4", "sparse", "amp", "0,1"]
+    assert "0.750 ± 0.071" in rows[1] and "+0.050 ± 0.071" in rows[1]
+    assert "**pinn_ahead**" in rows[1]  # the mean, not its spread, meets the margin
+    assert "**tie** (amp: pinn_ahead)" in rows[2] and "(phase: lsqml_ahead)" in rows[3]
+    assert text.startswith("# title\n")
+
+
+# ----------------------------------------------------------------------------- flags
+def test_defaults_keep_the_single_seed_dense_layout(bench: ModuleType) -> None:
+    args = bench.parse_args([])
+    assert args.seeds == (0,) and args.positions == ("dense",)
+    assert args.verdicts is False
+    assert args.object == ["lines"] and args.doses == [1e9]
+
+
+def test_seeds_and_positions_switch_to_verdicts(bench: ModuleType) -> None:
+    args = bench.parse_args(["--object", "all", "--doses", "1e4", "--seeds", "0,1,2",
+                             "--positions", "dense,sparse"])
+    assert args.seeds == (0, 1, 2) and args.positions == ("dense", "sparse")
+    assert args.verdicts is True
+    assert args.object[0] == "lines" and "phase_blobs" in args.object and len(args.object) == 7
+    assert bench.parse_args(["--positions", "sparse"]).verdicts is True
+    assert bench.parse_args(["--seeds", "1"]).verdicts is True
+
+
+def test_dose_order_is_kept(bench: ModuleType) -> None:
+    assert bench.parse_args(["--doses", "1e4,1e9"]).doses == [1e4, 1e9]
+    assert bench.parse_args(["--doses", "1e4", "--nphotons", "5e5"]).doses == [5e5]
+    assert bench.dose_label(1e4) == "1e4"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seeds", "0,x"], "--seeds: 'x'"),
+    (["--seeds", "1,1"], "given twice"),
+    (["--positions", "dense,medium"], "--positions: unknown 'medium'"),
+    (["--object", "lines,blob"], "--object: unknown 'blob'"),
+    (["--doses", "1e4,lots"], "--doses: 'lots'"),
+    (["--seeds", "0,1", "--lsqml-only"], "--lsqml-only"),
+    (["--positions", "sparse", "--figure", "x.png"], "--figure"),
+    (["--markdown", "x.md"], "--markdown needs"),
+])
+def test_bad_flags_exit_naming_the_value(bench: ModuleType, capsys: pytest.CaptureFixture[str],
+                                         argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- --resume
+def test_resumed_runs_read_back_seeds_as_ints(bench: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.json"
+    run = _run(0.5, None, 0.6, None)
+    path.write_text(json.dumps({"runs": {"lines": {"1e4": {"dense": {"0": run, "2": run}}}},
+                                "argv": ["--seeds", "0,2"]}), encoding="utf-8")
+    runs, history = bench.resumed_runs(path)
+    assert sorted(runs["lines"]["1e4"]["dense"]) == [0, 2]
+    assert runs["lines"]["1e4"]["dense"][2] == run
+    assert history == [["--seeds", "0,2"]]  # a file without argv_history: its argv
+    path.write_text(json.dumps({"runs": {}, "argv_history": [["a"], ["b"]]}), encoding="utf-8")
+    assert bench.resumed_runs(path)[1] == [["a"], ["b"]]
+
+
+def test_resumed_runs_name_a_bad_file(bench: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"objects": {}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="other.json is not a bench_quality verdicts JSON"):
+        bench.resumed_runs(path)
+
+
+def test_resume_needs_out_and_the_verdict_mode(bench: ModuleType,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--seeds", "0,1", "--resume"], ["--resume", "--out", "x.json"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert "--resume needs --out" in capsys.readouterr().err
+    assert bench.parse_args(["--seeds", "0,1", "--resume", "--out", "x.json"]).resume is True
