@@ -73,6 +73,13 @@ def _complex_from_config(value: Any) -> Any:
     return value
 
 
+def _positive(owner: str, name: str, value: float) -> float:
+    """`value` as a float; ValueError "<owner>: <name> must be > 0, got …" unless finite and > 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+    return float(value)
+
+
 def flatten_groups(x: tf.Tensor) -> tf.Tensor:
     """(B, H, W, C) → (B·C, H, W, 1); image index b·C + c holds channel c of group b."""
     shape = tf.shape(x)
@@ -122,9 +129,7 @@ class LogCompress(keras.layers.Layer):
     def __init__(self, floor: float = 0.01, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", PHYSICS_DTYPE)
         super().__init__(**kwargs)
-        if not (math.isfinite(floor) and floor > 0):
-            raise ValueError(f"LogCompress: floor must be > 0, got {floor!r}")
-        self.floor = float(floor)
+        self.floor = _positive("LogCompress", "floor", floor)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         return tf.math.log1p(tf.maximum(tf.cast(x, tf.float32), 0.0) / self.floor)
@@ -151,9 +156,7 @@ class InputStandardise(keras.layers.Layer):
     def __init__(self, floor: float = 0.1, keep_input: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", PHYSICS_DTYPE)
         super().__init__(**kwargs)
-        if not (math.isfinite(floor) and floor > 0):
-            raise ValueError(f"InputStandardise: floor must be > 0, got {floor!r}")
-        self.floor = float(floor)
+        self.floor = _positive("InputStandardise", "floor", floor)
         self.keep_input = bool(keep_input)
 
     def build(self, input_shape: Any) -> None:
@@ -363,9 +366,7 @@ class IntensityScale(keras.layers.Layer):
     def __init__(self, initial_scale: float = 1.0, trainable_scale: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", PHYSICS_DTYPE)
         super().__init__(**kwargs)
-        if not (math.isfinite(initial_scale) and initial_scale > 0):
-            raise ValueError(f"IntensityScale: initial_scale must be > 0, got {initial_scale!r}")
-        self.initial_scale = float(initial_scale)
+        self.initial_scale = _positive("IntensityScale", "initial_scale", initial_scale)
         self.trainable_scale = bool(trainable_scale)
 
     def build(self, input_shape: Any) -> None:

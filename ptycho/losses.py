@@ -31,13 +31,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["poisson_nll", "amplitude_mae", "PoissonNLL", "AmplitudeMAE", "get_loss", "NLL_EPS"]
+__all__ = ["poisson_nll", "poisson_deviance", "amplitude_mae", "PoissonNLL", "AmplitudeMAE", "get_loss", "NLL_EPS"]
 
 NLL_EPS = 1e-6  # floor of λ: keeps log λ finite where the model predicts no photons
 
 
-def _deviance(counts: Any, sqrt_lambda: Any, eps: float, balance_counts: float) -> tf.Tensor:
-    """Per-element (ring-balanced) Poisson deviance / 2, (B, N, N, C) float32."""
+def poisson_deviance(counts: Any, sqrt_lambda: Any, eps: float = NLL_EPS,
+                     balance_counts: float = 0.0) -> tf.Tensor:
+    """Per-element (ring-balanced) Poisson deviance / 2, ``λ − y + y·log(y/λ)``.
+
+    counts, sqrt_lambda as in ``poisson_nll``; returns (B, N, N, C) float32 (½ at the noise
+    level; ``scripts/diagnostics/ring_deviance.py`` averages it per detector ring)."""
     y = tf.cast(counts, tf.float32)
     lam = tf.maximum(tf.square(tf.cast(sqrt_lambda, tf.float32)), eps)
     deviance = lam - y + tf.math.xlogy(y, y / lam)
@@ -57,7 +61,7 @@ def poisson_nll(counts: Any, sqrt_lambda: Any, eps: float = NLL_EPS,
     balance_counts: ring balance count floor c (0: off; see the module docstring)
     returns:        () float32, mean over all elements
     """
-    return tf.reduce_mean(_deviance(counts, sqrt_lambda, eps, balance_counts))
+    return tf.reduce_mean(poisson_deviance(counts, sqrt_lambda, eps, balance_counts))
 
 
 def amplitude_mae(target: Any, amplitude: Any) -> tf.Tensor:
@@ -78,7 +82,7 @@ class PoissonNLL(keras.losses.Loss):
         self.balance_counts = float(balance_counts)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        return tf.reduce_mean(_deviance(y_true, y_pred, self.eps, self.balance_counts),
+        return tf.reduce_mean(poisson_deviance(y_true, y_pred, self.eps, self.balance_counts),
                               axis=[1, 2, 3])
 
     def get_config(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from ptycho.overlap import OverlapConstraint
 
 __all__ = [
     "ENCODER_WIDTHS",
+    "STANDARDISED_INPUTS",
     "ExecutionPlan",
     "PtychoModel",
     "build_model",
@@ -87,6 +88,9 @@ LEAKY_SLOPE = 0.1
 # ``input_transform="log"`` feeds the CNN log1p(amplitude / LOG_INPUT_FLOOR): the normalised
 # amplitudes are ≈5 in the central beam and 1e-3–1e-2 at the highest angles.
 LOG_INPUT_FLOOR = 0.01
+# input transforms that put an ``InputStandardise`` layer ("input_standardise") before the CNN;
+# ``train`` sets its statistics from the training set
+STANDARDISED_INPUTS: tuple[str, ...] = ("standardise", "both")
 
 
 # --------------------------------------------------------------------------- model
@@ -190,7 +194,7 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
     x = GroupsToBatch(name="patterns")(diffraction) if shared else diffraction
     if cfg.input_transform == "log":
         x = LogCompress(LOG_INPUT_FLOOR, name="log_input")(x)
-    elif cfg.input_transform in ("standardise", "both"):
+    elif cfg.input_transform in STANDARDISED_INPUTS:
         x = InputStandardise(keep_input=cfg.input_transform == "both", name="input_standardise")(x)
     for level, width in enumerate(widths):
         x = _conv(x, width, f"enc_conv{level}a", cnn, seed + 10 * level, cfg.activation)

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
+    from ptycho.losses import poisson_deviance
     from ptycho.model import build_model
     from ptycho.physics import simulate
     from ptycho.train import train
@@ -51,15 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     train(model, data, TrainConfig(nepochs=args.nepochs, batch_size=16, learning_rate=1e-3))
     first = slice(0, min(128, data.n_groups))
     predicted = model.predict({"diffraction": data.diffraction[first], "offsets": data.offsets[first]},
-                              verbose=0)["sqrt_counts"].astype(np.float64)
-    counts = data.counts[first].astype(np.float64)
-    lam = np.maximum(predicted ** 2, 1e-6)
-    safe = np.where(counts > 0, counts, 1.0)
-    deviance = lam - counts + np.where(counts > 0, counts * np.log(safe / lam), 0.0)
+                              verbose=0)["sqrt_counts"]
+    counts = data.counts[first]
+    deviance = poisson_deviance(counts, predicted).numpy().astype(np.float64)
+    lam = np.square(predicted.astype(np.float64))
     yy, xx = np.indices((args.N, args.N))
     radius = np.hypot(yy - args.N // 2, xx - args.N // 2).astype(int)
     per_pixel = deviance.mean(axis=(0, 3))
-    totals = lam.sum(axis=(1, 2)) / counts.sum(axis=(1, 2))
+    totals = lam.sum(axis=(1, 2)) / counts.astype(np.float64).sum(axis=(1, 2))
     print(json.dumps({"object": args.object, "nphotons": args.nphotons, "nepochs": args.nepochs,
                       "model": overrides, "mean_deviance": float(deviance.mean()),
                       "ring_deviance": {r: float(per_pixel[radius == r].mean()) for r in RINGS

@@ -5,7 +5,6 @@ first); the pure-numpy conventions and the 'extra missing' message are tested al
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,21 +27,17 @@ from ptycho.metrics import evaluate, scanned_region
 pytestmark = pytest.mark.integration  # iterative reconstructions (pty-chi), spawns the ptycho command line
 
 ROOT = Path(__file__).resolve().parents[2]
-SCAN_WRITER = ROOT / "tests" / "fixtures" / "canonical" / "noise_free_scan.py"
 N = 32
 
 needs_ptychi = pytest.mark.skipif(not available(), reason="pty-chi not installed (make baseline)")
 
 
 @pytest.fixture(scope="module")
-def scan(canonical_writer: ModuleType, ptychopinn_writer: ModuleType) -> dict[str, np.ndarray]:
+def scan(canonical_writer: ModuleType, ptychopinn_writer: ModuleType,
+         noise_free_scan_writer: ModuleType) -> dict[str, np.ndarray]:
     """Noise-free scan, exactly this repo's model (tests/fixtures/canonical/noise_free_scan.py):
     PtychoPINN-style lines with a phase of up to ±0.25 rad, 169 positions, N = 32."""
-    spec = importlib.util.spec_from_file_location("noise_free_scan", SCAN_WRITER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_scan(canonical_writer, ptychopinn_writer, N)
+    return noise_free_scan_writer.make_scan(canonical_writer, ptychopinn_writer, N)
 
 
 def _positions(arrays: dict[str, np.ndarray]) -> np.ndarray:
