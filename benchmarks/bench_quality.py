@@ -129,7 +129,9 @@ def study_config(args: argparse.Namespace, name: str, seed: int = 0,
     from dose_study.arms import make_config
 
     return dataclasses.replace(make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs,
-                                           seed=seed, positions=positions), object_type=name)
+                                           seed=seed, positions=positions,
+                                           learning_rate=args.learning_rate,
+                                           lr_schedule=args.lr_schedule), object_type=name)
 
 
 def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
@@ -161,7 +163,8 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "config": {"N": study.N, "gridsize": study.gridsize, "batch_size": study.batch_size,
                    "n_images": study.n_images, "n_test_images": study.n_test_images,
                    "nepochs": study.nepochs, "loss": args.loss, "nphotons": nphotons,
-                   "learning_rate": study.learning_rate, "quick": args.quick,
+                   "learning_rate": study.learning_rate, "lr_schedule": study.lr_schedule,
+                   "quick": args.quick,
                    "seed": study.seed, "test_seed": study.test_seed, "positions": positions,
                    "scan_spacing_px": study.scan_spacing()},
         "ssim_by_epoch": ssims, "psnr_by_epoch": psnrs, "wall_by_epoch": walls,
@@ -233,6 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nepochs", type=int, default=None)
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
     parser.add_argument("--lsqml-epochs", type=int, default=50)
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",

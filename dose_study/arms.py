@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ptycho.config import ACTIVATIONS
+from ptycho.config import ACTIVATIONS, LR_SCHEDULES
 
 HIGH_DOSE = 1e9
 LOW_DOSE = 1e4
@@ -153,6 +153,7 @@ class StudyConfig:
     seed:            simulation and training seed
     activation:      CNN hidden-layer activation (ModelConfig.activation)
     clipnorm:        global gradient-norm clipping of each step (TrainConfig.clipnorm)
+    lr_schedule:     learning rate over the run (TrainConfig.lr_schedule: constant | cosine)
     positions:       scan density of train and test scans, a key of SCAN_DENSITIES
     baseline_epochs: iterations of a baseline engine (BASELINE_ENGINES) on the test scan
     quick:           whether the --quick sizes were the base of this config
@@ -164,7 +165,7 @@ class StudyConfig:
     n_test_images: int = 512
     nepochs: int = 50
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     n_filters_scale: int = 2
     probe_defocus: float = PROBE_DEFOCUS
     seed: int = 0
@@ -173,6 +174,7 @@ class StudyConfig:
     object_type: str = "lines"
     activation: str = "leaky_relu"
     clipnorm: float | None = 1.0
+    lr_schedule: str = "cosine"
     positions: str = "dense"
     baseline_epochs: int = 50
     quick: bool = False
@@ -196,6 +198,9 @@ class StudyConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"--activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {self.activation!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {self.lr_schedule!r}")
         if self.positions not in SCAN_DENSITIES:
             raise ValueError(f"--positions must be one of {', '.join(SCAN_DENSITIES)}, "
                              f"got {self.positions!r}")
@@ -247,7 +252,7 @@ class StudyConfig:
 # LOW-DOSE-NLL-PHASE-001 fix), amp SSIM high_nll / high_mae / low_nll / low_mae: 0.924 ± 0.011 /
 # 0.925 ± 0.007 / 0.876 ± 0.016 / 0.772 ± 0.010; 1112-1196 s per study with two arms at a time
 # (docs/results/full_study).
-FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
+FULL = StudyConfig(nepochs=16)
 # --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
 # low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
 # (docs/findings.md MODEL-LEARNS-001 for the model changes behind them):
@@ -260,16 +265,17 @@ FULL = StudyConfig(nepochs=16, learning_rate=1e-3)
 # lr 2e-3 stalled the high_nll arm of seed 1 at the constant image (SSIM 0.453 = baseline);
 # lr 1e-3 gives 0.82 / 0.91 / 0.86 after 4 epochs for seeds 0 / 1 / 2.
 QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=14,
-                    batch_size=16, learning_rate=1e-3, n_filters_scale=1, quick=True)
+                    batch_size=16, n_filters_scale=1, quick=True)
 
 PINN_ONLY_SETTINGS = ("n_images", "nepochs", "batch_size", "learning_rate", "n_filters_scale",
-                      "activation", "clipnorm")
+                      "activation", "clipnorm", "lr_schedule")
 
 FLAG_NAMES = {"N": "--patch-size", "n_images": "--n-images", "n_test_images": "--n-test-images",
               "nepochs": "--nepochs", "batch_size": "--batch-size", "seed": "--seed",
               "gridsize": "--gridsize", "learning_rate": "--learning-rate",
               "n_filters_scale": "--filters-scale", "probe_defocus": "--probe-defocus",
               "activation": "--activation", "positions": "--positions",
+              "lr_schedule": "--lr-schedule",
               "baseline_epochs": "--baseline-epochs"}
 
 
@@ -294,4 +300,4 @@ def describe_sizes(cfg: StudyConfig) -> str:
     """One line for --help and logs."""
     return (f"N={cfg.N}, gridsize={cfg.gridsize}, {cfg.n_images} train / {cfg.n_test_images} "
             f"test groups, {cfg.nepochs} epochs, batch {cfg.batch_size}, "
-            f"lr {cfg.learning_rate:g}, filters scale {cfg.n_filters_scale}")
+            f"lr {cfg.learning_rate:g} ({cfg.lr_schedule}), filters scale {cfg.n_filters_scale}")

@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ptycho.config import ACTIVATIONS
+from ptycho.config import ACTIVATIONS, LR_SCHEDULES
 
 from . import curve
 from .arms import ARM_NAMES, BASELINE_ENGINES, FULL, QUICK, SCAN_DENSITIES, describe_sizes, get_arm, make_config
@@ -69,7 +69,7 @@ log = logging.getLogger("dose_study")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIZING_FLAGS = ("N", "n_images", "n_test_images", "nepochs", "batch_size", "learning_rate",
-                "n_filters_scale", "probe_defocus", "activation", "seed", "baseline_epochs")
+                "lr_schedule", "n_filters_scale", "probe_defocus", "activation", "seed", "baseline_epochs")
 BASELINE_OFF = ("baseline arm off: the [baseline] extra (pty-chi) is not installed; turn it on "
                 "with `make baseline` or `pip install -e '.[baseline]'` (then --baseline "
                 "lsqml|epie|dm; --baseline none silences this line)")
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"patch side N, multiple of 8 and >= 16 (full {FULL.N}, quick {QUICK.N})")
     p.add_argument("--learning-rate", type=float, help=f"Adam learning rate (full {FULL.learning_rate:g}, "
                    f"quick {QUICK.learning_rate:g})")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help=f"learning rate over the run: constant, or a cosine decay to 5%% of it "
+                   f"(default {FULL.lr_schedule})")
     p.add_argument("--filters-scale", dest="n_filters_scale", type=int,
                    help=f"CNN width multiplier, ModelConfig.n_filters_scale (full {FULL.n_filters_scale}, "
                    f"quick {QUICK.n_filters_scale})")

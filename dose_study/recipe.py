@@ -176,7 +176,8 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                             n_filters_scale=cfg.n_filters_scale, probe_defocus=cfg.probe_defocus,
                             activation=cfg.activation, intensity_scale=intensity_scale)
     train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
-                            learning_rate=cfg.learning_rate, seed=cfg.seed, clipnorm=cfg.clipnorm)
+                            learning_rate=cfg.learning_rate, seed=cfg.seed, clipnorm=cfg.clipnorm,
+                            lr_schedule=cfg.lr_schedule)
     model = build_model(model_cfg, probe=train_data.probe, seed=cfg.seed)
     epochs: list[EpochScore] = []
     callbacks = [] if on_epoch is None else [_epoch_scorer(model, test, crop, on_epoch, epochs)]

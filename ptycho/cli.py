@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ptycho.config import ACTIVATIONS, INPUT_TRANSFORMS
+from ptycho.config import ACTIVATIONS, INPUT_TRANSFORMS, LR_SCHEDULES, TrainConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--balance-counts", type=float, default=None,
                     help="ring balance of the NLL: pixels above this many mean counts are weighted "
                          "down to it (default 100; 0: the plain NLL)")
+    tr.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule,
+                    help="learning rate over the run: constant, or a cosine decay from "
+                         "--learning-rate to --lr-final-fraction of it "
+                         f"(default {TrainConfig.lr_schedule})")
+    tr.add_argument("--lr-final-fraction", type=float, default=TrainConfig.lr_final_fraction,
+                    help=f"the cosine's last learning rate, a fraction of --learning-rate "
+                         f"(default {TrainConfig.lr_final_fraction:g})")
     tr.add_argument("--clipnorm", type=float, default=1.0,
                     help="clip each step's global gradient norm to this (default 1; 0: off)")
     tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
@@ -192,7 +199,6 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from ptycho.config import TrainConfig
     from ptycho.io import save_model
     from ptycho.model import build_model, model_config_for
     from ptycho.train import train
@@ -206,7 +212,8 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = model_config_for(data, **overrides)
     train_cfg = TrainConfig(nepochs=args.nepochs, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, seed=args.seed,
-                            clipnorm=args.clipnorm or None)
+                            clipnorm=args.clipnorm or None, lr_schedule=args.lr_schedule,
+                            lr_final_fraction=args.lr_final_fraction)
     model = build_model(cfg, probe=data.probe, seed=args.seed)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     history_csv = args.output_dir / "history.csv"

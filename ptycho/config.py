@@ -28,6 +28,7 @@ __all__ = [
     "TrainConfig",
     "OBJECT_TYPES",
     "LOSSES",
+    "LR_SCHEDULES",
     "MODEL_LAYOUT_VERSION",
     "LAYOUT_DEFAULTS",
     "layout_defaults",
@@ -46,6 +47,8 @@ ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu")
 UPSAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "transpose")
 # How the simulation cuts patches at fractional scan positions (SimConfig.subpixel).
 SUBPIXELS: tuple[str, ...] = ("bilinear", "fourier")
+# Learning rate over a training run (TrainConfig.lr_schedule).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 # What the CNN sees of the diffraction amplitudes (ModelConfig.input_transform).
 INPUT_TRANSFORMS: tuple[str, ...] = ("linear", "log", "standardise", "both")
 # Version of the network layout a saved model's weights belong to (``io.save_model`` writes it).
@@ -328,7 +331,7 @@ class ModelConfig(_ConfigMixin):
     activation: str = "leaky_relu"
     upsampling: str = "nearest"
     input_transform: str = "both"
-    align_phases: bool = False
+    align_phases: bool = True
     balance_counts: float = 100.0
 
     _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("probe_scale", "probe_defocus", "intensity_scale",
@@ -371,6 +374,11 @@ class TrainConfig(_ConfigMixin):
               ``global_clipnorm``); None turns clipping off. Without it the 1e4-photon NLL arm
               at N=64 stalled at a flat object in some runs (docs/findings.md,
               LOW-DOSE-NLL-PHASE-001).
+    lr_schedule: "constant" keeps ``learning_rate``; "cosine" decays it per step from
+              ``learning_rate`` to ``learning_rate · lr_final_fraction`` along a half cosine
+              over the ``nepochs`` epochs of one ``train`` call.
+    lr_final_fraction: the last step's learning rate as a fraction of ``learning_rate``
+              (0 < f <= 1; "cosine" only).
     """
 
     nepochs: int = 50
@@ -379,8 +387,10 @@ class TrainConfig(_ConfigMixin):
     seed: int = 0
     shuffle: bool = True
     clipnorm: float | None = 1.0
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.05
 
-    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("learning_rate", "clipnorm")
+    _FLOAT_FIELDS: ClassVar[tuple[str, ...]] = ("learning_rate", "clipnorm", "lr_final_fraction")
 
     def __post_init__(self) -> None:
         _check_int("nepochs", self.nepochs, 1)
@@ -390,3 +400,7 @@ class TrainConfig(_ConfigMixin):
         _check_bool("shuffle", self.shuffle)
         if self.clipnorm is not None:
             _coerce_float(self, "clipnorm", self.clipnorm)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _coerce_float(self, "lr_final_fraction", self.lr_final_fraction)
+        if self.lr_final_fraction > 1:
+            raise ConfigError(f"lr_final_fraction must be <= 1, got {self.lr_final_fraction}")

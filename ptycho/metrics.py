@@ -27,6 +27,14 @@ Conventions
 * ``evaluate`` aligns the prediction with the least-squares complex scale
   s = <truth, pred>/<pred, pred> (removes a global phase offset and amplitude scale), then
   scores amplitude |·| and phase angle(·) (phase MAE on the wrapped difference).
+* **Phase plane.** Before the phase is scored, ``evaluate`` also removes the phase plane
+  c0 + c1·x + c2·y least-squares fitted to the wrapped phase difference pred − truth
+  (``remove_phase_plane``), as PtychoPINN's evaluation does (its ``fit_and_remove_plane``). A
+  linear phase ramp over the whole object shifts every diffraction pattern by the same small
+  amount (0.3 rad across 90 px at N=32 is 0.02 px), which the data barely constrain, and which
+  alone can move the phase SSIM of a phase object from 0.95 to 0.7 (docs/findings.md,
+  RESOLUTION-LOSS-001 section 6). ``evaluate(..., phase_plane=False)`` scores the raw phase.
+  The amplitude is scored without it (a phase factor leaves |·| unchanged).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ __all__ = [
     "frc_curve",
     "frc50",
     "align_global",
+    "remove_phase_plane",
     "scanned_region",
     "evaluate",
 ]
@@ -181,6 +190,27 @@ def align_global(pred: Any, truth: Any) -> np.ndarray:
     return a * (np.vdot(a, b) / power)
 
 
+def remove_phase_plane(pred: Any, truth: Any, passes: int = 2) -> np.ndarray:
+    """pred · exp(−i·(c0 + c1·x + c2·y)) with the plane least-squares fitted to the wrapped phase
+    difference angle(pred · conj(truth)), each pixel weighted by |pred|·|truth| (dark pixels
+    have no reliable phase); `passes` fits, each on the residual of the one before, so a
+    difference that wraps at first is fitted too. pred, truth: (H, W) complex; returns (H, W)
+    complex128 with |·| unchanged."""
+    a, b = _pair(pred, truth, "remove_phase_plane", allow_complex=True)
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    basis = np.stack([np.ones(h * w), (xx.ravel() - w / 2) / w, (yy.ravel() - h / 2) / h], axis=1)
+    weight = np.sqrt((np.abs(a) * np.abs(b)).ravel())
+    if not np.any(weight > 0):
+        return a.astype(np.complex128)
+    out = a.astype(np.complex128)
+    for _ in range(passes):
+        diff = np.angle(out * np.conj(b)).ravel()
+        coef, *_ = np.linalg.lstsq(basis * weight[:, None], diff * weight, rcond=None)
+        out = out * np.exp(-1j * (basis @ coef)).reshape(h, w)
+    return out
+
+
 def scanned_region(coords: Any, shape: tuple[int, int] | None = None) -> tuple[slice, slice]:
     """(row slice, column slice) of the bounding box of the scan positions, rounded inwards
     (every pixel in it lies between positions, so it is well illuminated) and clipped to shape.
@@ -220,12 +250,13 @@ def format_metric(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def evaluate(pred: Any, truth: Any,
-             crop: tuple[slice, slice] | None = None) -> dict[str, float | None]:
+def evaluate(pred: Any, truth: Any, crop: tuple[slice, slice] | None = None,
+             phase_plane: bool = True) -> dict[str, float | None]:
     """Amplitude and phase metrics of a reconstructed object against the ground truth.
 
     pred, truth: (H, W) complex (real accepted); crop: (row slice, column slice) applied to
-    both before alignment (e.g. ``scanned_region(...)``), or None for the full images.
+    both before alignment (e.g. ``scanned_region(...)``), or None for the full images;
+    phase_plane: score the phase after ``remove_phase_plane`` (see the module docstring).
     returns: {amp,phase}_{mae,psnr,ssim,frc50} as floats (PSNR capped at 100 dB; FRC50 in
              ring-index units, Nyquist = min(h, w)//2 of the cropped image); the PSNR, SSIM
              and FRC50 of a channel whose truth is constant (``is_constant``) are None.
@@ -240,7 +271,7 @@ def evaluate(pred: Any, truth: Any,
     results: dict[str, float] = {}
     channels = {
         "amp": (np.abs(aligned), np.abs(t)),
-        "phase": (np.angle(aligned), np.angle(t)),
+        "phase": (np.angle(remove_phase_plane(aligned, t) if phase_plane else aligned), np.angle(t)),
     }
     for name, (a, b) in channels.items():
         if name == "phase":

@@ -176,7 +176,11 @@ def align_group_phases(placed: tf.Tensor, floor: tf.Tensor) -> tf.Tensor:
     weighted average. placed: (B, C, P, P, 3) = re·w, im·w, w on the group canvas."""
     z = tf.complex(placed[..., 0], placed[..., 1])  # (B, C, P, P) patch · w
     weight = tf.reduce_sum(placed[..., 2], axis=1)  # (B, P, P)
-    mean = tf.reduce_sum(z, axis=1) / tf.cast(tf.maximum(weight, floor), tf.complex64)
+    # the mean is z / weight: divide the real and imaginary parts (a cast of the real weight
+    # to complex would discard the imaginary part of its gradient with a warning every trace)
+    total = tf.reduce_sum(z, axis=1)
+    weight = tf.maximum(weight, floor)
+    mean = tf.complex(tf.math.real(total) / weight, tf.math.imag(total) / weight)
     corr = tf.reduce_sum(tf.math.conj(z) * mean[:, None], axis=[2, 3])  # (B, C)
     size = tf.maximum(tf.abs(corr), 1e-12)
     turn = tf.complex(tf.math.real(corr) / size, tf.math.imag(corr) / size)[:, :, None, None]

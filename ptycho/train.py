@@ -32,7 +32,8 @@ from ptycho.config import TrainConfig
 from ptycho.fsutil import atomic_write_text
 from ptycho.model import STANDARDISED_INPUTS, PtychoModel, check_inputs, overlap_reach
 
-__all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory"]
+__all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory",
+           "CosineLearningRate"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,39 @@ class EpochProgress(keras.callbacks.Callback):
                  seconds, self.n_groups / max(seconds, 1e-9))
 
 
+class CosineLearningRate(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every step: a half cosine from `peak` at the
+    first step to ``peak · final_fraction`` at step ``total_steps - 1`` (held after that).
+    Steps count from this callback's first batch, so each ``train`` call runs its own decay.
+    The epoch logs get the learning rate of the epoch's last step as ``lr``."""
+
+    def __init__(self, peak: float, final_fraction: float, total_steps: int) -> None:
+        super().__init__()
+        if not (peak > 0 and 0 < final_fraction <= 1 and total_steps >= 1):
+            raise ValueError(f"CosineLearningRate: need peak > 0, 0 < final_fraction <= 1 and "
+                             f"total_steps >= 1; got {peak}, {final_fraction}, {total_steps}")
+        self.peak = peak
+        self.final_fraction = final_fraction
+        self.total_steps = total_steps
+        self._step = 0
+        self._last = peak
+
+    def rate(self, step: int) -> float:
+        """Learning rate of step `step` (0-based)."""
+        progress = min(step / max(self.total_steps - 1, 1), 1.0)
+        floor = self.peak * self.final_fraction
+        return floor + (self.peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._last = self.rate(self._step)
+        self.model.optimizer.learning_rate.assign(self._last)
+        self._step += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["lr"] = self._last
+
+
 class CsvHistory(keras.callbacks.Callback):
     """Writes the epoch history (epoch, then sorted log keys) to `path` after every epoch,
     atomically (temp file + os.replace), so the file is always complete."""
@@ -171,10 +205,15 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
         model.train_function = None  # a traced step holds the old setting: trace it again
     progress = EpochProgress(n_groups=(n // batch) * batch, nepochs=train_cfg.nepochs)
     all_callbacks: list[keras.callbacks.Callback] = [progress, *callbacks]
+    if train_cfg.lr_schedule == "cosine":
+        steps = max(len(dataset) // replicas, 1) * train_cfg.nepochs
+        all_callbacks.insert(0, CosineLearningRate(train_cfg.learning_rate,
+                                                   train_cfg.lr_final_fraction, steps))
     if history_csv is not None:
         all_callbacks.append(CsvHistory(history_csv))
-    log.info("training %d groups, batch %d, %d epochs, loss %s, path %s", n, batch,
-             train_cfg.nepochs, model.ptycho_config.loss, model.execution.name)
+    log.info("training %d groups, batch %d, %d epochs, loss %s, lr %g (%s), path %s", n, batch,
+             train_cfg.nepochs, model.ptycho_config.loss, train_cfg.learning_rate,
+             train_cfg.lr_schedule, model.execution.name)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         return model.fit(dataset, epochs=train_cfg.nepochs, callbacks=all_callbacks, verbose=0,
                          shuffle=False)

@@ -19,6 +19,7 @@ from ptycho.metrics import (
     is_constant,
     mae,
     psnr,
+    remove_phase_plane,
     scanned_region,
     ssim,
 )
@@ -133,6 +134,26 @@ def test_global_alignment_makes_phase_offset_scaled_copy_perfect() -> None:
     json.dumps(scores, allow_nan=False)  # capped PSNR keeps the dict valid JSON
     # without alignment the same copy is far off
     assert ssim(np.angle(pred), np.angle(truth)) < 0.9
+
+
+def test_a_phase_plane_is_removed_before_the_phase_is_scored() -> None:
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[0:64, 0:64]
+    blobs = 1.2 * gaussian_blur(rng.normal(size=(64, 64)), 4.0)
+    truth = (0.8 + 0.2 * gaussian_blur(rng.random((64, 64)), 2.0)) * np.exp(1j * blobs)
+    plane = 0.4 + 0.012 * xx - 0.009 * yy  # 0.75 rad / 0.58 rad across the image
+    tilted = truth * np.exp(1j * plane)
+    np.testing.assert_allclose(remove_phase_plane(tilted, truth), truth, atol=1e-6)
+    raw, scored = evaluate(tilted, truth, phase_plane=False), evaluate(tilted, truth)
+    assert raw["phase_ssim"] < 0.8 and scored["phase_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert scored["amp_ssim"] == raw["amp_ssim"]  # the amplitude is scored as before
+    # a plane cannot absorb structure: a blurred phase stays as bad with and without it
+    blurred = np.abs(truth) * np.exp(1j * gaussian_blur(blobs, 3.0))
+    assert evaluate(blurred, truth)["phase_ssim"] == pytest.approx(
+        evaluate(blurred, truth, phase_plane=False)["phase_ssim"], abs=0.02)
+    # a plane large enough to wrap at first is still found by the second pass
+    steep = truth * np.exp(1j * (2.5 + 0.05 * xx))
+    assert evaluate(steep, truth)["phase_ssim"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_evaluate_scores_a_noisy_reconstruction_lower_and_crops() -> None:

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 from ptycho.config import ConfigError, SimConfig, TrainConfig  # noqa: E402
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
-from ptycho.train import train  # noqa: E402
+from ptycho.train import CosineLearningRate, train  # noqa: E402
 
 pytestmark = pytest.mark.integration  # trains models
 
@@ -68,6 +68,34 @@ def test_gradient_clipping_follows_the_train_config(data16: object) -> None:
     assert TrainConfig().clipnorm == 1.0  # the default (LOW-DOSE-NLL-PHASE-001)
     with pytest.raises(ConfigError, match="clipnorm"):
         TrainConfig(clipnorm=-1.0)
+
+
+def test_cosine_schedule_decays_per_step_to_the_final_fraction(data16: object) -> None:
+    schedule = CosineLearningRate(2e-3, 0.05, total_steps=9)
+    rates = [schedule.rate(step) for step in range(11)]
+    assert rates[0] == pytest.approx(2e-3)
+    assert rates[4] == pytest.approx(2e-3 * (0.05 + 0.95 * 0.5))  # halfway: the mean of the ends
+    assert rates[8] == rates[10] == pytest.approx(1e-4)  # held after the last step
+    assert all(a > b for a, b in zip(rates[:8], rates[1:9], strict=True))
+    with pytest.raises(ValueError, match="final_fraction"):
+        CosineLearningRate(1e-3, 0.0, 10)
+
+    model = build_model(model_config_for(data16, n_filters_scale=1))
+    cfg = TrainConfig(nepochs=3, batch_size=16, learning_rate=2e-3, lr_schedule="cosine",
+                      lr_final_fraction=0.1)
+    history = train(model, data16, cfg)  # 64 groups / 16 = 4 steps per epoch, 12 in all
+    expected = CosineLearningRate(2e-3, 0.1, 12)
+    assert history.history["lr"] == pytest.approx([expected.rate(3), expected.rate(7), 2e-4])
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(2e-4)
+    # a second train call runs its own decay from the peak again
+    history = train(model, data16, TrainConfig(nepochs=1, batch_size=16, learning_rate=1e-3,
+                                               lr_schedule="cosine"))
+    assert history.history["lr"] == pytest.approx([5e-5])
+    for bad, match in (({"lr_schedule": "step"}, "lr_schedule"),
+                       ({"lr_final_fraction": 1.5}, "lr_final_fraction"),
+                       ({"lr_final_fraction": 0}, "lr_final_fraction")):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(**bad)
 
 
 def test_mae_loss_trains_on_amplitudes(data16: object) -> None:
