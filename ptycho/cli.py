@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", required=True, type=Path)
     tr.add_argument("--nepochs", type=int, default=50)
     tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--learning-rate", type=float, default=1e-3)
+    tr.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate,
+                    help=f"Adam learning rate, the peak of the cosine (default "
+                         f"{TrainConfig.learning_rate:g})")
     tr.add_argument("--loss", choices=("nll", "mae"), default="nll")
     tr.add_argument("--n-filters-scale", type=int, default=None)
     tr.add_argument("--activation", choices=ACTIVATIONS, default=None,

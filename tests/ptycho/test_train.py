@@ -37,10 +37,12 @@ def test_loss_decreases_and_history_is_logged(data16: object, tmp_path: Path,
     model = build_model(model_config_for(data16, n_filters_scale=1))
     history_csv = tmp_path / "out" / "history.csv"
     with caplog.at_level(logging.INFO, logger="ptycho.train"):
-        history = train(model, data16, TrainConfig(nepochs=4, batch_size=16, learning_rate=3e-3),
+        history = train(model, data16, TrainConfig(nepochs=4, batch_size=16, learning_rate=3e-3,
+                                                   lr_schedule="constant"),
                         history_csv=history_csv)
     losses = history.history["loss"]
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(3e-3)
+    assert "lr" not in history.history  # no schedule, no lr column
     assert len(losses) == 4 and all(np.isfinite(losses))
     assert min(losses[1:]) < losses[0]  # 16 steps on 64 groups: the curve is noisy
     rows = list(csv.DictReader(history_csv.open()))
@@ -88,9 +90,9 @@ def test_cosine_schedule_decays_per_step_to_the_final_fraction(data16: object) -
     assert history.history["lr"] == pytest.approx([expected.rate(3), expected.rate(7), 2e-4])
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(2e-4)
     # a second train call runs its own decay from the peak again
-    history = train(model, data16, TrainConfig(nepochs=1, batch_size=16, learning_rate=1e-3,
-                                               lr_schedule="cosine"))
-    assert history.history["lr"] == pytest.approx([5e-5])
+    history = train(model, data16, TrainConfig(nepochs=1, batch_size=16))  # the defaults
+    assert TrainConfig().lr_schedule == "cosine" and TrainConfig().learning_rate == 2e-3
+    assert history.history["lr"] == pytest.approx([1e-4])
     for bad, match in (({"lr_schedule": "step"}, "lr_schedule"),
                        ({"lr_final_fraction": 1.5}, "lr_final_fraction"),
                        ({"lr_final_fraction": 0}, "lr_final_fraction")):
