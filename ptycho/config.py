@@ -376,9 +376,10 @@ class TrainConfig(_ConfigMixin):
               LOW-DOSE-NLL-PHASE-001).
     learning_rate, lr_schedule: 2e-3 with the cosine decay by default (RESOLUTION-LOSS-001
               section 6: in 14 quick-size epochs it beat 1e-3 constant on the thin lines, the
-              Siemens star and the phase blobs, and reached 0.9 sooner); "constant" keeps ``learning_rate``; "cosine" decays it per step from
-              ``learning_rate`` to ``learning_rate · lr_final_fraction`` along a half cosine
-              over the ``nepochs`` epochs of one ``train`` call.
+              Siemens star and the phase blobs, and reached 0.9 sooner). "constant" keeps
+              ``learning_rate``; "cosine" decays it per step from ``learning_rate`` to
+              ``learning_rate · lr_final_fraction`` along a half cosine over the ``nepochs``
+              epochs of one ``train`` call.
     lr_final_fraction: the last step's learning rate as a fraction of ``learning_rate``
               (0 < f <= 1; "cosine" only).
     """
