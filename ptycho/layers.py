@@ -144,10 +144,11 @@ class InputStandardise(keras.layers.Layer):
 
     μ and σ (N, N, C) are the training set's per-pixel mean and standard deviation, set once by
     ``adapt`` (``ptycho.train.train`` calls it before the first epoch) and saved with the
-    weights; ``adapted`` records that. The linear amplitudes span four decades and vary from
-    pattern to pattern by a few per cent of their mean (the central beam's variation carries
-    each patch's mean transmission), so a CNN fed them sees mostly the mean pattern;
-    standardised, every pixel's variation is O(1). σ is floored at ``floor`` × its median so
+    weights; ``adapted`` records that (``PtychoModel.fit`` warns when it is not set). The
+    linear amplitudes span four decades and vary from pattern to pattern by a few per cent of
+    their mean (the central beam's variation carries each patch's mean transmission), so a CNN
+    fed them sees mostly the mean pattern; standardised, every pixel's variation is O(1). σ is
+    floored at ``floor`` × its median so
     that pixels that (almost) never vary do not blow up. With ``keep_input`` the input itself
     is passed on too, as the first C channels.
     call: (B, N, N, C) float32 → (B, N, N, C) float32, or (B, N, N, 2C) with ``keep_input``

@@ -65,3 +65,18 @@ def test_train_sets_the_statistics_once_and_the_archive_keeps_them(tmp_path: Pat
     x = {"diffraction": data.diffraction, "offsets": data.offsets}
     np.testing.assert_array_equal(model.predict(x, verbose=0)["object"],
                                   loaded.predict(x, verbose=0)["object"])
+
+
+def test_a_bare_fit_warns_that_the_standardisation_is_not_set(
+        caplog: pytest.LogCaptureFixture) -> None:
+    data = simulate(SimConfig(N=16, gridsize=2, n_images=16, nphotons=1e6, seed=5))
+    model = build_model(model_config_for(data, n_filters_scale=1))  # input_transform "both"
+    x = {"diffraction": data.diffraction, "offsets": data.offsets}
+    with caplog.at_level("WARNING", logger="ptycho.model"):
+        model.fit(x, data.counts, batch_size=8, epochs=1, verbose=0)
+    assert any("input standardisation is not set" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    model.get_layer("input_standardise").adapt(data.diffraction)
+    with caplog.at_level("WARNING", logger="ptycho.model"):
+        model.fit(x, data.counts, batch_size=8, epochs=1, verbose=0)
+    assert not [r for r in caplog.records if "standardisation" in r.getMessage()]
