@@ -148,9 +148,8 @@ class InputStandardise(keras.layers.Layer):
     linear amplitudes span four decades and vary from pattern to pattern by a few per cent of
     their mean (the central beam's variation carries each patch's mean transmission), so a CNN
     fed them sees mostly the mean pattern; standardised, every pixel's variation is O(1). σ is
-    floored at ``floor`` × its median so
-    that pixels that (almost) never vary do not blow up. With ``keep_input`` the input itself
-    is passed on too, as the first C channels.
+    floored at ``floor`` × its median so that pixels that (almost) never vary do not blow up.
+    With ``keep_input`` the input itself is passed on too, as the first C channels.
     call: (B, N, N, C) float32 → (B, N, N, C) float32, or (B, N, N, 2C) with ``keep_input``
     """
 
