@@ -36,7 +36,7 @@ JSON and the verdict table, rewritten after every run; ``--resume`` keeps the ru
 
 Usage: ``python benchmarks/bench_quality.py [--quick] [--object all] [--doses 1e9,1e4]
 [--seeds 0,1,2] [--positions dense,sparse] [--nepochs K] [--n-images B] [--loss nll|mae]
-[--figure out.png] [--out out.json] [--markdown out.md]``.
+[--learning-rate LR] [--lr-schedule constant|cosine] [--figure out.png] [--out out.json] [--markdown out.md]``.
 Timings depend on other load on the machine (``load_avg`` records it).
 """
 
@@ -222,6 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dose_study.arms import SCAN_DENSITIES
     from dose_study.curve import parse_names, parse_seeds
     from ptycho.bench_objects import BENCH_OBJECTS
+    from ptycho.config import LR_SCHEDULES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the study's --quick sizes (N=32)")
@@ -236,8 +237,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nepochs", type=int, default=None)
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
-    parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="peak learning rate (default: the study preset's)")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                        help="learning rate over the run (default: the study preset's)")
     parser.add_argument("--lsqml-epochs", type=int, default=50)
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",
