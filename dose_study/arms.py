@@ -251,7 +251,10 @@ class StudyConfig:
 # stayed at the constant image (0.43) for 2 epochs. Full runs 2026-11-30, seeds 0/1/2 (with the
 # LOW-DOSE-NLL-PHASE-001 fix), amp SSIM high_nll / high_mae / low_nll / low_mae: 0.924 ± 0.011 /
 # 0.925 ± 0.007 / 0.876 ± 0.016 / 0.772 ± 0.010; 1112-1196 s per study with two arms at a time
-# (docs/results/full_study).
+# (docs/results/full_study). Since RESOLUTION-LOSS-001 section 6 both presets train at lr 2e-3
+# with a per-step cosine decay to 5 % (StudyConfig defaults): bench_quality on the full-size
+# pinn_lines object, Intel Xeon at load 2.4-3.2 beside another job: 0.909 after 163 s (epoch 5),
+# 0.960 after 16 epochs.
 FULL = StudyConfig(nepochs=16)
 # --quick: 4 arms in <= 5 min on 2 CPU cores (DESIGN §7 target). Amp SSIM high_nll / high_mae /
 # low_nll / low_mae (constant baseline 0.480) and the 4-arm wall time on a loaded 2-core EPYC
@@ -264,6 +267,9 @@ FULL = StudyConfig(nepochs=16)
 # constant image scored SSIM 0.983 there); 512 test groups (≈90 px) cost a second of inference.
 # lr 2e-3 stalled the high_nll arm of seed 1 at the constant image (SSIM 0.453 = baseline);
 # lr 1e-3 gives 0.82 / 0.91 / 0.86 after 4 epochs for seeds 0 / 1 / 2.
+# With the standardised input (RESOLUTION-LOSS-001 section 5) lr 2e-3 no longer stalls: at lr 2e-3
+# with the cosine decay seed 1 gave 0.974 / 0.975 / 0.956 / 0.870, 4 arms in 276 s of arm time
+# beside a benchmark (Intel Xeon, load 4-5; section 6).
 QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=14,
                     batch_size=16, n_filters_scale=1, quick=True)
 
