@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     train_crop = scanned_region(data.coords, data.obj.shape)
     model_kw = {"N": args.N, "gridsize": 2, "probe_defocus": 2.0,
                 "intensity_scale": data.intensity_scale, **_pairs(args.model)}
+    # the probes' fixed set-up (RESOLUTION-LOSS-001 sections 3 and 5: lr 1e-3, constant), not
+    # TrainConfig's defaults; --train overrides it
     train_kw = {"nepochs": args.nepochs, "batch_size": 16, "learning_rate": 1e-3,
-                "seed": args.seed, **_pairs(args.train)}
+                "lr_schedule": "constant", "seed": args.seed, **_pairs(args.train)}
     model = build_model(ModelConfig(**model_kw), probe=data.probe, seed=args.seed)
     if args.random_out:
         for name in ("amp_out", "phase_out"):

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                               probe_defocus=2.0, object_type=args.object, seed=0))
     model = build_model(ModelConfig(N=args.N, gridsize=2, probe_defocus=2.0,
                                     intensity_scale=data.intensity_scale, **overrides), probe=data.probe)
-    train(model, data, TrainConfig(nepochs=args.nepochs, batch_size=16, learning_rate=1e-3))
+    train(model, data, TrainConfig(nepochs=args.nepochs, batch_size=16, learning_rate=1e-3,
+                                   lr_schedule="constant"))  # the set-up of section 5
     first = slice(0, min(128, data.n_groups))
     predicted = model.predict({"diffraction": data.diffraction[first], "offsets": data.offsets[first]},
                               verbose=0)["sqrt_counts"]
