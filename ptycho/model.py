@@ -111,16 +111,23 @@ class PtychoModel(keras.Model):
         self._ptycho_loss = get_loss(config.loss, config.balance_counts)
         self._inference_model: keras.Model | None = None
 
+    @property
+    def input_standardisation(self) -> InputStandardise | None:
+        """The ``InputStandardise`` layer of a standardised input (``STANDARDISED_INPUTS``),
+        else None."""
+        if self.ptycho_config.input_transform not in STANDARDISED_INPUTS:
+            return None
+        return self.get_layer("input_standardise")
+
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         """``keras.Model.fit``, with a warning when the input standardisation was never set
         (``ptycho.train.train`` sets it from the training set; a bare ``fit`` trains with
         μ = 0, σ = 1, i.e. without it)."""
-        if self.ptycho_config.input_transform in STANDARDISED_INPUTS:
-            layer = self.get_layer("input_standardise")
-            if not layer.is_adapted:
-                log.warning("fit: the input standardisation is not set, so the CNN sees the raw "
-                            "amplitudes twice; train with ptycho.train.train, or call "
-                            "model.get_layer('input_standardise').adapt(diffraction) first")
+        layer = self.input_standardisation
+        if layer is not None and not layer.is_adapted:
+            log.warning("fit: the input standardisation is not set, so the CNN sees the raw "
+                        "amplitudes twice; train with ptycho.train.train, or call "
+                        "model.get_layer('input_standardise').adapt(diffraction) first")
         return super().fit(*args, **kwargs)
 
     def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,

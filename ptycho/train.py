@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from ptycho.config import TrainConfig
 from ptycho.fsutil import atomic_write_text
-from ptycho.model import STANDARDISED_INPUTS, PtychoModel, check_inputs, overlap_reach
+from ptycho.model import PtychoModel, check_inputs, overlap_reach
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory",
            "CosineLearningRate"]
@@ -222,10 +222,8 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
 def _adapt_input(model: PtychoModel, diffraction: np.ndarray) -> None:
     """Set the input standardisation's statistics from the training set, once (a model that
     already has them, e.g. trained before or loaded, keeps them)."""
-    if model.ptycho_config.input_transform not in STANDARDISED_INPUTS:
-        return
-    layer = model.get_layer("input_standardise")
-    if layer.is_adapted:
+    layer = model.input_standardisation
+    if layer is None or layer.is_adapted:
         return
     layer.adapt(diffraction)  # (B, N, N, C); the shared CNN's one-channel layer pools the C patterns
     log.info("input standardisation set from %d groups", diffraction.shape[0])
