@@ -14,10 +14,17 @@ Two things decide how long two workers take:
   ones in that order, so the tail of the run is made of short tests.
 
 A run in one process (no ``-n``) keeps the file order and is not affected.
+
+It also holds ``load_file_module``: fixture writers, benchmarks and fake servers are Python
+files outside any package, which several test folders import by path.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,6 +38,21 @@ ONE_WORKER_MODULES = frozenset({
     "tests/ptycho/test_physics.py",  # default_data: the default simulation (2000 groups, N=64)
     "tests/studies/test_dose_study_cli.py",  # partial_study: two study arms through the CLI
 })
+
+
+def _module_from_file(path: Path) -> ModuleType:
+    """The module of the Python file `path`, executed under its stem as name."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_file_module() -> Callable[[Path], ModuleType]:
+    """A function: path of a Python file outside any package → its module, freshly executed."""
+    return _module_from_file
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,8 +5,8 @@ parts are tested here (no training, no pty-chi)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,22 +16,14 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def seeds_mod(load_file_module: Callable[[Path], ModuleType]) -> ModuleType:
+    return load_file_module(BENCHMARKS / "quality_seeds.py")
 
 
 @pytest.fixture(scope="module")
-def seeds_mod() -> ModuleType:
-    return _load("quality_seeds")
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return _load("bench_quality")
+def bench(load_file_module: Callable[[Path], ModuleType]) -> ModuleType:
+    return load_file_module(BENCHMARKS / "bench_quality.py")
 
 
 def _run(amp: float | None, phase: float | None, lsqml_amp: float | None,

@@ -9,7 +9,6 @@ never skip, when mini is not installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -90,14 +89,6 @@ def _runs(repo: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths]
 
 
-def _load(path: Path):
-    """A fixture module loaded from its file (the fixtures folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _report(name: str, **data: object) -> None:
     """A line for the record (visible with ``-s`` / ``-rA``)."""
     print(f"\nMINI-SCENARIO {name}: {json.dumps(data, default=str)}")
@@ -148,8 +139,9 @@ def test_b_scripted_no_ops_trip_the_breaker_on_the_last_allowed_turn(tmp_path: P
 
 
 def test_c_rate_limited_by_a_local_server_waits_and_retries_the_same_turn(tmp_path: Path, harness,
-                                                                         mini: Path) -> None:
-    Llm429Server = _load(FIXTURES / "llm_429_server.py").Llm429Server
+                                                                         mini: Path,
+                                                                         load_file_module) -> None:
+    Llm429Server = load_file_module(FIXTURES / "llm_429_server.py").Llm429Server
     t0 = time.monotonic()
     with Llm429Server(limited=2, max_requests=6, max_s=400) as server:
         model = {"model_name": "openai/gpt-test",
