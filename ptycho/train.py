@@ -37,6 +37,8 @@ __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHist
 
 log = logging.getLogger(__name__)
 
+PREFETCH_BATCHES = 2  # batches the input pipeline prepares ahead of the training step
+
 
 def training_arrays(model: PtychoModel, data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated (diffraction, offsets, target) float32 arrays for `model`'s loss.
@@ -88,7 +90,11 @@ def make_dataset(diffraction: np.ndarray, offsets: np.ndarray, target: np.ndarra
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return indices.map(gather).prefetch(tf.data.AUTOTUNE).with_options(options)
+    # No autotuning: on 2 cores its background tuner made whole epochs of the bf16 path run on
+    # one core at a time (half the speed, every core half idle) in about half the epochs; a
+    # fixed two-batch prefetch keeps both cores on the model (docs/findings.md, TRAIN-SPEED-001).
+    options.autotune.enabled = False
+    return indices.map(gather).prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 class EpochProgress(keras.callbacks.Callback):
