@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         physics.random_positions = lambda *a: np.floor(draw(*a) + 0.5)
 
     def sim(seed: int, count: int) -> Any:
-        data = simulate(SimConfig(N=args.N, gridsize=2, nphotons=args.nphotons, n_images=count,
-                                  probe_defocus=2.0, object_type=args.object, seed=seed,
-                                  **_pairs(args.sim)))
+        sim_kw = {"N": args.N, "gridsize": 2, "nphotons": args.nphotons, "n_images": count,
+                  "probe_defocus": 2.0, "object_type": args.object, "seed": seed,
+                  **_pairs(args.sim)}  # --sim overrides any of these
+        data = simulate(SimConfig(**sim_kw))
         if args.integer_positions:  # whole-pixel offsets from the group centre, too
             data = dataclasses.replace(data, offsets=np.floor(data.offsets + 0.5))
         return data
