@@ -6,9 +6,12 @@ import numpy as np
 
 from ptycho.blur import gaussian_blur
 
-__all__ = ["make_probe", "probe_radius", "EDGE_BLUR_PX"]
+__all__ = ["make_probe", "probe_radius", "twin_symmetry", "EDGE_BLUR_PX", "TWIN_WARN_LEVEL"]
 
 EDGE_BLUR_PX = 1.0  # σ of the Gaussian that softens the disk edge
+# twin_symmetry at or above which a probe leaves single patterns twin-ambiguous (a 0.5 rad
+# defocus gives 0.96, 1 rad 0.85, the study's 2 rad 0.51; docs/findings.md PROBE-TWIN-001)
+TWIN_WARN_LEVEL = 0.9
 
 
 def probe_radius(n: int, probe_scale: float) -> float:
@@ -54,3 +57,24 @@ def make_probe(n: int, probe_scale: float, defocus: float = 0.0) -> np.ndarray:
     probe = amplitude * np.exp(1j * float(defocus) * (r / radius) ** 2)
     probe /= np.abs(probe).max()
     return probe.astype(np.complex64)
+
+
+def twin_symmetry(probe: np.ndarray) -> float:
+    """How nearly a probe is its own twin: max over shifts s of |⟨P, conj(P(−r − s))⟩| / Σ|P|².
+
+    A diffraction pattern |FFT(P·O)| is the same for the object O and its twin conj(O(−r)) when
+    the probe P equals its own twin conj(P(−r)) up to a shift: 1.0 for any real,
+    centro-symmetric probe (PtychoPINN's default disk), < 1 once a defocus curvature breaks the
+    symmetry. A network that sees one pattern at a time cannot tell such twins apart.
+
+    probe: (N, N) complex; returns a float in [0, 1]
+    """
+    probe = np.asarray(probe, np.complex128)
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+        raise ValueError(f"twin_symmetry: probe must be (N, N), got shape {probe.shape}")
+    power = float(np.sum(np.abs(probe) ** 2))
+    if power == 0.0:
+        raise ValueError("twin_symmetry: the probe is zero everywhere")
+    twin = np.conj(probe[::-1, ::-1])
+    correlation = np.fft.ifft2(np.fft.fft2(probe) * np.conj(np.fft.fft2(twin)))
+    return float(min(1.0, np.abs(correlation).max() / power))

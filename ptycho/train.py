@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from ptycho.config import TrainConfig
 from ptycho.fsutil import atomic_write_text
-from ptycho.model import PtychoModel, check_inputs, overlap_reach
+from ptycho.model import PtychoModel, check_inputs, model_probe, overlap_reach
+from ptycho.probe import TWIN_WARN_LEVEL, twin_symmetry
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory",
            "CosineLearningRate"]
@@ -199,6 +200,7 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
         raise ValueError("train: the model was not built inside strategy.scope(); build it with "
                          "`with strategy.scope(): model = build_model(cfg)`")
     _check_intensity_scale(model, data)
+    _check_twin_probe(model)
     _adapt_input(model, diffraction)
     n = int(diffraction.shape[0])
     batch = min(train_cfg.batch_size, n)
@@ -233,6 +235,18 @@ def _adapt_input(model: PtychoModel, diffraction: np.ndarray) -> None:
         return
     layer.adapt(diffraction)  # (B, N, N, C); the shared CNN's one-channel layer pools the C patterns
     log.info("input standardisation set from %d groups", diffraction.shape[0])
+
+
+def _check_twin_probe(model: PtychoModel) -> None:
+    """Warn when the model's probe is (nearly) its own twin (``probe.twin_symmetry``)."""
+    symmetry = twin_symmetry(model_probe(model))
+    if symmetry >= TWIN_WARN_LEVEL:
+        log.warning("the probe is %.2f of the way to its own twin conj(P(-r)) (a real, "
+                    "centro-symmetric probe is 1.0): one diffraction pattern fits the object and "
+                    "its point-reflected twin alike, so the network learns the object only through "
+                    "the overlap of its groups, slowly, and blurs what it cannot tell apart "
+                    "(docs/findings.md PROBE-TWIN-001); a probe with a defocus curvature avoids "
+                    "this", symmetry)
 
 
 def _check_intensity_scale(model: PtychoModel, data: Any) -> None:

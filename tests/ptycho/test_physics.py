@@ -8,7 +8,7 @@ import pytest
 from ptycho.config import SimConfig
 from ptycho.objects import make_object
 from ptycho.physics import SimulatedData, expose, extract_patches, far_field, simulate
-from ptycho.probe import make_probe, probe_radius
+from ptycho.probe import TWIN_WARN_LEVEL, make_probe, probe_radius, twin_symmetry
 from ptycho.scan import group_positions, nearest_neighbors
 
 SMALL = SimConfig(N=32, gridsize=2, n_images=96, nphotons=1e4, seed=3)
@@ -215,6 +215,28 @@ def test_defocused_probe_keeps_the_disk_and_breaks_the_twin_symmetry() -> None:
     assert spread(defocused) > 1.5 * spread(focused)
     with pytest.raises(ValueError, match="defocus must be finite"):
         make_probe(32, 3.0, defocus=float("nan"))
+
+
+def test_twin_symmetry_is_one_exactly_when_a_single_pattern_cannot_tell_the_twin() -> None:
+    rng = np.random.default_rng(5)
+    patch = (rng.uniform(0.5, 1.5, (32, 32)) * np.exp(1j * rng.uniform(-1, 1, (32, 32))))
+    twin_patch = np.roll(np.conj(patch[::-1, ::-1]), 1, axis=(0, 1))  # conj(O(-r)) about (16, 16)
+
+    def pattern(probe: np.ndarray, obj: np.ndarray) -> np.ndarray:
+        return np.abs(np.fft.fft2(probe * obj))
+
+    focused, defocused = make_probe(32, 3.0), make_probe(32, 3.0, defocus=2.0)
+    np.testing.assert_allclose(pattern(focused, twin_patch), pattern(focused, patch), rtol=1e-4, atol=1e-4)
+    assert np.abs(pattern(defocused, twin_patch) - pattern(defocused, patch)).max() > 1.0
+    assert twin_symmetry(focused) == pytest.approx(1.0, abs=1e-6)
+    assert twin_symmetry(np.roll(focused, (3, -5), axis=(0, 1))) == pytest.approx(1.0, abs=1e-6)
+    levels = [twin_symmetry(make_probe(32, 3.0, defocus=d)) for d in (0.5, 1.0, 2.0)]
+    assert levels == sorted(levels, reverse=True)  # more curvature, less of a twin
+    assert levels[-1] < TWIN_WARN_LEVEL <= twin_symmetry(focused)
+    with pytest.raises(ValueError, match=r"\(N, N\)"):
+        twin_symmetry(np.ones((4, 5)))
+    with pytest.raises(ValueError, match="zero everywhere"):
+        twin_symmetry(np.zeros((4, 4)))
 
 
 def test_objects() -> None:

@@ -114,6 +114,21 @@ def test_input_pipeline_is_not_autotuned_and_yields_every_group_once_per_epoch()
     assert epochs[0] != epochs[1]  # reshuffled every epoch
 
 
+def test_training_warns_when_the_probe_is_its_own_twin(data16: object,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    defocused = simulate(SimConfig(N=16, gridsize=2, n_images=16, nphotons=1e6, seed=2,
+                                   probe_defocus=2.0))
+    messages = {}
+    for name, data in (("focused", data16), ("defocused", defocused)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ptycho.train"):
+            train(build_model(model_config_for(data, n_filters_scale=1), probe=data.probe),
+                  data, TrainConfig(nepochs=1, batch_size=16))
+        messages[name] = [r.getMessage() for r in caplog.records if "own twin" in r.getMessage()]
+    assert len(messages["focused"]) == 1 and "PROBE-TWIN-001" in messages["focused"][0]
+    assert messages["defocused"] == []
+
+
 def test_mae_loss_trains_on_amplitudes(data16: object) -> None:
     model = build_model(model_config_for(data16, n_filters_scale=1, loss="mae"))
     assert not model.get_layer("sqrt_counts").trainable_weights  # scale unused by MAE
