@@ -23,7 +23,11 @@ evidence the canonical contract (amplitudes) is assumed and a warning says so. T
 pattern = (N/2)², as for simulated data) and Poisson counts for the NLL loss; the photon count
 is, in order: given by the caller, the ``nphotons`` of the file's ``_metadata`` JSON, estimated
 from the count quantisation of the data (sqrt of integer counts times one constant), or the
-default 1e9 (logged). ``group`` builds the (B, C) neighbour groups from the coordinates.
+default 1e9 (logged). ``group`` builds the (B, C) neighbour groups from the coordinates; by
+default each group draws its members from the scan positions within ``GROUP_RADIUS_FRACTION``
+× the probe's illumination radius of its centre, so that a dense scan (PtychoPINN's: 2000
+positions about 1 px apart) still gives groups whose members overlap in part, not patterns of
+one spot (docs/findings.md PROBE-TWIN-001).
 Writing the layout is :mod:`ptycho.canonical_write`.
 """
 
@@ -39,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.grouping import group_scan_positions
+from ptycho.grouping import default_neighbors, group_scan_positions, neighbors_within
+from ptycho.probe import illumination_radius
 
 __all__ = [
     "CanonicalError",
@@ -62,6 +67,13 @@ CANONICAL_KEYS = ("diffraction", "diff3d", "xcoords", "ycoords", "probeGuess", "
                   "scan_index", "Y", "xcoords_start", "ycoords_start", "_metadata")
 
 
+# Group members come from within this fraction of the probe's illumination radius
+# (probe.illumination_radius) of the group centre. On PtychoPINN's own files (16 epochs) the
+# 7 nearest gave amp SSIM 0.827; 25 / 50 / 100 nearest (0.6 / 0.85 / 1.2 of the radius) gave
+# 0.863 / 0.890 / 0.887 (docs/findings.md PROBE-TWIN-001).
+GROUP_RADIUS_FRACTION = 1.0
+
+
 class CanonicalError(ValueError):
     """A canonical data file is malformed; the message names the file and the key."""
 
@@ -72,7 +84,9 @@ class GroupingOptions:
 
     gridsize:  C = gridsize² patterns per group (>= 1)
     n_groups:  groups B (>= 1); None → one per scan position
-    neighbors: candidates per group (>= gridsize²); None → max(7, gridsize²)
+    neighbors: candidates per group (>= gridsize²); None → the positions within
+               ``GROUP_RADIUS_FRACTION`` × the probe's illumination radius, at least
+               max(7, gridsize²) (``group_neighbors``)
     seed:      seed of the grouping draws
     nphotons:  mean photon count per pattern (> 0) for the NLL loss; None → from the data
     intensity: True: the file holds intensities (sqrt is taken); False: amplitudes; None:
@@ -355,13 +369,32 @@ def to_network_units(data: CanonicalData, nphotons: float | None = None) -> Netw
     return NetworkUnits(diffraction, scale, photons, source)
 
 
-def group(positions: np.ndarray, per_position: np.ndarray, options: GroupingOptions,
-          ) -> tuple[np.ndarray, np.ndarray]:
+def group_neighbors(positions: np.ndarray, probe: np.ndarray, options: GroupingOptions) -> int:
+    """Candidates per group: ``options.neighbors``, or when None the median number of scan
+    positions within ``GROUP_RADIUS_FRACTION`` × the probe's illumination radius, at least
+    ``default_neighbors(gridsize)``.
+
+    positions (n, 2) float64 (x, y); probe (N, N) complex
+    """
+    if options.neighbors is not None:
+        return options.neighbors
+    radius = GROUP_RADIUS_FRACTION * illumination_radius(probe)
+    within = neighbors_within(positions, radius)
+    chosen = max(default_neighbors(options.gridsize), within)
+    log.info("grouping: members drawn from the %d nearest positions (%d lie within %.1f px, "
+             "%.2g × the probe's illumination radius)", chosen, within, radius,
+             GROUP_RADIUS_FRACTION)
+    return chosen
+
+
+def group(positions: np.ndarray, per_position: np.ndarray, probe: np.ndarray,
+          options: GroupingOptions) -> tuple[np.ndarray, np.ndarray]:
     """(B, C) scan_index and the (B, N, N, C) grouped patterns.
 
-    positions (n, 2) float64; per_position (n, N, N) float32.
+    positions (n, 2) float64; per_position (n, N, N) float32; probe (N, N) complex
     """
-    index = group_scan_positions(positions, options.gridsize, options.neighbors,
+    index = group_scan_positions(positions, options.gridsize,
+                                 group_neighbors(positions, probe, options),
                                  options.n_groups, options.seed)
     b, c = index.shape
     out = np.empty((b, *per_position.shape[1:], c), per_position.dtype)

@@ -52,7 +52,8 @@ def _grouping_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-groups", type=int, default=None,
                        help="number of groups (default: one per scan position)")
     group.add_argument("--neighbors", type=int, default=None,
-                       help="nearest positions a group is drawn from (default max(7, gridsize²))")
+                       help="nearest positions a group is drawn from (default: those within the "
+                            "probe's illumination radius, at least max(7, gridsize²))")
     group.add_argument("--nphotons", type=float, default=None,
                        help="mean photons per pattern (default: file metadata, else estimated "
                             "from the count quantisation, else 1e9)")

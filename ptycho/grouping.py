@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-__all__ = ["k_nearest", "group_scan_positions", "default_neighbors"]
+__all__ = ["k_nearest", "group_scan_positions", "default_neighbors", "neighbors_within"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,21 @@ _CHUNK_ELEMENTS = 1 << 22  # candidate distances held at once (≈32 MB of float
 def default_neighbors(gridsize: int) -> int:
     """Default candidate count for a group: 7, or gridsize² when that is larger."""
     return max(7, gridsize * gridsize)
+
+
+def neighbors_within(positions: np.ndarray, radius: float, samples: int = 256) -> int:
+    """Median number of scan positions (the position itself included) within `radius` px of a
+    scan position, over up to `samples` positions spread evenly through the scan order.
+
+    positions: (P, 2) float (x, y); radius: > 0 px; returns an int in [1, P]
+    """
+    positions = _check_positions(positions)
+    if not (math.isfinite(radius) and radius > 0):
+        raise ValueError(f"neighbors_within: radius must be finite and > 0, got {radius!r}")
+    picks = np.unique(np.linspace(0, len(positions) - 1, min(samples, len(positions))).astype(np.int64))
+    counts = [int(np.count_nonzero(np.hypot(*(positions - positions[i]).T) <= radius))
+              for i in picks]
+    return int(np.median(counts))
 
 
 def _check_positions(positions: np.ndarray) -> np.ndarray:

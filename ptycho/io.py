@@ -231,7 +231,7 @@ def _from_canonical(source: Path, get: Callable[[str], np.ndarray | None],
 
     data = canonical.validate(source, get, options.gridsize, options.intensity)
     units = canonical.to_network_units(data, options.nphotons)
-    index, grouped = canonical.group(data.positions, units.diffraction, options)
+    index, grouped = canonical.group(data.positions, units.diffraction, data.probe, options)
     counts = np.square(grouped * np.float32(units.intensity_scale))
     coords, offsets = group_offsets(data.positions, index)
     log.info("%s: %d positions → %d groups of %d", source, data.n_positions, len(index),

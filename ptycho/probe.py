@@ -6,7 +6,7 @@ import numpy as np
 
 from ptycho.blur import gaussian_blur
 
-__all__ = ["make_probe", "probe_radius", "twin_symmetry", "EDGE_BLUR_PX", "TWIN_WARN_LEVEL"]
+__all__ = ["make_probe", "probe_radius", "illumination_radius", "twin_symmetry", "EDGE_BLUR_PX", "TWIN_WARN_LEVEL"]
 
 EDGE_BLUR_PX = 1.0  # σ of the Gaussian that softens the disk edge
 # twin_symmetry at or above which a probe leaves single patterns twin-ambiguous (a 0.5 rad
@@ -78,3 +78,16 @@ def twin_symmetry(probe: np.ndarray) -> float:
     twin = np.conj(probe[::-1, ::-1])
     correlation = np.fft.ifft2(np.fft.fft2(probe) * np.conj(np.fft.fft2(twin)))
     return float(min(1.0, np.abs(correlation).max() / power))
+
+
+def illumination_radius(probe: np.ndarray) -> float:
+    """Radius (px) of the disk whose area equals the area where |P|² is at least half its peak:
+    ≈ R for ``make_probe``'s disk of radius R, ≈ 10 px for PtychoPINN's default 64-px probe.
+
+    probe: (N, N) complex, not all zero; returns a float >= sqrt(1/π)
+    """
+    intensity = np.abs(np.asarray(probe)) ** 2
+    peak = float(intensity.max()) if intensity.size else 0.0
+    if peak == 0.0:
+        raise ValueError("illumination_radius: the probe is zero everywhere")
+    return float(np.sqrt(np.count_nonzero(intensity >= 0.5 * peak) / np.pi))

@@ -11,7 +11,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from ptycho.canonical import GroupingOptions, UnitsEvidence, count_quantum, detect_units
+from ptycho.canonical import (
+    GroupingOptions,
+    UnitsEvidence,
+    count_quantum,
+    detect_units,
+    group,
+    group_neighbors,
+)
 from ptycho.canonical_write import from_simulation, save_canonical
 from ptycho.cli import main
 from ptycho.config import SimConfig
@@ -249,3 +256,25 @@ def test_legacy_layouts_load_like_the_canonical_one(arrays: dict, tmp_path: Path
                            ("hwn", np.moveaxis(arrays["diffraction"], 0, 2))):
         data = load_data(_write(tmp_path / f"{name}.npz", {**arrays, "diffraction": patterns}))
         np.testing.assert_array_equal(data.diffraction, reference.diffraction, err_msg=name)
+
+
+def test_a_dense_scan_draws_groups_from_the_probe_disk_not_from_one_spot(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """PtychoPINN's scans put 2000 positions about 1 px apart: the 7 nearest are one spot."""
+    from ptycho.probe import illumination_radius, make_probe
+
+    rng = np.random.default_rng(0)
+    probe = make_probe(32, 3.0)  # illumination radius ≈ 5.3 px
+    dense = rng.uniform(0, 40, (1600, 2))  # one position per px²
+    sparse = rng.uniform(0, 400, (200, 2))
+    options = GroupingOptions(gridsize=2)
+    with caplog.at_level(logging.INFO, logger="ptycho.canonical"):
+        k_dense = group_neighbors(dense, probe, options)
+    assert k_dense > 50 and "illumination radius" in caplog.text
+    assert group_neighbors(sparse, probe, options) == 7  # the old default where it is larger
+    assert group_neighbors(dense, probe, GroupingOptions(gridsize=2, neighbors=9)) == 9
+    patterns = np.zeros((len(dense), 32, 32), np.float32)
+    index, grouped = group(dense, patterns, probe, options)
+    assert grouped.shape == (len(dense), 32, 32, 4)
+    spread = np.hypot(*(dense[index] - dense[index].mean(axis=1, keepdims=True)).T)
+    assert np.median(spread) > 0.4 * illumination_radius(probe)  # 1-px groups before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptycho.grouping import default_neighbors, group_scan_positions, k_nearest
+from ptycho.grouping import default_neighbors, group_scan_positions, k_nearest, neighbors_within
 
 
 def _reference(positions: np.ndarray, k: int) -> np.ndarray:
@@ -77,3 +77,12 @@ def test_grouping_errors_name_the_problem() -> None:
         group_scan_positions(np.arange(20.0).reshape(10, 2), 2, neighbors=3)
     with pytest.raises(ValueError, match="n_groups must be >= 1"):
         group_scan_positions(np.arange(20.0).reshape(10, 2), 2, n_groups=0)
+
+
+def test_neighbors_within_counts_the_positions_in_a_disk() -> None:
+    grid = np.stack(np.meshgrid(np.arange(21.0), np.arange(21.0)), -1).reshape(-1, 2)
+    assert neighbors_within(grid, 1.0) == 5  # itself and its 4 edge neighbours
+    assert neighbors_within(grid, 1.5) == 9
+    assert neighbors_within(grid, 1000.0) == len(grid)
+    with pytest.raises(ValueError, match="radius must be finite and > 0"):
+        neighbors_within(grid, 0.0)
