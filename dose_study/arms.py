@@ -307,3 +307,12 @@ def describe_sizes(cfg: StudyConfig) -> str:
     return (f"N={cfg.N}, gridsize={cfg.gridsize}, {cfg.n_images} train / {cfg.n_test_images} "
             f"test groups, {cfg.nepochs} epochs, batch {cfg.batch_size}, "
             f"lr {cfg.learning_rate:g} ({cfg.lr_schedule}), filters scale {cfg.n_filters_scale}")
+
+
+def describe_arm(cfg: StudyConfig, arm: ArmSpec) -> str:
+    """One line for an arm's log: the training sizes for a PINN arm, the engine's iterations
+    and test scan for a baseline arm (which trains nothing)."""
+    if arm.is_baseline:
+        return (f"N={cfg.N}, {cfg.n_test_images} test groups, {cfg.baseline_epochs} "
+                f"{arm.loss.upper()} epochs")
+    return describe_sizes(cfg)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import arm_process
-from .arms import ArmSpec, StudyConfig, describe_sizes
+from .arms import ArmSpec, StudyConfig, describe_arm
 from .store import ArmStore, arm_files
 from .study import StudyInterrupted, StudyResult, log_arm_done
 from .subprocess_runner import annotate_metrics
@@ -189,7 +189,7 @@ class DaskArmExecutor:
 
         for arm in arms:
             submit(arm.name)
-            log.info("arm %s (%s): queued [%s]", arm.name, arm.label, describe_sizes(cfg))
+            log.info("arm %s (%s): queued [%s]", arm.name, arm.label, describe_arm(cfg, arm))
         pending = as_completed(list(futures))
         try:
             for fut in pending:

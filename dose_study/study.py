@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ptycho.fsutil import atomic_write_json, atomic_write_text
 
-from .arms import ARMS, ArmSpec, StudyConfig, baseline_arms, describe_sizes
+from .arms import ARMS, ArmSpec, StudyConfig, baseline_arms, describe_arm
 from .figure import ArmView, load_complete_view, render_figure
 from .store import ArmDataError, ArmStore, ensure_writable_dir, utc_now
 from .summary import build_summary, config_mismatches, render_markdown
@@ -142,7 +142,8 @@ class SequentialExecutor:
         for arm in arms:
             if stop_requested():
                 raise StudyInterrupted(arm.name, "stop requested")
-            log.info("arm %s (%s): training [%s]", arm.name, arm.label, describe_sizes(cfg))
+            log.info("arm %s (%s): %s [%s]", arm.name, arm.label,
+                     "reconstructing" if arm.is_baseline else "training", describe_arm(cfg, arm))
             start = time.perf_counter()
             try:
                 if runner is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dose_study.arms import ARMS, QUICK, get_arm, make_config
+from dose_study.arms import ARMS, QUICK, describe_arm, get_arm, make_config
 from dose_study.figure import ArmView, panel_stats, render_figure
 from dose_study.store import ARM_FILES, ArmStore, OutputDirError, ensure_writable_dir
 from dose_study.study import StudyInterrupted, StudyResult, run_arms
@@ -282,3 +282,9 @@ def test_summary_and_markdown(tmp_path: Path) -> None:
     assert "| low_mae | 1e4 | MAE | missing" in text
     assert "| high_nll | 1e9 | NLL | 20.00 | 0.600 | 0.050 |" in text
     assert "Missing arms: low_mae." in text
+
+
+def test_a_baseline_arm_is_described_by_its_engine_not_by_the_pinn_training() -> None:
+    pinn, lsqml = describe_arm(QUICK, get_arm("high_nll")), describe_arm(QUICK, get_arm("high_lsqml"))
+    assert f"lr {QUICK.learning_rate:g}" in pinn and f"{QUICK.nepochs} epochs" in pinn
+    assert lsqml == f"N={QUICK.N}, {QUICK.n_test_images} test groups, {QUICK.baseline_epochs} LSQML epochs"
