@@ -68,19 +68,40 @@ def align_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndar
     weights: (N, N) ≥ 0 (|probe|²); returns (B, N, N, C) complex64
     """
     b, n, _, c = patches.shape
-    flat = np.moveaxis(np.asarray(patches, np.complex64), 3, 1).reshape(b * c, n, n).copy()
+    source = np.asarray(patches, np.complex64)  # read only; patch i = b·C + c is source[b, ..., c]
     xy = np.moveaxis(np.asarray(coords, np.float64)[:, 0], 2, 1).reshape(b * c, 2)
     origin = np.rint(xy - n // 2).astype(np.int64)
     frac = xy - n // 2 - origin  # placed on whole pixels after a Fourier shift by the rest
     origin -= origin.min(axis=0)  # (x, y) of every patch's pixel (0, 0) on a fitted canvas
+    # the shifted copy lives only inside _phase_turns: one patch-sized copy at a time
+    turns = _phase_turns(_fourier_shifted(source, frac), origin, xy, weights, sweeps)
+    return source * turns.reshape(b, 1, 1, c)
+
+
+def _fourier_shifted(source: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Patches (B,N,N,C) complex64 each moved by its (B·C, 2) fractional (x, y) shift:
+    (B·C, N, N) complex64, patch i = b·C + c, computed ≈256 patches at a time."""
+    b, n, _, c = source.shape
     freq = np.fft.fftfreq(n)
-    placed = np.empty_like(flat)
-    for lo in range(0, b * c, 256):  # chunks: temporaries of 256 patches, not of all of them
-        f = frac[lo:lo + 256]
+    shifted = np.empty((b * c, n, n), np.complex64)
+    step = max(1, 256 // c)  # groups per chunk
+    for g in range(0, b, step):
+        lo, hi = g * c, min(b, g + step) * c
+        f = frac[lo:hi]
         ramp = np.exp(-2j * np.pi * (f[:, 1, None, None] * freq[None, :, None]
                                      + f[:, 0, None, None] * freq[None, None, :]))
-        placed[lo:lo + 256] = np.fft.ifft2(np.fft.fft2(flat[lo:lo + 256]) * ramp)
-    turns = np.ones(b * c, np.complex64)
+        chunk = np.moveaxis(source[g:g + step], 3, 1).reshape(hi - lo, n, n)
+        shifted[lo:hi] = np.fft.ifft2(np.fft.fft2(chunk) * ramp)
+    return shifted
+
+
+def _phase_turns(placed: np.ndarray, origin: np.ndarray, xy: np.ndarray, weights: np.ndarray,
+                 sweeps: int) -> np.ndarray:
+    """(M,) complex64 unit factors aligning the (M, N, N) patches `placed` (turned in place),
+    whose pixel (0, 0) sits at the integer (x, y) `origin` of a canvas; `xy` orders the first
+    pass from the centre outwards (see ``align_patch_phases``)."""
+    m, n = placed.shape[0], placed.shape[1]
+    turns = np.ones(m, np.complex64)
     h, w = int(origin[:, 1].max()) + n, int(origin[:, 0].max()) + n
     weights = np.asarray(weights, np.float64)
     num = np.zeros((h, w), np.complex128)
@@ -100,12 +121,11 @@ def align_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndar
         num[window(i)] += weights * placed[i]
         den[window(i)] += weights
     for _ in range(sweeps):
-        for i in range(b * c):
+        for i in range(m):
             num[window(i)] -= weights * placed[i]  # the canvas without this patch
             turn(i)
             num[window(i)] += weights * placed[i]
-    flat *= turns[:, None, None]
-    return np.moveaxis(flat.reshape(b, c, n, n), 1, 3)
+    return turns
 
 
 def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
