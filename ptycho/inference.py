@@ -148,8 +148,9 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
     obj = getattr(data, "obj", None)
     patches = predict_patches(model, diffraction, batch_size)
     weights = np.abs(model_probe(model)) ** 2
+    weights /= weights.max()  # (N, N) |probe|², peak 1
     if align_phases and cfg.C * len(patches) > 1:
-        patches = align_patch_phases(patches, coords, weights / weights.max())
+        patches = align_patch_phases(patches, coords, weights)
     if obj is None:
-        return stitch_patches(patches, coords, canvas_shape(coords, cfg.N), weights / weights.max())
-    return stitch_in_frame(patches, coords, tuple(np.shape(obj)), weights / weights.max())
+        return stitch_patches(patches, coords, canvas_shape(coords, cfg.N), weights)
+    return stitch_in_frame(patches, coords, tuple(np.shape(obj)), weights)
