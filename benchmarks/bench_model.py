@@ -10,7 +10,8 @@ a fresh subprocess (so peak RSS is per path) simulates a data set, trains with
 ``ptycho.train.train`` and times inference with ``ptycho.inference.predict_patches``:
 
     train_groups_per_s   groups / median steady-state epoch wall time (3 epochs after the first)
-    infer_groups_per_s   groups / wall time of predicting object patches (after warm-up)
+    infer_groups_per_s   groups / wall time of predicting object patches (after warm-up), each
+                         kept on the probe's lit window as ``reconstruct`` keeps them
     first_epoch_overhead_s  first epoch time − fastest steady epoch (tracing, XLA compilation)
     peak_rss_mb          peak resident memory of the path's process
     default_path         what build_model picks on this device (ModelConfig() defaults)
@@ -43,12 +44,14 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
     """Measure one path in this process (called in a subprocess)."""
     import logging
 
+    import numpy as np
+
     logging.disable(logging.WARNING)
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
     from ptycho.execution import resolve_execution
-    from ptycho.inference import predict_patches, reconstruct
+    from ptycho.inference import predict_patches, reconstruct, support_window
     from ptycho.io import PtychoData
-    from ptycho.model import build_model, model_config_for
+    from ptycho.model import build_model, model_config_for, model_probe
     from ptycho.physics import simulate
     from ptycho.train import train
 
@@ -71,10 +74,11 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
     fastest = min(seconds[1:])  # least disturbed by other load: overhead is an upper bound
     steady_cpu = train_cpu * steady / sum(seconds)  # CPU share of the steady epochs (approx.)
 
+    window = support_window(np.abs(model_probe(model)) ** 2)
     predict_patches(model, data.diffraction[:64], batch_size=batch)  # warm-up / trace
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(infer_repeats):
-        predict_patches(model, data.diffraction, batch_size=batch)
+        predict_patches(model, data.diffraction, batch_size=batch, window=window)
     infer_s = (time.perf_counter() - t0) / infer_repeats
     infer_cpu = (time.process_time() - c0) / infer_repeats
     t0 = time.perf_counter()

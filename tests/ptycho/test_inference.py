@@ -180,3 +180,42 @@ def test_align_patch_phases_undoes_a_constant_phase_per_scan_position() -> None:
     # consistent patches keep their phase relations (one global phase at most)
     kept = align_patch_phases(sim.object_patches, sim.coords, weights)
     assert phase_ssim(kept) > 0.98
+
+
+def test_support_window_is_centred_on_the_scan_pixel_and_holds_every_lit_pixel() -> None:
+    from ptycho.inference import support_window
+
+    weights = np.zeros((16, 16))
+    weights[5:10, 6:9] = 1.0  # lit rows 5..9 (3 below pixel 8, 1 above), cols 6..8
+    weights[8, 12] = 1e-10  # below the floor: not kept
+    window = support_window(weights)
+    assert window == slice(4, 12)  # half-width 4 around pixel 8: window pixel 4 is patch pixel 8
+    outside = np.ones((16, 16), bool)
+    outside[window, window] = False
+    assert weights[outside].max() < 1e-9
+    weights[8, 12] = 1e-3  # lit out to the right: 5 pixels from the centre
+    assert support_window(weights) == slice(3, 13)
+    weights[0, 8] = 1.0  # lit to the patch's edge: nothing to drop
+    assert support_window(weights) == slice(0, 16)
+
+
+def test_reconstruct_on_the_lit_window_equals_stitching_whole_patches() -> None:
+    """reconstruct keeps only the window the probe lights; the pixels it drops carry < 1e-9 of
+    the |probe|² weight, so aligning and stitching whole patches gives the same object."""
+    from ptycho.inference import align_patch_phases, support_window
+    from ptycho.model import model_probe
+
+    sim = simulate(SimConfig(N=64, gridsize=2, n_images=24, nphotons=1e9, probe_defocus=2.0,
+                             object_type="phase_blobs", seed=11))
+    model = build_model(model_config_for(sim))
+    weights = np.abs(model_probe(model)) ** 2
+    weights /= weights.max()
+    window = support_window(weights)
+    assert 0 < window.start and window.stop - window.start < 64  # a real crop for this probe
+    assert predict_patches(model, sim.diffraction[:3], window=window).shape == (
+        3, window.stop - window.start, window.stop - window.start, 4)
+    whole = predict_patches(model, sim.diffraction)
+    expected = stitch_in_frame(align_patch_phases(whole, sim.coords, weights), sim.coords,
+                               sim.obj.shape, weights)
+    got = reconstruct(model, sim)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
