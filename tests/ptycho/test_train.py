@@ -107,7 +107,12 @@ def test_input_pipeline_is_not_autotuned_and_yields_every_group_once_per_epoch()
     dataset = make_dataset(diffraction, np.zeros((n, 1, 2, 1), np.float32), diffraction, batch,
                            shuffle=True, seed=3, drop_remainder=False)
     assert dataset.options().autotune.enabled is False
-    assert PREFETCH_BATCHES >= 1
+    # the prefetch buffer is the fixed PREFETCH_BATCHES, not tf.data.AUTOTUNE (-1)
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    nodes = {node.name: node for node in graph.node}
+    (prefetch,) = [node for node in graph.node if node.op == "PrefetchDataset"]
+    buffer = nodes[prefetch.input[1].split(":")[0]]
+    assert int(tf.make_ndarray(buffer.attr["value"].tensor)) == PREFETCH_BATCHES >= 1
     epochs = [[float(v) for x, _ in dataset for v in x["diffraction"].numpy().ravel()]
               for _ in range(2)]
     assert all(sorted(e) == list(range(n)) for e in epochs)
