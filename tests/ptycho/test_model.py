@@ -163,6 +163,28 @@ def test_xla_and_non_xla_predictions_agree(sim32: object) -> None:
     np.testing.assert_allclose(b["object"], a["object"], atol=1e-4)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_groups_prediction_does_not_depend_on_the_other_groups_of_its_batch(sim32: object,
+                                                                             jit: bool) -> None:
+    """PtychoPINN at 712c23f summed every group of a batch into one canvas once batch × C
+    reached 64 (a fixed batch_size in its reassembly layer): training mixed 16 groups' physics
+    and inference returned 63 patches for 2000 groups (docs/results/ptychopinn_sim/README.md).
+    Here a batch of 16 groups of 4 (64 patterns) gives 16 outputs, each its own group's."""
+    model = build_model(model_config_for(sim32, n_filters_scale=1, jit_compile=jit), seed=5)
+    _random_output_layers(model)
+    batch = _inputs(sim32, 16)
+    alone = {k: v[:1] for k, v in batch.items()}
+    others = {k: np.concatenate([v[:1], v[8:23]]) for k, v in _inputs(sim32).items()}
+    outputs = [model.predict_on_batch(x) for x in (batch, others)]
+    assert all(out["amplitude"].shape == (16, 32, 32, 4) for out in outputs)
+    first = model.predict_on_batch(alone)
+    for out in outputs:
+        for key in ("amplitude", "object"):
+            np.testing.assert_allclose(out[key][:1], first[key], rtol=0,
+                                       atol=1e-4 * np.abs(first[key]).max())
+    assert not np.allclose(outputs[0]["amplitude"][1], outputs[1]["amplitude"][1])
+
+
 def test_bfloat16_path_is_close_to_float32(sim32: object) -> None:
     """Same weights; bf16 CNN (8-bit mantissa) vs float32: amplitudes agree to a few percent
     (documented tolerance: mean relative difference < 3%, max object difference < 0.15)."""
