@@ -169,7 +169,7 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
           they are stitched on a larger canvas and the frame is cut out), else just large
           enough for every patch.
     align_phases: turn each patch by the constant phase that makes it agree with its
-          neighbours first (``align_patch_phases``)
+          neighbours first (``phase_turns``)
     returns: (H, W) complex64, patches averaged with |probe|² weights over ``support_window``
     """
     for name in ("diffraction", "coords"):
