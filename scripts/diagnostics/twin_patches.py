@@ -55,14 +55,13 @@ def decompose(predicted: np.ndarray, truth: np.ndarray, lit: np.ndarray) -> dict
 
 
 def true_patches(obj: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
-    """(P, N, N) float |obj| cut out (cubic interpolation) with pixel N//2 at each (x, y) of the
-    (P, 2) `positions`; obj (H, W) complex."""
-    from scipy.ndimage import map_coordinates
+    """(P, N, N) float |obj| cut out with pixel N//2 at each (x, y) of the (P, 2) `positions`
+    (``physics.extract_patches``, Fourier sub-pixel shift); obj (H, W) complex, edge-padded by
+    N so that patches overhanging it are cut too."""
+    from ptycho.physics import extract_patches
 
-    rows, cols = np.mgrid[0:n, 0:n] - n // 2
-    amplitude = np.abs(obj)
-    return np.stack([map_coordinates(amplitude, [rows + y, cols + x], order=3, mode="nearest")
-                     for x, y in positions])
+    padded = np.pad(np.asarray(obj, np.complex64), n, mode="edge")
+    return np.abs(extract_patches(padded, np.asarray(positions, np.float64) + n, n, "fourier"))
 
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, Any]:
