@@ -22,6 +22,7 @@ patches held in memory shrink (2.6× for the study's probe at N=64).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = ["predict_patches", "stitch_patches", "reconstruct", "scanned_region",
            "SUPPORT_FLOOR"]
 
 PHASE_SWEEPS = 2  # passes aligning every patch to the rest of the canvas, after the first
+SHIFT_CHUNK = 64  # patches Fourier-shifted at a time by phase_turns (its working memory)
 SUPPORT_FLOOR = 1e-9  # patch pixels whose |probe|² is below this fraction of its peak are dropped
 
 log = logging.getLogger(__name__)
@@ -105,59 +107,54 @@ def phase_turns(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
     origin = np.rint(xy - n // 2).astype(np.int64)
     frac = xy - n // 2 - origin  # placed on whole pixels after a Fourier shift by the rest
     origin -= origin.min(axis=0)  # (x, y) of every patch's pixel (0, 0) on a fitted canvas
-    # the shifted copy lives only inside _phase_turns: one patch-sized copy at a time
-    turns = _phase_turns(_fourier_shifted(source, frac), origin, xy, weights, sweeps)
-    return turns.reshape(b, c)
-
-
-def _fourier_shifted(source: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """Patches (B,N,N,C) complex64 each moved by its (B·C, 2) fractional (x, y) shift:
-    (B·C, N, N) complex64, patch i = b·C + c, computed ≈256 patches at a time."""
-    b, n, _, c = source.shape
-    freq = np.fft.fftfreq(n)
-    shifted = np.empty((b * c, n, n), np.complex64)
-    step = max(1, 256 // c)  # groups per chunk
-    for g in range(0, b, step):
-        lo, hi = g * c, min(b, g + step) * c
-        f = frac[lo:hi]
-        ramp = np.exp(-2j * np.pi * (f[:, 1, None, None] * freq[None, :, None]
-                                     + f[:, 0, None, None] * freq[None, None, :]))
-        chunk = np.moveaxis(source[g:g + step], 3, 1).reshape(hi - lo, n, n)
-        shifted[lo:hi] = np.fft.ifft2(np.fft.fft2(chunk) * ramp)
-    return shifted
-
-
-def _phase_turns(placed: np.ndarray, origin: np.ndarray, xy: np.ndarray, weights: np.ndarray,
-                 sweeps: int) -> np.ndarray:
-    """(M,) complex64 unit factors aligning the (M, N, N) patches `placed` (turned in place),
-    whose pixel (0, 0) sits at the integer (x, y) `origin` of a canvas; `xy` orders the first
-    pass from the centre outwards (see ``align_patch_phases``)."""
-    m, n = placed.shape[0], placed.shape[1]
+    m = b * c
     turns = np.ones(m, np.complex64)
     h, w = int(origin[:, 1].max()) + n, int(origin[:, 0].max()) + n
     weights = np.asarray(weights, np.float64)
-    num = np.zeros((h, w), np.complex128)
+    num = np.zeros((h, w), np.complex128)  # Σ weights · turned patch, and Σ weights
     den = np.zeros((h, w), np.float64)
 
     def window(i: int) -> tuple[slice, slice]:
         return slice(origin[i, 1], origin[i, 1] + n), slice(origin[i, 0], origin[i, 0] + n)
 
-    def turn(i: int) -> None:
-        corr = np.sum(np.conj(placed[i]) * num[window(i)] * weights / np.maximum(den[window(i)], 1e-12))
+    def turn(i: int, patch: np.ndarray) -> None:  # patch: shifted and already turned by turns[i]
+        corr = np.sum(np.conj(patch) * num[window(i)] * weights / np.maximum(den[window(i)], 1e-12))
         if corr != 0:
-            placed[i] *= np.complex64(corr / abs(corr))
+            patch *= np.complex64(corr / abs(corr))
             turns[i] *= np.complex64(corr / abs(corr))
 
-    for i in np.argsort(np.hypot(*(xy - xy.mean(axis=0)).T), kind="stable"):
-        turn(i)
-        num[window(i)] += weights * placed[i]
+    # the shifted patches are recomputed for every pass, a chunk at a time, never all at once
+    for i, patch in _fourier_shifted(source, frac, np.argsort(np.hypot(*(xy - xy.mean(axis=0)).T),
+                                                              kind="stable")):
+        turn(i, patch)
+        num[window(i)] += weights * patch
         den[window(i)] += weights
     for _ in range(sweeps):
-        for i in range(m):
-            num[window(i)] -= weights * placed[i]  # the canvas without this patch
-            turn(i)
-            num[window(i)] += weights * placed[i]
-    return turns
+        for i, patch in _fourier_shifted(source, frac, np.arange(m)):
+            patch *= turns[i]
+            num[window(i)] -= weights * patch  # the canvas without this patch
+            turn(i, patch)
+            num[window(i)] += weights * patch
+    return turns.reshape(b, c)
+
+
+def _fourier_shifted(source: np.ndarray, frac: np.ndarray,
+                     order: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(i, patch i moved by its fractional (x, y) shift frac[i]) for every i of `order`.
+
+    source: (B, N, N, C) complex64, patch i = b·C + c is source[b, ..., c]; frac: (B·C, 2);
+    yields (N, N) complex64 views of a chunk of SHIFT_CHUNK patches, computed a chunk at a time
+    """
+    c, n = source.shape[3], source.shape[1]
+    freq = np.fft.fftfreq(n)
+    for start in range(0, len(order), SHIFT_CHUNK):
+        idx = order[start:start + SHIFT_CHUNK]
+        ramp_y = np.exp(-2j * np.pi * frac[idx, 1, None] * freq).astype(np.complex64)  # (k, N)
+        ramp_x = np.exp(-2j * np.pi * frac[idx, 0, None] * freq).astype(np.complex64)
+        spectrum = np.fft.fft2(source[idx // c, :, :, idx % c])  # (k, N, N)
+        spectrum *= ramp_y[:, :, None]
+        spectrum *= ramp_x[:, None, :]
+        yield from zip(idx.tolist(), np.fft.ifft2(spectrum).astype(np.complex64, copy=False), strict=True)
 
 
 def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
