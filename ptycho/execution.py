@@ -11,6 +11,8 @@ devices visible when the model is built (never at import). On a CPU the choice c
 bfloat16 is never chosen (by either route) on a CPU without native bf16 arithmetic
 (``avx512_bf16`` / ``amx_bf16`` in /proc/cpuinfo), nor when ``ONEDNN_MAX_CPU_ISA`` caps
 oneDNN below AVX512_CORE_BF16: emulated bf16 is ~8× slower there.
+Before the first model is built ``xla_cpu_flags()`` adds ``XLA_CPU_FLAGS`` to ``XLA_FLAGS``
+(XLA reads it once, at its first compilation); flags the user set there win.
 Set ``PTYCHO_EXECUTION_CACHE`` to another directory (tests) or to ``off`` to ignore caches.
 This module builds no model and imports no model code (``tests/test_import_rules.py``).
 """
@@ -38,6 +40,8 @@ __all__ = [
     "load_calibration",
     "native_bf16",
     "resolve_execution",
+    "xla_cpu_flags",
+    "XLA_CPU_FLAGS",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,25 @@ CPU_EVIDENCE = {
     "native_bf16": "bf16",
     "no_bf16": "xla",
 }
+
+# XLA's CPU fusion emitters (MLIR) held ~100 MB more after compiling the overlap block and ran
+# its steady epochs ~10 % slower than the classic emitters (bench_model bf16, N=64, 2-core Intel
+# Xeon AVX-512/AMX, TF 2.21, 2026-12-06; docs/findings.md TRAIN-MEMORY-001).
+XLA_CPU_FLAGS = {"xla_cpu_use_fusion_emitters": "false"}
+
+
+def xla_cpu_flags(environ: dict[str, str] | None = None) -> str:
+    """Add every ``XLA_CPU_FLAGS`` entry the user's ``XLA_FLAGS`` does not name to it (in
+    `environ`, default ``os.environ``); returns the resulting value. Has no effect after XLA's
+    first compilation in this process, which reads the variable once."""
+    env = os.environ if environ is None else environ
+    flags = env.get("XLA_FLAGS", "")
+    named = {token.lstrip("-").split("=", 1)[0] for token in flags.split()}
+    added = [f"--{name}={value}" for name, value in XLA_CPU_FLAGS.items() if name not in named]
+    if added:
+        env["XLA_FLAGS"] = " ".join([flags, *added]).strip()
+        log.debug("XLA_FLAGS=%s", env["XLA_FLAGS"])
+    return env.get("XLA_FLAGS", "")
 
 
 @dataclass(frozen=True)
@@ -189,7 +212,9 @@ def device_defaults(device: str, cpu_model: str | None = None, flags: frozenset[
 
 
 def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
-    """Fill the ``None`` execution options of `cfg` for the devices visible now."""
+    """Fill the ``None`` execution options of `cfg` for the devices visible now (and set
+    ``XLA_CPU_FLAGS``, see ``xla_cpu_flags``)."""
+    xla_cpu_flags()
     import tensorflow as tf
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"

@@ -91,3 +91,24 @@ def test_explicit_options_win_and_jit_forces_the_xla_translation(
     explicit = resolve_execution(ModelConfig(jit_compile=False, mixed_precision=False,
                                              translation_xla=False))
     assert explicit.name == "non_xla" and explicit.translation_xla is False
+
+
+def test_xla_cpu_flags_adds_the_memory_flags_and_keeps_what_the_user_set() -> None:
+    from ptycho.execution import XLA_CPU_FLAGS, xla_cpu_flags
+
+    env: dict[str, str] = {}
+    value = xla_cpu_flags(env)
+    assert value == env["XLA_FLAGS"] == " ".join(f"--{k}={v}" for k, v in XLA_CPU_FLAGS.items())
+    assert xla_cpu_flags(env) == value  # idempotent: nothing added twice
+    user = {"XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_cpu_use_fusion_emitters=true"}
+    assert xla_cpu_flags(user) == "--xla_dump_to=/tmp/x --xla_cpu_use_fusion_emitters=true"
+    other = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    assert xla_cpu_flags(other).split() == ["--xla_dump_to=/tmp/x", "--xla_cpu_use_fusion_emitters=false"]
+
+
+def test_resolving_an_execution_path_sets_the_xla_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    resolve_execution(ModelConfig(jit_compile=False, mixed_precision=False))
+    import os
+
+    assert "--xla_cpu_use_fusion_emitters=false" in os.environ["XLA_FLAGS"].split()
