@@ -14,6 +14,8 @@ a fresh subprocess (so peak RSS is per path) simulates a data set, trains with
                          kept on the probe's lit window as ``reconstruct`` keeps them
     first_epoch_overhead_s  first epoch time − fastest steady epoch (tracing, XLA compilation)
     peak_rss_mb          peak resident memory of the path's process
+    peak_rss_mb_by_stage the same peak as it stood after each stage of the main path (imports,
+                         data, model, training, inference, reconstruct): which stage sets it
     default_path         what build_model picks on this device (ModelConfig() defaults)
 
 Wall-clock figures depend on other load on the machine; ``*_cpu`` fields give the same rates
@@ -35,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptycho.execution import PATHS  # name → (jit_compile, mixed_precision), as calibration uses
+from ptycho.execution import PATHS, cpu_info, cpu_label  # PATHS: name → (jit_compile, mixed_precision)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +49,14 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
     import numpy as np
 
     logging.disable(logging.WARNING)
+    stages: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        stages[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+    import tensorflow  # noqa: F401  (its share of the peak is the first stage)
+
+    stage("imports")
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
     from ptycho.execution import resolve_execution
     from ptycho.inference import predict_patches, reconstruct, support_window
@@ -62,8 +72,10 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
         intensity_scale=sim.intensity_scale, nphotons=sim.nphotons, counts=sim.counts,
         obj=sim.obj, config=sim.config)
     del sim
+    stage("data")
     jit, bf16 = PATHS[path]
     model = build_model(model_config_for(data, jit_compile=jit, mixed_precision=bf16))
+    stage("model")
     batch = 16
     groups = (n_images // batch) * batch
     cpu0 = time.process_time()
@@ -73,6 +85,7 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
     steady = statistics.median(seconds[1:])
     fastest = min(seconds[1:])  # least disturbed by other load: overhead is an upper bound
     steady_cpu = train_cpu * steady / sum(seconds)  # CPU share of the steady epochs (approx.)
+    stage("training")
 
     window = support_window(np.abs(model_probe(model)) ** 2)
     predict_patches(model, data.diffraction[:64], batch_size=batch)  # warm-up / trace
@@ -81,9 +94,11 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
         predict_patches(model, data.diffraction, batch_size=batch, window=window)
     infer_s = (time.perf_counter() - t0) / infer_repeats
     infer_cpu = (time.process_time() - c0) / infer_repeats
+    stage("inference")
     t0 = time.perf_counter()
     reconstruct(model, data, batch_size=batch)
     recon_s = time.perf_counter() - t0
+    stage("reconstruct")
     cores = os.cpu_count() or 1
     return {
         "path": path,
@@ -96,6 +111,8 @@ def _worker(path: str, n_images: int, epochs: int, infer_repeats: int) -> dict[s
         "first_epoch_overhead_s": seconds[0] - fastest,
         "train_groups_per_s_best_epoch": groups / fastest,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb_by_stage": stages,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "param_count": int(model.count_params()),
         "device": model.execution.device,
         "default_path": resolve_execution(ModelConfig()).name,
@@ -158,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         "first_epoch_overhead_s_by_path": per_path("first_epoch_overhead_s"),
         "peak_rss_mb": round(ok[main_path]["peak_rss_mb"], 1) if main_path else None,
         "peak_rss_mb_by_path": per_path("peak_rss_mb"),
+        "peak_rss_mb_by_stage": ok[main_path]["peak_rss_mb_by_stage"] if main_path else None,
+        "xla_flags": any_result.get("xla_flags"),
+        "cpu": cpu_label(cpu_info()[0]),
         "default_path": default,
         "default_source": any_result.get("default_source"),
         "fastest_measured_path": (max(ok, key=lambda p: ok[p]["train_groups_per_s_cpu"])
