@@ -64,9 +64,11 @@ CPU_EVIDENCE = {
     "no_bf16": "xla",
 }
 
-# XLA's CPU fusion emitters (MLIR) held ~100 MB more after compiling the overlap block and ran
-# its steady epochs ~10 % slower than the classic emitters (bench_model bf16, N=64, 2-core Intel
-# Xeon AVX-512/AMX, TF 2.21, 2026-12-06; docs/findings.md TRAIN-MEMORY-001).
+# XLA's classic CPU emitters instead of its fusion emitters (MLIR): 60-150 MB less on every path
+# (bench_model, N=64, 2-core Intel Xeon natively and with its ISA capped at AVX2, TF 2.21,
+# 2026-12-06). Speed: +2-19 % where only the overlap block is compiled, 2-9 % slower for
+# whole-step XLA (docs/findings.md TRAIN-MEMORY-001). Set for every path, so that a calibration,
+# which times the paths in one process, times each as it runs.
 XLA_CPU_FLAGS = {"xla_cpu_use_fusion_emitters": "false"}
 
 
