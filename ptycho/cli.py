@@ -5,7 +5,9 @@
     train    --data train.npz --output-dir DIR [--nepochs 50 --batch-size 16 --loss nll ...]
              → DIR/wts.h5.zip, DIR/history.csv (one progress line per epoch on stderr)
     infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR [--canonical-out F.npz]
-             → DIR/recon.npz, DIR/recon.png, DIR/metrics.json
+             [--refine-steps K --refine-loss amplitude|poisson --refine-lr LR]
+             → DIR/recon.npz, DIR/recon.png, DIR/metrics.json; with --refine-steps the
+               "PINN + refinement" object (ptycho.refine), the PINN's own scores beside it
     reconstruct --engine lsqml|epie|dm --data test.npz --epochs N --output-dir DIR [--threads 1]
              → the same outputs as infer, by pty-chi (the ``[baseline]`` extra: make baseline)
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ptycho.config import ACTIVATIONS, INPUT_TRANSFORMS, LR_SCHEDULES, TrainConfig
+from ptycho.refine import LOSSES, RefineConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -152,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--canonical-out", type=Path, default=None,
                      help="also write the reconstruction as a canonical NPZ/HDF5 "
                           "(objectGuess = the stitched object)")
+    inf.add_argument("--refine-steps", type=int, default=0,
+                     help="then refine the stitched object by this many full-batch Adam steps "
+                          "against the patterns, known probe and positions (ptycho.refine; "
+                          "default 0: the PINN alone). The result is 'PINN + refinement', a "
+                          "solver's result; metrics.json keeps the PINN alone's scores beside it")
+    inf.add_argument("--refine-loss", choices=LOSSES, default=RefineConfig.loss,
+                     help=f"refinement misfit (default {RefineConfig.loss})")
+    inf.add_argument("--refine-lr", type=float, default=RefineConfig.learning_rate,
+                     help=f"refinement Adam step size (default {RefineConfig.learning_rate:g})")
     _grouping_flags(inf)
 
     rec = sub.add_parser("reconstruct", help="iterative baseline reconstruction (pty-chi; needs "
@@ -262,6 +274,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.inference import reconstruct
     from ptycho.io import load_model
 
+    refine = RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr, loss=args.refine_loss)
     model, cfg, meta = load_model(args.model)
     if args.gridsize is not None and args.gridsize != cfg.gridsize:
         raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
@@ -269,10 +282,28 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     data, shift = _frame_shift(_load(args, cfg.gridsize), cfg.N)
     start = time.perf_counter()
     obj = reconstruct(model, data, batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    return _write_outputs(args, data, obj, shift, {"model": str(args.model),
-                                                   "infer_seconds": round(seconds, 3)},
-                          "ptycho-harness infer")
+    extra: dict[str, Any] = {"model": str(args.model),
+                             "infer_seconds": round(time.perf_counter() - start, 3)}
+    if not refine.steps:
+        return _write_outputs(args, data, obj, shift, extra, "ptycho-harness infer")
+    from ptycho.refine import refine_data
+
+    result = refine_data(obj, data, refine)
+    extra.update({"arm": "pinn+refinement", "pinn_alone": _pinn_alone_scores(data, obj),
+                  "refine": {**refine.to_dict(), "seconds": round(result.wall_s, 3),
+                             "trace_seconds": round(result.trace_s, 3), "scale": result.scale,
+                             "loss_first": result.losses[0], "loss_last": result.losses[-1]}})
+    return _write_outputs(args, data, result.obj, shift, extra,
+                          "ptycho-harness infer + refinement", start_object=obj)
+
+
+def _pinn_alone_scores(data: Any, obj: Any) -> dict[str, Any] | None:
+    """Ground-truth scores of the PINN's own object (None without objectGuess)."""
+    from ptycho.metrics import evaluate, scanned_region
+
+    if data.obj is None:
+        return None
+    return evaluate(obj, data.obj, scanned_region(data.coords, obj.shape))
 
 
 def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,10 +330,11 @@ def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write_outputs(args: argparse.Namespace, data: Any, obj: Any, shift: Any,
-                   extra: dict[str, Any], generator: str) -> dict[str, Any]:
+                   extra: dict[str, Any], generator: str, start_object: Any = None) -> dict[str, Any]:
     """recon.npz, recon.png, metrics.json (+ --canonical-out) of a reconstruction, the same for
     ``infer`` and ``reconstruct``. obj (H, W) complex64 in the data's frame; extra: fields of
-    metrics.json and the summary (timings, model or engine)."""
+    metrics.json and the summary (timings, model or engine); start_object: the PINN's own
+    object when obj is its refinement (kept in recon.npz as ``pinn_object``)."""
     import numpy as np
 
     from ptycho.canonical_write import canonical_arrays, per_position_patterns, save_canonical
@@ -315,7 +347,7 @@ def _write_outputs(args: argparse.Namespace, data: Any, obj: Any, shift: Any,
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "recon.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, object=obj, crop=np.array([rows.start, rows.stop, cols.start, cols.stop]),
-                 frame_shift=shift)
+                 frame_shift=shift, **({} if start_object is None else {"pinn_object": start_object}))
     summary: dict[str, Any] = {"recon": str(out / "recon.npz"), "png": str(out / "recon.png"),
                                "shape": list(obj.shape), "data": _data_summary(data), **extra}
     metrics: dict[str, Any] = {"data": str(args.data),
@@ -336,7 +368,7 @@ def _write_outputs(args: argparse.Namespace, data: Any, obj: Any, shift: Any,
         arrays = canonical_arrays(
             patterns, data.xcoords[used], data.ycoords[used], data.probe, obj,
             {"generator": generator, "objectGuess": "reconstruction", "source": str(args.data),
-             "frame_shift": shift.tolist(), **{k: v for k, v in extra.items() if k in ("model", "engine")},
+             "frame_shift": shift.tolist(), **{k: v for k, v in extra.items() if k in ("model", "engine", "arm")},
              "amplitude_units": "network units (mean sum of squares per pattern (N/2)^2)"})
         save_canonical(args.canonical_out, arrays)
         summary["canonical_out"] = str(args.canonical_out)
@@ -355,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"simulate": _simulate, "train": _train, "infer": _infer, "reconstruct": _reconstruct}
     try:
         summary = handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

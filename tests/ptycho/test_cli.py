@@ -190,6 +190,35 @@ def test_infer_on_positions_the_model_never_saw(canonical_model: tuple[Path, Mod
     assert not np.any(obj[far:, :]) and not np.any(obj[:, far:])  # …and nowhere else
 
 
+def test_infer_refine_steps_report_pinn_plus_refinement_beside_the_pinn_alone(
+        canonical_model: tuple[Path, ModuleType], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    model, writer = canonical_model
+    writer.write(tmp_path / "test.npz", writer.make_dataset(150, n=N, size=100, seed=11,
+                                                               region=(0.1, 0.9)))  # overlapping
+    args = ("infer", "--model", str(model), "--data", str(tmp_path / "test.npz"))
+    rc, alone, err = _main(capsys, *args, "--output-dir", str(tmp_path / "alone"))
+    assert rc == 0, err[-3000:]
+    rc, refined, err = _main(capsys, *args, "--output-dir", str(tmp_path / "refined"),
+                             "--refine-steps", "25", "--refine-lr", "0.03")
+    assert rc == 0, err[-3000:]
+    assert "arm" not in alone and refined["arm"] == "pinn+refinement"
+    assert refined["pinn_alone"]["amp_ssim"] == pytest.approx(alone["amp_ssim"], abs=1e-6)
+    assert refined["amp_ssim"] > alone["amp_ssim"] + 0.05  # a 1-epoch model leaves much to fit
+    assert refined["refine"]["steps"] == 25 and refined["refine"]["learning_rate"] == 0.03
+    assert refined["refine"]["loss_last"] < refined["refine"]["loss_first"]
+    metrics = json.loads((tmp_path / "refined" / "metrics.json").read_text())
+    assert metrics["arm"] == "pinn+refinement" and metrics["pinn_alone"] == refined["pinn_alone"]
+    with np.load(tmp_path / "refined" / "recon.npz") as npz, \
+            np.load(tmp_path / "alone" / "recon.npz") as plain:
+        np.testing.assert_array_equal(npz["pinn_object"], plain["object"])
+        assert "pinn_object" not in plain
+    rc = main([*args, "--output-dir", str(tmp_path / "bad"), "--refine-steps", "2",
+               "--refine-lr", "-1"])
+    assert rc == 1 and "learning_rate must be finite and > 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_errors_have_exit_codes_and_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.npz"
     proc = _run("train", "--data", str(missing), "--output-dir", str(tmp_path / "o"))
