@@ -18,6 +18,11 @@ scan (another sample of the same object family, another scan) and scores it:
     lsqml            pty-chi LSQML (known probe, ``--lsqml-epochs``, one thread) on the same
                      test scan when ``ptycho.baseline.available()``, else {"available": false};
                      ``--lsqml-only`` runs just that (no training)
+    refined          ``--refine-steps`` of ``ptycho.refine`` (known probe and positions) on the
+                     test scan: ``pinn_start`` from the PINN's object ("PINN + refinement", a
+                     solver's result, never the PINN's) and ``flat_start`` from a flat object
+                     (the solver alone, the control); per step the carrier SSIM and wall
+                     seconds, time_to_ssim {"0.9", "0.95"}, final scores
     params, path, cpu, train_groups_per_s (median epoch), best_ssim, best_epoch
 
 With one object and one dose the old flat layout is printed (the keys above at the top level);
@@ -54,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 THRESHOLDS = ("0.7", "0.8", "0.9")
+REFINE_THRESHOLDS = ("0.9", "0.95")
 STUDY_OBJECT = "lines"
 
 
@@ -106,6 +112,50 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str,
                                             object_shape=test.obj.shape, threads=1)
     return {"available": True, "epochs": epochs, "wall_s": round(result.wall_s, 2),
             **{k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
+
+
+def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """``ptycho.refine`` from ``start`` on the test scan (known probe and positions), the
+    carrier SSIM after every step: ssim_by_step, wall_by_step (optimisation only), time_to_ssim
+    ({"0.9", "0.95"}), final (every score after the last step), loss_first/last."""
+    from ptycho.metrics import evaluate
+    from ptycho.refine import refine_data
+
+    config = refine_config(args)
+    ssims: list[float | None] = []
+    walls: list[float] = []
+
+    def on_step(step: int, wall: float, obj: Any) -> None:
+        ssims.append(_round(evaluate(obj, test.obj, crop)[f"{carrier}_ssim"]))
+        walls.append(round(wall, 3))
+
+    result = refine_data(start, test, config, on_step=on_step)
+    return {**config.to_dict(), "ssim_by_step": ssims, "wall_by_step": walls,
+            "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in REFINE_THRESHOLDS},
+            "trace_s": round(result.trace_s, 3), "loss_first": result.losses[0],
+            "loss_last": result.losses[-1],
+            "final": {k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
+
+
+def refine_config(args: argparse.Namespace) -> Any:
+    """The ``ptycho.refine.RefineConfig`` of --refine-steps/--refine-lr/--refine-loss."""
+    from ptycho.refine import RefineConfig
+
+    return RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr, loss=args.refine_loss)
+
+
+def refined_arms(recon: Any, test: Any, crop: tuple[slice, slice], carrier: str,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """"PINN + refinement" (``refine_scores`` from the PINN's stitched test object) and its
+    control, the same refinement from a flat object (the solver alone); {"steps": 0} when
+    --refine-steps is 0."""
+    if not args.refine_steps:
+        return {"steps": 0}
+    from ptycho.refine import flat_start
+
+    return {"pinn_start": refine_scores(recon, test, crop, carrier, args),
+            "flat_start": refine_scores(flat_start(recon.shape), test, crop, carrier, args)}
 
 
 def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str, Any]:
@@ -175,6 +225,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "final": {k: _round(v) for k, v in res.scores.items()},
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
         "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs),
+        "refined": refined_arms(res.recon, res.test, res.crop, carrier, args),
         "params": int(res.model.count_params()),
         "path": res.model.execution.name, "device": res.model.execution.device,
         "cpu": cpu_name(),
@@ -223,6 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dose_study.curve import parse_names, parse_seeds
     from ptycho.bench_objects import BENCH_OBJECTS
     from ptycho.config import LR_SCHEDULES
+    from ptycho.refine import LOSSES, RefineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the study's --quick sizes (N=32)")
@@ -242,6 +294,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
                         help="learning rate over the run (default: the study preset's)")
     parser.add_argument("--lsqml-epochs", type=int, default=50)
+    parser.add_argument("--refine-steps", type=int, default=30,
+                        help="ptycho.refine steps on the test scan from the PINN's object "
+                             "('PINN + refinement') and from a flat one (the solver alone); "
+                             "0: neither (default 30)")
+    parser.add_argument("--refine-lr", type=float, default=RefineConfig.learning_rate,
+                        help="refinement step size")
+    parser.add_argument("--refine-loss", choices=LOSSES, default="poisson",
+                        help="refinement misfit (default poisson)")
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",
                         help="only pty-chi LSQML on each test scan (no PINN training)")
@@ -262,6 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             _dose(d) for d in args.doses.split(",")]
         args.seeds = parse_seeds(args.seeds)
         args.positions = parse_names(args.positions, "--positions", tuple(SCAN_DENSITIES))
+        refine_config(args)
     except ValueError as exc:
         parser.error(str(exc))
     args.verdicts = args.seeds != (0,) or args.positions != ("dense",)

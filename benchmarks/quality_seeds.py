@@ -16,6 +16,10 @@ channel the object carries (``CHANNELS`` whose scores are not None):
              "lsqml_ahead" when <= −``MARGIN`` in every carried channel, else "tie";
              "no_lsqml" without an LSQML score, "n/a" when no channel is carried
   channel_verdicts  the same rule per channel
+  refined    when the runs hold ``refined`` (bench_quality --refine-steps): {pinn_start,
+             flat_start: {channel: stats}} of the refinement from the PINN's object ("PINN +
+             refinement") and from a flat one (the solver alone); refined_diff (PINN +
+             refinement − LSQML per seed) and refined_verdict by the same rule
 
 ``render_markdown`` writes the one-table summary (object, scan, channel, PINN and LSQML
 mean ± std, mean difference, verdict).
@@ -29,6 +33,7 @@ from typing import Any
 
 CHANNELS = ("amp", "phase")
 MARGIN = 0.03
+REFINE_STARTS = ("pinn_start", "flat_start")  # bench_quality's refined arms
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:
@@ -99,7 +104,20 @@ def aggregate(runs: Mapping[int, Mapping[str, Any]], margin: float = MARGIN) -> 
     means = {c: out["diff"][c]["mean"] for c in channels}
     out["channel_verdicts"] = {c: channel_verdict(d, margin) for c, d in means.items()}
     out["verdict"] = verdict(means, margin)
+    refined = {start: [_refined_final(runs[s], start) for s in seeds] for start in REFINE_STARTS}
+    if channels and all(r is not None for r in refined["pinn_start"]):
+        out["refined"] = {start: {c: _stats([r[f"{c}_ssim"] for r in finals]) for c in channels}
+                          for start, finals in refined.items() if None not in finals}
+        out["refined_diff"] = {c: _stats([round(r[f"{c}_ssim"] - e[c]["lsqml"], 4) for r, e in
+                                          zip(refined["pinn_start"], per_seed, strict=True)])
+                               for c in channels}
+        out["refined_verdict"] = verdict({c: d["mean"] for c, d in out["refined_diff"].items()}, margin)
     return out
+
+
+def _refined_final(run: Mapping[str, Any], start: str) -> Mapping[str, Any] | None:
+    """The final scores of the run's refinement from ``start`` (None when it has none)."""
+    return run.get("refined", {}).get(start, {}).get("final")
 
 
 def _pm(stats: Mapping[str, Any] | None, spec: str = ".3f") -> str:
@@ -109,20 +127,27 @@ def _pm(stats: Mapping[str, Any] | None, spec: str = ".3f") -> str:
 
 
 def render_markdown(results: Mapping[str, Any], header: Sequence[str] = ()) -> str:
-    """One table: a row per object × dose × scan density × carried channel.
+    """One table: a row per object × dose × scan density × carried channel; "PINN + refinement"
+    and the refinement from a flat start (the solver alone) in their own columns (n/a without).
 
     ``results``: {object: {dose: {positions: aggregate(...)}}}; ``header``: lines above it."""
     lines = [*header, "",
              "| object | photons | scan | channel | seeds | PINN SSIM | LSQML SSIM | PINN − LSQML "
-             "| verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| verdict | PINN + refinement | flat + refinement | (PINN + refinement) − LSQML "
+             "| verdict |", "| --- " * 13 + "|"]
     for name, per_dose in results.items():
         for dose, per_pos in per_dose.items():
             for pos, agg in per_pos.items():
+                refined = agg.get("refined", {})
                 for c in agg["channels"] or ["—"]:
                     lines.append(
                         f"| {name} | {dose} | {pos} | {c} | {','.join(map(str, agg['seeds']))} "
                         f"| {_pm(agg['pinn'].get(c))} | {_pm(agg['lsqml'].get(c))} "
                         f"| {_pm(agg['diff'].get(c), '+.3f')} | **{agg['verdict']}**"
                         + (f" ({c}: {agg['channel_verdicts'][c]})"
-                           if len(agg["channels"]) > 1 else "") + " |")
+                           if len(agg["channels"]) > 1 else "")
+                        + f" | {_pm(refined.get('pinn_start', {}).get(c))} "
+                        f"| {_pm(refined.get('flat_start', {}).get(c))} "
+                        f"| {_pm(agg.get('refined_diff', {}).get(c), '+.3f')} "
+                        f"| {agg.get('refined_verdict', 'n/a')} |")
     return "\n".join(lines) + "\n"

@@ -127,6 +127,40 @@ def test_render_markdown_one_row_per_carried_channel(seeds_mod: ModuleType) -> N
     assert text.startswith("# title\n")
 
 
+def _refined(run: dict[str, Any], pinn_start: float, flat_start: float | None) -> dict[str, Any]:
+    """The run with bench_quality's refined arms (amplitude SSIMs; phase constant)."""
+    arms = {"pinn_start": {"final": {"amp_ssim": pinn_start, "phase_ssim": None}}}
+    if flat_start is not None:
+        arms["flat_start"] = {"final": {"amp_ssim": flat_start, "phase_ssim": None}}
+    return {**run, "refined": arms}
+
+
+def test_aggregate_compares_pinn_plus_refinement_with_lsqml_apart_from_the_pinn(
+        seeds_mod: ModuleType) -> None:
+    runs = {0: _refined(_run(0.70, None, 0.80, None), 0.86, 0.81),
+            1: _refined(_run(0.72, None, 0.82, None), 0.84, 0.79)}
+    agg = seeds_mod.aggregate(runs)
+    assert agg["verdict"] == "lsqml_ahead"  # the PINN alone keeps its own verdict
+    assert agg["refined"]["pinn_start"]["amp"]["mean"] == pytest.approx(0.85)
+    assert agg["refined"]["flat_start"]["amp"]["mean"] == pytest.approx(0.80)
+    assert [d for d in (agg["refined_diff"]["amp"]["min"], agg["refined_diff"]["amp"]["max"])] \
+        == pytest.approx([0.02, 0.06])
+    assert agg["refined_verdict"] == "pinn_ahead"
+    text = seeds_mod.render_markdown({"lines": {"1e4": {"dense": agg}}})
+    row = [line for line in text.splitlines() if line.startswith("| lines")][0]
+    assert row.endswith("| 0.850 ± 0.014 | 0.800 ± 0.014 | +0.040 ± 0.028 | pinn_ahead |")
+
+
+def test_aggregate_leaves_refinement_out_unless_every_seed_has_it(seeds_mod: ModuleType) -> None:
+    plain = {0: _run(0.7, None, 0.7, None), 1: _refined(_run(0.7, None, 0.7, None), 0.9, None)}
+    agg = seeds_mod.aggregate(plain)
+    assert "refined" not in agg and "refined_verdict" not in agg
+    row = seeds_mod.render_markdown({"x": {"1e9": {"dense": agg}}}).splitlines()[-1]
+    assert row.endswith("| n/a | n/a | n/a | n/a |")
+    no_flat = seeds_mod.aggregate({0: _refined(_run(0.7, None, 0.7, None), 0.9, None)})
+    assert set(no_flat["refined"]) == {"pinn_start"} and no_flat["refined_verdict"] == "pinn_ahead"
+
+
 # ----------------------------------------------------------------------------- flags
 def test_defaults_keep_the_single_seed_dense_layout(bench: ModuleType) -> None:
     args = bench.parse_args([])
@@ -160,6 +194,8 @@ def test_dose_order_is_kept(bench: ModuleType) -> None:
     (["--seeds", "0,1", "--lsqml-only"], "--lsqml-only"),
     (["--positions", "sparse", "--figure", "x.png"], "--figure"),
     (["--markdown", "x.md"], "--markdown needs"),
+    (["--refine-steps", "-2"], "steps must be an integer >= 0, got -2"),
+    (["--refine-lr", "0"], "learning_rate must be finite and > 0, got 0.0"),
 ])
 def test_bad_flags_exit_naming_the_value(bench: ModuleType, capsys: pytest.CaptureFixture[str],
                                          argv: list[str], message: str) -> None:
