@@ -55,12 +55,21 @@ class RefineConfig:
     loss:          one of LOSSES
     chunk:         positions per gradient evaluation (memory bound; the result does not
                    depend on it beyond float rounding)
+    holdout:       fraction of the positions (seeded, random) left out of the fit to stop
+                   it: the object returned is the one whose misfit on them is lowest, and the
+                   steps end ``patience`` steps after that lowest point (0: fit every pattern,
+                   return the last object). A start that already predicts unseen patterns
+                   better than any refinement of it (a low dose, where the fit follows the
+                   noise) is returned as it was.
+    patience:      steps without a lower held-out misfit before the steps end
     """
 
     steps: int = 20
     learning_rate: float = 0.02
     loss: str = "amplitude"
     chunk: int = 256
+    holdout: float = 0.0
+    patience: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 0:
@@ -71,6 +80,10 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"RefineConfig.chunk must be an integer >= 1, got {self.chunk!r}")
+        if not 0.0 <= self.holdout < 0.5:
+            raise ValueError(f"RefineConfig.holdout must be in [0, 0.5), got {self.holdout!r}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"RefineConfig.patience must be an integer >= 1, got {self.patience!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,15 +91,19 @@ class RefineConfig:
 
 @dataclass(frozen=True)
 class RefineResult:
-    """obj (H, W) complex64 in the start's frame; losses: the loss before every step and after
-    the last (steps + 1 values); wall_s: seconds of the steps (the one-off trace is trace_s);
-    scale: the amplitude scale folded into the start."""
+    """obj (H, W) complex64 in the start's frame; losses: the fitted patterns' loss before
+    every step and after the last step taken; held_out_losses: the same on the held-out
+    patterns ([] without ``holdout``); best_step: the step obj is from (0: the rescaled start);
+    wall_s: seconds of the steps (the one-off trace is trace_s); scale: the amplitude scale
+    folded into the start."""
 
     obj: np.ndarray
     losses: list[float]
     wall_s: float
     trace_s: float
     scale: float
+    held_out_losses: list[float] = field(default_factory=list)
+    best_step: int = 0
     config: RefineConfig = field(default_factory=RefineConfig)
 
 
@@ -143,7 +160,7 @@ def _windows(positions: np.ndarray, n: int, canvas: tuple[int, int]) -> tuple[np
 def refine_object(start: Any, patterns: Any, positions: Any, probe: Any,
                   config: RefineConfig | None = None, *, intensity_scale: float | None = None,
                   on_step: StepCallback | None = None) -> RefineResult:
-    """The start object refined by ``config.steps`` Adam steps against the patterns.
+    """The start object refined by up to ``config.steps`` Adam steps against the patterns.
 
     start:     (H, W) complex, the frame of the positions (patches may overhang it: the
                object is refined on a canvas grown with edge values, and cut back)
@@ -154,10 +171,9 @@ def refine_object(start: Any, patterns: Any, positions: Any, probe: Any,
     intensity_scale: counts = (pattern · intensity_scale)², needed by the poisson loss
     on_step:   called after every step with (step, wall seconds so far, the (H, W) object);
                its own time is not counted
-    returns:   RefineResult, obj (H, W) complex64
+    returns:   RefineResult, obj (H, W) complex64: the last object, or with
+               ``config.holdout`` the one whose held-out loss was lowest
     """
-    import tensorflow as tf
-
     config = config or RefineConfig()
     start, patterns, positions, probe = _check(start, patterns, positions, probe,
                                                intensity_scale, config.loss)
@@ -166,71 +182,125 @@ def refine_object(start: Any, patterns: Any, positions: Any, probe: Any,
     top, left, bottom, right = frame_padding(positions, n, (h, w))
     canvas = np.pad(start, ((top, bottom), (left, right)), mode="edge")
     positions = positions + [left, top]
-    rows, cols, fx, fy = _windows(positions, n, canvas.shape)
     scale = _amplitude_scale(canvas, patterns, positions, probe, config.chunk)
     canvas *= np.complex64(scale)
-
-    p = len(patterns)
-    chunks = [slice(i, min(i + config.chunk, p)) for i in range(0, p, config.chunk)]
-    counts_scale = float(intensity_scale) if config.loss == "poisson" else 1.0
-    real = tf.Variable(canvas.real.copy(), name="object_real")
-    imag = tf.Variable(canvas.imag.copy(), name="object_imag")
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    optimizer.build([real, imag])
-    probe_t = tf.constant(probe)
-    total = float(p * n * n)
-
-    @tf.function(reduce_retracing=True)
-    def chunk_loss_and_grads(r_idx: Any, c_idx: Any, fx_c: Any, fy_c: Any, measured: Any) -> Any:
-        with tf.GradientTape() as tape:
-            patch = tf.complex(_bilinear(real, r_idx, c_idx, fx_c, fy_c),
-                               _bilinear(imag, r_idx, c_idx, fx_c, fy_c))
-            amp = _far_field_amplitude(probe_t, patch)
-            if config.loss == "amplitude":
-                misfit = tf.reduce_sum(tf.square(amp - measured))
-            else:
-                rate = tf.square(amp * counts_scale) + _EPS
-                counts = tf.square(measured * counts_scale)
-                misfit = tf.reduce_sum(rate - counts - tf.math.xlogy(counts, rate / (counts + _EPS)))
-                misfit /= counts_scale ** 2
-            misfit /= total
-        return misfit, tape.gradient(misfit, [real, imag])
-
-    inputs = [(tf.constant(rows[s]), tf.constant(cols[s]), tf.constant(fx[s, None, None]),
-               tf.constant(fy[s, None, None]), tf.constant(patterns[s])) for s in chunks]
-
-    def evaluate() -> tuple[float, list[Any]]:
-        loss, grads = 0.0, [tf.zeros_like(real), tf.zeros_like(imag)]
-        for args in inputs:
-            part, (g_re, g_im) = chunk_loss_and_grads(*args)
-            loss += float(part)
-            grads = [grads[0] + g_re, grads[1] + g_im]
-        return loss, grads
+    fit, held = _split(len(patterns), config.holdout)
+    problem = _Problem(canvas, probe, config,
+                       float(intensity_scale) if config.loss == "poisson" else 1.0)
+    fit_chunks = problem.chunks(patterns[fit], positions[fit])
+    held_chunks = problem.chunks(patterns[held], positions[held])
 
     def frame() -> np.ndarray:
-        whole = real.numpy() + 1j * imag.numpy()
-        return whole[top:top + h, left:left + w].astype(np.complex64)
+        return problem.canvas()[top:top + h, left:left + w]
 
     began = time.perf_counter()
-    loss, grads = evaluate()  # traces the chunk shapes once
+    loss, grads = problem.loss_and_grads(fit_chunks)  # traces the chunk shapes once
+    held_losses = [problem.loss(held_chunks)] if held_chunks else []
     trace_s = time.perf_counter() - began
-    losses = [loss]
-    wall = 0.0
+    losses, best, best_step, wall = [loss], frame(), 0, 0.0
     for step in range(1, config.steps + 1):
         began = time.perf_counter()
-        optimizer.apply_gradients(zip(grads, [real, imag], strict=True))
-        loss, grads = evaluate()
+        problem.apply(grads)
+        loss, grads = problem.loss_and_grads(fit_chunks)
+        if held_chunks:
+            held_losses.append(problem.loss(held_chunks))
         wall += time.perf_counter() - began
         losses.append(loss)
         if not np.isfinite(loss):
             raise FloatingPointError(f"refine_object: the {config.loss} loss became {loss} at step "
                                      f"{step} (learning rate {config.learning_rate})")
+        current = frame()
         if on_step is not None:
-            on_step(step, wall, frame())
-    log.info("refined %d positions, %d steps (%s, lr %g): loss %.4g -> %.4g in %.2f s",
-             p, config.steps, config.loss, config.learning_rate, losses[0], losses[-1], wall)
-    return RefineResult(obj=frame(), losses=losses, wall_s=wall, trace_s=trace_s,
-                        scale=scale, config=config)
+            on_step(step, wall, current)
+        if not held_chunks or held_losses[-1] < held_losses[best_step]:
+            best, best_step = current, step
+        elif step - best_step >= config.patience:
+            break
+    log.info("refined %d positions (%d held out), %d steps (%s, lr %g): loss %.4g -> %.4g in "
+             "%.2f s; kept step %d", len(fit), len(held), len(losses) - 1, config.loss,
+             config.learning_rate, losses[0], losses[-1], wall, best_step)
+    return RefineResult(obj=best, losses=losses, wall_s=wall, trace_s=trace_s, scale=scale,
+                        held_out_losses=held_losses, best_step=best_step, config=config)
+
+
+def _split(p: int, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fitted, held-out) position indices: a seeded random ``holdout`` fraction held out
+    (at least one when the fraction is > 0), the rest fitted."""
+    count = min(p - 1, max(1, round(holdout * p))) if holdout > 0 else 0
+    order = np.random.default_rng(0).permutation(p)
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+class _Problem:
+    """The object as two float32 variables (real, imaginary) on the grown canvas, its Adam
+    optimiser and the misfit of chunks of patterns (summed over chunks, a mean per pixel of
+    the chunks given)."""
+
+    def __init__(self, canvas: np.ndarray, probe: np.ndarray, config: RefineConfig,
+                 counts_scale: float) -> None:
+        import tensorflow as tf
+
+        self.config = config
+        self.shape = canvas.shape
+        self.real = tf.Variable(canvas.real.copy(), name="object_real")
+        self.imag = tf.Variable(canvas.imag.copy(), name="object_imag")
+        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        self.optimizer.build([self.real, self.imag])
+        probe_t = tf.constant(probe)
+        poisson = config.loss == "poisson"
+
+        def misfit(rows: Any, cols: Any, fx: Any, fy: Any, measured: Any, weight: Any) -> Any:
+            patch = tf.complex(_bilinear(self.real, rows, cols, fx, fy),
+                               _bilinear(self.imag, rows, cols, fx, fy))
+            amp = _far_field_amplitude(probe_t, patch)
+            if not poisson:
+                return tf.reduce_sum(tf.square(amp - measured)) * weight
+            rate = tf.square(amp * counts_scale) + _EPS
+            counts = tf.square(measured * counts_scale)
+            deviance = rate - counts - tf.math.xlogy(counts, rate / (counts + _EPS))
+            return tf.reduce_sum(deviance) * weight / counts_scale ** 2
+
+        @tf.function(reduce_retracing=True)
+        def loss_and_grads(*chunk: Any) -> Any:
+            with tf.GradientTape() as tape:
+                value = misfit(*chunk)
+            grads = tape.gradient(value, [self.real, self.imag])  # IndexedSlices (gather)
+            return value, [tf.convert_to_tensor(g) for g in grads]
+
+        self._misfit = tf.function(misfit, reduce_retracing=True)
+        self._loss_and_grads = loss_and_grads
+
+    def chunks(self, patterns: np.ndarray, positions: np.ndarray) -> list[tuple[Any, ...]]:
+        """The TF inputs of ``config.chunk`` patterns at a time (none for no patterns), each
+        weighted 1 / (all the patterns' pixels)."""
+        import tensorflow as tf
+
+        if not len(patterns):
+            return []
+        n = patterns.shape[1]
+        rows, cols, fx, fy = _windows(positions, n, self.shape)
+        weight = tf.constant(1.0 / (len(patterns) * n * n), tf.float32)
+        step = self.config.chunk
+        return [(tf.constant(rows[i:i + step]), tf.constant(cols[i:i + step]),
+                 tf.constant(fx[i:i + step, None, None]), tf.constant(fy[i:i + step, None, None]),
+                 tf.constant(patterns[i:i + step]), weight) for i in range(0, len(patterns), step)]
+
+    def loss_and_grads(self, chunks: list[tuple[Any, ...]]) -> tuple[float, list[Any]]:
+        loss, grads = 0.0, None
+        for chunk in chunks:
+            part, parts = self._loss_and_grads(*chunk)
+            loss += float(part)
+            grads = parts if grads is None else [g + q for g, q in zip(grads, parts, strict=True)]
+        return loss, grads
+
+    def loss(self, chunks: list[tuple[Any, ...]]) -> float:
+        return sum(float(self._misfit(*chunk)) for chunk in chunks)
+
+    def apply(self, grads: list[Any]) -> None:
+        self.optimizer.apply_gradients(zip(grads, [self.real, self.imag], strict=True))
+
+    def canvas(self) -> np.ndarray:
+        return (self.real.numpy() + 1j * self.imag.numpy()).astype(np.complex64)
 
 
 def refine_data(start: Any, data: Any, config: RefineConfig | None = None, *,
