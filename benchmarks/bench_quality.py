@@ -133,6 +133,7 @@ def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str
     result = refine_data(start, test, config, on_step=on_step)
     return {**config.to_dict(), "ssim_by_step": ssims, "wall_by_step": walls,
             "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in REFINE_THRESHOLDS},
+            "best_step": result.best_step, "steps_taken": len(result.losses) - 1,
             "trace_s": round(result.trace_s, 3), "loss_first": result.losses[0],
             "loss_last": result.losses[-1],
             "final": {k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
@@ -142,7 +143,8 @@ def refine_config(args: argparse.Namespace) -> Any:
     """The ``ptycho.refine.RefineConfig`` of --refine-steps/--refine-lr/--refine-loss."""
     from ptycho.refine import RefineConfig
 
-    return RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr, loss=args.refine_loss)
+    return RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr, loss=args.refine_loss,
+                        holdout=args.refine_holdout)
 
 
 def refined_arms(recon: Any, test: Any, crop: tuple[slice, slice], carrier: str,
@@ -294,14 +296,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
                         help="learning rate over the run (default: the study preset's)")
     parser.add_argument("--lsqml-epochs", type=int, default=50)
-    parser.add_argument("--refine-steps", type=int, default=30,
+    parser.add_argument("--refine-steps", type=int, default=RefineConfig.steps,
                         help="ptycho.refine steps on the test scan from the PINN's object "
                              "('PINN + refinement') and from a flat one (the solver alone); "
-                             "0: neither (default 30)")
+                             f"0: neither (default {RefineConfig.steps})")
     parser.add_argument("--refine-lr", type=float, default=RefineConfig.learning_rate,
                         help="refinement step size")
-    parser.add_argument("--refine-loss", choices=LOSSES, default="poisson",
-                        help="refinement misfit (default poisson)")
+    parser.add_argument("--refine-loss", choices=LOSSES, default=RefineConfig.loss,
+                        help=f"refinement misfit (default {RefineConfig.loss})")
+    parser.add_argument("--refine-holdout", type=float, default=RefineConfig.holdout,
+                        help="fraction of the patterns held out to stop the refinement "
+                             f"(default {RefineConfig.holdout:g})")
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",
                         help="only pty-chi LSQML on each test scan (no PINN training)")

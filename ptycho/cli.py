@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"refinement misfit (default {RefineConfig.loss})")
     inf.add_argument("--refine-lr", type=float, default=RefineConfig.learning_rate,
                      help=f"refinement Adam step size (default {RefineConfig.learning_rate:g})")
+    inf.add_argument("--refine-holdout", type=float, default=RefineConfig.holdout,
+                     help="fraction of the patterns left out of the refinement to stop it where "
+                          "they are predicted best (default "
+                          f"{RefineConfig.holdout:g}; 0: fit all, keep the last step)")
     _grouping_flags(inf)
 
     rec = sub.add_parser("reconstruct", help="iterative baseline reconstruction (pty-chi; needs "
@@ -274,7 +278,8 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.inference import reconstruct
     from ptycho.io import load_model
 
-    refine = RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr, loss=args.refine_loss)
+    refine = RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr,
+                          loss=args.refine_loss, holdout=args.refine_holdout)
     model, cfg, meta = load_model(args.model)
     if args.gridsize is not None and args.gridsize != cfg.gridsize:
         raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
@@ -291,6 +296,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     result = refine_data(obj, data, refine)
     extra.update({"arm": "pinn+refinement", "pinn_alone": _pinn_alone_scores(data, obj),
                   "refine": {**refine.to_dict(), "seconds": round(result.wall_s, 3),
+                             "best_step": result.best_step, "steps_taken": len(result.losses) - 1,
                              "trace_seconds": round(result.trace_s, 3), "scale": result.scale,
                              "loss_first": result.losses[0], "loss_last": result.losses[-1]}})
     return _write_outputs(args, data, result.obj, shift, extra,

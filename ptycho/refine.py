@@ -64,11 +64,11 @@ class RefineConfig:
     patience:      steps without a lower held-out misfit before the steps end
     """
 
-    steps: int = 20
+    steps: int = 30
     learning_rate: float = 0.02
     loss: str = "amplitude"
     chunk: int = 256
-    holdout: float = 0.0
+    holdout: float = 0.1
     patience: int = 3
 
     def __post_init__(self) -> None:

@@ -85,7 +85,7 @@ def test_refinement_recovers_a_perturbed_object(scan: Scan) -> None:
     start = (scan.truth * np.exp(0.3j) + 0.15 * noise).astype(np.complex64)  # any global phase
     seen: list[tuple[int, float, tuple[int, ...]]] = []
     result = refine_object(start, scan.patterns, scan.positions, scan.probe,
-                           RefineConfig(steps=40, learning_rate=0.02),
+                           RefineConfig(steps=40, learning_rate=0.02, holdout=0.0),
                            on_step=lambda step, wall, obj: seen.append((step, wall, obj.shape)))
     assert _error(start, scan.truth) > 0.15
     assert _error(result.obj, scan.truth) < 0.4 * _error(start, scan.truth)
@@ -102,16 +102,16 @@ def test_a_flat_start_is_the_solver_alone_and_converges_too(scan: Scan) -> None:
     start = flat_start(scan.truth.shape)
     assert start.dtype == np.complex64 and np.all(start == 1)
     result = refine_object(start, scan.patterns, scan.positions, scan.probe,
-                           RefineConfig(steps=60, learning_rate=0.05))
+                           RefineConfig(steps=60, learning_rate=0.05, holdout=0.0))
     assert _error(result.obj, scan.truth) < 0.5 * _error(start, scan.truth)
 
 
 def test_one_step_is_full_batch_whatever_the_chunk(scan: Scan) -> None:
     start = (0.9 * scan.truth).astype(np.complex64) + 0.1
     whole = refine_object(start, scan.patterns, scan.positions, scan.probe,
-                          RefineConfig(steps=3, chunk=1000))
+                          RefineConfig(steps=3, chunk=1000, holdout=0.0))
     chunked = refine_object(start, scan.patterns, scan.positions, scan.probe,
-                            RefineConfig(steps=3, chunk=7))
+                            RefineConfig(steps=3, chunk=7, holdout=0.0))
     np.testing.assert_allclose(chunked.obj, whole.obj, atol=2e-5)
     np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-4)
 
@@ -121,7 +121,7 @@ def test_poisson_loss_on_noisy_counts_improves_the_start_and_needs_the_scale(sca
     counts = np.random.default_rng(2).poisson((scan.patterns * intensity_scale) ** 2)
     measured = (np.sqrt(counts) / intensity_scale).astype(np.float32)
     start = (0.8 * scan.truth + 0.2).astype(np.complex64)
-    config = RefineConfig(steps=30, loss="poisson")
+    config = RefineConfig(steps=30, loss="poisson", holdout=0.0)
     result = refine_object(start, measured, scan.positions, scan.probe, config,
                            intensity_scale=intensity_scale)
     assert result.losses[-1] < result.losses[0]
@@ -131,6 +131,45 @@ def test_poisson_loss_on_noisy_counts_improves_the_start_and_needs_the_scale(sca
         refine_object(start, measured, scan.positions, scan.probe, config)
 
 
+def test_a_held_out_fraction_keeps_a_start_that_noise_would_spoil(scan: Scan) -> None:
+    # few counts: fitting every pattern follows the noise away from the truth; the patterns
+    # held out of the fit see that and keep (nearly) the start
+    intensity_scale = 3.0
+    counts = np.random.default_rng(4).poisson((scan.patterns * intensity_scale) ** 2)
+    measured = (np.sqrt(counts) / intensity_scale).astype(np.float32)
+    args = (scan.truth, measured, scan.positions, scan.probe)
+    free = refine_object(*args, RefineConfig(steps=40, loss="poisson", learning_rate=0.05,
+                                             holdout=0.0),
+                         intensity_scale=intensity_scale)
+    held = refine_object(*args, RefineConfig(steps=40, loss="poisson", learning_rate=0.05,
+                                             holdout=0.15, patience=3),
+                         intensity_scale=intensity_scale)
+    assert _error(free.obj, scan.truth) > 0.1  # the noise spoils the unstopped fit
+    assert held.best_step <= 3 and len(held.losses) <= held.best_step + 4  # stopped early
+    assert len(held.held_out_losses) == len(held.losses)
+    assert held.held_out_losses[held.best_step] == min(held.held_out_losses)
+    assert _error(held.obj, scan.truth) < 0.5 * _error(free.obj, scan.truth)
+
+
+def test_a_held_out_fraction_lets_a_clean_fit_run_its_course(scan: Scan) -> None:
+    start = (0.85 * scan.truth + 0.15).astype(np.complex64)
+    result = refine_object(start, scan.patterns, scan.positions, scan.probe,
+                           RefineConfig(steps=25, learning_rate=0.02, holdout=0.1))
+    assert result.best_step >= 20 and len(result.losses) >= 21
+    assert _error(result.obj, scan.truth) < 0.5 * _error(start, scan.truth)
+
+
+def test_the_held_out_positions_are_a_seeded_disjoint_fraction() -> None:
+    from ptycho.refine import _split
+
+    fit, held = _split(100, 0.1)
+    assert len(held) == 10 and len(fit) == 90
+    assert sorted({*fit, *held}) == list(range(100))
+    np.testing.assert_array_equal(_split(100, 0.1)[1], held)
+    assert len(_split(5, 0.01)[1]) == 1 and len(_split(5, 0.0)[1]) == 0
+    assert len(_split(1, 0.3)[1]) == 0  # a single pattern is fitted, never held out
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"steps": -1}, "steps must be an integer >= 0"),
     ({"steps": 2.5}, "steps must be an integer"),
@@ -138,6 +177,9 @@ def test_poisson_loss_on_noisy_counts_improves_the_start_and_needs_the_scale(sca
     ({"learning_rate": float("nan")}, "learning_rate"),
     ({"loss": "mse"}, "loss must be one of"),
     ({"chunk": 0}, "chunk must be an integer >= 1"),
+    ({"holdout": 0.5}, "holdout must be in \\[0, 0.5\\), got 0.5"),
+    ({"holdout": -0.1}, "holdout must be in"),
+    ({"patience": 0}, "patience must be an integer >= 1"),
 ])
 def test_bad_configs_fail_at_construction_naming_the_value(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
