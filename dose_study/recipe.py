@@ -211,6 +211,22 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                         epochs=tuple(epochs))
 
 
+def refined_record(recon: np.ndarray, test: Any, crop: tuple[slice, slice]) -> dict[str, Any]:
+    """"PINN + refinement": ``ptycho.refine`` (default ``RefineConfig``: known probe and
+    positions, a tenth of the patterns held out to stop it) from the arm's stitched test
+    object, scored like the arm. A solver's result, recorded beside the PINN's own scores."""
+    from ptycho.metrics import evaluate
+    from ptycho.refine import RefineConfig, refine_data
+
+    config = RefineConfig()
+    result = refine_data(recon, test, config)
+    return {"description": "PINN + refinement (ptycho.refine from the PINN's object; a "
+                           "solver's result, not the PINN's)",
+            "config": config.to_dict(), "metrics": evaluate(result.obj, test.obj, crop),
+            "best_step": result.best_step, "steps_taken": len(result.losses) - 1,
+            "wall_s": round(result.wall_s, 3)}
+
+
 def score_with_constant(recon: np.ndarray, test: Any,
                         crop: tuple[slice, slice]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``evaluate`` of ``recon`` (H, W) complex64 against the test object over ``crop``, and of

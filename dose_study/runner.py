@@ -7,7 +7,8 @@ Per arm, into the staging directory given by the caller:
                 diffraction_sample (N, N) float32 counts of test pattern 0 (channel 0),
                 crop (4,) int64 [row0, row1, col0, col1]: bounding box of the test groups' patch
                 centres (``ptycho.inference.scanned_region``), where metrics are computed
-  metrics.json  see ``PtychoArmRunner.run``
+  metrics.json  see ``PtychoArmRunner.run``; ``refined``: "PINN + refinement"
+                (``recipe.refined_record``), beside the PINN's own ``metrics``
 
 The simulate -> train -> evaluate steps are ``recipe.run_recipe`` (shared with
 ``benchmarks/bench_quality.py``); this module saves what it returns. Memory: the study runs
@@ -31,6 +32,7 @@ from .recipe import (
     ArmFailure,
     constant_image_record,
     mean_total_counts,
+    refined_record,
     run_recipe,
     save_recon,
     sim_config,
@@ -68,6 +70,7 @@ class PtychoArmRunner:
         except ArmFailure as exc:
             raise ArmFailure(f"arm {arm.name}: {exc}") from exc
         test, crop, model = res.test, res.crop, res.model
+        refined = refined_record(res.recon, test, crop)
 
         t3 = time.perf_counter()
         save_model(model, staging / "wts.h5.zip")
@@ -86,6 +89,7 @@ class PtychoArmRunner:
             "n_params": int(model.count_params()),
             "metrics": res.scores,
             **constant_image_record(res.scores, res.constant_scores),
+            "refined": refined,
             "counts": {"train_mean_total": res.train_mean_counts,
                        "test_mean_total": mean_total_counts(test.counts),
                        "intensity_scale": res.intensity_scale},

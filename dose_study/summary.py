@@ -10,6 +10,9 @@ Science recorded (``summary["science"]``), each ``None`` when an arm it needs is
   pinn_minus_baseline     per dose, with a baseline-engine arm (e.g. low_lsqml): the engine's
                           amplitude/phase SSIM and PSNR and, per loss, PINN − engine of each
                           (None where an arm is missing; {} without a baseline arm)
+  refined                 per PINN arm that recorded it: amplitude SSIM of "PINN +
+                          refinement" (``ptycho.refine`` from the arm's object, a solver's
+                          result) beside the PINN's own, and the refinement's seconds
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ def science_checks(per_arm: dict[str, dict[str, Any]], cfg: StudyConfig,
         "high_dose_ssim_ge_0_5": high_ok,
         "targets": _targets(per_arm),
         "pinn_minus_baseline": pinn_minus_baseline(per_arm, arms),
+        "refined": {name: {"amp_ssim": m["refined"]["metrics"].get("amp_ssim"),
+                           "pinn_amp_ssim": _amp(m, "amp_ssim"),
+                           "wall_s": m["refined"].get("wall_s")}
+                    for name, m in per_arm.items() if "refined" in m},
     }
 
 
@@ -236,6 +243,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"{name} {_fmt(e['amp_ssim'])} >= {e['target']:.2f}: {_fmt(e['met'])}"
             for name, e in sci.get("targets", {}).get("arms", {}).items()),
         *_baseline_lines(sci.get("pinn_minus_baseline", {})),
+        *_refined_lines(sci.get("refined", {})),
         "",
         "## Figure",
         "",
@@ -274,3 +282,14 @@ def _baseline_lines(diffs: dict[str, Any]) -> list[str]:
                 f"{_fmt(e[loss]['phase_ssim'], '+.3f')}, amp PSNR "
                 f"{_fmt(e[loss]['amp_psnr'], '+.2f')} dB" for loss in ("nll", "mae")))
     return lines
+
+
+def _refined_lines(refined: dict[str, Any]) -> list[str]:
+    """Science-section line: "PINN + refinement" per arm beside the PINN alone (none when no
+    arm recorded it)."""
+    if not refined:
+        return []
+    return ["- PINN + refinement (ptycho.refine from each arm's object; a solver's result, not "
+            "the PINN's), amp SSIM: " + ", ".join(
+                f"{name} {_fmt(e['amp_ssim'])} (PINN alone {_fmt(e['pinn_amp_ssim'])}, "
+                f"{_fmt(e['wall_s'], '.1f')} s)" for name, e in refined.items())]

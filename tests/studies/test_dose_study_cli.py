@@ -69,6 +69,10 @@ def assert_complete_arm(arm_dir: Path, arm: str) -> None:
     for key in ("amp_psnr", "amp_ssim", "amp_frc50", "phase_mae"):
         assert np.isfinite(metrics["metrics"][key]), key
     assert metrics["metrics"]["phase_psnr"] is None  # zero-phase object: not applicable
+    refined = metrics["refined"]  # "PINN + refinement", recorded apart from the PINN's scores
+    assert "not the PINN's" in refined["description"] and refined["config"]["steps"] >= 1
+    assert 0 <= refined["best_step"] <= refined["steps_taken"] <= refined["config"]["steps"]
+    assert -1.0 <= refined["metrics"]["amp_ssim"] <= 1.0 and refined["wall_s"] >= 0
     assert set(metrics["wall_time_s"]) >= {"simulate", "train", "evaluate", "total"}
     assert metrics["counts"]["test_mean_total"] == pytest.approx(metrics["nphotons"], rel=0.05)
     lines = (arm_dir / "history.csv").read_text().splitlines()

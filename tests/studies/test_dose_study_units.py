@@ -282,6 +282,20 @@ def test_summary_and_markdown(tmp_path: Path) -> None:
     assert "| low_mae | 1e4 | MAE | missing" in text
     assert "| high_nll | 1e9 | NLL | 20.00 | 0.600 | 0.050 |" in text
     assert "Missing arms: low_mae." in text
+    assert "PINN + refinement" not in text  # no arm recorded one
+
+
+def test_pinn_plus_refinement_is_reported_beside_the_pinn_alone(tmp_path: Path) -> None:
+    per_arm = {n: _metrics(n, 20.0, 0.6, 1e9 if n.startswith("high") else 1e4)
+               for n in ("high_nll", "low_nll")}
+    per_arm["high_nll"]["refined"] = {"metrics": {"amp_ssim": 0.95}, "wall_s": 2.04}
+    sci = science_checks(per_arm, QUICK)
+    assert sci["refined"] == {"high_nll": {"amp_ssim": 0.95, "pinn_amp_ssim": 0.6, "wall_s": 2.04}}
+    assert sci["targets"]["arms"]["high_nll"]["amp_ssim"] == 0.6  # targets stay the PINN's
+    report = render_figure(_views(missing="low_mae"), tmp_path / "fig.png", "t")
+    text = render_markdown(build_summary(QUICK, per_arm, report, {}, {"wall_times_s": {}}))
+    assert ("- PINN + refinement (ptycho.refine from each arm's object; a solver's result, not "
+            "the PINN's), amp SSIM: high_nll 0.950 (PINN alone 0.600, 2.0 s)") in text
 
 
 def test_a_baseline_arm_is_described_by_its_engine_not_by_the_pinn_training() -> None:
