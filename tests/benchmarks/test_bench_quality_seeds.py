@@ -161,6 +161,34 @@ def test_aggregate_leaves_refinement_out_unless_every_seed_has_it(seeds_mod: Mod
     assert set(no_flat["refined"]) == {"pinn_start"} and no_flat["refined_verdict"] == "pinn_ahead"
 
 
+def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType) -> None:
+    # a real refinement on a small simulated scan (no training): the PINN start is stood in
+    # for by a blurred truth, the flat start is the solver alone
+    import numpy as np
+
+    from ptycho.config import SimConfig
+    from ptycho.metrics import scanned_region
+    from ptycho.physics import simulate
+
+    test = simulate(SimConfig(N=16, gridsize=1, n_images=120, nphotons=1e8, probe_defocus=2.0,
+                              seed=3))
+    crop = scanned_region(test.coords, test.obj.shape)
+    start = (0.7 * test.obj + 0.3 * np.roll(test.obj, 1, axis=0)).astype(np.complex64)
+    args = bench.parse_args(["--refine-steps", "6", "--refine-holdout", "0"])
+    arms = bench.refined_arms(start, test, crop, "amp", args)
+    for name in ("pinn_start", "flat_start"):
+        arm = arms[name]
+        assert arm["steps"] == 6 and arm["steps_taken"] == arm["best_step"] == 6
+        assert len(arm["ssim_by_step"]) == len(arm["wall_by_step"]) == 6
+        assert arm["wall_by_step"] == sorted(arm["wall_by_step"])
+        assert arm["loss_last"] < arm["loss_first"]
+        assert arm["final"]["amp_ssim"] == arm["ssim_by_step"][-1]
+        assert set(arm["time_to_ssim"]) == {"0.9", "0.95"}
+    assert arms["pinn_start"]["final"]["amp_ssim"] > arms["flat_start"]["final"]["amp_ssim"]
+    assert bench.refined_arms(start, test, crop, "amp",
+                              bench.parse_args(["--refine-steps", "0"])) == {"steps": 0}
+
+
 # ----------------------------------------------------------------------------- flags
 def test_defaults_keep_the_single_seed_dense_layout(bench: ModuleType) -> None:
     args = bench.parse_args([])
