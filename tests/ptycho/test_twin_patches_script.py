@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,15 +16,12 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnostics" / "twin_patches.py"
 
 
-def _module():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("twin_patches", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def twin_patches(load_file_module: Callable[[Path], ModuleType]) -> ModuleType:
+    return load_file_module(SCRIPT)
 
 
-def test_twin_is_the_point_reflection_about_the_scan_pixel() -> None:
-    twin_patches = _module()
+def test_twin_is_the_point_reflection_about_the_scan_pixel(twin_patches: ModuleType) -> None:
     patch = np.zeros((8, 8))
     patch[4 - 1, 4 + 2] = 1.0  # one row up, two columns right of pixel (4, 4)
     twin = twin_patches.twin_of(patch)
@@ -31,8 +29,7 @@ def test_twin_is_the_point_reflection_about_the_scan_pixel() -> None:
     np.testing.assert_array_equal(twin_patches.twin_of(twin), patch)
 
 
-def test_decompose_separates_the_truth_from_its_twin() -> None:
-    twin_patches = _module()
+def test_decompose_separates_the_truth_from_its_twin(twin_patches: ModuleType) -> None:
     rng = np.random.default_rng(0)
     truth = 1.0 + 0.3 * rng.standard_normal((16, 16))
     lit = np.hypot(*(np.mgrid[0:16, 0:16] - 8)) < 6
