@@ -27,7 +27,8 @@ scan (another sample of the same object family, another scan) and scores it:
 
 With one object and one dose the old flat layout is printed (the keys above at the top level);
 otherwise ``{"objects": {name: {dose: {...}}}, ...}``. ``--figure PNG`` draws the truth and
-the reconstructions of the carrier channel, one row per object.
+the PINN, PINN + refinement and LSQML reconstructions of the carrier channel, one row per
+object.
 
 ``--seeds 0,1,2`` (simulation and training seed; test scan seed + 1000) and ``--positions
 dense,sparse`` (the dose study's scan densities, ``dose_study.arms.SCAN_DENSITIES``) other than
@@ -93,9 +94,11 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str, Any]:
+def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int,
+                 images: dict[str, Any] | None = None) -> dict[str, Any]:
     """pty-chi LSQML (known probe, one thread) on the test scan's patterns, scored like the
-    PINN over the same region; {"available": False, "note"} without the baseline extra."""
+    PINN over the same region; {"available": False, "note"} without the baseline extra.
+    images: when given, gets "LSQML": the object over ``crop``."""
     from ptycho import baseline
 
     if not baseline.available():
@@ -110,15 +113,18 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int) -> dict[str,
     result = baseline.reconstruct_iterative(patterns * test.intensity_scale, positions, test.probe,
                                             engine="lsqml", epochs=epochs,
                                             object_shape=test.obj.shape, threads=1)
+    if images is not None:
+        images["LSQML"] = result.obj[crop]
     return {"available": True, "epochs": epochs, "wall_s": round(result.wall_s, 2),
             **{k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
 
 
 def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str,
-                  args: argparse.Namespace) -> dict[str, Any]:
+                  args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """``ptycho.refine`` from ``start`` on the test scan (known probe and positions), the
     carrier SSIM after every step: ssim_by_step, wall_by_step (optimisation only), time_to_ssim
-    ({"0.9", "0.95"}), final (every score after the last step), loss_first/last."""
+    ({"0.9", "0.95"}), final (every score of the object kept), loss_first/last; and that
+    object (H, W) complex64."""
     from ptycho.metrics import evaluate
     from ptycho.refine import refine_data
 
@@ -136,7 +142,8 @@ def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str
             "best_step": result.best_step, "steps_taken": len(result.losses) - 1,
             "trace_s": round(result.trace_s, 3), "loss_first": result.losses[0],
             "loss_last": result.losses[-1],
-            "final": {k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
+            "final": {k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}, \
+        result.obj
 
 
 def refine_config(args: argparse.Namespace) -> Any:
@@ -148,16 +155,19 @@ def refine_config(args: argparse.Namespace) -> Any:
 
 
 def refined_arms(recon: Any, test: Any, crop: tuple[slice, slice], carrier: str,
-                 args: argparse.Namespace) -> dict[str, Any]:
+                 args: argparse.Namespace, images: dict[str, Any] | None = None) -> dict[str, Any]:
     """"PINN + refinement" (``refine_scores`` from the PINN's stitched test object) and its
     control, the same refinement from a flat object (the solver alone); {"steps": 0} when
-    --refine-steps is 0."""
+    --refine-steps is 0. images: when given, gets "PINN + refinement" over ``crop``."""
     if not args.refine_steps:
         return {"steps": 0}
     from ptycho.refine import flat_start
 
-    return {"pinn_start": refine_scores(recon, test, crop, carrier, args),
-            "flat_start": refine_scores(flat_start(recon.shape), test, crop, carrier, args)}
+    pinn_start, refined = refine_scores(recon, test, crop, carrier, args)
+    if images is not None:
+        images["PINN + refinement"] = refined[crop]
+    return {"pinn_start": pinn_start,
+            "flat_start": refine_scores(flat_start(recon.shape), test, crop, carrier, args)[0]}
 
 
 def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str, Any]:
@@ -207,6 +217,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
 
     load_before = os.getloadavg()[0]
     res = run_recipe(study, nphotons, args.loss, on_epoch=on_epoch)
+    images = {"truth": res.test.obj[res.crop], "PINN": res.recon[res.crop]}
     valid = [i for i, s in enumerate(ssims) if s is not None]
     best = max(valid, key=ssims.__getitem__) if valid else None
     groups = (study.n_images // study.batch_size) * study.batch_size
@@ -226,19 +237,30 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "baseline_ssim": _round(res.constant_scores[f"{carrier}_ssim"]),
         "final": {k: _round(v) for k, v in res.scores.items()},
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
-        "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs),
-        "refined": refined_arms(res.recon, res.test, res.crop, carrier, args),
+        "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs, images),
+        "refined": refined_arms(res.recon, res.test, res.crop, carrier, args, images),
         "params": int(res.model.count_params()),
         "path": res.model.execution.name, "device": res.model.execution.device,
         "cpu": cpu_name(),
         "train_groups_per_s": round(groups / statistics.median(epoch_s), 1),
         "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
-    return out, (res.recon[res.crop], res.test.obj[res.crop])
+    return out, images
+
+
+def figure_panel(out: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
+    """The figure's cell of one (object, dose): the truth and [(method, object, carrier SSIM)]
+    for the PINN, PINN + refinement and LSQML where ``run_one`` made them."""
+    key = f"{out['carrier']}_ssim"
+    ssims = {"PINN": out["final"][key], "LSQML": out["lsqml"].get(key),
+             "PINN + refinement": out["refined"].get("pinn_start", {}).get("final", {}).get(key)}
+    return {"truth": images["truth"],
+            "methods": [(m, images[m], ssims[m]) for m in ssims if m in images]}
 
 
 def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> None:
-    """One row per object: truth, then the PINN reconstruction per dose (carrier channel)."""
+    """One row per object: the truth, then per dose the PINN, PINN + refinement and LSQML
+    reconstructions (carrier channel; ``figure_panel``)."""
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -246,24 +268,26 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
     from ptycho.plots import save_figure
 
     doses = sorted({d for per in panels.values() for d in per}, key=float, reverse=True)
-    fig = Figure(figsize=(3.2 * (1 + len(doses)), 3.0 * len(panels)))
-    axes = fig.subplots(len(panels), 1 + len(doses), squeeze=False)
+    width = max(len(cell["methods"]) for per in panels.values() for cell in per.values())
+    fig = Figure(figsize=(2.6 * (1 + width * len(doses)), 2.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1 + width * len(doses), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
     for row, (name, per) in enumerate(panels.items()):
         carrier = carrier_of(name)
         view = np.abs if carrier == "amp" else np.angle
         truth = next(iter(per.values()))["truth"]
-        images = [("truth", view(truth), None)]
-        for dose in doses:
-            if dose in per:
-                recon = align_global(per[dose]["recon"], per[dose]["truth"])
-                images.append((f"PINN {dose}", view(recon), per[dose]["ssim"]))
+        cells = {0: ("truth", view(truth), None)}
+        for d, dose in enumerate(doses):
+            for m, (method, obj, ssim) in enumerate(per.get(dose, {}).get("methods", [])):
+                cells[1 + d * width + m] = (f"{method} {dose}",
+                                            view(align_global(obj, per[dose]["truth"])), ssim)
         lo, hi = np.percentile(view(truth), [0.5, 99.5])
-        for col, (label, image, ssim) in enumerate(images):
+        for col, (label, image, ssim) in cells.items():
             ax = axes[row, col]
             ax.imshow(image, cmap="gray" if carrier == "amp" else "twilight", vmin=lo, vmax=hi)
             extra = "" if ssim is None else f" SSIM {format_metric(ssim)}"
-            ax.set_title(f"{name} {carrier}: {label}{extra}", fontsize=8)
-            ax.set_axis_off()
+            ax.set_title(f"{name} {carrier}: {label}{extra}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
 
@@ -435,10 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.lsqml_only:
                 results.setdefault(name, {})[label] = lsqml_only(args, name, dose)
                 continue
-            out, (recon, truth) = run_one(args, name, dose)
+            out, images = run_one(args, name, dose)
             results.setdefault(name, {})[label] = out
-            panels.setdefault(name, {})[label] = {"recon": recon, "truth": truth,
-                                                  "ssim": out["final"][f"{out['carrier']}_ssim"]}
+            panels.setdefault(name, {})[label] = figure_panel(out, images)
     if args.figure is not None and not args.lsqml_only:
         draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
     if len(names) == 1 and len(doses) == 1:

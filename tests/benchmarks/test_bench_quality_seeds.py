@@ -161,7 +161,7 @@ def test_aggregate_leaves_refinement_out_unless_every_seed_has_it(seeds_mod: Mod
     assert set(no_flat["refined"]) == {"pinn_start"} and no_flat["refined_verdict"] == "pinn_ahead"
 
 
-def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType) -> None:
+def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, tmp_path: Path) -> None:
     # a real refinement on a small simulated scan (no training): the PINN start is stood in
     # for by a blurred truth, the flat start is the solver alone
     import numpy as np
@@ -175,7 +175,9 @@ def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType) -> No
     crop = scanned_region(test.coords, test.obj.shape)
     start = (0.7 * test.obj + 0.3 * np.roll(test.obj, 1, axis=0)).astype(np.complex64)
     args = bench.parse_args(["--refine-steps", "6", "--refine-holdout", "0"])
-    arms = bench.refined_arms(start, test, crop, "amp", args)
+    images = {"truth": test.obj[crop], "PINN": start[crop]}
+    arms = bench.refined_arms(start, test, crop, "amp", args, images)
+    assert images["PINN + refinement"].shape == images["PINN"].shape
     for name in ("pinn_start", "flat_start"):
         arm = arms[name]
         assert arm["steps"] == 6 and arm["steps_taken"] == arm["best_step"] == 6
@@ -187,6 +189,14 @@ def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType) -> No
     assert arms["pinn_start"]["final"]["amp_ssim"] > arms["flat_start"]["final"]["amp_ssim"]
     assert bench.refined_arms(start, test, crop, "amp",
                               bench.parse_args(["--refine-steps", "0"])) == {"steps": 0}
+    # the figure: per dose the PINN, PINN + refinement (and LSQML where it ran)
+    out = {"carrier": "amp", "final": {"amp_ssim": 0.5}, "lsqml": {"available": False},
+           "refined": arms}
+    panel = bench.figure_panel(out, images)
+    assert [m for m, _, _ in panel["methods"]] == ["PINN", "PINN + refinement"]
+    assert panel["methods"][1][2] == arms["pinn_start"]["final"]["amp_ssim"]
+    bench.draw_figure({"lines": {"1e9": panel, "1e4": panel}}, tmp_path / "fig.png", "t")
+    assert (tmp_path / "fig.png").read_bytes().startswith(b"\x89PNG")
 
 
 # ----------------------------------------------------------------------------- flags
