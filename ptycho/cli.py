@@ -5,7 +5,7 @@
     train    --data train.npz --output-dir DIR [--nepochs 50 --batch-size 16 --loss nll ...]
              → DIR/wts.h5.zip, DIR/history.csv (one progress line per epoch on stderr)
     infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR [--canonical-out F.npz]
-             [--refine-steps K --refine-loss amplitude|poisson --refine-lr LR]
+             [--refine-steps K --refine-loss amplitude|poisson --refine-lr LR --refine-holdout F]
              → DIR/recon.npz, DIR/recon.png, DIR/metrics.json; with --refine-steps the
                "PINN + refinement" object (ptycho.refine), the PINN's own scores beside it
     reconstruct --engine lsqml|epie|dm --data test.npz --epochs N --output-dir DIR [--threads 1]
