@@ -252,8 +252,9 @@ def figure_panel(out: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
     """The figure's cell of one (object, dose): the truth and [(method, object, carrier SSIM)]
     for the PINN, PINN + refinement and LSQML where ``run_one`` made them."""
     key = f"{out['carrier']}_ssim"
-    ssims = {"PINN": out["final"][key], "LSQML": out["lsqml"].get(key),
-             "PINN + refinement": out["refined"].get("pinn_start", {}).get("final", {}).get(key)}
+    ssims = {"PINN": out["final"][key],
+             "PINN + refinement": out["refined"].get("pinn_start", {}).get("final", {}).get(key),
+             "LSQML": out["lsqml"].get(key)}
     return {"truth": images["truth"],
             "methods": [(m, images[m], ssims[m]) for m in ssims if m in images]}
 
@@ -277,7 +278,7 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
         carrier = carrier_of(name)
         view = np.abs if carrier == "amp" else np.angle
         truth = next(iter(per.values()))["truth"]
-        cells = {0: ("truth", view(truth), None)}
+        cells = {0: (f"{name} {carrier}: truth", view(truth), None)}
         for d, dose in enumerate(doses):
             for m, (method, obj, ssim) in enumerate(per.get(dose, {}).get("methods", [])):
                 cells[1 + d * width + m] = (f"{method} {dose}",
@@ -286,8 +287,8 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
         for col, (label, image, ssim) in cells.items():
             ax = axes[row, col]
             ax.imshow(image, cmap="gray" if carrier == "amp" else "twilight", vmin=lo, vmax=hi)
-            extra = "" if ssim is None else f" SSIM {format_metric(ssim)}"
-            ax.set_title(f"{name} {carrier}: {label}{extra}", fontsize=7)
+            extra = "" if ssim is None else f"\nSSIM {format_metric(ssim)}"
+            ax.set_title(f"{label}{extra}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
 
