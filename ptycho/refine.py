@@ -58,9 +58,10 @@ class RefineConfig:
     holdout:       fraction of the positions (seeded, random) left out of the fit to stop
                    it: the object returned is the one whose misfit on them is lowest, and the
                    steps end ``patience`` steps after that lowest point (0: fit every pattern,
-                   return the last object). A start that already predicts unseen patterns
-                   better than any refinement of it (a low dose, where the fit follows the
-                   noise) is returned as it was.
+                   return the last object). The held-out misfit measures how well unseen
+                   patterns are predicted, which follows the PSNR more than the SSIM: at low
+                   dose it limits the SSIM the fit loses to the noise but does not prevent
+                   it (docs/findings.md, REFINE-001).
     patience:      steps without a lower held-out misfit before the steps end
     """
 
