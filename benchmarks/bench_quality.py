@@ -103,13 +103,11 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int,
 
     if not baseline.available():
         return {"available": False, "note": baseline.install_hint()}
-    import numpy as np
 
-    from ptycho.canonical_write import per_position_patterns
+    from ptycho.canonical_write import per_position_scan
     from ptycho.metrics import evaluate
 
-    used, patterns = per_position_patterns(test)  # network units: sqrt(counts) / scale
-    positions = np.stack([test.xcoords[used], test.ycoords[used]], axis=1)
+    patterns, positions = per_position_scan(test)  # network units: sqrt(counts) / scale
     result = baseline.reconstruct_iterative(patterns * test.intensity_scale, positions, test.probe,
                                             engine="lsqml", epochs=epochs,
                                             object_shape=test.obj.shape, threads=1)

@@ -64,10 +64,9 @@ def reconstruct_with_engine(test: Any, engine: str, epochs: int,
     probe is the simulation's, kept fixed (``ptycho.baseline.reconstruct_iterative``).
     """
     from ptycho.baseline import reconstruct_iterative
-    from ptycho.canonical_write import per_position_patterns
+    from ptycho.canonical_write import per_position_scan
 
-    used, patterns = per_position_patterns(test)
-    positions = np.stack([np.asarray(test.xcoords)[used], np.asarray(test.ycoords)[used]], axis=1)
+    patterns, positions = per_position_scan(test)
     amplitudes = patterns * np.float32(test.intensity_scale)  # sqrt(counts)
     threads = engine_threads()
     result = reconstruct_iterative(amplitudes, positions, test.probe, engine=engine,
@@ -75,7 +74,7 @@ def reconstruct_with_engine(test: Any, engine: str, epochs: int,
                                    threads=threads, seed=seed)
     last = result.epochs[-1].loss if result.epochs else None
     return np.asarray(result.obj, np.complex64), {
-        "patterns": len(used), "threads": result.threads, "wall_s": round(result.wall_s, 3),
+        "patterns": len(patterns), "threads": result.threads, "wall_s": round(result.wall_s, 3),
         "probe_scale": result.probe_scale, "loss_last": last}
 
 

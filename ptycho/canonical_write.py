@@ -15,7 +15,8 @@ import numpy as np
 from ptycho.fsutil import atomic_path
 from ptycho.io import write_h5_arrays
 
-__all__ = ["canonical_arrays", "from_simulation", "per_position_patterns", "save_canonical"]
+__all__ = ["canonical_arrays", "from_simulation", "per_position_patterns", "per_position_scan",
+           "save_canonical"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,15 @@ def per_position_patterns(data: Any) -> tuple[np.ndarray, np.ndarray]:
     for k in range(index.shape[1]):
         patterns[index[:, k]] = diffraction[..., k]
     return used, patterns[used]
+
+
+def per_position_scan(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of ``per_position_patterns`` as a scan: (patterns (P', N, N) float32 in
+    network units, positions (P', 2) float64 (x, y))."""
+    used, patterns = per_position_patterns(data)
+    positions = np.stack([np.asarray(data.xcoords, np.float64)[used],
+                          np.asarray(data.ycoords, np.float64)[used]], axis=1)
+    return patterns, positions
 
 
 def save_canonical(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:

@@ -316,14 +316,13 @@ def _reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from ptycho import baseline
-    from ptycho.canonical_write import per_position_patterns
+    from ptycho.canonical_write import per_position_scan
 
     if not baseline.available():
         raise ValueError(f"reconstruct: {baseline.install_hint()}")
     data = _load(args, args.gridsize if args.gridsize is not None else 1)
     data, shift = _frame_shift(data, data.probe.shape[0])
-    used, patterns = per_position_patterns(data)
-    positions = np.stack([data.xcoords[used], data.ycoords[used]], axis=1)
+    patterns, positions = per_position_scan(data)
     counts_amplitude = patterns * np.float32(data.intensity_scale)  # sqrt of (estimated) counts
     shape = None if data.obj is None else tuple(data.obj.shape)
     result = baseline.reconstruct_iterative(

@@ -29,6 +29,7 @@ __all__ = [
     "CombineComplex",
     "ProbeIllumination",
     "FarField",
+    "far_field_amplitude",
     "IntensityScale",
     "normalised_probe",
     "flatten_groups",
@@ -330,6 +331,16 @@ class ProbeIllumination(keras.layers.Layer):
         return {**super().get_config(), "n": self.n, "probe": _complex_config(self._initial_probe)}
 
 
+def far_field_amplitude(planes: tf.Tensor) -> tf.Tensor:
+    """|FFT2(planes)| / N over the two innermost axes, zero frequency at pixel (N//2, N//2)
+    (``FarField``'s operator, shared with ``ptycho.refine``).
+
+    planes: (..., N, N) complex64 exit waves → (..., N, N) float32 amplitudes
+    """
+    n = planes.shape[-1]
+    return tf.abs(tf.signal.fftshift(tf.signal.fft2d(planes), axes=(-2, -1))) / float(n)
+
+
 @keras.saving.register_keras_serializable(package="ptycho")
 class FarField(keras.layers.Layer):
     """Far-field diffraction amplitude |FFT2(x)| / N, zero frequency at pixel (N//2, N//2).
@@ -344,11 +355,8 @@ class FarField(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, waves: tf.Tensor) -> tf.Tensor:
-        n = waves.shape[1]
         planes = tf.transpose(waves, [0, 3, 1, 2])  # FFT acts on the two innermost axes
-        spectrum = tf.signal.fftshift(tf.signal.fft2d(planes), axes=(-2, -1))
-        amplitude = tf.abs(spectrum) / float(n)
-        return tf.transpose(amplitude, [0, 2, 3, 1])
+        return tf.transpose(far_field_amplitude(planes), [0, 2, 3, 1])
 
     def compute_output_spec(self, waves: Any) -> keras.KerasTensor:
         return keras.KerasTensor(waves.shape, dtype="float32")

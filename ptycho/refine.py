@@ -241,6 +241,8 @@ class _Problem:
                  counts_scale: float) -> None:
         import tensorflow as tf
 
+        from ptycho.layers import far_field_amplitude
+
         self.config = config
         self.shape = canvas.shape
         self.real = tf.Variable(canvas.real.copy(), name="object_real")
@@ -253,7 +255,7 @@ class _Problem:
         def misfit(rows: Any, cols: Any, fx: Any, fy: Any, measured: Any, weight: Any) -> Any:
             patch = tf.complex(_bilinear(self.real, rows, cols, fx, fy),
                                _bilinear(self.imag, rows, cols, fx, fy))
-            amp = _far_field_amplitude(probe_t, patch)
+            amp = far_field_amplitude(patch * probe_t[None])
             if not poisson:
                 return tf.reduce_sum(tf.square(amp - measured)) * weight
             rate = tf.square(amp * counts_scale) + _EPS
@@ -307,17 +309,16 @@ class _Problem:
 def refine_data(start: Any, data: Any, config: RefineConfig | None = None, *,
                 on_step: StepCallback | None = None) -> RefineResult:
     """``refine_object`` on a data set's scan: every scan position's pattern (network units,
-    ``canonical_write.per_position_patterns``) at its (xcoords, ycoords), with the data's probe
+    ``canonical_write.per_position_scan``) at its (xcoords, ycoords), with the data's probe
     normalised as the network's (``layers.normalised_probe``) and its intensity_scale.
 
     start: (H, W) complex in the data's frame (e.g. ``inference.reconstruct``'s output);
     data:  ``physics.SimulatedData`` or ``io.PtychoData``
     """
-    from ptycho.canonical_write import per_position_patterns
+    from ptycho.canonical_write import per_position_scan
     from ptycho.layers import normalised_probe
 
-    used, patterns = per_position_patterns(data)
-    positions = np.stack([np.asarray(data.xcoords)[used], np.asarray(data.ycoords)[used]], axis=1)
+    patterns, positions = per_position_scan(data)
     return refine_object(start, patterns, positions, normalised_probe(data.probe), config,
                          intensity_scale=float(data.intensity_scale), on_step=on_step)
 
@@ -331,15 +332,6 @@ def _bilinear(canvas: Any, rows: Any, cols: Any, fx: Any, fy: Any) -> Any:
     window = tf.gather(tf.gather(canvas, rows, axis=0), cols, axis=2, batch_dims=1)
     across = window[:, :, :-1] + fx * (window[:, :, 1:] - window[:, :, :-1])
     return across[:, :-1] + fy * (across[:, 1:] - across[:, :-1])
-
-
-def _far_field_amplitude(probe: Any, patch: Any) -> Any:
-    """|fftshift(fft2(probe · patch, norm="ortho"))|: (P, N, N) complex64 → float32."""
-    import tensorflow as tf
-
-    n = float(probe.shape[0])
-    spectrum = tf.signal.fft2d(patch * probe[None]) / n
-    return tf.abs(tf.signal.fftshift(spectrum, axes=(-2, -1)))
 
 
 def _amplitude_scale(canvas: np.ndarray, patterns: np.ndarray, positions: np.ndarray,

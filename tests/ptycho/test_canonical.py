@@ -19,7 +19,7 @@ from ptycho.canonical import (
     group,
     group_neighbors,
 )
-from ptycho.canonical_write import from_simulation, save_canonical
+from ptycho.canonical_write import from_simulation, per_position_scan, save_canonical
 from ptycho.cli import main
 from ptycho.config import SimConfig
 from ptycho.grouping import k_nearest
@@ -278,3 +278,14 @@ def test_a_dense_scan_draws_groups_from_the_probe_disk_not_from_one_spot(
     assert grouped.shape == (len(dense), 32, 32, 4)
     spread = np.hypot(*(dense[index] - dense[index].mean(axis=1, keepdims=True)).T)
     assert np.median(spread) > 0.4 * illumination_radius(probe)  # 1-px groups before
+
+
+def test_per_position_scan_gives_each_used_position_its_pattern_once() -> None:
+    sim = simulate(SimConfig(N=16, gridsize=2, n_images=30, nphotons=1e6, seed=2))
+    patterns, positions = per_position_scan(sim)
+    used = np.unique(sim.scan_index)
+    assert patterns.shape == (len(used), 16, 16) and positions.shape == (len(used), 2)
+    np.testing.assert_array_equal(positions, np.stack([sim.xcoords[used], sim.ycoords[used]], 1))
+    b, c = 3, 1  # any group member: its pattern is its position's
+    k = int(np.searchsorted(used, sim.scan_index[b, c]))
+    np.testing.assert_array_equal(patterns[k], sim.diffraction[b, :, :, c])
