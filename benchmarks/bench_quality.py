@@ -23,12 +23,17 @@ scan (another sample of the same object family, another scan) and scores it:
                      solver's result, never the PINN's) and ``flat_start`` from a flat object
                      (the solver alone, the control); per step the carrier SSIM and wall
                      seconds, time_to_ssim {"0.9", "0.95"}, final scores
+    selfsup          "PINN self-supervised on the scan": after the arms above, the trained PINN
+                     goes on training on the test scan's own patterns (its physics loss, no
+                     ground truth) for ``--selfsup-epochs``; per epoch the carrier SSIM and
+                     training seconds, time_to_ssim {"0.9", "0.95"}, final scores. The
+                     network's own object, but not inference on an unseen scan
     params, path, cpu, train_groups_per_s (median epoch), best_ssim, best_epoch
 
 With one object and one dose the old flat layout is printed (the keys above at the top level);
 otherwise ``{"objects": {name: {dose: {...}}}, ...}``. ``--figure PNG`` draws the truth and
-the PINN, PINN + refinement and LSQML reconstructions of the carrier channel, one row per
-object.
+the PINN, PINN self-supervised, PINN + refinement and LSQML reconstructions of the carrier
+channel, one row per object (``quality_figure``).
 
 ``--seeds 0,1,2`` (simulation and training seed; test scan seed + 1000) and ``--positions
 dense,sparse`` (the dose study's scan densities, ``dose_study.arms.SCAN_DENSITIES``) other than
@@ -60,7 +65,8 @@ from pathlib import Path
 from typing import Any
 
 THRESHOLDS = ("0.7", "0.8", "0.9")
-REFINE_THRESHOLDS = ("0.9", "0.95")
+REFINE_THRESHOLDS = ("0.9", "0.95")  # of the refinement and the self-supervised PINN
+SELFSUP_EPOCHS, SELFSUP_LR = 4, 5e-4
 STUDY_OBJECT = "lines"
 
 
@@ -168,6 +174,29 @@ def refined_arms(recon: Any, test: Any, crop: tuple[slice, slice], carrier: str,
             "flat_start": refine_scores(flat_start(recon.shape), test, crop, carrier, args)[0]}
 
 
+def selfsup_arm(res: Any, carrier: str, args: argparse.Namespace,
+                images: dict[str, Any] | None = None) -> dict[str, Any]:
+    """"PINN self-supervised on the scan" (``dose_study.recipe.self_supervise``): the trained
+    model goes on training, without ground truth, on the test scan's own patterns for
+    --selfsup-epochs epochs; per epoch the carrier SSIM and training seconds, time_to_ssim
+    {"0.9", "0.95"}, final scores. {"epochs": 0} when --selfsup-epochs is 0. It trains
+    ``res.model`` in place, so it runs after every arm that reads the model. images: when
+    given, gets "PINN self-supervised" over the crop."""
+    if not args.selfsup_epochs:
+        return {"epochs": 0}
+    from dose_study.recipe import self_supervise
+
+    epochs, recon = self_supervise(res, args.selfsup_epochs, args.selfsup_lr)
+    ssims = [_round(e.scores[f"{carrier}_ssim"]) for e in epochs]
+    walls = [round(sum(e.train_s for e in epochs[:i + 1]), 2) for i in range(len(epochs))]
+    if images is not None:
+        images["PINN self-supervised"] = recon[res.crop]
+    return {"epochs": args.selfsup_epochs, "learning_rate": args.selfsup_lr,
+            "ssim_by_epoch": ssims, "wall_by_epoch": walls,
+            "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in REFINE_THRESHOLDS},
+            "final": {k: _round(v) for k, v in epochs[-1].scores.items()}}
+
+
 def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str, Any]:
     """LSQML alone on the test scan ``run_one`` would score (same object, dose and seeds)."""
     from dose_study.recipe import simulate
@@ -237,6 +266,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
         "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs, images),
         "refined": refined_arms(res.recon, res.test, res.crop, carrier, args, images),
+        "selfsup": selfsup_arm(res, carrier, args, images),  # trains res.model: after the others
         "params": int(res.model.count_params()),
         "path": res.model.execution.name, "device": res.model.execution.device,
         "cpu": cpu_name(),
@@ -244,51 +274,6 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
     return out, images
-
-
-def figure_panel(out: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
-    """The figure's cell of one (object, dose): the truth and [(method, object, carrier SSIM)]
-    for the PINN, PINN + refinement and LSQML where ``run_one`` made them."""
-    key = f"{out['carrier']}_ssim"
-    ssims = {"PINN": out["final"][key],
-             "PINN + refinement": out["refined"].get("pinn_start", {}).get("final", {}).get(key),
-             "LSQML": out["lsqml"].get(key)}
-    return {"truth": images["truth"],
-            "methods": [(m, images[m], ssims[m]) for m in ssims if m in images]}
-
-
-def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> None:
-    """One row per object: the truth, then per dose the PINN, PINN + refinement and LSQML
-    reconstructions (carrier channel; ``figure_panel``)."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from ptycho.metrics import align_global, format_metric
-    from ptycho.plots import save_figure
-
-    doses = sorted({d for per in panels.values() for d in per}, key=float, reverse=True)
-    width = max(len(cell["methods"]) for per in panels.values() for cell in per.values())
-    fig = Figure(figsize=(2.6 * (1 + width * len(doses)), 2.6 * len(panels)))
-    axes = fig.subplots(len(panels), 1 + width * len(doses), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for row, (name, per) in enumerate(panels.items()):
-        carrier = carrier_of(name)
-        view = np.abs if carrier == "amp" else np.angle
-        truth = next(iter(per.values()))["truth"]
-        cells = {0: (f"{name} {carrier}: truth", view(truth), None)}
-        for d, dose in enumerate(doses):
-            for m, (method, obj, ssim) in enumerate(per.get(dose, {}).get("methods", [])):
-                cells[1 + d * width + m] = (f"{method} {dose}",
-                                            view(align_global(obj, per[dose]["truth"])), ssim)
-        lo, hi = np.percentile(view(truth), [0.5, 99.5])
-        for col, (label, image, ssim) in cells.items():
-            ax = axes[row, col]
-            ax.imshow(image, cmap="gray" if carrier == "amp" else "twilight", vmin=lo, vmax=hi)
-            extra = "" if ssim is None else f"\nSSIM {format_metric(ssim)}"
-            ax.set_title(f"{label}{extra}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -330,6 +315,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--refine-holdout", type=float, default=RefineConfig.holdout,
                         help="fraction of the patterns held out to stop the refinement "
                              f"(default {RefineConfig.holdout:g})")
+    parser.add_argument("--selfsup-epochs", type=int, default=SELFSUP_EPOCHS,
+                        help="then train the PINN on the test scan's own patterns, no ground "
+                             "truth ('PINN self-supervised on the scan'), this many epochs; 0: "
+                             f"not (default {SELFSUP_EPOCHS})")
+    parser.add_argument("--selfsup-lr", type=float, default=SELFSUP_LR,
+                        help=f"its peak learning rate, cosine decay (default {SELFSUP_LR:g})")
     parser.add_argument("--figure", type=Path, default=None, help="PNG of the reconstructions")
     parser.add_argument("--lsqml-only", action="store_true",
                         help="only pty-chi LSQML on each test scan (no PINN training)")
@@ -351,6 +342,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = parse_seeds(args.seeds)
         args.positions = parse_names(args.positions, "--positions", tuple(SCAN_DENSITIES))
         refine_config(args)
+        if args.selfsup_epochs < 0:
+            raise ValueError(f"--selfsup-epochs must be >= 0, got {args.selfsup_epochs}")
+        if not 0 < args.selfsup_lr < float("inf"):
+            raise ValueError(f"--selfsup-lr must be finite and > 0, got {args.selfsup_lr:g}")
     except ValueError as exc:
         parser.error(str(exc))
     args.verdicts = args.seeds != (0,) or args.positions != ("dense",)
@@ -449,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_verdicts(args)
         print(json.dumps(summary))
         return 0
+    import quality_figure
+
     names, doses = args.object, args.doses
     results: dict[str, dict[str, Any]] = {}
     panels: dict[str, dict[str, Any]] = {}
@@ -460,9 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             out, images = run_one(args, name, dose)
             results.setdefault(name, {})[label] = out
-            panels.setdefault(name, {})[label] = figure_panel(out, images)
+            panels.setdefault(name, {})[label] = quality_figure.figure_panel(out, images)
     if args.figure is not None and not args.lsqml_only:
-        draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
+        quality_figure.draw_figure(panels, args.figure, f"bench_quality {' '.join(sys.argv[1:])} — {cpu_name()}")
     if len(names) == 1 and len(doses) == 1:
         result = next(iter(next(iter(results.values())).values()))
     else:

@@ -16,6 +16,9 @@ channel the object carries (``CHANNELS`` whose scores are not None):
              "lsqml_ahead" when <= −``MARGIN`` in every carried channel, else "tie";
              "no_lsqml" without an LSQML score, "n/a" when no channel is carried
   channel_verdicts  the same rule per channel
+  selfsup    when every run holds ``selfsup`` (bench_quality --selfsup-epochs): {channel: stats}
+             of "PINN self-supervised on the scan"; selfsup_diff (it − LSQML per seed) and
+             selfsup_verdict by the same rule
   refined    when the runs hold ``refined`` (bench_quality --refine-steps): {pinn_start,
              flat_start: {channel: stats}} of the refinement from the PINN's object ("PINN +
              refinement") and from a flat one (the solver alone); refined_diff (PINN +
@@ -104,20 +107,36 @@ def aggregate(runs: Mapping[int, Mapping[str, Any]], margin: float = MARGIN) -> 
     means = {c: out["diff"][c]["mean"] for c in channels}
     out["channel_verdicts"] = {c: channel_verdict(d, margin) for c, d in means.items()}
     out["verdict"] = verdict(means, margin)
-    refined = {start: [_refined_final(runs[s], start) for s in seeds] for start in REFINE_STARTS}
-    if channels and all(r is not None for r in refined["pinn_start"]):
+    refined = {start: [_arm_final(runs[s], "refined", start) for s in seeds]
+               for start in REFINE_STARTS}
+    if channels and None not in refined["pinn_start"]:
         out["refined"] = {start: {c: _stats([r[f"{c}_ssim"] for r in finals]) for c in channels}
                           for start, finals in refined.items() if None not in finals}
-        out["refined_diff"] = {c: _stats([round(r[f"{c}_ssim"] - e[c]["lsqml"], 4) for r, e in
-                                          zip(refined["pinn_start"], per_seed, strict=True)])
-                               for c in channels}
-        out["refined_verdict"] = verdict({c: d["mean"] for c, d in out["refined_diff"].items()}, margin)
+        out["refined_diff"], out["refined_verdict"] = _versus_lsqml(
+            refined["pinn_start"], per_seed, channels, margin)
+    selfsup = [_arm_final(runs[s], "selfsup") for s in seeds]
+    if channels and None not in selfsup:
+        out["selfsup"] = {c: _stats([r[f"{c}_ssim"] for r in selfsup]) for c in channels}
+        out["selfsup_diff"], out["selfsup_verdict"] = _versus_lsqml(selfsup, per_seed, channels,
+                                                                    margin)
     return out
 
 
-def _refined_final(run: Mapping[str, Any], start: str) -> Mapping[str, Any] | None:
-    """The final scores of the run's refinement from ``start`` (None when it has none)."""
-    return run.get("refined", {}).get(start, {}).get("final")
+def _arm_final(run: Mapping[str, Any], *path: str) -> Mapping[str, Any] | None:
+    """The final scores of the run's arm at ``path`` (e.g. "refined", "pinn_start"; None when
+    the run has none)."""
+    arm: Any = run
+    for key in path:
+        arm = arm.get(key, {})
+    return arm.get("final")
+
+
+def _versus_lsqml(finals: Sequence[Mapping[str, Any]], per_seed: Sequence[Mapping[str, Any]],
+                  channels: Sequence[str], margin: float) -> tuple[dict[str, Any], str]:
+    """(arm − LSQML per channel {stats}, verdict) of an arm's per-seed final scores."""
+    diff = {c: _stats([round(r[f"{c}_ssim"] - e[c]["lsqml"], 4)
+                       for r, e in zip(finals, per_seed, strict=True)]) for c in channels}
+    return diff, verdict({c: d["mean"] for c, d in diff.items()}, margin)
 
 
 def _pm(stats: Mapping[str, Any] | None, spec: str = ".3f") -> str:
@@ -127,14 +146,16 @@ def _pm(stats: Mapping[str, Any] | None, spec: str = ".3f") -> str:
 
 
 def render_markdown(results: Mapping[str, Any], header: Sequence[str] = ()) -> str:
-    """One table: a row per object × dose × scan density × carried channel; "PINN + refinement"
-    and the refinement from a flat start (the solver alone) in their own columns (n/a without).
+    """One table: a row per object × dose × scan density × carried channel; "PINN
+    self-supervised on the scan", "PINN + refinement" and the refinement from a flat start (the
+    solver alone) in their own columns (n/a without).
 
     ``results``: {object: {dose: {positions: aggregate(...)}}}; ``header``: lines above it."""
     lines = [*header, "",
              "| object | photons | scan | channel | seeds | PINN SSIM | LSQML SSIM | PINN − LSQML "
-             "| verdict | PINN + refinement | flat + refinement | (PINN + refinement) − LSQML "
-             "| verdict |", "| --- " * 13 + "|"]
+             "| verdict | PINN self-supervised on the scan | (self-supervised) − LSQML | verdict "
+             "| PINN + refinement | flat + refinement | (PINN + refinement) − LSQML | verdict |",
+             "| --- " * 16 + "|"]
     for name, per_dose in results.items():
         for dose, per_pos in per_dose.items():
             for pos, agg in per_pos.items():
@@ -146,7 +167,10 @@ def render_markdown(results: Mapping[str, Any], header: Sequence[str] = ()) -> s
                         f"| {_pm(agg['diff'].get(c), '+.3f')} | **{agg['verdict']}**"
                         + (f" ({c}: {agg['channel_verdicts'][c]})"
                            if len(agg["channels"]) > 1 else "")
-                        + f" | {_pm(refined.get('pinn_start', {}).get(c))} "
+                        + f" | {_pm(agg.get('selfsup', {}).get(c))} "
+                        f"| {_pm(agg.get('selfsup_diff', {}).get(c), '+.3f')} "
+                        f"| {agg.get('selfsup_verdict', 'n/a')} "
+                        f"| {_pm(refined.get('pinn_start', {}).get(c))} "
                         f"| {_pm(refined.get('flat_start', {}).get(c))} "
                         f"| {_pm(agg.get('refined_diff', {}).get(c), '+.3f')} "
                         f"| {agg.get('refined_verdict', 'n/a')} |")

@@ -211,6 +211,35 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                         epochs=tuple(epochs))
 
 
+def self_supervise(result: RecipeResult, nepochs: int, learning_rate: float,
+                   on_epoch: Callable[[EpochScore], None] | None = None,
+                   ) -> tuple[tuple[EpochScore, ...], np.ndarray]:
+    """"PINN self-supervised on the scan": ``result.model`` goes on training, with its own
+    physics loss and no ground truth, on the test scan's patterns (``result.test``) for
+    ``nepochs`` epochs (cosine from ``learning_rate``, the recipe's batch and clipping), the
+    test object scored after every epoch. The network's own object, but not inference on an
+    unseen scan (docs/findings.md SELFSUP-001). Trains ``result.model`` in place.
+
+    Returns the per-epoch scores and the final (H, W) complex64 stitched test object.
+    Raises ArmFailure when the loss or the object is not finite."""
+    from ptycho.inference import reconstruct
+    from ptycho.train import train
+
+    loss = result.model_cfg.loss
+    train_cfg = dataclasses.replace(result.train_cfg, nepochs=nepochs, learning_rate=learning_rate,
+                                    lr_schedule="cosine")  # validated: a bad value raises here
+    epochs: list[EpochScore] = []
+    scorer = _epoch_scorer(result.model, result.test, result.crop, on_epoch or (lambda _: None),
+                           epochs)
+    history = train(result.model, slim_training_data(result.test, loss), train_cfg,
+                    callbacks=[scorer])
+    losses = [float(v) for v in history.history.get("loss", [])]
+    recon = np.asarray(reconstruct(result.model, result.test), np.complex64)
+    if not all(math.isfinite(v) for v in losses) or not np.isfinite(recon[result.crop]).all():
+        raise ArmFailure(f"self-supervised {loss}: not finite (losses {losses[-3:]})")
+    return tuple(epochs), recon
+
+
 def refined_record(recon: np.ndarray, test: Any, crop: tuple[slice, slice]) -> dict[str, Any]:
     """"PINN + refinement": ``ptycho.refine`` (default ``RefineConfig``: known probe and
     positions, a tenth of the patterns held out to stop it) from the arm's stitched test

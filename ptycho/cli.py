@@ -3,10 +3,13 @@
     simulate --output data.npz [--N 64 --gridsize 2 --nphotons 1e9 --n-images 2000 ...]
              [--format grouped|canonical]
     train    --data train.npz --output-dir DIR [--nepochs 50 --batch-size 16 --loss nll ...]
-             → DIR/wts.h5.zip, DIR/history.csv (one progress line per epoch on stderr)
+             [--init-model OLD/wts.h5.zip: fine-tune that model instead of a new one]
+             → DIR/wts.h5.zip (with what it was trained on), DIR/history.csv (one progress
+               line per epoch on stderr)
     infer    --model DIR/wts.h5.zip --data test.npz --output-dir DIR [--canonical-out F.npz]
              [--refine-steps K --refine-loss amplitude|poisson --refine-lr LR --refine-holdout F]
-             → DIR/recon.npz, DIR/recon.png, DIR/metrics.json; with --refine-steps the
+             → DIR/recon.npz, DIR/recon.png, DIR/metrics.json (trained_on_this_scan: whether
+               the model saw this very file in training); with --refine-steps the
                "PINN + refinement" object (ptycho.refine), the PINN's own scores beside it
     reconstruct --engine lsqml|epie|dm --data test.npz --epochs N --output-dir DIR [--threads 1]
              → the same outputs as infer, by pty-chi (the ``[baseline]`` extra: make baseline)
@@ -32,46 +35,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ptycho.config import ACTIVATIONS, INPUT_TRANSFORMS, LR_SCHEDULES, TrainConfig
-from ptycho.refine import LOSSES, RefineConfig
+from ptycho.cli_args import MODEL_FLAGS, build_parser
+from ptycho.config import TrainConfig
+from ptycho.refine import RefineConfig
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger(__name__)
-
-
-def _flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
-    parser.add_argument(f"--{name}", default=None, action=argparse.BooleanOptionalAction,
-                        help=help_text + " (default: fastest for the device)")
-
-
-def _grouping_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("canonical (per-position) data")
-    group.add_argument("--gridsize", type=int, default=None,
-                       help="patterns per group side (train default 2; infer: the model's)")
-    group.add_argument("--n-groups", type=int, default=None,
-                       help="number of groups (default: one per scan position)")
-    group.add_argument("--neighbors", type=int, default=None,
-                       help="nearest positions a group is drawn from (default: those within the "
-                            "probe's illumination radius, at least max(7, gridsize²))")
-    group.add_argument("--nphotons", type=float, default=None,
-                       help="mean photons per pattern (default: file metadata, else estimated "
-                            "from the count quantisation, else 1e9)")
-    _units_flags(group)
-
-
-def _units_flags(group: Any) -> None:
-    """--intensity / --amplitude → args.intensity True / False / None (decided from the data)."""
-    units = group.add_mutually_exclusive_group()
-    units.add_argument("--intensity", dest="intensity", action="store_const", const=True, default=None,
-                       help="the file holds intensities (counts), not amplitudes")
-    units.add_argument("--amplitude", dest="intensity", action="store_const", const=False,
-                       help="the file holds amplitudes (sqrt of intensity); default: decided "
-                            "from the data (integer dtype or count quantisation), else amplitudes "
-                            "with a warning")
 
 
 def _load(args: argparse.Namespace, gridsize: int) -> Any:
@@ -92,99 +64,6 @@ def _load(args: argparse.Namespace, gridsize: int) -> Any:
         if ignored:
             log.warning("%s is already grouped: %s ignored", args.data, ", ".join(ignored))
     return data
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ptycho", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sim = sub.add_parser("simulate", help="simulate a data set and write it (NPZ/HDF5)")
-    sim.add_argument("--output", required=True, type=Path, help="output .npz/.h5 path")
-    sim.add_argument("--config", type=Path, help="SimConfig YAML/JSON (flags override it)")
-    sim.add_argument("--N", type=int)
-    sim.add_argument("--gridsize", type=int)
-    sim.add_argument("--nphotons", type=float)
-    sim.add_argument("--n-images", type=int)
-    sim.add_argument("--object-type", choices=("lines", "random", "disk"))
-    sim.add_argument("--probe-scale", type=float)
-    sim.add_argument("--probe-defocus", type=float, help="probe defocus: quadratic phase at the disk edge (rad)")
-    sim.add_argument("--object-size", type=int)
-    sim.add_argument("--seed", type=int)
-    sim.add_argument("--format", choices=("grouped", "canonical"), default="grouped",
-                     help="grouped: this project's (B,N,N,C) layout; canonical: PtychoPINN's "
-                          "per-position layout (no photon count in the arrays)")
-
-    tr = sub.add_parser("train", help="train a model on a data set")
-    tr.add_argument("--data", required=True, type=Path)
-    tr.add_argument("--output-dir", required=True, type=Path)
-    tr.add_argument("--nepochs", type=int, default=50)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate,
-                    help=f"Adam learning rate, the peak of the cosine (default "
-                         f"{TrainConfig.learning_rate:g})")
-    tr.add_argument("--loss", choices=("nll", "mae"), default="nll")
-    tr.add_argument("--n-filters-scale", type=int, default=None)
-    tr.add_argument("--activation", choices=ACTIVATIONS, default=None,
-                    help="CNN hidden-layer activation (default leaky_relu)")
-    tr.add_argument("--input-transform", choices=INPUT_TRANSFORMS, default=None,
-                    help="what the CNN sees (default both: the amplitudes and their per-pixel "
-                         "standardisation; linear: the model before RESOLUTION-LOSS-001)")
-    tr.add_argument("--balance-counts", type=float, default=None,
-                    help="ring balance of the NLL: pixels above this many mean counts are weighted "
-                         "down to it (default 100; 0: the plain NLL)")
-    tr.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule,
-                    help="learning rate over the run: constant, or a cosine decay from "
-                         "--learning-rate to --lr-final-fraction of it "
-                         f"(default {TrainConfig.lr_schedule})")
-    tr.add_argument("--lr-final-fraction", type=float, default=TrainConfig.lr_final_fraction,
-                    help=f"the cosine's last learning rate, a fraction of --learning-rate "
-                         f"(default {TrainConfig.lr_final_fraction:g})")
-    tr.add_argument("--clipnorm", type=float, default=1.0,
-                    help="clip each step's global gradient norm to this (default 1; 0: off)")
-    tr.add_argument("--seed", type=int, default=0, help="model init, shuffling and grouping seed")
-    _grouping_flags(tr)
-    _flag(tr, "jit-compile", "whole-step XLA compilation")
-    _flag(tr, "mixed-precision", "bfloat16 CNN")
-
-    inf = sub.add_parser("infer", help="reconstruct an object with a trained model")
-    inf.add_argument("--model", required=True, type=Path, help="wts.h5.zip archive")
-    inf.add_argument("--data", required=True, type=Path)
-    inf.add_argument("--output-dir", required=True, type=Path)
-    inf.add_argument("--batch-size", type=int, default=64)
-    inf.add_argument("--seed", type=int, default=0, help="grouping seed (canonical data)")
-    inf.add_argument("--canonical-out", type=Path, default=None,
-                     help="also write the reconstruction as a canonical NPZ/HDF5 "
-                          "(objectGuess = the stitched object)")
-    inf.add_argument("--refine-steps", type=int, default=0,
-                     help="then refine the stitched object by this many full-batch Adam steps "
-                          "against the patterns, known probe and positions (ptycho.refine; "
-                          "default 0: the PINN alone). The result is 'PINN + refinement', a "
-                          "solver's result; metrics.json keeps the PINN alone's scores beside it")
-    inf.add_argument("--refine-loss", choices=LOSSES, default=RefineConfig.loss,
-                     help=f"refinement misfit (default {RefineConfig.loss})")
-    inf.add_argument("--refine-lr", type=float, default=RefineConfig.learning_rate,
-                     help=f"refinement Adam step size (default {RefineConfig.learning_rate:g})")
-    inf.add_argument("--refine-holdout", type=float, default=RefineConfig.holdout,
-                     help="fraction of the patterns left out of the refinement to stop it where "
-                          "they are predicted best (default "
-                          f"{RefineConfig.holdout:g}; 0: fit all, keep the last step)")
-    _grouping_flags(inf)
-
-    rec = sub.add_parser("reconstruct", help="iterative baseline reconstruction (pty-chi; needs "
-                                             "the [baseline] extra: make baseline)")
-    rec.add_argument("--engine", choices=("lsqml", "epie", "dm"), default="lsqml")
-    rec.add_argument("--data", required=True, type=Path)
-    rec.add_argument("--epochs", type=int, default=50)
-    rec.add_argument("--output-dir", required=True, type=Path)
-    rec.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    rec.add_argument("--seed", type=int, default=0, help="batch-order and grouping seed")
-    rec.add_argument("--canonical-out", type=Path, default=None,
-                     help="also write the reconstruction as a canonical NPZ/HDF5")
-    _grouping_flags(rec)
-
-    for p in (sim, tr, inf, rec):
-        p.add_argument("--json", action="store_true", help="print a JSON summary")
-    return parser
 
 
 def _simulate(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,31 +97,44 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from ptycho.io import save_model
+    from ptycho.finetune import check_fine_tune, training_record
+    from ptycho.io import load_model, save_model
     from ptycho.model import build_model, model_config_for
     from ptycho.train import train
 
-    data = _load(args, args.gridsize if args.gridsize is not None else 2)
-    overrides: dict[str, Any] = {"loss": args.loss, "jit_compile": args.jit_compile,
-                                 "mixed_precision": args.mixed_precision}
-    for name in ("n_filters_scale", "activation", "input_transform", "balance_counts"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    cfg = model_config_for(data, **overrides)
+    overrides = {name: getattr(args, name) for name in MODEL_FLAGS
+                 if getattr(args, name) is not None}
     train_cfg = TrainConfig(nepochs=args.nepochs, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, seed=args.seed,
                             clipnorm=args.clipnorm or None, lr_schedule=args.lr_schedule,
                             lr_final_fraction=args.lr_final_fraction)
-    model = build_model(cfg, probe=data.probe, seed=args.seed)
+    init_meta = None
+    if args.init_model is None:
+        data = _load(args, args.gridsize if args.gridsize is not None else 2)
+        cfg = model_config_for(data, **overrides)
+        model = build_model(cfg, probe=data.probe, seed=args.seed)
+    else:
+        if overrides:
+            flags = ", ".join("--" + name.replace("_", "-") for name in overrides)
+            raise ValueError(f"--init-model {args.init_model}: {flags} come from the archive; "
+                             "leave them out, or train a new model")
+        model, cfg, init_meta = load_model(args.init_model)
+        data = _load(args, cfg.gridsize)
+        check_fine_tune(model, data, args.data, args.init_model)
+        log.info("fine-tuning %s on %s", args.init_model, args.data)
+    record = training_record(args.data, args.init_model, init_meta)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     history_csv = args.output_dir / "history.csv"
     start = time.perf_counter()
     history = train(model, data, train_cfg, history_csv=history_csv)
     seconds = time.perf_counter() - start
-    archive = save_model(model, args.output_dir / "wts.h5.zip", cfg, data.intensity_scale)
+    archive = save_model(model, args.output_dir / "wts.h5.zip", cfg, data.intensity_scale,
+                         training=record)
     (args.output_dir / "train_config.json").write_text(train_cfg.to_json(), encoding="utf-8")
     losses = history.history.get("loss", [])
-    return {"model": str(archive), "history": str(history_csv), "epochs": len(losses),
+    return {"model": str(archive),
+            "init_model": None if args.init_model is None else str(args.init_model),
+            "history": str(history_csv), "epochs": len(losses),
             "final_loss": losses[-1] if losses else None, "train_seconds": round(seconds, 2),
             "params": int(model.count_params()), "path": model.execution.name,
             "data": _data_summary(data)}
@@ -275,6 +167,7 @@ def _frame_shift(data: Any, n: int) -> tuple[Any, Any]:
 
 
 def _infer(args: argparse.Namespace) -> dict[str, Any]:
+    from ptycho.finetune import trained_on
     from ptycho.inference import reconstruct
     from ptycho.io import load_model
 
@@ -288,7 +181,11 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     obj = reconstruct(model, data, batch_size=args.batch_size)
     extra: dict[str, Any] = {"model": str(args.model),
-                             "infer_seconds": round(time.perf_counter() - start, 3)}
+                             "infer_seconds": round(time.perf_counter() - start, 3),
+                             "trained_on_this_scan": trained_on(meta, args.data)}
+    if extra["trained_on_this_scan"]:
+        log.info("%s was trained on %s itself (self-supervised, no ground truth): this is not "
+                 "inference on an unseen scan", args.model, args.data)
     if not refine.steps:
         return _write_outputs(args, data, obj, shift, extra, "ptycho-harness infer")
     from ptycho.refine import refine_data

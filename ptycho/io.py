@@ -57,11 +57,13 @@ _OPTIONAL = ("objectGuess", "counts", "offsets", "coords", "intensity_scale", "s
 
 # --------------------------------------------------------------------------- model archive
 def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None = None,
-               intensity_scale: float | None = None) -> Path:
+               intensity_scale: float | None = None, training: dict[str, Any] | None = None) -> Path:
     """Save weights + config + intensity scale of a PtychoModel to one zip (atomically).
 
     cfg: defaults to ``model.ptycho_config``; intensity_scale: the data's scale (defaults to
-    the model's current exp(log_scale)). Conventional suffix: ``.wts.h5.zip``.
+    the model's current exp(log_scale)); training: what it was trained on
+    (``ptycho.finetune.training_record``), kept in the metadata. Conventional suffix:
+    ``.wts.h5.zip``.
     """
     cfg = cfg if cfg is not None else model.ptycho_config
     if not isinstance(cfg, ModelConfig):
@@ -82,6 +84,8 @@ def save_model(model: Any, path: str | os.PathLike[str], cfg: ModelConfig | None
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__},
     }
+    if training is not None:
+        meta["training"] = training
     target = Path(path)
     with tempfile.TemporaryDirectory(prefix="ptycho-save-") as tmpdir:
         weights = Path(tmpdir) / _WEIGHTS

@@ -26,6 +26,11 @@ def bench(load_file_module: Callable[[Path], ModuleType]) -> ModuleType:
     return load_file_module(BENCHMARKS / "bench_quality.py")
 
 
+@pytest.fixture(scope="module")
+def figure(load_file_module: Callable[[Path], ModuleType]) -> ModuleType:
+    return load_file_module(BENCHMARKS / "quality_figure.py")
+
+
 def _run(amp: float | None, phase: float | None, lsqml_amp: float | None,
          lsqml_phase: float | None, available: bool = True) -> dict[str, Any]:
     """A run record shaped like bench_quality.run_one's (only the fields aggregate reads)."""
@@ -161,7 +166,8 @@ def test_aggregate_leaves_refinement_out_unless_every_seed_has_it(seeds_mod: Mod
     assert set(no_flat["refined"]) == {"pinn_start"} and no_flat["refined_verdict"] == "pinn_ahead"
 
 
-def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, tmp_path: Path) -> None:
+def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, figure: ModuleType,
+                                                        tmp_path: Path) -> None:
     # a real refinement on a small simulated scan (no training): the PINN start is stood in
     # for by a blurred truth, the flat start is the solver alone
     import numpy as np
@@ -192,11 +198,49 @@ def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, tmp_p
     # the figure: per dose the PINN, PINN + refinement (and LSQML where it ran)
     out = {"carrier": "amp", "final": {"amp_ssim": 0.5}, "lsqml": {"available": False},
            "refined": arms}
-    panel = bench.figure_panel(out, images)
+    panel = figure.figure_panel(out, images)
     assert [m for m, _, _ in panel["methods"]] == ["PINN", "PINN + refinement"]
     assert panel["methods"][1][2] == arms["pinn_start"]["final"]["amp_ssim"]
-    bench.draw_figure({"lines": {"1e9": panel, "1e4": panel}}, tmp_path / "fig.png", "t")
+    figure.draw_figure({"lines": {"1e9": panel, "1e4": panel}}, tmp_path / "fig.png", "t")
     assert (tmp_path / "fig.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_aggregate_gives_the_self_supervised_pinn_its_own_verdict(seeds_mod: ModuleType) -> None:
+    def selfsup(run: dict[str, Any], amp: float) -> dict[str, Any]:
+        return {**run, "selfsup": {"final": {"amp_ssim": amp, "phase_ssim": None}}}
+
+    runs = {0: selfsup(_refined(_run(0.70, None, 0.80, None), 0.86, None), 0.79),
+            1: selfsup(_refined(_run(0.72, None, 0.82, None), 0.84, None), 0.83)}
+    agg = seeds_mod.aggregate(runs)
+    assert agg["verdict"] == "lsqml_ahead" and agg["refined_verdict"] == "pinn_ahead"
+    assert agg["selfsup"]["amp"]["mean"] == pytest.approx(0.81)
+    assert [agg["selfsup_diff"]["amp"][k] for k in ("min", "max")] == pytest.approx([-0.01, 0.01])
+    assert agg["selfsup_verdict"] == "tie"
+    row = seeds_mod.render_markdown({"x": {"1e9": {"dense": agg}}}).splitlines()[-1]
+    assert "| **lsqml_ahead** | 0.810 ± 0.028 | +0.000 ± 0.014 | tie | 0.850 ± 0.014 |" in row
+    one_seed_only = seeds_mod.aggregate({0: runs[0], 1: _run(0.72, None, 0.82, None)})
+    assert "selfsup" not in one_seed_only and "selfsup_verdict" not in one_seed_only
+
+
+def test_selfsup_arm_trains_the_pinn_on_the_test_scan_itself(bench: ModuleType) -> None:
+    # a real recipe at N=16 (one epoch on 32 groups), then 3 self-supervised epochs on its
+    # 128-group test scan: the network's own object of that scan improves, no truth used
+    import dataclasses
+
+    from dose_study.arms import make_config
+    from dose_study.recipe import run_recipe
+
+    cfg = dataclasses.replace(make_config(True, n_images=32, nepochs=1), N=16, n_test_images=128)
+    res = run_recipe(cfg, 1e9, "nll", on_epoch=lambda _: None)
+    images: dict[str, Any] = {}
+    arm = bench.selfsup_arm(res, "amp", bench.parse_args(["--selfsup-epochs", "3",
+                                                         "--selfsup-lr", "1e-3"]), images)
+    assert arm["epochs"] == 3 and len(arm["ssim_by_epoch"]) == len(arm["wall_by_epoch"]) == 3
+    assert arm["wall_by_epoch"] == sorted(arm["wall_by_epoch"])
+    assert arm["final"]["amp_ssim"] == arm["ssim_by_epoch"][-1]
+    assert arm["final"]["amp_ssim"] > res.scores["amp_ssim"] + 0.1
+    assert images["PINN self-supervised"].shape == res.recon[res.crop].shape
+    assert bench.selfsup_arm(res, "amp", bench.parse_args(["--selfsup-epochs", "0"])) == {"epochs": 0}
 
 
 # ----------------------------------------------------------------------------- flags
@@ -234,6 +278,8 @@ def test_dose_order_is_kept(bench: ModuleType) -> None:
     (["--markdown", "x.md"], "--markdown needs"),
     (["--refine-steps", "-2"], "steps must be an integer >= 0, got -2"),
     (["--refine-lr", "0"], "learning_rate must be finite and > 0, got 0.0"),
+    (["--selfsup-epochs", "-1"], "--selfsup-epochs must be >= 0, got -1"),
+    (["--selfsup-lr", "nan"], "--selfsup-lr must be finite and > 0, got nan"),
 ])
 def test_bad_flags_exit_naming_the_value(bench: ModuleType, capsys: pytest.CaptureFixture[str],
                                          argv: list[str], message: str) -> None:

@@ -219,6 +219,66 @@ def test_infer_refine_steps_report_pinn_plus_refinement_beside_the_pinn_alone(
     assert not (tmp_path / "bad").exists()
 
 
+def test_train_init_model_fine_tunes_on_the_scan_and_infer_says_it_was_trained_on_it(
+        canonical_model: tuple[Path, ModuleType], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    model, writer = canonical_model
+    scan = tmp_path / "scan.npz"
+    writer.write(scan, writer.make_dataset(150, n=N, size=100, seed=11, region=(0.1, 0.9)))
+
+    def infer(archive: Path, data: Path, out: str) -> dict:
+        rc, summary, err = _main(capsys, "infer", "--model", str(archive), "--data", str(data),
+                                 "--output-dir", str(tmp_path / out))
+        assert rc == 0, err[-3000:]
+        return summary
+
+    before = infer(model, scan, "before")
+    assert before["trained_on_this_scan"] is False
+    tuned = tmp_path / "tuned"
+    rc, summary, err = _main(capsys, "train", "--init-model", str(model), "--data", str(scan),
+                             "--output-dir", str(tuned), "--nepochs", "3", "--batch-size", "8",
+                             "--learning-rate", "1e-3")
+    assert rc == 0, err[-3000:]
+    assert summary["init_model"] == str(model) and summary["epochs"] == 3
+    after = infer(tuned / "wts.h5.zip", scan, "after")
+    assert after["trained_on_this_scan"] is True
+    assert json.loads((tmp_path / "after" / "metrics.json").read_text())["trained_on_this_scan"]
+    assert after["amp_ssim"] > before["amp_ssim"] + 0.02  # a 1-epoch model leaves much to learn
+    losses = [float(row["loss"]) for row in csv.DictReader((tuned / "history.csv").open())]
+    assert losses[-1] < losses[0]
+    still = tmp_path / "still"  # a step size of ~0 keeps the archive's weights: nothing restarts
+    rc, _, err = _main(capsys, "train", "--init-model", str(model), "--data", str(scan),
+                       "--output-dir", str(still), "--nepochs", "1", "--learning-rate", "1e-12")
+    assert rc == 0, err[-3000:]
+    infer(still / "wts.h5.zip", scan, "still")
+    with np.load(tmp_path / "before" / "recon.npz") as a, np.load(tmp_path / "still" / "recon.npz") as b:
+        np.testing.assert_allclose(b["object"], a["object"], atol=1e-4)
+    # the lineage: the tuned archive also counts the file its starting model was trained on
+    with zipfile.ZipFile(tuned / "wts.h5.zip") as zf:
+        training = json.loads(zf.read("meta.json"))["training"]
+    assert training["data"] == str(scan) and training["init_model"]["archive"] == str(model)
+    original = Path(training["init_model"]["training"]["data"])
+    assert original.name == "train.npz"
+    assert infer(tuned / "wts.h5.zip", original, "on_train")["trained_on_this_scan"] is True
+
+    def refused(*args: str) -> str:
+        rc = main(["train", "--init-model", str(model), "--output-dir", str(tmp_path / "bad"),
+                   "--nepochs", "1", *args])
+        assert rc == 1 and not (tmp_path / "bad").exists()
+        return capsys.readouterr().err
+
+    err = refused("--data", str(scan), "--loss", "mae", "--n-filters-scale", "2")
+    assert "--loss, --n-filters-scale come from the archive" in err
+    other = writer.make_dataset(40, n=N, size=100, seed=12)
+    other["probeGuess"] = other["probeGuess"] * np.exp(0.5j * np.arange(N) / N)[None, :]
+    writer.write(tmp_path / "other_probe.npz", other)
+    err = refused("--data", str(tmp_path / "other_probe.npz"))
+    assert "other_probe.npz: its probe differs from the one" in err and str(model) in err
+    writer.write(tmp_path / "big.npz", writer.make_dataset(40, n=2 * N, size=100, seed=12))
+    err = refused("--data", str(tmp_path / "big.npz"))
+    assert f"patterns {2 * N}×{2 * N} in groups of 4 do not fit" in err
+
+
 def test_cli_errors_have_exit_codes_and_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.npz"
     proc = _run("train", "--data", str(missing), "--output-dir", str(tmp_path / "o"))
