@@ -87,7 +87,7 @@ class BaselineArmRunner:
     def run(self, arm: ArmSpec, staging: Path) -> dict[str, Any]:
         """Simulate the test scan, reconstruct it with ``arm.loss`` (the engine), evaluate and
         save into ``staging``; the metrics.json object. ArmFailure on a non-finite result."""
-        from ptycho.inference import scanned_region
+        from ptycho.metrics import scanned_region
 
         if not arm.is_baseline:
             raise ValueError(f"arm {arm.name} is not a baseline-engine arm")

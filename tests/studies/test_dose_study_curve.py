@@ -339,3 +339,23 @@ def test_baseline_arm_reconstructs_the_pinn_test_scan(tmp_path: Path, positions:
     r0, r1, c0, c1 = metrics["crop"]
     assert np.array_equal(view.truth, test.obj[r0:r1, c0:c1])  # the PINN points' test object
     assert metrics["engine_info"]["patterns"] == len(np.unique(test.scan_index))
+
+
+@pytest.mark.baseline
+@_needs_baseline()
+def test_a_baseline_arm_process_never_imports_tensorflow(tmp_path: Path) -> None:
+    """An LSQML arm's process loads torch and pty-chi, not TensorFlow too: each arm runs in a
+    fresh process, so an import it does not need costs seconds and memory every time (a
+    ``ptycho.inference`` import for one helper cost ~4 s and 450 MB of peak RSS)."""
+    code = (
+        "import dataclasses, sys, warnings; from pathlib import Path\n"
+        "warnings.simplefilter('ignore')\n"
+        "from dose_study.arms import curve_arm, make_config\n"
+        "from dose_study.baseline_runner import BaselineArmRunner\n"
+        "cfg = dataclasses.replace(make_config(True), n_test_images=32, baseline_epochs=2)\n"
+        f"metrics = BaselineArmRunner(cfg).run(curve_arm(1e9, 'dense', 'lsqml', 0), Path({str(tmp_path)!r}))\n"
+        "print(metrics['engine'], 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["lsqml", "False"]
