@@ -46,22 +46,32 @@ def training_record(data_path: str | os.PathLike[str], init_model: str | os.Path
     return record
 
 
-def _fingerprints(record: dict[str, Any] | None) -> list[str]:
-    """Every data SHA-256 in a training record and the records of the archives it started from."""
+def _fingerprints(record: dict[str, Any]) -> tuple[list[str], bool]:
+    """Every data SHA-256 in a training record and the records of the archives it started
+    from, and whether that chain is complete (False when it started from an archive that has
+    no record)."""
     hashes: list[str] = []
-    while record:
+    while True:
         hashes.append(record["data_sha256"])
-        record = (record.get("init_model") or {}).get("training")
-    return hashes
+        start = record.get("init_model")
+        if start is None:
+            return hashes, True
+        if not start.get("training"):
+            return hashes, False
+        record = start["training"]
 
 
 def trained_on(meta: dict[str, Any], data_path: str | os.PathLike[str]) -> bool | None:
     """Whether the archive (``meta`` from ``io.load_model``) was trained on this very file,
-    at any stage; None for an archive without a training record (older archives)."""
+    at any stage; None when that cannot be told: an archive without a training record (older
+    archives), or a file not found in a chain that starts from such an archive."""
     record = meta.get("training")
     if not record:
         return None
-    return data_fingerprint(data_path) in _fingerprints(record)
+    hashes, complete = _fingerprints(record)
+    if data_fingerprint(data_path) in hashes:
+        return True
+    return False if complete else None
 
 
 def check_fine_tune(model: Any, data: Any, data_path: Path, archive: Path) -> None:

@@ -30,4 +30,9 @@ def test_an_archive_without_a_record_says_unknown(tmp_path: Path) -> None:
     data = tmp_path / "d.npz"
     data.write_bytes(b"x")
     assert trained_on({"format": "ptycho-harness-model"}, data) is None
-    assert training_record(data, tmp_path / "old.zip", {})["init_model"]["training"] is None
+    tuned = {"training": training_record(data, tmp_path / "old.zip", {})}  # from an old archive
+    assert tuned["training"]["init_model"]["training"] is None
+    other = tmp_path / "other.npz"
+    other.write_bytes(b"y")
+    assert trained_on(tuned, data) is True
+    assert trained_on(tuned, other) is None  # the old archive may have seen it
