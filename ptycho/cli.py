@@ -119,6 +119,9 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--init-model {args.init_model}: {flags} come from the archive; "
                              "leave them out, or train a new model")
         model, cfg, init_meta = load_model(args.init_model)
+        if args.gridsize is not None and args.gridsize != cfg.gridsize:
+            raise ValueError(f"--gridsize {args.gridsize} differs from the gridsize {cfg.gridsize} "
+                             f"of --init-model {args.init_model}")
         data = _load(args, cfg.gridsize)
         check_fine_tune(model, data, args.data, args.init_model)
         log.info("fine-tuning %s on %s", args.init_model, args.data)

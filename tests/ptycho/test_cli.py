@@ -269,6 +269,8 @@ def test_train_init_model_fine_tunes_on_the_scan_and_infer_says_it_was_trained_o
 
     err = refused("--data", str(scan), "--loss", "mae", "--n-filters-scale", "2")
     assert "--loss, --n-filters-scale come from the archive" in err
+    err = refused("--data", str(scan), "--gridsize", "3")
+    assert "--gridsize 3 differs from the gridsize 2 of --init-model" in err
     other = writer.make_dataset(40, n=N, size=100, seed=12)
     other["probeGuess"] = other["probeGuess"] * np.exp(0.5j * np.arange(N) / N)[None, :]
     writer.write(tmp_path / "other_probe.npz", other)
