@@ -25,6 +25,7 @@ import select
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,29 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Within the block SIGINT and SIGTERM are held, then delivered to the restored handlers
+    when it ends (main thread only; elsewhere a no-op). Around the child's start this keeps
+    an interrupt from landing inside ``Popen`` after the fork, which would leave a started
+    child with no ``Popen`` object to kill it by (seen under load: the interrupt test's child
+    outlived the harness)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda received, frame: held.append(received))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -266,8 +290,10 @@ def _execute(launch: _Launch, stream: OutputStream,
     interrupt: BaseException | None = None
     try:
         try:
-            proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            with _signals_held():  # an interrupt now is raised once ``proc`` is known
+                proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:  # missing executable or cwd, permission denied
             rc = 126 if isinstance(exc, PermissionError) else 127
             error = f"cannot start {launch.shown!r} in {launch.cwd}: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,10 +11,18 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orchestrator.execution.runner import TIMEOUT_RC, CommandResult, run
+from orchestrator.execution import runner as runner_module
+from orchestrator.execution.runner import (
+    TIMEOUT_RC,
+    CommandInterrupted,
+    CommandResult,
+    run,
+    sigterm_as_interrupt,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DRIVER = REPO / "tests" / "fixtures" / "runner" / "interrupt_driver.py"
@@ -199,6 +208,30 @@ def test_sigterm_to_harness_kills_child_and_reports_partial_result(tmp_path: Pat
     assert record["ended_at"] >= record["started_at"]
     assert _wait_dead(child, 10.0), "child survived the harness interrupt"
     assert "interrupted=True" in (tmp_path / "step.log").read_text()
+
+
+def test_an_interrupt_while_the_child_starts_still_kills_it(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM landing inside Popen, after the fork: the child must not outlive the harness
+    (under load the interrupt test above once saw exactly this)."""
+    started: list[int] = []
+
+    class InterruptedPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self.pid)
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before Popen returns
+
+    monkeypatch.setattr(runner_module.subprocess, "Popen", InterruptedPopen)
+    try:
+        with sigterm_as_interrupt(), pytest.raises(CommandInterrupted) as exc:
+            run("sleep 60", tmp_path, 30, tmp_path / "s.log", echo=False, kill_grace_s=1.0)
+        assert exc.value.result.interrupted
+        assert _wait_dead(started[0], 10.0), "the child outlived the interrupt"
+    finally:
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_output_flood_cannot_starve_the_deadline(tmp_path: Path) -> None:
