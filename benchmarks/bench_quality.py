@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -188,7 +189,7 @@ def selfsup_arm(res: Any, carrier: str, args: argparse.Namespace,
 
     epochs, recon = self_supervise(res, args.selfsup_epochs, args.selfsup_lr)
     ssims = [_round(e.scores[f"{carrier}_ssim"]) for e in epochs]
-    walls = [round(sum(e.train_s for e in epochs[:i + 1]), 2) for i in range(len(epochs))]
+    walls = [round(w, 2) for w in itertools.accumulate(e.train_s for e in epochs)]
     if images is not None:
         images["PINN self-supervised"] = recon[res.crop]
     return {"epochs": args.selfsup_epochs, "learning_rate": args.selfsup_lr,

@@ -13,15 +13,15 @@ __all__ = ["draw_figure", "figure_panel"]
 
 
 def figure_panel(out: dict[str, Any], images: dict[str, Any]) -> dict[str, Any]:
-    """The figure's cell of one (object, dose): the truth and [(method, object, carrier SSIM)]
-    for the PINN, the PINN self-supervised on the scan, PINN + refinement and LSQML where
-    ``run_one`` made them."""
+    """The figure's cell of one (object, dose): the truth, its carrier and [(method, object,
+    carrier SSIM)] for the PINN, the PINN self-supervised on the scan, PINN + refinement and
+    LSQML where ``run_one`` made them."""
     key = f"{out['carrier']}_ssim"
     ssims = {"PINN": out["final"][key],
              "PINN self-supervised": out.get("selfsup", {}).get("final", {}).get(key),
              "PINN + refinement": out["refined"].get("pinn_start", {}).get("final", {}).get(key),
              "LSQML": out["lsqml"].get(key)}
-    return {"truth": images["truth"],
+    return {"truth": images["truth"], "carrier": out["carrier"],
             "methods": [(m, images[m], ssims[m]) for m in ssims if m in images]}
 
 
@@ -31,7 +31,6 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
     import numpy as np
     from matplotlib.figure import Figure
 
-    from ptycho.bench_objects import CARRIER
     from ptycho.metrics import align_global, format_metric
     from ptycho.plots import save_figure
 
@@ -42,9 +41,9 @@ def draw_figure(panels: dict[str, dict[str, Any]], path: Path, title: str) -> No
     for ax in axes.flat:
         ax.set_axis_off()
     for row, (name, per) in enumerate(panels.items()):
-        carrier = CARRIER.get(name, "amp")
+        first = next(iter(per.values()))
+        carrier, truth = first["carrier"], first["truth"]
         view = np.abs if carrier == "amp" else np.angle
-        truth = next(iter(per.values()))["truth"]
         cells = {0: (f"{name} {carrier}: truth", view(truth), None)}
         for d, dose in enumerate(doses):
             for m, (method, obj, ssim) in enumerate(per.get(dose, {}).get("methods", [])):

@@ -127,7 +127,8 @@ def simulate(cfg: StudyConfig, nphotons: float, seed: int, n_images: int, what: 
 
 def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
                   on_epoch: Callable[[EpochScore], None], out: list[EpochScore]) -> Any:
-    """A keras callback scoring the test reconstruction after every epoch."""
+    """A keras callback scoring the test reconstruction after every epoch (``last_object``:
+    the (H, W) complex64 object it scored last)."""
     import keras
 
     from ptycho.inference import reconstruct
@@ -137,13 +138,15 @@ def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
         def __init__(self) -> None:
             super().__init__()
             self.t0 = 0.0
+            self.last_object: np.ndarray | None = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             seconds = time.perf_counter() - self.t0
-            score = EpochScore(epoch + 1, seconds, evaluate(reconstruct(model, test), test.obj, crop))
+            self.last_object = np.asarray(reconstruct(model, test), np.complex64)
+            score = EpochScore(epoch + 1, seconds, evaluate(self.last_object, test.obj, crop))
             out.append(score)
             on_epoch(score)
 
@@ -222,7 +225,6 @@ def self_supervise(result: RecipeResult, nepochs: int, learning_rate: float,
 
     Returns the per-epoch scores and the final (H, W) complex64 stitched test object.
     Raises ArmFailure when the loss or the object is not finite."""
-    from ptycho.inference import reconstruct
     from ptycho.train import train
 
     loss = result.model_cfg.loss
@@ -234,7 +236,7 @@ def self_supervise(result: RecipeResult, nepochs: int, learning_rate: float,
     history = train(result.model, slim_training_data(result.test, loss), train_cfg,
                     callbacks=[scorer])
     losses = [float(v) for v in history.history.get("loss", [])]
-    recon = np.asarray(reconstruct(result.model, result.test), np.complex64)
+    recon = scorer.last_object  # the object after the last epoch, scored there
     if not all(math.isfinite(v) for v in losses) or not np.isfinite(recon[result.crop]).all():
         raise ArmFailure(f"self-supervised {loss}: not finite (losses {losses[-3:]})")
     return tuple(epochs), recon

@@ -96,6 +96,15 @@ def _simulate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _load_for_archive(args: argparse.Namespace, cfg: Any, archive: str) -> Any:
+    """``_load`` with a saved model's gridsize (``cfg``, from ``archive``, e.g. "--model
+    PATH"); a --gridsize other than it is refused, naming both."""
+    if args.gridsize is not None and args.gridsize != cfg.gridsize:
+        raise ValueError(f"--gridsize {args.gridsize} differs from the gridsize {cfg.gridsize} "
+                         f"of {archive}")
+    return _load(args, cfg.gridsize)
+
+
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from ptycho.finetune import check_fine_tune, training_record
     from ptycho.io import load_model, save_model
@@ -119,10 +128,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--init-model {args.init_model}: {flags} come from the archive; "
                              "leave them out, or train a new model")
         model, cfg, init_meta = load_model(args.init_model)
-        if args.gridsize is not None and args.gridsize != cfg.gridsize:
-            raise ValueError(f"--gridsize {args.gridsize} differs from the gridsize {cfg.gridsize} "
-                             f"of --init-model {args.init_model}")
-        data = _load(args, cfg.gridsize)
+        data = _load_for_archive(args, cfg, f"--init-model {args.init_model}")
         check_fine_tune(model, data, args.data, args.init_model)
         log.info("fine-tuning %s on %s", args.init_model, args.data)
     record = training_record(args.data, args.init_model, init_meta)
@@ -177,10 +183,7 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     refine = RefineConfig(steps=args.refine_steps, learning_rate=args.refine_lr,
                           loss=args.refine_loss, holdout=args.refine_holdout)
     model, cfg, meta = load_model(args.model)
-    if args.gridsize is not None and args.gridsize != cfg.gridsize:
-        raise ValueError(f"--gridsize {args.gridsize} differs from the model's gridsize "
-                         f"{cfg.gridsize} ({args.model})")
-    data, shift = _frame_shift(_load(args, cfg.gridsize), cfg.N)
+    data, shift = _frame_shift(_load_for_archive(args, cfg, f"--model {args.model}"), cfg.N)
     start = time.perf_counter()
     obj = reconstruct(model, data, batch_size=args.batch_size)
     extra: dict[str, Any] = {"model": str(args.model),
