@@ -146,6 +146,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             "history": str(history_csv), "epochs": len(losses),
             "final_loss": losses[-1] if losses else None, "train_seconds": round(seconds, 2),
             "params": int(model.count_params()), "path": model.execution.name,
+            "pad_object": cfg.pad_object,
             "data": _data_summary(data)}
 
 

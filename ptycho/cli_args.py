@@ -13,7 +13,7 @@ __all__ = ["MODEL_FLAGS", "build_parser"]
 
 # train's flags of the model itself (ModelConfig fields); with --init-model they come from the archive
 MODEL_FLAGS = ("loss", "n_filters_scale", "activation", "input_transform", "balance_counts",
-               "jit_compile", "mixed_precision")
+               "pad_object", "jit_compile", "mixed_precision")
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--balance-counts", type=float, default=None,
                     help="ring balance of the NLL: pixels above this many mean counts are weighted "
                          "down to it (default 100; 0: the plain NLL)")
+    tr.add_argument("--pad-object", default=None, action=argparse.BooleanOptionalAction,
+                    help="the decoders predict the central N/2 × N/2 of each object patch, zero "
+                         "outside (default: when the probe's light outside it is below the "
+                         "noise, ptycho.probe.half_support_fits; else the whole N × N)")
     tr.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule,
                     help="learning rate over the run: constant, or a cosine decay from "
                          "--learning-rate to --lr-final-fraction of it "

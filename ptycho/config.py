@@ -297,7 +297,9 @@ class ModelConfig(_ConfigMixin):
     mixed_precision:   bfloat16 compute for the CNN (physics stays f32/c64); None → per device.
     translation_xla:   use the gather-based (XLA-compilable) translation path.
     pad_object:        the decoders predict the central N/2 × N/2 of each object patch and the
-                       rest is zero (a real-space support; the probe disk must lie inside it).
+                       rest is zero (a real-space support; the probe's light must lie inside
+                       it: ``model_config_for`` turns it off when it does not,
+                       ``probe.half_support_fits``; RESOLUTION-SUPPORT-001).
     shared_cnn:        one encoder/decoder applied to each of the C patterns of a group (as
                        a batch of B·C single patterns) instead of one CNN over C channels.
     trainable_intensity_scale: let the NLL loss train the intensity scale (default: fixed at

@@ -58,6 +58,7 @@ from ptycho.layers import (
 )
 from ptycho.losses import get_loss
 from ptycho.overlap import OverlapConstraint
+from ptycho.probe import half_support_fits, light_outside_half
 
 __all__ = [
     "ENCODER_WIDTHS",
@@ -260,7 +261,9 @@ def build_model(cfg: ModelConfig, probe: np.ndarray | None = None, seed: int = 0
 def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
     """ModelConfig matching a data set: N and gridsize from ``data.diffraction`` (B,N,N,C),
     ``intensity_scale`` from the data, ``probe_scale`` and ``probe_defocus`` from
-    ``data.config`` when present; `overrides` (loss, n_filters_scale, jit_compile, …) win."""
+    ``data.config`` when present, ``pad_object`` off when the probe lights too much outside
+    the central N/2 × N/2 for ``data.nphotons`` (``probe.half_support_fits``); `overrides`
+    (loss, n_filters_scale, pad_object, jit_compile, …) win."""
     shape = np.shape(data.diffraction)
     if len(shape) != 4 or shape[1] != shape[2]:
         raise ValueError(f"diffraction must have shape (B, N, N, C), got {shape}")
@@ -273,6 +276,12 @@ def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
     if sim_cfg is not None:
         values["probe_scale"] = sim_cfg.probe_scale
         values["probe_defocus"] = sim_cfg.probe_defocus
+    if "pad_object" not in overrides and not half_support_fits(data.probe, data.nphotons):
+        values["pad_object"] = False
+        log.info("the probe puts %.2g of its light outside the central %d×%d (%.3g photons per "
+                 "pattern): the model predicts the whole %d×%d object patch (pad_object off)",
+                 light_outside_half(data.probe), shape[1] // 2, shape[1] // 2,
+                 light_outside_half(data.probe) * data.nphotons, shape[1], shape[1])
     values.update(overrides)
     return ModelConfig(**values)
 

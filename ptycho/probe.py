@@ -6,7 +6,8 @@ import numpy as np
 
 from ptycho.blur import gaussian_blur
 
-__all__ = ["make_probe", "probe_radius", "illumination_radius", "twin_symmetry", "EDGE_BLUR_PX", "TWIN_WARN_LEVEL"]
+__all__ = ["make_probe", "probe_radius", "illumination_radius", "twin_symmetry", "light_outside_half",
+           "half_support_fits", "EDGE_BLUR_PX", "TWIN_WARN_LEVEL"]
 
 EDGE_BLUR_PX = 1.0  # σ of the Gaussian that softens the disk edge
 # twin_symmetry at or above which a probe leaves single patterns twin-ambiguous (a 0.5 rad
@@ -26,7 +27,8 @@ def make_probe(n: int, probe_scale: float, defocus: float = 0.0) -> np.ndarray:
 
     This is the probe of an aperture a short way out of focus, and it mirrors the flat-top
     disk probe of the original PtychoPINN simulations (diameter ≈ N/3). The disk must leave
-    room around it (R ≤ N/4 for the model's object support of the central N/2 × N/2 square).
+    room around it (R ≤ N/4 − 2 px for the model's object support of the central N/2 × N/2
+    square, ``half_support_fits``).
 
     ``defocus = 0`` gives a real, centro-symmetric probe: every single diffraction pattern is
     then also explained by the twin object conj(O(−r)). A defocus of a few radians makes the
@@ -91,3 +93,37 @@ def illumination_radius(probe: np.ndarray) -> float:
     if peak == 0.0:
         raise ValueError("illumination_radius: the probe is zero everywhere")
     return float(np.sqrt(np.count_nonzero(intensity >= 0.5 * peak) / np.pi))
+
+
+def light_outside_half(probe: np.ndarray) -> float:
+    """Fraction of the probe's light Σ|P|² outside the central N/2 × N/2 square, the object
+    support of a model with ``pad_object`` (rows and columns N//4 … N//4 + N/2 − 1).
+
+    0 for ``make_probe``'s disks up to R ≈ N/4 − 2 px and for PtychoPINN's default probe;
+    0.021 for a focused, aberrated 64-px probe whose core is only ≈ 5 px in radius but whose
+    rings reach the patch edge (RESOLUTION-SUPPORT-001).
+    probe: (N, N) complex, not all zero; returns a float in [0, 1]
+    """
+    intensity = np.abs(np.asarray(probe, np.complex128)) ** 2
+    if intensity.ndim != 2 or intensity.shape[0] != intensity.shape[1]:
+        raise ValueError(f"light_outside_half: probe must be (N, N), got shape {intensity.shape}")
+    total = float(intensity.sum())
+    if total == 0.0:
+        raise ValueError("light_outside_half: the probe is zero everywhere")
+    q = intensity.shape[0] // 4
+    inside = float(intensity[q:q + 2 * q, q:q + 2 * q].sum())
+    return max(0.0, 1.0 - inside / total)
+
+
+def half_support_fits(probe: np.ndarray, nphotons: float) -> bool:
+    """Whether a model whose object is zero outside the central N/2 × N/2 can fit data taken
+    with this probe: true when the photons it would drop per pattern,
+    ``light_outside_half(probe) · nphotons``, are fewer than the pattern's N² pixels (a
+    perfect fit's Poisson deviance is about one unit per pixel, so less is lost in the noise).
+
+    probe: (N, N) complex; nphotons: mean counts per pattern (> 0)
+    """
+    if not np.isfinite(nphotons) or nphotons <= 0:
+        raise ValueError(f"half_support_fits: nphotons must be > 0, got {nphotons!r}")
+    n = np.shape(probe)[0]
+    return light_outside_half(probe) * float(nphotons) < n * n

@@ -20,7 +20,7 @@ import pytest
 
 from ptycho.canonical import GroupingOptions
 from ptycho.cli import main
-from ptycho.io import load_data
+from ptycho.io import load_data, load_model
 
 pytestmark = pytest.mark.integration  # spawns the ptycho command line, trains models
 
@@ -138,14 +138,36 @@ def test_canonical_round_trip_simulate_train_infer(tmp_path: Path,
 @pytest.fixture(scope="module")
 def canonical_model(canonical_writer: ModuleType, tmp_path_factory: pytest.TempPathFactory,
                     ) -> tuple[Path, ModuleType]:
-    """A model trained (1 epoch) on an independently written canonical file."""
+    """A model trained (1 epoch) on an independently written canonical file, with the
+    half-size object support its probe's rings would otherwise rule out (``--pad-object``):
+    a model far from the truth, for the tests of refinement and fine-tuning."""
     work = tmp_path_factory.mktemp("canonical")
     canonical_writer.write(work / "train.npz",
                            canonical_writer.make_dataset(48, n=N, size=100, seed=1))
     rc = main(["train", "--data", str(work / "train.npz"), "--output-dir", str(work / "run"),
-               "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1"])
+               "--nepochs", "1", "--batch-size", "8", "--n-filters-scale", "1", "--pad-object"])
     assert rc == 0
     return work / "run" / "wts.h5.zip", canonical_writer
+
+
+def test_train_predicts_the_whole_patch_when_the_probe_lights_outside_the_half(
+        canonical_model: tuple[Path, ModuleType], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """RESOLUTION-SUPPORT-001: the writer's probe puts light outside the central N/2 × N/2,
+    so by default the model's object support is the whole patch; --pad-object keeps the half."""
+    model, writer = canonical_model
+    data = tmp_path / "train.npz"
+    writer.write(data, writer.make_dataset(48, n=N, size=100, seed=1))
+    args = ("train", "--data", str(data), "--nepochs", "1", "--batch-size", "8",
+            "--n-filters-scale", "1")
+    rc, summary, err = _main(capsys, *args, "--output-dir", str(tmp_path / "run"))
+    assert rc == 0, err[-3000:]
+    assert summary["pad_object"] is False
+    assert load_model(tmp_path / "run" / "wts.h5.zip")[1].pad_object is False
+    assert load_model(model)[1].pad_object is True  # the fixture's --pad-object
+    rc = main(["train", "--init-model", str(model), "--data", str(data), "--output-dir",
+               str(tmp_path / "ft"), "--no-pad-object"])
+    assert rc == 1 and "--pad-object come from the archive" in capsys.readouterr().err
 
 
 def test_infer_without_object_guess_writes_object_and_figure_only(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,10 +42,10 @@ def _inputs(data: object, count: int | None = None) -> dict[str, np.ndarray]:
     return {"diffraction": data.diffraction[sl], "offsets": data.offsets[sl]}
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_outputs_have_documented_shapes_and_dtypes(gridsize: int) -> None:
+@pytest.mark.parametrize(("gridsize", "pad_object"), [(1, True), (2, True), (2, False)])
+def test_outputs_have_documented_shapes_and_dtypes(gridsize: int, pad_object: bool) -> None:
     data = simulate(SimConfig(N=16, gridsize=gridsize, n_images=8, seed=1))
-    model = build_model(model_config_for(data, n_filters_scale=1))
+    model = build_model(model_config_for(data, n_filters_scale=1, pad_object=pad_object))
     out = model.predict(_inputs(data), verbose=0)
     c = gridsize**2
     assert set(out) == {"amplitude", "sqrt_counts", "object"}
@@ -53,10 +54,11 @@ def test_outputs_have_documented_shapes_and_dtypes(gridsize: int) -> None:
     assert np.all(np.isfinite(out["amplitude"])) and np.all(out["amplitude"] >= 0)
     np.testing.assert_allclose(out["sqrt_counts"], out["amplitude"] * data.intensity_scale, rtol=1e-5)
     amplitude = np.abs(out["object"])
-    inside = amplitude[:, 4:12, 4:12]  # object support: the central N/2 × N/2
+    support = slice(4, 12) if pad_object else slice(0, 16)  # the central N/2 × N/2, or all
+    inside = amplitude[:, support, support]
     assert inside.min() > 0 and inside.max() < 4.0  # bounded positive activation
     outside = amplitude.copy()
-    outside[:, 4:12, 4:12] = 0
+    outside[:, support, support] = 0
     assert not outside.any()
     history = model.fit(_inputs(data), data.counts, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -295,16 +297,18 @@ def test_dead_units_reports_a_layer_pushed_below_zero(sim32: object) -> None:
     assert after["enc_conv0a"] == fresh["enc_conv0a"]  # layers before it are untouched
 
 
-def test_an_untrained_model_predicts_a_flat_object(sim32: object) -> None:
+@pytest.mark.parametrize("pad_object", [True, False])
+def test_an_untrained_model_predicts_a_flat_object(sim32: object, pad_object: bool) -> None:
     """LOW-DOSE-NLL-PHASE-001: the output convolutions start at zero, so training starts from a
     flat object (amplitude 1, phase 0 on the support) instead of random structure."""
-    model = build_model(model_config_for(sim32, n_filters_scale=1))
+    model = build_model(model_config_for(sim32, n_filters_scale=1, pad_object=pad_object))
     obj = model.predict(_inputs(sim32, 8), verbose=0)["object"]
     n = sim32.diffraction.shape[1]
-    support = obj[:, n // 4: 3 * n // 4, n // 4: 3 * n // 4, :]
+    q = n // 4 if pad_object else 0
+    support = obj[:, q: n - q, q: n - q, :]
     np.testing.assert_allclose(np.abs(support), 1.0, atol=1e-6)
     np.testing.assert_allclose(np.angle(support), 0.0, atol=1e-6)
-    assert np.all(obj[:, : n // 4] == 0)  # outside the support
+    assert np.all(obj[:, :q] == 0)  # outside the support
     # and the first step moves the output layers (their gradient is not zero)
     y = np.square(sim32.diffraction[:8] * sim32.intensity_scale)
     with tf.GradientTape() as tape:
@@ -350,3 +354,21 @@ def test_model_options_build_and_predict_the_documented_shapes(sim32: object, op
     plain = build_model(model_config_for(sim32, n_filters_scale=1), probe=sim32.probe)
     extra = model.count_params() - plain.count_params()
     assert (extra > 0) == (option.get("upsampling") == "transpose")  # only that one adds weights
+
+
+def test_model_config_for_gives_the_whole_patch_to_a_probe_whose_light_leaves_the_half(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """RESOLUTION-SUPPORT-001: a focused probe's rings outside the central N/2 × N/2 cannot be
+    fitted by an object that is zero there; the model then predicts the whole patch."""
+    n = 32
+    k = np.fft.fftfreq(n) * n
+    rho = np.hypot(k[:, None], k[None, :]) / (n / 5)
+    rings = np.fft.fftshift(np.fft.ifft2((rho <= 1.0) * np.exp(6j * rho**2)))
+    disk = simulate(SimConfig(N=n, gridsize=2, n_images=4, nphotons=1e6, seed=1))
+    assert model_config_for(disk).pad_object  # the study's disk: nothing outside the half
+    data = dataclasses.replace(disk, probe=rings.astype(np.complex64))
+    with caplog.at_level("INFO", logger="ptycho.model"):
+        assert not model_config_for(data).pad_object
+    assert "predicts the whole 32×32 object patch" in caplog.text
+    assert model_config_for(dataclasses.replace(data, nphotons=10.0)).pad_object  # lost in noise
+    assert model_config_for(data, pad_object=True).pad_object  # the caller's choice wins

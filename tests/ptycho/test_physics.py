@@ -8,7 +8,14 @@ import pytest
 from ptycho.config import SimConfig
 from ptycho.objects import make_object
 from ptycho.physics import SimulatedData, expose, extract_patches, far_field, simulate
-from ptycho.probe import TWIN_WARN_LEVEL, make_probe, probe_radius, twin_symmetry
+from ptycho.probe import (
+    TWIN_WARN_LEVEL,
+    half_support_fits,
+    light_outside_half,
+    make_probe,
+    probe_radius,
+    twin_symmetry,
+)
 from ptycho.scan import group_positions, nearest_neighbors
 
 SMALL = SimConfig(N=32, gridsize=2, n_images=96, nphotons=1e4, seed=3)
@@ -261,3 +268,46 @@ def test_simulate_rejects_bad_config() -> None:
         simulate({"N": 64})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n_images=2 < gridsize² = 4"):
         simulate(SimConfig(N=32, n_images=2))
+
+
+def _focused_aberrated_probe(n: int) -> np.ndarray:
+    """A lens's probe: a pupil of radius n/5 frequency px with 6 rad of defocus at its edge;
+    a small bright core and rings that reach the patch edge."""
+    k = np.fft.fftfreq(n) * n
+    rho = np.hypot(k[:, None], k[None, :]) / (n / 5)
+    pupil = (rho <= 1.0) * np.exp(6j * rho**2)
+    return np.fft.fftshift(np.fft.ifft2(pupil))
+
+
+def test_a_half_support_model_misfits_a_probe_whose_rings_leave_it_exactly_when_the_rule_says() -> None:
+    n = 32
+    assert light_outside_half(make_probe(64, 3.0, defocus=2.0)) < 1e-9  # the study's probe
+    with pytest.raises(ValueError, match="zero everywhere"):
+        light_outside_half(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="nphotons"):
+        half_support_fits(make_probe(n, 3.0), 0.0)
+    probe = _focused_aberrated_probe(n)
+    dropped = light_outside_half(probe)
+    assert 0.01 < dropped < 0.5
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:n, 0:n]
+    phase = 1.2 * np.exp(-((rows - 14.0) ** 2 + (cols - 19.0) ** 2) / 30.0)
+    patch = np.exp(1j * phase)[None]  # (1, N, N) a phase bump
+    half = np.zeros((n, n))
+    half[n // 4:3 * n // 4, n // 4:3 * n // 4] = 1.0
+    full_amp, half_amp = far_field(probe, patch)[0], far_field(probe, patch * half)[0]
+
+    def deviance(counts: np.ndarray, lam: np.ndarray) -> float:
+        lam = np.maximum(lam, 1e-12)
+        kept = np.where(counts > 0, counts * np.log(np.maximum(counts, 1) / lam), 0.0)
+        return float(2 * np.sum(kept - (counts - lam)))
+
+    for nphotons in (1e2, 1e9):
+        full, cut = (nphotons / float(np.sum(full_amp**2)) * a.astype(np.float64) ** 2
+                     for a in (full_amp, half_amp))
+        counts = rng.poisson(full)
+        excess = deviance(counts, cut) - deviance(counts, full)  # what the half support cannot fit
+        fits = half_support_fits(probe, nphotons)
+        assert fits == (dropped * nphotons < n * n)
+        assert (excess < n * n) if fits else (excess > 10 * n * n), (nphotons, excess)
+    assert not half_support_fits(probe, 1e9) and half_support_fits(probe, 1e2)
