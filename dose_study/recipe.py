@@ -162,6 +162,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     from ptycho.config import ModelConfig, TrainConfig
     from ptycho.inference import reconstruct, scanned_region
     from ptycho.model import build_model
+    from ptycho.probe import half_support_fits
     from ptycho.train import train
 
     t0 = time.perf_counter()
@@ -177,7 +178,8 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     t_sim = time.perf_counter() - t0
     model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=loss,
                             n_filters_scale=cfg.n_filters_scale, probe_defocus=cfg.probe_defocus,
-                            activation=cfg.activation, intensity_scale=intensity_scale)
+                            activation=cfg.activation, intensity_scale=intensity_scale,
+                            pad_object=half_support_fits(train_data.probe, nphotons))
     train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
                             learning_rate=cfg.learning_rate, seed=cfg.seed, clipnorm=cfg.clipnorm,
                             lr_schedule=cfg.lr_schedule)
