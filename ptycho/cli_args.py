@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "down to it (default 100; 0: the plain NLL)")
     tr.add_argument("--pad-object", default=None, action=argparse.BooleanOptionalAction,
                     help="the decoders predict the central N/2 × N/2 of each object patch, zero "
-                         "outside (default: when the probe's light outside it is below the "
-                         "noise, ptycho.probe.half_support_fits; else the whole N × N)")
+                         "outside (default: while the probe's light outside it gives fewer than "
+                         "100·N² photons per pattern, ptycho.probe.half_support_fits; else the "
+                         "whole N × N)")
     tr.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule,
                     help="learning rate over the run: constant, or a cosine decay from "
                          "--learning-rate to --lr-final-fraction of it "

@@ -30,8 +30,8 @@ def make_probe(n: int, probe_scale: float, defocus: float = 0.0) -> np.ndarray:
 
     This is the probe of an aperture a short way out of focus, and it mirrors the flat-top
     disk probe of the original PtychoPINN simulations (diameter ≈ N/3). The disk must leave
-    room around it (R ≤ N/4 − 2 px for the model's object support of the central N/2 × N/2
-    square, ``half_support_fits``).
+    room around it (R ≤ N/4 − 2 px keeps the light outside the model's object support of the
+    central N/2 × N/2 square under 1e-4, ``light_outside_half``).
 
     ``defocus = 0`` gives a real, centro-symmetric probe: every single diffraction pattern is
     then also explained by the twin object conj(O(−r)). A defocus of a few radians makes the
@@ -102,7 +102,8 @@ def light_outside_half(probe: np.ndarray) -> float:
     """Fraction of the probe's light Σ|P|² outside the central N/2 × N/2 square, the object
     support of a model with ``pad_object`` (rows and columns N//4 … N//4 + N/2 − 1).
 
-    0 for ``make_probe``'s disks up to R ≈ N/4 − 2 px and for PtychoPINN's default probe;
+    Under 1e-4 for ``make_probe``'s disks with R ≤ N/4 − 2 px (6e-10 for the study's N=64
+    probe, 1.2e-6 at N=32), 0 for PtychoPINN's default probe;
     0.021 for a focused, aberrated 64-px probe whose core is only ≈ 5 px in radius but whose
     rings reach the patch edge (RESOLUTION-SUPPORT-001).
     probe: (N, N) complex, not all zero; returns a float in [0, 1]
