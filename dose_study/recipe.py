@@ -159,10 +159,9 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
 
     Raises ArmFailure when the training loss or the reconstruction is not finite.
     """
-    from ptycho.config import ModelConfig, TrainConfig
+    from ptycho.config import TrainConfig
     from ptycho.inference import reconstruct, scanned_region
-    from ptycho.model import build_model
-    from ptycho.probe import half_support_fits
+    from ptycho.model import build_model, model_config_for
     from ptycho.train import train
 
     t0 = time.perf_counter()
@@ -176,10 +175,9 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
         test = simulate(cfg, nphotons, cfg.test_seed, cfg.n_test_images, "test")
         crop = scanned_region(test.coords, test.obj.shape)
     t_sim = time.perf_counter() - t0
-    model_cfg = ModelConfig(N=cfg.N, gridsize=cfg.gridsize, loss=loss,
-                            n_filters_scale=cfg.n_filters_scale, probe_defocus=cfg.probe_defocus,
-                            activation=cfg.activation, intensity_scale=intensity_scale,
-                            pad_object=half_support_fits(train_data.probe, nphotons))
+    # N, gridsize, intensity scale, probe and object support from the training data, as `train`
+    model_cfg = model_config_for(train_data, loss=loss, n_filters_scale=cfg.n_filters_scale,
+                                 activation=cfg.activation)
     train_cfg = TrainConfig(nepochs=cfg.nepochs, batch_size=cfg.batch_size,
                             learning_rate=cfg.learning_rate, seed=cfg.seed, clipnorm=cfg.clipnorm,
                             lr_schedule=cfg.lr_schedule)

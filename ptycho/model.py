@@ -278,10 +278,10 @@ def model_config_for(data: Any, **overrides: Any) -> ModelConfig:
         values["probe_defocus"] = sim_cfg.probe_defocus
     if "pad_object" not in overrides and not half_support_fits(data.probe, data.nphotons):
         values["pad_object"] = False
+        outside = light_outside_half(data.probe)
         log.info("the probe puts %.2g of its light outside the central %d×%d (%.3g photons per "
                  "pattern): the model predicts the whole %d×%d object patch (pad_object off)",
-                 light_outside_half(data.probe), shape[1] // 2, shape[1] // 2,
-                 light_outside_half(data.probe) * data.nphotons, shape[1], shape[1])
+                 outside, shape[1] // 2, shape[1] // 2, outside * data.nphotons, shape[1], shape[1])
     values.update(overrides)
     return ModelConfig(**values)
 
