@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 WRITER = Path(__file__).resolve().parents[1] / "fixtures" / "canonical" / "make_canonical.py"
@@ -31,3 +32,15 @@ def noise_free_scan_writer(load_file_module: Callable[[Path], ModuleType]) -> Mo
     """tests/fixtures/canonical/noise_free_scan.py: a noise-free scan in this repo's forward
     model (``make_scan``), for the iterative baseline's tests."""
     return load_file_module(SCAN_WRITER)
+
+
+@pytest.fixture(scope="session")
+def ringed_probe() -> np.ndarray:
+    """(32, 32) complex128: a lens's focused probe, a pupil of radius N/5 frequency px with 6 rad
+    of defocus at its edge: a small bright core and rings that reach the patch edge, so much of
+    its light lies outside the central N/2 × N/2 (RESOLUTION-SUPPORT-001)."""
+    n = 32
+    k = np.fft.fftfreq(n) * n
+    rho = np.hypot(k[:, None], k[None, :]) / (n / 5)
+    return np.fft.fftshift(np.fft.ifft2((rho <= 1.0) * np.exp(6j * rho**2)))
+

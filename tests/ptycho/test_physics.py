@@ -271,16 +271,8 @@ def test_simulate_rejects_bad_config() -> None:
         simulate(SimConfig(N=32, n_images=2))
 
 
-def _focused_aberrated_probe(n: int) -> np.ndarray:
-    """A lens's probe: a pupil of radius n/5 frequency px with 6 rad of defocus at its edge;
-    a small bright core and rings that reach the patch edge."""
-    k = np.fft.fftfreq(n) * n
-    rho = np.hypot(k[:, None], k[None, :]) / (n / 5)
-    pupil = (rho <= 1.0) * np.exp(6j * rho**2)
-    return np.fft.fftshift(np.fft.ifft2(pupil))
-
-
-def test_a_half_support_model_misfits_a_probe_whose_rings_leave_it_as_the_rule_says() -> None:
+def test_a_half_support_model_misfits_a_probe_whose_rings_leave_it_as_the_rule_says(
+        ringed_probe: np.ndarray) -> None:
     n = 32
     assert light_outside_half(make_probe(64, 3.0, defocus=2.0)) < 1e-9  # the study's probe
     # the study's quick N=32 probe drops 1.1 N² at 1e9 and keeps the half support, where the
@@ -290,7 +282,7 @@ def test_a_half_support_model_misfits_a_probe_whose_rings_leave_it_as_the_rule_s
         light_outside_half(np.zeros((8, 8)))
     with pytest.raises(ValueError, match="nphotons"):
         half_support_fits(make_probe(n, 3.0), 0.0)
-    probe = _focused_aberrated_probe(n)
+    probe = ringed_probe
     dropped = light_outside_half(probe)
     assert 0.01 < dropped < 0.5
     rng = np.random.default_rng(0)
