@@ -92,7 +92,8 @@ class ExecutionPlan:
 
     device: "CPU" | "GPU" (where the model was built); jit_compile: whole-step XLA;
     mixed_precision: bfloat16 CNN; translation_xla: gather-based translation path;
-    source: where the choice came from ("config", "calibration", "evidence", "gpu").
+    source: where the choice came from ("config", "calibration", "evidence", "gpu"), with
+            "+distributed" when several CPU replicas ruled out whole-step XLA.
     """
 
     device: str
@@ -215,7 +216,11 @@ def device_defaults(device: str, cpu_model: str | None = None, flags: frozenset[
 
 def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
     """Fill the ``None`` execution options of `cfg` for the devices visible now (and set
-    ``XLA_CPU_FLAGS``, see ``xla_cpu_flags``)."""
+    ``XLA_CPU_FLAGS``, see ``xla_cpu_flags``).
+
+    Inside the scope of a strategy with several CPU replicas the whole step is never
+    XLA-compiled (XLA cannot reach a replica's variable on another CPU device); an explicit
+    ``jit_compile=True`` there is a ValueError."""
     xla_cpu_flags()
     import tensorflow as tf
 
@@ -226,6 +231,14 @@ def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
         jit_default, bf16_default, source = False, False, "config"
     jit = jit_default if cfg.jit_compile is None else cfg.jit_compile
     bf16 = bf16_default if cfg.mixed_precision is None else cfg.mixed_precision
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if device == "CPU" and replicas > 1 and jit:
+        if cfg.jit_compile:
+            raise ValueError(f"jit_compile=True: whole-step XLA cannot train a model mirrored on "
+                             f"{replicas} CPU devices (XLA reads a variable of one replica from "
+                             f"another's device); use jit_compile=False or None")
+        jit, source = False, source + "+distributed"
+        log.info("%d CPU replicas: the whole step is not XLA-compiled", replicas)
     if device == "CPU" and bf16 and cfg.mixed_precision is None and not cpu_has_bf16():
         bf16 = False
     translation_xla = cfg.translation_xla
