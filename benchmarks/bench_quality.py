@@ -16,7 +16,9 @@ scan (another sample of the same object family, another scan) and scores it:
                      applicable: a constant truth channel, see ptycho.metrics)
     constant         the same for a constant image (the truth's mean amplitude, zero phase)
     lsqml            pty-chi LSQML (known probe, ``--lsqml-epochs``, one thread) on the same
-                     test scan when ``ptycho.baseline.available()``, else {"available": false};
+                     test scan when ``ptycho.baseline.available()``, else {"available": false}:
+                     the final scores, and per epoch the carrier SSIM and wall seconds
+                     (ssim_by_epoch, wall_by_epoch, time_to_ssim, best_ssim, best_epoch);
                      ``--lsqml-only`` runs just that (no training)
     refined          ``--refine-steps`` of ``ptycho.refine`` (known probe and positions) on the
                      test scan: ``pinn_start`` from the PINN's object ("PINN + refinement", a
@@ -101,10 +103,12 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int,
+def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int, carrier: str,
                  images: dict[str, Any] | None = None) -> dict[str, Any]:
     """pty-chi LSQML (known probe, one thread) on the test scan's patterns, scored like the
-    PINN over the same region; {"available": False, "note"} without the baseline extra.
+    PINN over the same region after every epoch: the final scores, ssim_by_epoch /
+    wall_by_epoch of the ``carrier`` channel ("amp" | "phase"), time_to_ssim, best_ssim and
+    best_epoch; {"available": False, "note"} without the baseline extra.
     images: when given, gets "LSQML": the object over ``crop``."""
     from ptycho import baseline
 
@@ -114,14 +118,29 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int,
     from ptycho.canonical_write import per_position_scan
     from ptycho.metrics import evaluate
 
+    scores: list[dict[str, float | None]] = []
+
+    def on_epoch(_epoch: int, obj: Any) -> None:
+        scores.append(evaluate(obj, test.obj, crop))
+
     patterns, positions = per_position_scan(test)  # network units: sqrt(counts) / scale
     result = baseline.reconstruct_iterative(patterns * test.intensity_scale, positions, test.probe,
                                             engine="lsqml", epochs=epochs,
-                                            object_shape=test.obj.shape, threads=1)
+                                            object_shape=test.obj.shape, threads=1,
+                                            on_epoch=on_epoch)
     if images is not None:
         images["LSQML"] = result.obj[crop]
+    ssims = [_round(s[f"{carrier}_ssim"]) for s in scores]
+    walls = [round(e.wall_s, 2) for e in result.epochs]
+    valid = [i for i, v in enumerate(ssims) if v is not None]
+    best = max(valid, key=ssims.__getitem__) if valid else None
     return {"available": True, "epochs": epochs, "wall_s": round(result.wall_s, 2),
-            **{k: _round(v) for k, v in evaluate(result.obj, test.obj, crop).items()}}
+            "ssim_by_epoch": ssims, "wall_by_epoch": walls,
+            "time_to_ssim": {t: time_to(ssims, walls, float(t))
+                             for t in (*THRESHOLDS, *REFINE_THRESHOLDS[1:])},
+            "best_ssim": None if best is None else ssims[best],
+            "best_epoch": None if best is None else best + 1,
+            **{k: _round(v) for k, v in scores[-1].items()}}
 
 
 def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str,
@@ -208,7 +227,7 @@ def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str
     crop = scanned_region(test.coords, test.obj.shape)
     return {"object": name, "carrier": carrier_of(name), "nphotons": nphotons,
             "n_test_images": study.n_test_images, "N": study.N,
-            "lsqml": lsqml_scores(test, crop, args.lsqml_epochs)}
+            "lsqml": lsqml_scores(test, crop, args.lsqml_epochs, carrier_of(name))}
 
 
 def study_config(args: argparse.Namespace, name: str, seed: int = 0,
@@ -265,7 +284,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         "baseline_ssim": _round(res.constant_scores[f"{carrier}_ssim"]),
         "final": {k: _round(v) for k, v in res.scores.items()},
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
-        "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs, images),
+        "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs, carrier, images),
         "refined": refined_arms(res.recon, res.test, res.crop, carrier, args, images),
         "selfsup": selfsup_arm(res, carrier, args, images),  # trains res.model: after the others
         "params": int(res.model.count_params()),

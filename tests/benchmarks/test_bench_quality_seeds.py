@@ -1,7 +1,7 @@
 """benchmarks/bench_quality.py --seeds/--positions: flags, per-seed aggregation and verdicts.
 
-The benchmark scripts are not a package: they are loaded from their files. Only the pure
-parts are tested here (no training, no pty-chi)."""
+The benchmark scripts are not a package: they are loaded from their files. Pure parts, plus
+small real runs of the arms (refinement, self-supervision, pty-chi under the baseline marker)."""
 
 from __future__ import annotations
 
@@ -203,6 +203,32 @@ def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, figur
     assert panel["methods"][1][2] == arms["pinn_start"]["final"]["amp_ssim"]
     figure.draw_figure({"lines": {"1e9": panel, "1e4": panel}}, tmp_path / "fig.png", "t")
     assert (tmp_path / "fig.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.baseline
+def test_lsqml_is_scored_after_every_epoch_like_the_pinn(bench: ModuleType) -> None:
+    # pty-chi on a small simulated scan: the carrier SSIM of each epoch, the final scores those
+    # of the last epoch, and the first epoch to pass a threshold
+    from ptycho.config import SimConfig
+    from ptycho.metrics import scanned_region
+    from ptycho.physics import simulate
+
+    test = simulate(SimConfig(N=16, gridsize=1, n_images=120, nphotons=1e8, probe_defocus=2.0,
+                              seed=3))
+    crop = scanned_region(test.coords, test.obj.shape)
+    images: dict[str, Any] = {}
+    out = bench.lsqml_scores(test, crop, 6, "amp", images)
+    assert out["available"] and out["epochs"] == 6
+    assert len(out["ssim_by_epoch"]) == len(out["wall_by_epoch"]) == 6
+    assert out["wall_by_epoch"] == sorted(out["wall_by_epoch"])
+    assert out["amp_ssim"] == out["ssim_by_epoch"][-1] and out["amp_frc50"] is not None
+    assert out["best_ssim"] == max(out["ssim_by_epoch"])
+    assert out["ssim_by_epoch"][out["best_epoch"] - 1] == out["best_ssim"]
+    assert out["ssim_by_epoch"][-1] > out["ssim_by_epoch"][0]
+    for t, wall in out["time_to_ssim"].items():
+        first = next((i for i, v in enumerate(out["ssim_by_epoch"]) if v >= float(t)), None)
+        assert wall == (None if first is None else out["wall_by_epoch"][first])
+    assert images["LSQML"].shape == test.obj[crop].shape
 
 
 def test_aggregate_gives_the_self_supervised_pinn_its_own_verdict(seeds_mod: ModuleType) -> None:
