@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ptycho import xla_cache
 from ptycho.execution import PATHS, cpu_info, cpu_label  # PATHS: name → (jit_compile, mixed_precision)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,9 @@ def _run_path(path: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", path,
            "--n-images", str(args.n_images), "--epochs", str(args.epochs),
            "--infer-repeats", str(args.infer_repeats)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    # every path compiles cold: first_epoch_overhead_s is the overhead of a fresh machine
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT),
+           "TF_XLA_FLAGS": xla_cache.cold(os.environ.get("TF_XLA_FLAGS", ""))}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:

@@ -57,6 +57,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from ptycho import xla_cache
 from ptycho.config import ACTIVATIONS, LR_SCHEDULES
 
 from . import curve
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the arm processes
+    xla_cache.enable()  # TF_XLA_FLAGS too: the arms share one cache of XLA executables
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     engine = resolve_baseline(parser, args.baseline)

@@ -13,7 +13,9 @@ bfloat16 is never chosen (by either route) on a CPU without native bf16 arithmet
 oneDNN below AVX512_CORE_BF16: emulated bf16 is ~8× slower there.
 Before the first model is built ``xla_cpu_flags()`` adds ``XLA_CPU_FLAGS`` to ``XLA_FLAGS``
 (XLA reads it once, at its first compilation); flags the user set there win.
-Set ``PTYCHO_EXECUTION_CACHE`` to another directory (tests) or to ``off`` to ignore caches.
+and ``ptycho.xla_cache.enable()`` points TensorFlow at a persistent cache of compiled XLA
+executables. Set ``PTYCHO_EXECUTION_CACHE`` to another directory (tests) or to ``off`` to
+ignore both caches.
 This module builds no model and imports no model code (``tests/test_import_rules.py``).
 """
 
@@ -34,6 +36,7 @@ __all__ = [
     "ExecutionPlan",
     "PATHS",
     "cache_file",
+    "cache_root",
     "cpu_info",
     "cpu_label",
     "device_defaults",
@@ -151,7 +154,9 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return native_bf16(cpu_info(cpuinfo)[1])
 
 
-def _cache_dir() -> Path | None:
+def cache_root() -> Path | None:
+    """The directory of the machine's caches (``PTYCHO_EXECUTION_CACHE``, default
+    ``~/.cache/ptycho-harness``), or None when that variable is ``off``."""
     value = os.environ.get("PTYCHO_EXECUTION_CACHE")
     if value == "off":
         return None
@@ -160,7 +165,7 @@ def _cache_dir() -> Path | None:
 
 def cache_file(cpu_model: str, tf_version: str, cache_dir: Path | None = None) -> Path | None:
     """The calibration file of one CPU model + TensorFlow version (None: caching off)."""
-    directory = cache_dir if cache_dir is not None else _cache_dir()
+    directory = cache_dir if cache_dir is not None else cache_root()
     if directory is None:
         return None
     key = hashlib.sha256(f"{cpu_model}|{tf_version}".encode()).hexdigest()[:16]
@@ -221,7 +226,10 @@ def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
     Inside the scope of a strategy with several CPU replicas the whole step is never
     XLA-compiled (XLA cannot reach a replica's variable on another CPU device); an explicit
     ``jit_compile=True`` there is a ValueError."""
+    from ptycho import xla_cache
+
     xla_cpu_flags()
+    xla_cache.enable()
     import tensorflow as tf
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
