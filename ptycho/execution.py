@@ -13,9 +13,9 @@ bfloat16 is never chosen (by either route) on a CPU without native bf16 arithmet
 oneDNN below AVX512_CORE_BF16: emulated bf16 is ~8× slower there.
 Before the first model is built ``xla_cpu_flags()`` adds ``XLA_CPU_FLAGS`` to ``XLA_FLAGS``
 (XLA reads it once, at its first compilation); flags the user set there win.
-and ``ptycho.xla_cache.enable()`` points TensorFlow at a persistent cache of compiled XLA
-executables. Set ``PTYCHO_EXECUTION_CACHE`` to another directory (tests) or to ``off`` to
-ignore both caches.
+The entry points (not this module) call ``ptycho.xla_cache.enable()``, which keeps compiled XLA
+executables under the same cache root. Set ``PTYCHO_EXECUTION_CACHE`` to another directory
+(tests) or to ``off`` to ignore both caches.
 This module builds no model and imports no model code (``tests/test_import_rules.py``).
 """
 
@@ -226,10 +226,7 @@ def resolve_execution(cfg: ModelConfig) -> ExecutionPlan:
     Inside the scope of a strategy with several CPU replicas the whole step is never
     XLA-compiled (XLA cannot reach a replica's variable on another CPU device); an explicit
     ``jit_compile=True`` there is a ValueError."""
-    from ptycho import xla_cache
-
     xla_cpu_flags()
-    xla_cache.enable()
     import tensorflow as tf
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
