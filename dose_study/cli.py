@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the arm processes
-    xla_cache.enable()  # TF_XLA_FLAGS too: the arms share one cache of XLA executables
+    xla_cache.enable()  # with PTYCHO_XLA_CACHE=on the arms share one cache of XLA executables
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     engine = resolve_baseline(parser, args.baseline)

@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    xla_cache.enable()  # before TensorFlow sets up its devices, which reads TF_XLA_FLAGS
+    xla_cache.enable()  # PTYCHO_XLA_CACHE=on; before TensorFlow reads TF_XLA_FLAGS
     handlers = {"simulate": _simulate, "train": _train, "infer": _infer, "reconstruct": _reconstruct}
     try:
         summary = handlers[args.command](args)

@@ -6,7 +6,8 @@ repeated ``ptycho train`` / ``infer`` runs compile the same graphs. TensorFlow c
 compiled executables in a directory (``--tf_xla_persistent_cache_directory`` in
 ``TF_XLA_FLAGS``) and load one instead of compiling when the cluster's signature matches; it
 writes each entry to a temporary file and renames it, so a killed process leaves no partial
-entry. ``enable(environ)`` sets that flag before the process's first compilation:
+entry. ``enable(environ)`` sets that flag before the process's first compilation, when
+``PTYCHO_XLA_CACHE=on`` (it is off by default, see below):
 
 * the directory is ``<cache root>/xla-<key>``, the key hashing the CPU's model name and flags
   (an executable built for AVX-512 must never run on an AVX2 CPU of the same model name) and
@@ -18,9 +19,11 @@ entry. ``enable(environ)`` sets that flag before the process's first compilation
   than an hour (of a killed writer) are removed.
 
 Like ``XLA_FLAGS``, ``TF_XLA_FLAGS`` is read once per process, when TensorFlow first sets up
-its devices; set later, it has no effect. Measured on a 2-core AVX2 AMD EPYC (2026-12-07): the
-first epoch of an N=32 model fell from 44 s to 16 s with the cache filled by an earlier
-process (docs/findings.md AVX2-EPYC-001). Nothing happens at import.
+its devices; set later, it has no effect. Why off by default: on a 2-core AVX2 AMD EPYC
+(2026-12-07; docs/findings.md AVX2-EPYC-001) a loaded executable cut the first-epoch overhead of
+the N=64 xla path from 15.6-16.2 s to 5.3-6.4 s, but its steady epochs ran 8-12 % slower than
+those of a freshly compiled one, so only runs of a few epochs (tests, repeated short runs) gain.
+Nothing happens at import.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["CACHE_FLAG", "MAX_BYTES", "cache_directory", "cold", "enable", "prune",
+__all__ = ["CACHE_FLAG", "MAX_BYTES", "OPT_IN", "cache_directory", "cold", "enable", "prune",
            "tensorflow_version"]
 
 log = logging.getLogger(__name__)
 
+OPT_IN = "PTYCHO_XLA_CACHE"
 CACHE_FLAG = "tf_xla_persistent_cache_directory"
 DEVICE_FLAG = "tf_xla_persistent_cache_device_types"
 CPU_DEVICE = "CPU"
@@ -100,13 +104,14 @@ def cold(flags: str) -> str:
 
 def enable(environ: dict[str, str] | None = None, root: Path | None = None) -> Path | None:
     """Point ``TF_XLA_FLAGS`` (in `environ`, default ``os.environ``) at this machine's cache
-    directory (created and pruned); returns it, or None when caching is off, the user named a
-    directory already, or the directory cannot be created (logged, never raised)."""
+    directory (created and pruned) when ``PTYCHO_XLA_CACHE`` is ``on`` there; returns it, or None
+    when it is not, caching is off, the user named a directory already, or the directory cannot
+    be created (logged, never raised)."""
     from ptycho.execution import cache_root, cpu_info
 
     env = os.environ if environ is None else environ
     flags = env.get("TF_XLA_FLAGS", "")
-    if CACHE_FLAG in flags:
+    if env.get(OPT_IN, "off") != "on" or CACHE_FLAG in flags:
         return None
     root = cache_root() if root is None else root
     if root is None:

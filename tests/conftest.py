@@ -29,8 +29,6 @@ from typing import Any
 
 import pytest
 
-from ptycho import xla_cache
-
 #: Test modules (paths from the rootdir) whose module-scoped fixture is expensive: each runs on
 #: a single xdist worker. A path that does not exist is a usage error (see pytest_configure).
 ONE_WORKER_MODULES = frozenset({
@@ -61,9 +59,6 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = sorted(m for m in ONE_WORKER_MODULES if not (config.rootpath / m).is_file())
     if missing:
         raise pytest.UsageError(f"tests/conftest.py: ONE_WORKER_MODULES names missing files: {missing}")
-    # the session's processes (xdist workers and the subprocesses tests start inherit it) share
-    # one cache of XLA executables, as a study's arms do (ptycho.xla_cache)
-    xla_cache.enable()
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown (and unused) without the plugin

@@ -47,16 +47,19 @@ def test_prune_drops_the_oldest_entries_beyond_the_budget_and_stale_temporaries(
 
 def test_enable_sets_the_flags_once_and_leaves_a_users_directory_alone(tmp_path: Path) -> None:
     env = {"TF_XLA_FLAGS": "--tf_xla_auto_jit=0"}
+    assert xla_cache.enable(env, root=tmp_path) is None  # off unless opted in
+    assert env == {"TF_XLA_FLAGS": "--tf_xla_auto_jit=0"}
+    env[xla_cache.OPT_IN] = "on"
     directory = xla_cache.enable(env, root=tmp_path)
     assert directory is not None and directory.is_dir() and directory.parent == tmp_path
     assert env["TF_XLA_FLAGS"].split() == [
         "--tf_xla_auto_jit=0", f"--{xla_cache.CACHE_FLAG}={directory}",
         f"--{xla_cache.DEVICE_FLAG}=CPU"]
     assert xla_cache.enable(env, root=tmp_path) is None  # already set: nothing added twice
-    user = {"TF_XLA_FLAGS": f"--{xla_cache.CACHE_FLAG}=/somewhere"}
+    user = {"TF_XLA_FLAGS": f"--{xla_cache.CACHE_FLAG}=/somewhere", xla_cache.OPT_IN: "on"}
     assert xla_cache.enable(user, root=tmp_path) is None
     assert user["TF_XLA_FLAGS"] == f"--{xla_cache.CACHE_FLAG}=/somewhere"
-    cold = {"TF_XLA_FLAGS": xla_cache.cold(env["TF_XLA_FLAGS"])}
+    cold = {"TF_XLA_FLAGS": xla_cache.cold(env["TF_XLA_FLAGS"]), xla_cache.OPT_IN: "on"}
     assert cold["TF_XLA_FLAGS"].split() == ["--tf_xla_auto_jit=0", f"--{xla_cache.CACHE_FLAG}="]
     assert xla_cache.enable(cold, root=tmp_path) is None
 
@@ -64,11 +67,11 @@ def test_enable_sets_the_flags_once_and_leaves_a_users_directory_alone(tmp_path:
 def test_enable_is_off_with_the_cache_variable_off_or_an_unusable_root(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PTYCHO_EXECUTION_CACHE", "off")
-    env: dict[str, str] = {}
-    assert xla_cache.enable(env) is None and env == {}
+    env = {xla_cache.OPT_IN: "on"}
+    assert xla_cache.enable(env) is None and "TF_XLA_FLAGS" not in env
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert xla_cache.enable(env, root=blocker) is None and env == {}
+    assert xla_cache.enable(env, root=blocker) is None and "TF_XLA_FLAGS" not in env
     assert "XLA executable cache off" in caplog.text and str(blocker) in caplog.text
 
 
@@ -87,7 +90,8 @@ print("path", model.execution.name)
 
 
 def test_a_second_process_loads_the_executables_the_first_compiled(tmp_path: Path) -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PTYCHO_EXECUTION_CACHE": str(tmp_path)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PTYCHO_EXECUTION_CACHE": str(tmp_path),
+           xla_cache.OPT_IN: "on"}
     env.pop("TF_XLA_FLAGS", None)
 
     def entries() -> dict[str, int]:
