@@ -111,7 +111,11 @@ def enable(environ: dict[str, str] | None = None, root: Path | None = None) -> P
 
     env = os.environ if environ is None else environ
     flags = env.get("TF_XLA_FLAGS", "")
-    if env.get(OPT_IN, "off") != "on" or CACHE_FLAG in flags:
+    choice = env.get(OPT_IN, "off")
+    if choice not in ("on", "off"):
+        log.warning("%s=%r is neither on nor off: the XLA executable cache stays off", OPT_IN,
+                    choice)
+    if choice != "on" or CACHE_FLAG in flags:
         return None
     root = cache_root() if root is None else root
     if root is None:

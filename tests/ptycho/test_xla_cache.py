@@ -72,6 +72,9 @@ def test_enable_is_off_with_the_cache_variable_off_or_an_unusable_root(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert xla_cache.enable(env, root=blocker) is None and "TF_XLA_FLAGS" not in env
+    typo = {xla_cache.OPT_IN: "yes"}
+    assert xla_cache.enable(typo, root=tmp_path) is None and "TF_XLA_FLAGS" not in typo
+    assert "PTYCHO_XLA_CACHE='yes' is neither on nor off" in caplog.text
     assert "XLA executable cache off" in caplog.text and str(blocker) in caplog.text
 
 
