@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from ptycho.baseline import available as baseline_available
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -206,6 +208,8 @@ def test_refined_arms_score_every_step_from_both_starts(bench: ModuleType, figur
 
 
 @pytest.mark.baseline
+@pytest.mark.integration
+@pytest.mark.skipif(not baseline_available(), reason="pty-chi not installed (make baseline)")
 def test_lsqml_is_scored_after_every_epoch_like_the_pinn(bench: ModuleType) -> None:
     # pty-chi on a small simulated scan: the carrier SSIM of each epoch, the final scores those
     # of the last epoch, and the first epoch to pass a threshold
