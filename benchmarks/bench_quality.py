@@ -96,6 +96,15 @@ def time_to(ssims: list[float | None], walls: list[float], threshold: float) -> 
     return None
 
 
+def best_of(ssims: list[float | None]) -> dict[str, Any]:
+    """{"best_ssim", "best_epoch"} (1-based) of a per-epoch SSIM list; None for both when no
+    epoch was scored."""
+    valid = [i for i, v in enumerate(ssims) if v is not None]
+    best = max(valid, key=ssims.__getitem__) if valid else None
+    return {"best_ssim": None if best is None else ssims[best],
+            "best_epoch": None if best is None else best + 1}
+
+
 def carrier_of(name: str) -> str:
     """"amp" or "phase": the channel that carries object `name`."""
     from ptycho.bench_objects import CARRIER
@@ -136,15 +145,11 @@ def lsqml_scores(test: Any, crop: tuple[slice, slice], epochs: int, carrier: str
         images["LSQML"] = result.obj[crop]
     ssims = [_round(s[f"{carrier}_ssim"]) for s in scores]
     walls = [round(e.wall_s, 2) for e in result.epochs]
-    valid = [i for i, v in enumerate(ssims) if v is not None]
-    best = max(valid, key=ssims.__getitem__) if valid else None
     return {"available": True, "epochs": epochs, "wall_s": round(result.wall_s, 2),
             "ssim_by_epoch": ssims, "wall_by_epoch": walls,
             "time_to_ssim": {t: time_to(ssims, walls, float(t))
                              for t in (*THRESHOLDS, *REFINE_THRESHOLDS[1:])},
-            "best_ssim": None if best is None else ssims[best],
-            "best_epoch": None if best is None else best + 1,
-            **{k: _round(v) for k, v in scores[-1].items()}}
+            **best_of(ssims), **{k: _round(v) for k, v in scores[-1].items()}}
 
 
 def refine_scores(start: Any, test: Any, crop: tuple[slice, slice], carrier: str,
@@ -269,8 +274,6 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
     load_before = os.getloadavg()[0]
     res = run_recipe(study, nphotons, args.loss, on_epoch=on_epoch)
     images = {"truth": res.test.obj[res.crop], "PINN": res.recon[res.crop]}
-    valid = [i for i, s in enumerate(ssims) if s is not None]
-    best = max(valid, key=ssims.__getitem__) if valid else None
     groups = (study.n_images // study.batch_size) * study.batch_size
     out = {
         "object": name, "carrier": carrier,
@@ -283,8 +286,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
                    "scan_spacing_px": study.scan_spacing()},
         "ssim_by_epoch": ssims, "psnr_by_epoch": psnrs, "wall_by_epoch": walls,
         "time_to_ssim": {t: time_to(ssims, walls, float(t)) for t in THRESHOLDS},
-        "best_ssim": None if best is None else ssims[best],
-        "best_epoch": None if best is None else best + 1,
+        **best_of(ssims),
         "baseline_ssim": _round(res.constant_scores[f"{carrier}_ssim"]),
         "final": {k: _round(v) for k, v in res.scores.items()},
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
