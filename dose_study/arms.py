@@ -270,8 +270,13 @@ FULL = StudyConfig(nepochs=16)
 # With the standardised input (RESOLUTION-LOSS-001 section 5) lr 2e-3 no longer stalls: at lr 2e-3
 # with the cosine decay seed 1 gave 0.974 / 0.975 / 0.956 / 0.870, 4 arms in 276 s of arm time
 # beside a benchmark (Intel Xeon, load 4-5; section 6).
-QUICK = StudyConfig(N=32, gridsize=2, n_images=1024, n_test_images=512, nepochs=14,
-                    batch_size=16, n_filters_scale=1, quick=True)
+# 2026-12-07 (QUICK-AVX2-001): on a 2-core AVX2-only EPYC those sizes (1024 groups, batch 16,
+# 14 epochs) took 10 min 53 s in `make run` and timed out; a training step costs the same per
+# group at batch 8 or 16 there, so the arms now train 512 groups at batch 8 for 8 epochs (512
+# steps against 896): 0.960 / 0.957 / 0.943 / 0.891 in 305 s alone on that CPU (1024 groups,
+# batch 16, 14 epochs: 0.969 / 0.968 / 0.950 / -, killed at 600 s).
+QUICK = StudyConfig(N=32, gridsize=2, n_images=512, n_test_images=512, nepochs=8,
+                    batch_size=8, n_filters_scale=1, quick=True)
 
 PINN_ONLY_SETTINGS = ("n_images", "nepochs", "batch_size", "learning_rate", "n_filters_scale",
                       "activation", "clipnorm", "lr_schedule")

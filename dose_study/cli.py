@@ -21,10 +21,8 @@ panel is checked for finite, non-constant data (``figure_ok`` and per-panel stat
 summary.json), together with the science checks (high/low mean-counts ratio ~1e5, SSIM vs a
 constant-image baseline, NLL vs MAE PSNR at 1e4 photons, SSIM >= 0.5 at 1e9 photons).
 
-Sizes (flags override either set):
-  full     N=64, gridsize=2, 2000 train / 512 test groups, 50 epochs, batch 16, filters scale 2
-  --quick  N=32, gridsize=2, 1024 train / 128 test groups, 20 epochs, batch 16, filters scale 2
-           (all four arms in <= 5 min on 2 CPU cores: target)
+Sizes: the full set (``arms.FULL``) or ``--quick`` (``arms.QUICK``: all four arms in <= 5 min
+on 2 CPU cores, the target); ``--help`` prints both, and each flag overrides either set.
 
 Exit codes: 0 ok; 1 an arm failed, an arm's outputs are unreadable, the figure self-check
 failed or (--merge-only) arms are missing -- the failing arms are named on stderr;
