@@ -241,13 +241,13 @@ def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str
 
 def study_config(args: argparse.Namespace, name: str, seed: int = 0,
                  positions: str = "dense") -> Any:
-    """The study's ``StudyConfig`` (--quick or full sizes, --n-images, --nepochs) for object
+    """The study's ``StudyConfig`` (--quick or full sizes, --n-images, --nepochs, --batch-size) for object
     ``name``, simulation/training seed ``seed`` (test scan: seed + TEST_SEED_OFFSET) and scan
     density ``positions`` (a key of ``dose_study.arms.SCAN_DENSITIES``)."""
     from dose_study.arms import make_config
 
     return dataclasses.replace(make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs,
-                                           seed=seed, positions=positions,
+                                           batch_size=args.batch_size, seed=seed, positions=positions,
                                            learning_rate=args.learning_rate,
                                            lr_schedule=args.lr_schedule), object_type=name)
 
@@ -324,6 +324,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma list of scan densities: {', '.join(SCAN_DENSITIES)}")
     parser.add_argument("--nepochs", type=int, default=None)
     parser.add_argument("--n-images", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training groups per step (default: the study preset's)")
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak learning rate (default: the study preset's)")

@@ -293,6 +293,16 @@ def test_seeds_and_positions_switch_to_verdicts(bench: ModuleType) -> None:
     assert bench.parse_args(["--seeds", "1"]).verdicts is True
 
 
+def test_size_flags_override_the_study_preset(bench: ModuleType) -> None:
+    from dose_study.arms import FULL, QUICK
+
+    assert bench.study_config(bench.parse_args(["--quick"]), "lines").batch_size == QUICK.batch_size
+    cfg = bench.study_config(bench.parse_args(["--batch-size", "8", "--nepochs", "3"]), "thin_lines", seed=2)
+    assert (cfg.batch_size, cfg.nepochs, cfg.N, cfg.seed, cfg.object_type) == (8, 3, FULL.N, 2, "thin_lines")
+    with pytest.raises(ValueError, match="--batch-size"):
+        bench.study_config(bench.parse_args(["--batch-size", "0"]), "lines")
+
+
 def test_dose_order_is_kept(bench: ModuleType) -> None:
     assert bench.parse_args(["--doses", "1e4,1e9"]).doses == [1e4, 1e9]
     assert bench.parse_args(["--doses", "1e4", "--nphotons", "5e5"]).doses == [5e5]
