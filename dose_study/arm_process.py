@@ -92,6 +92,9 @@ def launch_arm(arm: str, staging: Path, config: dict[str, Any], *,
     staging = Path(staging)
     cmd = [python, "-m", "dose_study.arm_process", "--arm", arm, "--staging", str(staging),
            "--config", json.dumps(config), "--parent-pid", str(os.getpid())]
+    lines: queue.Queue[str | None] = queue.Queue()
+    tail: deque[str] = deque(maxlen=40)
+    stopped = False
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -99,13 +102,12 @@ def launch_arm(arm: str, staging: Path, config: dict[str, Any], *,
                                 start_new_session=True, text=True, errors="replace")
     except OSError as exc:
         raise ArmProcessError(f"arm {arm}: cannot start {python}: {exc}") from exc
-    lines: queue.Queue[str | None] = queue.Queue()
-    tail: deque[str] = deque(maxlen=40)
-    reader = threading.Thread(target=_pump, args=(proc, lines), daemon=True)
-    reader.start()
-    stopped = False
-    next_check = time.monotonic() + poll_s
+    # From here on a signal exception terminates the child (before, the child's watch of this
+    # process, --parent-pid, ends it once this process exits).
     try:
+        reader = threading.Thread(target=_pump, args=(proc, lines), daemon=True)
+        reader.start()
+        next_check = time.monotonic() + poll_s
         while True:
             try:
                 line = lines.get(timeout=poll_s)

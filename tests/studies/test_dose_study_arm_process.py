@@ -90,6 +90,28 @@ def test_stop_request_terminates_the_child(tmp_path: Path) -> None:
     assert marker.read_text() == "yes"
 
 
+def test_an_interrupt_just_after_the_start_still_terminates_the_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or the study's SIGTERM handler) landing between the child's start and the wait
+    loop, here while the output reader starts, must not leave the child running."""
+    ran_on = tmp_path / "ran_on"
+    python = fake_python(tmp_path, f"""
+        time.sleep(1.5)
+        Path({str(ran_on)!r}).write_text("the child outlived the interrupted launcher")
+    """)
+
+    class InterruptedThread(arm_process.threading.Thread):
+        def start(self) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(arm_process.threading, "Thread", InterruptedThread)
+    with pytest.raises(KeyboardInterrupt):
+        launch_arm("low_mae", tmp_path, {}, python=python)
+    monkeypatch.undo()
+    time.sleep(3)
+    assert not ran_on.exists()
+
+
 @pytest.mark.integration  # spawns the arm-process command line
 def test_child_ends_itself_when_its_parent_dies(tmp_path: Path) -> None:
     """The real child entry, started outside the checkout with no PYTHONPATH (it is found by its
