@@ -5,7 +5,7 @@ and after every epoch predicts the patches of a held-out scan (another sample, s
 stitches them four ways and prints one JSON line per epoch with the phase SSIM of each:
 
     none      the patches as predicted (each with the constant phase the network chose)
-    greedy    ``inference.align_patch_phases`` (what ``reconstruct`` does)
+    greedy    ``patch_phases.align_patch_phases`` (what ``reconstruct`` does)
     oracle    every patch turned by the constant that best matches its true patch: the most any
               per-patch constant alignment could give
     plane     greedy, then scored by ``metrics.evaluate`` (the phase plane removed)
@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from ptycho.config import ModelConfig, SimConfig, TrainConfig
-    from ptycho.inference import align_patch_phases, predict_patches
+    from ptycho.inference import predict_patches
     from ptycho.metrics import align_global, evaluate, scanned_region, ssim
     from ptycho.model import build_model, model_probe
+    from ptycho.patch_phases import align_patch_phases
     from ptycho.physics import simulate
     from ptycho.stitching import stitch_in_frame
     from ptycho.train import train

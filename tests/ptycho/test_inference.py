@@ -154,77 +154,6 @@ def test_reconstruct_stitches_a_scan_that_overhangs_the_truth(sim: object) -> No
     assert np.all(np.abs(obj[crop]) > 0)
 
 
-def test_align_patch_phases_undoes_a_constant_phase_per_scan_position() -> None:
-    """A pattern does not change when its patch is turned by e^{iθ}: patches with a random θ
-    per scan position stitch to noise, aligned they give the object back (RESOLUTION-LOSS-001)."""
-    from ptycho.inference import align_patch_phases
-    from ptycho.layers import normalised_probe
-    from ptycho.metrics import evaluate, scanned_region
-
-    sim = simulate(SimConfig(N=32, gridsize=2, n_images=96, probe_defocus=2.0,
-                             object_type="phase_blobs", seed=5))
-    weights = np.abs(normalised_probe(sim.probe)) ** 2
-    weights /= weights.max()
-    theta = np.random.default_rng(1).uniform(-np.pi, np.pi, sim.scan_index.max() + 1)
-    turned = sim.object_patches * np.exp(1j * theta)[sim.scan_index][:, None, None, :]
-    crop = scanned_region(sim.coords, sim.obj.shape)
-
-    def phase_ssim(patches: np.ndarray) -> float:
-        return evaluate(stitch_in_frame(patches, sim.coords, sim.obj.shape, weights), sim.obj, crop)["phase_ssim"]
-
-    assert phase_ssim(turned) < 0.3
-    aligned = align_patch_phases(turned, sim.coords, weights)
-    assert aligned.shape == turned.shape and aligned.dtype == np.complex64
-    assert phase_ssim(aligned) > 0.98
-    np.testing.assert_allclose(np.abs(aligned), np.abs(turned), rtol=1e-5)  # only phases turn
-    # consistent patches keep their phase relations (one global phase at most)
-    kept = align_patch_phases(sim.object_patches, sim.coords, weights)
-    assert phase_ssim(kept) > 0.98
-
-
-def _turned_patches(b: int, n: int = 40, c: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(patches (B,N,N,C) complex64 of one smooth object, each turned by a hidden constant
-    phase; coords (B,1,2,C) on whole pixels; the hidden phases (B, C))."""
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[0:160, 0:160]
-    obj = (1 + 0.3 * np.sin(xx / 7) * np.cos(yy / 5)) * np.exp(0.5j * np.sin(xx / 11 + yy / 13))
-    corner = rng.integers(0, 160 - n, size=(b, 2, c))  # (x, y) of every patch's pixel (0, 0)
-    theta = rng.uniform(-np.pi, np.pi, size=(b, c))
-    patches = np.empty((b, n, n, c), np.complex64)
-    for i in range(b):
-        for k in range(c):
-            x0, y0 = corner[i, :, k]
-            patches[i, :, :, k] = obj[y0:y0 + n, x0:x0 + n] * np.exp(1j * theta[i, k])
-    return patches, (corner + n // 2)[:, None].astype(np.float64), theta
-
-
-def test_phase_turns_never_holds_a_shifted_copy_of_every_patch() -> None:
-    """phase_turns Fourier-shifts the patches a chunk at a time for each pass, so its working
-    memory does not grow with the number of patches (a whole shifted copy cost +52 MB in
-    reconstruct at 1024 groups, TRAIN-MEMORY-001); and it still undoes hidden turns."""
-    import tracemalloc
-
-    from ptycho.inference import phase_turns
-
-    n = 40
-    weights = np.exp(-((np.arange(n) - n // 2)[:, None] ** 2 + (np.arange(n) - n // 2)[None] ** 2) / 100.0)
-    peaks, sizes = [], []
-    for b in (256, 1024):
-        patches, coords, theta = _turned_patches(b, n)
-        tracemalloc.start()
-        try:
-            turns = phase_turns(patches, coords, weights)
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
-        sizes.append(patches.nbytes)
-        assert turns.shape == (b, 4) and turns.dtype == np.complex64
-        undone = turns * np.exp(1j * theta)  # one global phase when every hidden turn is undone
-        np.testing.assert_allclose(undone / undone[0, 0], 1.0, atol=1e-3)
-    # 4× the patches (+39 MB): a whole shifted copy would add as much again
-    assert peaks[1] - peaks[0] < 0.05 * (sizes[1] - sizes[0]), (peaks, sizes)
-
-
 def test_support_window_is_centred_on_the_scan_pixel_and_holds_every_lit_pixel() -> None:
     from ptycho.inference import support_window
 
@@ -245,8 +174,9 @@ def test_support_window_is_centred_on_the_scan_pixel_and_holds_every_lit_pixel()
 def test_reconstruct_on_the_lit_window_equals_stitching_whole_patches() -> None:
     """reconstruct keeps only the window the probe lights; the pixels it drops carry < 1e-9 of
     the |probe|² weight, so aligning and stitching whole patches gives the same object."""
-    from ptycho.inference import align_patch_phases, support_window
+    from ptycho.inference import support_window
     from ptycho.model import model_probe
+    from ptycho.patch_phases import align_patch_phases
 
     sim = simulate(SimConfig(N=64, gridsize=2, n_images=24, nphotons=1e9, probe_defocus=2.0,
                              object_type="phase_blobs", seed=11))
