@@ -1,7 +1,7 @@
 """Patch-ramp probe: how much of a held-out object's phase error is each patch's linear phase.
 
-Trains the quick-size model (N=32, gridsize 2, filters scale 1, 1e9 photons; ``--n-images``
-groups for ``--nepochs``) on ``--object``, predicts the patches of a held-out scan (another
+Trains the quick-size model (N=32, ``--gridsize`` 2, filters scale 1, 1e9 photons;
+``--n-images`` groups for ``--nepochs``) on ``--object``, predicts the patches of a held-out scan (another
 sample, seed 1000) and prints one JSON object:
 
     aligned          phase / amplitude SSIM of the patches aligned as ``reconstruct`` aligns them
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balance-counts", type=float, default=None,
                         help="the NLL's ring balance (ModelConfig default when omitted; 0 = plain)")
     parser.add_argument("--seed", type=int, default=0, help="training sample and network seed")
+    parser.add_argument("--gridsize", type=int, default=2, help="patterns per group: gridsize²")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     from ptycho.train import train
 
     def sim(seed: int, count: int) -> object:
-        return simulate(SimConfig(N=32, gridsize=2, nphotons=1e9, n_images=count, probe_defocus=2.0,
-                                  object_type=args.object, seed=seed))
+        return simulate(SimConfig(N=32, gridsize=args.gridsize, nphotons=1e9, n_images=count, probe_defocus=2.0,
+                                  object_type=args.object, seed=seed,
+                                  neighbor_count=max(7, args.gridsize ** 2 + 3)))
 
     data, test = sim(args.seed, args.n_images), sim(1000, 512)
     crop = scanned_region(test.coords, test.obj.shape)
     if evaluate(test.obj, test.obj, crop)["phase_ssim"] is None:
         parser.error(f"--object {args.object} has no phase to probe (its phase is constant)")
     extra = {} if args.balance_counts is None else {"balance_counts": args.balance_counts}
-    model = build_model(ModelConfig(N=32, gridsize=2, probe_defocus=2.0, n_filters_scale=1,
+    model = build_model(ModelConfig(N=32, gridsize=args.gridsize, probe_defocus=2.0, n_filters_scale=1,
                                     intensity_scale=data.intensity_scale, **extra),
                         probe=data.probe, seed=args.seed)
     train(model, data, TrainConfig(nepochs=args.nepochs, seed=args.seed))
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     turns = np.exp(1j * np.random.default_rng(0).uniform(-np.pi, np.pi, corr.shape))
     with_ramps = truth * np.conj(ramp(missed, n)) * turns[:, None, None, :]
     row = {"object": args.object, "nepochs": args.nepochs, "n_images": args.n_images,
+           "gridsize": args.gridsize,
            "balance_counts": model.ptycho_config.balance_counts, "seed": args.seed,
            "aligned": scores(align_patch_phases(patches, test.coords, weights)),
            "oracle_constant": scores(oracle),
