@@ -75,6 +75,11 @@ SELFSUP_EPOCHS, SELFSUP_LR = 4, 5e-4
 # their best after 50 (docs/findings.md BASELINE-EPOCHS-001)
 LSQML_EPOCHS = 1000
 STUDY_OBJECT = "lines"
+# --quick trains at these sizes unless the flags say otherwise: every quick verdict in
+# docs/findings.md since RESOLUTION-LOSS-001 was measured at them. The study's own quick preset
+# trains half the groups at batch 8 for 8 epochs to fit `make run` on an AVX2 CPU
+# (QUICK-AVX2-001), which took the mixed blobs' phase from 0.55-0.66 to 0.26-0.40 (PATCH-RAMP-001)
+QUICK_SIZES = {"n_images": 1024, "batch_size": 16, "nepochs": 14}
 
 
 def cpu_name() -> str:
@@ -241,15 +246,18 @@ def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str
 
 def study_config(args: argparse.Namespace, name: str, seed: int = 0,
                  positions: str = "dense") -> Any:
-    """The study's ``StudyConfig`` (--quick or full sizes, --n-images, --nepochs, --batch-size) for object
-    ``name``, simulation/training seed ``seed`` (test scan: seed + TEST_SEED_OFFSET) and scan
-    density ``positions`` (a key of ``dose_study.arms.SCAN_DENSITIES``)."""
+    """The study's ``StudyConfig`` (--quick or full sizes; with --quick the training sizes of
+    ``QUICK_SIZES``; --n-images, --nepochs, --batch-size override) for object ``name``,
+    simulation/training seed ``seed`` (test scan: seed + TEST_SEED_OFFSET) and scan density
+    ``positions`` (a key of ``dose_study.arms.SCAN_DENSITIES``)."""
     from dose_study.arms import make_config
 
-    return dataclasses.replace(make_config(args.quick, n_images=args.n_images, nepochs=args.nepochs,
-                                           batch_size=args.batch_size, seed=seed, positions=positions,
+    sizes = {"n_images": args.n_images, "nepochs": args.nepochs, "batch_size": args.batch_size}
+    if args.quick:
+        sizes = {key: QUICK_SIZES[key] if value is None else value for key, value in sizes.items()}
+    return dataclasses.replace(make_config(args.quick, seed=seed, positions=positions,
                                            learning_rate=args.learning_rate,
-                                           lr_schedule=args.lr_schedule), object_type=name)
+                                           lr_schedule=args.lr_schedule, **sizes), object_type=name)
 
 
 def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
@@ -313,7 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from ptycho.refine import LOSSES, RefineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the study's --quick sizes (N=32)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the study's --quick model (N=32), trained at QUICK_SIZES")
     parser.add_argument("--object", default=STUDY_OBJECT,
                         help="object type, comma list, or 'all' (lines + every bench object)")
     parser.add_argument("--doses", default="1e9", help="comma list of photons per pattern")

@@ -294,9 +294,14 @@ def test_seeds_and_positions_switch_to_verdicts(bench: ModuleType) -> None:
 
 
 def test_size_flags_override_the_study_preset(bench: ModuleType) -> None:
+    """--quick is the study's quick model trained at the bench's own QUICK_SIZES (those of every
+    quick verdict); the size flags override both presets."""
     from dose_study.arms import FULL, QUICK
 
-    assert bench.study_config(bench.parse_args(["--quick"]), "lines").batch_size == QUICK.batch_size
+    quick = bench.study_config(bench.parse_args(["--quick"]), "lines")
+    assert (quick.N, quick.n_filters_scale) == (QUICK.N, QUICK.n_filters_scale)
+    assert (quick.n_images, quick.batch_size, quick.nepochs) == (1024, 16, 14)
+    assert bench.study_config(bench.parse_args(["--quick", "--batch-size", "8"]), "lines").batch_size == 8
     cfg = bench.study_config(bench.parse_args(["--batch-size", "8", "--nepochs", "3"]), "thin_lines", seed=2)
     assert (cfg.batch_size, cfg.nepochs, cfg.N, cfg.seed, cfg.object_type) == (8, 3, FULL.N, 2, "thin_lines")
     with pytest.raises(ValueError, match="--batch-size"):
