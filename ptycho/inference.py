@@ -29,12 +29,17 @@ import numpy as np
 from ptycho.metrics import scanned_region
 from ptycho.model import PtychoModel, check_inputs, inference_model, model_probe
 from ptycho.patch_phases import fit_patch_phases
-from ptycho.stitching import WEIGHT_FLOOR, canvas_shape, stitch_in_frame, stitch_patches
+from ptycho.stitching import (
+    SUPPORT_FLOOR,
+    WEIGHT_FLOOR,
+    canvas_shape,
+    stitch_in_frame,
+    stitch_patches,
+    support_window,
+)
 
 __all__ = ["predict_patches", "stitch_patches", "reconstruct", "scanned_region", "canvas_shape",
            "support_window", "WEIGHT_FLOOR", "SUPPORT_FLOOR"]
-
-SUPPORT_FLOOR = 1e-9  # patch pixels whose |probe|² is below this fraction of its peak are dropped
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +67,6 @@ def predict_patches(model: PtychoModel, diffraction: Any, batch_size: int = 64,
             chunk = np.concatenate([chunk, np.zeros((batch - size, *chunk.shape[1:]), np.float32)])
         out[start:start + size] = np.asarray(sub.predict_on_batch(chunk))[:size, keep, keep]
     return out
-
-
-def support_window(weights: np.ndarray, floor: float = SUPPORT_FLOOR) -> slice:
-    """The rows (and columns) of an N×N patch that hold every pixel with weight ≥ floor·max,
-    centred so that pixel N//2 stays the window's pixel M//2 (the scan position's pixel).
-
-    weights: (N, N) ≥ 0 (|probe|²); returns slice(N//2 − h, N//2 + h), or slice(0, N) when
-    that is no smaller than the patch
-    """
-    n = weights.shape[0]
-    lit = np.argwhere(weights >= floor * weights.max())
-    half = int(np.abs(lit - n // 2).max()) + 1
-    return slice(0, n) if 2 * half >= n else slice(n // 2 - half, n // 2 + half)
 
 
 def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ptycho.stitching import support_window
+
 __all__ = ["fit_patch_phases", "align_patch_phases"]
 
 SYNC_ITERATIONS = 2  # re-linearisations of the joint fit (each a conjugate-gradient solve)
@@ -55,7 +57,14 @@ def fit_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndarra
     weights = np.asarray(weights, np.float64)
     turns = _greedy_turns(source, origin, frac, weights)
     if b * c > 2:
-        first, second, overlap = _pair_overlaps(source, origin, frac, weights, turns)
+        # the lit part of every turned patch on whole pixels, gathered after step 1 (beside
+        # its canvas it would raise the peak): the square the joint fit reads
+        lit = support_window(weights, FIT_FLOOR)
+        size = len(range(n)[lit])
+        moved = np.empty((b * c, size, size), np.complex64)
+        for i, patch in _fourier_shifted(source, frac, np.arange(b * c)):
+            moved[i] = patch[lit, lit] * np.complex64(turns[i])
+        first, second, overlap = _pair_overlaps(moved, origin, weights[lit, lit])
         turns *= np.exp(1j * _synchronise(first, second, overlap, b * c))
     return (turns / np.abs(turns)).astype(np.complex64).reshape(b, c)
 
@@ -83,21 +92,17 @@ def _greedy_turns(source: np.ndarray, origin: np.ndarray, frac: np.ndarray,
     return turns
 
 
-def _pair_overlaps(source: np.ndarray, origin: np.ndarray, frac: np.ndarray, weights: np.ndarray,
-                   turns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair of patches whose lit squares (|probe|² ≥ ``FIT_FLOOR`` of the peak) overlap
-    by at least a quarter (offsets under half the square along x and y; pairs overlapping less
-    changed the fitted phases little: PATCH-RAMP-001), and Σ w_i w_j · p_j · conj(p_i) over the
-    overlap (the turned patches, on whole pixels): (first (Q,) int, second (Q,) int,
-    overlap (Q,) complex128)."""
-    n = source.shape[1]
-    lit = np.argwhere(weights >= FIT_FLOOR * weights.max())
-    half = min(int(np.abs(lit - n // 2).max()) + 1, n // 2)
-    crop, size = slice(n // 2 - half, n // 2 + half), 2 * half
-    moved = np.empty((len(origin), size, size), np.complex64)  # the lit part of every patch
-    for i, patch in _fourier_shifted(source, frac, np.arange(len(origin))):
-        moved[i] = patch[crop, crop] * np.complex64(turns[i])
-    weights = weights[crop, crop]
+def _pair_overlaps(moved: np.ndarray, origin: np.ndarray,
+                   weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of patches whose lit squares overlap by at least a quarter (offsets under
+    half the square along x and y; pairs overlapping less changed the fitted phases little:
+    PATCH-RAMP-001), and Σ w_i w_j · p_j · conj(p_i) over the overlap.
+
+    moved: (P, K, K) complex64, the lit square of every turned patch on whole pixels, pixel
+    (0, 0) at ``origin`` (P, 2) (x, y) plus a common offset; weights: (K, K)
+    returns (first (Q,) int, second (Q,) int, overlap (Q,) complex128)
+    """
+    size = moved.shape[1]
     first, second = _pairs_within(origin, max(1, size // 2))
     offset = origin[second] - origin[first]  # j's pixel u − offset is i's pixel u
     overlap = np.zeros(len(first), np.complex128)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WEIGHT_FLOOR", "canvas_shape", "frame_padding", "stitch_patches", "stitch_in_frame"]
+__all__ = ["WEIGHT_FLOOR", "SUPPORT_FLOOR", "canvas_shape", "frame_padding", "stitch_patches",
+           "stitch_in_frame", "support_window"]
 
 WEIGHT_FLOOR = 1e-3  # stitched pixels with total weight below this fraction of the max → 0
+SUPPORT_FLOOR = 1e-9  # patch pixels whose |probe|² is below this fraction of its peak are dropped
 
 
 def canvas_shape(coords: np.ndarray, n: int) -> tuple[int, int]:
@@ -95,3 +97,16 @@ def stitch_in_frame(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, i
     moved[:, 0, 1, :] += top
     canvas = stitch_patches(patches, moved, (shape[0] + top + bottom, shape[1] + left + right), weights)
     return canvas[top:top + shape[0], left:left + shape[1]]
+
+
+def support_window(weights: np.ndarray, floor: float = SUPPORT_FLOOR) -> slice:
+    """The rows (and columns) of an N×N patch that hold every pixel with weight ≥ floor·max,
+    centred so that pixel N//2 stays the window's pixel M//2 (the scan position's pixel).
+
+    weights: (N, N) ≥ 0 (|probe|²); returns slice(N//2 − h, N//2 + h), or slice(0, N) when
+    that is no smaller than the patch
+    """
+    n = weights.shape[0]
+    lit = np.argwhere(weights >= floor * weights.max())
+    half = int(np.abs(lit - n // 2).max()) + 1
+    return slice(0, n) if 2 * half >= n else slice(n // 2 - half, n // 2 + half)
