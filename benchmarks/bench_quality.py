@@ -260,6 +260,16 @@ def study_config(args: argparse.Namespace, name: str, seed: int = 0,
                                            lr_schedule=args.lr_schedule, **sizes), object_type=name)
 
 
+def network_only_scores(res: Any) -> dict[str, float | None]:
+    """The final scores without the per-pattern slope fit (``reconstruct(fit_slopes=False)``):
+    the network's patches, phase-aligned only."""
+    from ptycho.inference import reconstruct
+    from ptycho.metrics import evaluate
+
+    obj = reconstruct(res.model, res.test, fit_slopes=False)
+    return {k: _round(v) for k, v in evaluate(obj, res.test.obj, res.crop).items()}
+
+
 def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
             positions: str = "dense") -> tuple[dict[str, Any], Any]:
     from dose_study.recipe import EpochScore, run_recipe
@@ -297,6 +307,8 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
         **best_of(ssims),
         "baseline_ssim": _round(res.constant_scores[f"{carrier}_ssim"]),
         "final": {k: _round(v) for k, v in res.scores.items()},
+        "slope_fit": res.slopes,
+        "network_only": network_only_scores(res),
         "constant": {k: _round(v) for k, v in res.constant_scores.items()},
         "lsqml": lsqml_scores(res.test, res.crop, args.lsqml_epochs, carrier, images),
         "refined": refined_arms(res.recon, res.test, res.crop, carrier, args, images),

@@ -66,6 +66,8 @@ class RecipeResult:
     losses:           training loss per epoch
     wall_s:           seconds spent simulating (train + test), training, evaluating
     epochs:           per-epoch scores (empty without ``on_epoch``)
+    slopes:           what the final reconstruction's per-pattern slope fit chose
+                      (``patch_slopes.SlopeChoice.to_dict``; None when it did not run)
     """
 
     model: Any
@@ -81,6 +83,7 @@ class RecipeResult:
     losses: list[float]
     wall_s: dict[str, float]
     epochs: tuple[EpochScore, ...] = ()
+    slopes: dict[str, Any] | None = None
 
 
 def mean_total_counts(counts: np.ndarray) -> float:
@@ -201,7 +204,9 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
         crop = scanned_region(test.coords, test.obj.shape)  # positions actually used by groups
         t_sim += time.perf_counter() - t2
     t2 = time.perf_counter()
-    recon = np.asarray(reconstruct(model, test), np.complex64)
+    slopes: list[dict[str, Any]] = []
+    recon = np.asarray(reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
+                       np.complex64)
     if not np.isfinite(recon[crop]).all():
         raise ArmFailure(f"{loss} at {nphotons:.0e} photons: reconstruction holds non-finite values")
     scores, constant_scores = score_with_constant(recon, test, crop)
@@ -211,7 +216,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                         train_mean_counts=train_counts, intensity_scale=intensity_scale,
                         losses=losses, wall_s={"simulate": t_sim, "train": t_train,
                                                "evaluate": t_eval},
-                        epochs=tuple(epochs))
+                        epochs=tuple(epochs), slopes=slopes[-1] if slopes else None)
 
 
 def self_supervise(result: RecipeResult, nepochs: int, learning_rate: float,

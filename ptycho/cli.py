@@ -187,9 +187,12 @@ def _infer(args: argparse.Namespace) -> dict[str, Any]:
     model, cfg, meta = load_model(args.model)
     data, shift = _frame_shift(_load_for_archive(args, cfg, f"--model {args.model}"), cfg.N)
     start = time.perf_counter()
-    obj = reconstruct(model, data, batch_size=args.batch_size)
+    slopes: list[dict[str, Any]] = []
+    obj = reconstruct(model, data, batch_size=args.batch_size, fit_slopes=args.fit_slopes,
+                      on_slopes=lambda choice: slopes.append(choice.to_dict()))
     extra: dict[str, Any] = {"model": str(args.model),
                              "infer_seconds": round(time.perf_counter() - start, 3),
+                             "slope_fit": slopes[-1] if slopes else None,
                              "trained_on_this_scan": trained_on(meta, args.data)}
     if extra["trained_on_this_scan"]:
         log.info("%s was trained on %s itself (self-supervised, no ground truth): this is not "

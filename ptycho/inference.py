@@ -22,6 +22,7 @@ patches held in memory shrink (2.6× for the study's probe at N=64).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 from ptycho.metrics import scanned_region
 from ptycho.model import PtychoModel, check_inputs, inference_model, model_probe
 from ptycho.patch_phases import fit_patch_phases
+from ptycho.patch_slopes import SlopeChoice, correct_patch_slopes
 from ptycho.stitching import (
     SUPPORT_FLOOR,
     WEIGHT_FLOOR,
@@ -70,7 +72,8 @@ def predict_patches(model: PtychoModel, diffraction: Any, batch_size: int = 64,
 
 
 def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
-                align_phases: bool = True) -> np.ndarray:
+                align_phases: bool = True, fit_slopes: bool = True,
+                on_slopes: Callable[[SlopeChoice], None] | None = None) -> np.ndarray:
     """Stitched complex object from a data set.
 
     data: attributes ``diffraction`` (B,N,N,C) float32 and ``coords`` (B,1,2,C) global patch
@@ -79,6 +82,11 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
           enough for every patch.
     align_phases: turn each patch by the constant phase that makes it agree with its
           neighbours first (``patch_phases.fit_patch_phases``)
+    fit_slopes: fit each patch's amplitude constant and amplitude and phase slopes to its own
+          pattern, applied in the fraction whose stitched object best predicts held-out
+          patterns (``patch_slopes.correct_patch_slopes``; the Poisson likelihood of the
+          counts when ``data`` has an ``intensity_scale``)
+    on_slopes: called with the ``patch_slopes.SlopeChoice`` the slope fit made
     returns: (H, W) complex64, patches averaged with |probe|² weights over ``support_window``
     """
     for name in ("diffraction", "coords"):
@@ -92,7 +100,15 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
     window = support_window(weights)
     patches = predict_patches(model, diffraction, batch_size, window)  # (B, M, M, C)
     weights = weights[window, window]
-    if align_phases and cfg.C * len(patches) > 1:
+    align = align_phases and cfg.C * len(patches) > 1
+    if fit_slopes and cfg.C * len(patches) > 1:
+        scale = getattr(data, "intensity_scale", None)
+        patches, choice = correct_patch_slopes(
+            patches, coords, weights, diffraction, model_probe(model),
+            counts_scale=None if scale is None else float(scale), align=align)
+        if on_slopes is not None:
+            on_slopes(choice)
+    elif align:
         patches *= fit_patch_phases(patches, coords, weights)[:, None, None, :]  # in place
     if obj is None:
         return stitch_patches(patches, coords, canvas_shape(coords, cfg.N), weights)

@@ -1,0 +1,297 @@
+"""Per-pattern slope fit: each predicted patch's low orders, fitted to its own measured pattern.
+
+The CNN predicts each patch right up to a constant and a linear phase, and the linear phase
+it misses is traded against the patch's amplitude slope (docs/findings.md, PATCH-RAMP-001).
+One pattern does tell them apart: ``fit_patch_slopes`` multiplies every predicted patch by
+
+    exp(c + a_x·u + a_y·v + i·(b_x·u + b_y·v)),   u, v = (column, row − M//2) / M
+
+and fits the five numbers (log-amplitude constant, log-amplitude slopes, phase slopes; the
+phase constant is left to ``ptycho.patch_phases``) to that patch's own measured amplitudes by
+Levenberg–Marquardt on Σ (s·|F(probe · patch)| − m)², with one global scale s fitted first.
+The patterns are fitted independently: no overlap and no ground truth enters.
+
+Fitted alone, the slopes also absorb errors of finer structure that a patch's linear terms
+cannot express (line objects), and the stitched object gets worse. ``correct_patch_slopes``
+therefore applies a fraction of the fitted terms, 0 (the network's patches) to 1, and keeps the
+fraction whose stitched object best explains the measured patterns (``stitched_misfit``): a
+choice made by the data, as a solver's objective would make it (PATCH-SLOPE-001).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ptycho.patch_phases import fit_patch_phases
+from ptycho.physics import extract_patches, far_field
+from ptycho.stitching import canvas_shape, stitch_patches
+
+__all__ = ["SlopeChoice", "fit_patch_slopes", "apply_patch_slopes", "stitched_misfit",
+           "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS"]
+
+SLOPE_TERMS = ("log_amplitude", "log_amplitude_x", "log_amplitude_y", "phase_x", "phase_y")
+LM_ITERATIONS = 3  # Levenberg–Marquardt steps (the fit is nearly linear: 2 reach the optimum)
+LM_DAMPING = 1e-3  # initial damping, relative to the diagonal of JᵀJ
+TERM_LIMIT = 10.0  # |term| bound: an untrained network's patches cannot overflow the factors
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted terms ``correct_patch_slopes`` compares
+_RATE_FLOOR = 1e-6  # floor of a Poisson rate (counts): keeps log λ finite
+CHUNK = 256  # patterns fitted, or patches compared, at a time: the working memory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlopeChoice:
+    """What ``correct_patch_slopes`` chose: ``fraction`` of the fitted terms (0: none), and
+    the stitched object's relative misfit for every fraction compared (``misfits``, in the
+    order of ``fractions``)."""
+
+    fraction: float
+    fractions: tuple[float, ...]
+    misfits: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"fraction": self.fraction, "fractions": list(self.fractions),
+                "misfits": list(self.misfits)}
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    """(B, M, M, C) → (B·C, M, M), pattern i = b·C + c (``fit_patch_phases``' order)."""
+    b, m, _, c = x.shape
+    return np.moveaxis(x, 3, 1).reshape(b * c, m, m)
+
+
+def _positions(coords: np.ndarray) -> np.ndarray:
+    """(B, 1, 2, C) → (B·C, 2) float64 (x, y), pattern i = b·C + c."""
+    coords = np.asarray(coords, np.float64)
+    return np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2)
+
+
+def _factors(terms: np.ndarray, m: int) -> np.ndarray:
+    """(K, 5) terms → (K, M, M) complex64 factors exp(c + a·u + i·b·u), built as the outer
+    product of one factor along the rows and one along the columns."""
+    u = ((np.arange(m) - m // 2) / m).astype(np.float32)
+    t = np.asarray(terms, np.float32)
+    along_x = np.exp(t[:, 0, None] + (t[:, 1, None] + 1j * t[:, 3, None]) * u)  # (K, M)
+    along_y = np.exp((t[:, 2, None] + 1j * t[:, 4, None]) * u)
+    return (along_y[:, :, None] * along_x[:, None, :]).astype(np.complex64)
+
+
+def _spectra(waves: np.ndarray, n: int) -> np.ndarray:
+    """(K, M, M) exit waves, the centre of N×N → (K, N, N) complex64 unitary FFT (zero
+    frequency at pixel 0)."""
+    m = waves.shape[-1]
+    start = n // 2 - m // 2
+    full = np.zeros((len(waves), n, n), np.complex64)
+    full[:, start:start + m, start:start + m] = waves
+    return np.fft.fft2(full, norm="ortho").astype(np.complex64)
+
+
+def fit_patch_slopes(patches: np.ndarray, diffraction: np.ndarray, probe: np.ndarray,
+                     counts_scale: float | None = None,
+                     iterations: int = LM_ITERATIONS) -> np.ndarray:
+    """The five low-order terms (``SLOPE_TERMS``) of every patch, fitted to its own pattern.
+
+    patches:      (B, M, M, C) complex, the network's patches or their centred M×M window
+                  (``stitching.support_window``: the probe must be negligible outside it)
+    diffraction:  (B, N, N, C) float, the measured amplitudes (zero frequency at N//2)
+    probe:        (N, N) complex, the illumination of the network's forward model
+    counts_scale: None fits the amplitudes by least squares; a number s fits the counts
+                  (s·diffraction)² by their Poisson likelihood (Fisher scoring), which low
+                  doses need
+    returns:      (B, C, 5) float32 (slopes per patch width M); ``apply_patch_slopes``
+                  applies them
+    """
+    b, m, _, c = patches.shape
+    n = np.shape(probe)[0]
+    if np.shape(diffraction) != (b, n, n, c) or np.shape(probe) != (n, n) or m > n:
+        raise ValueError(f"fit_patch_slopes: patches {patches.shape}, diffraction "
+                         f"{np.shape(diffraction)} and probe {np.shape(probe)} do not match")
+    start = n // 2 - m // 2
+    lit = np.asarray(probe, np.complex64)[start:start + m, start:start + m]
+    flat_patches, flat_measured = _flat(patches), _flat(diffraction)
+    gain = _least_squares_scale(
+        (np.fft.fftshift(np.abs(_spectra(flat_patches[i:i + CHUNK] * lit, n)), axes=(1, 2)),
+         flat_measured[i:i + CHUNK]) for i in range(0, b * c, CHUNK))
+    poisson = counts_scale is not None
+    if poisson:
+        gain *= float(counts_scale)
+    terms = np.zeros((b * c, 5), np.float32)
+    for i in range(0, b * c, CHUNK):
+        waves = np.asarray(flat_patches[i:i + CHUNK], np.complex64) * (lit * np.float32(gain))
+        measured = np.fft.ifftshift(flat_measured[i:i + CHUNK], axes=(1, 2)).astype(np.float32)
+        target = np.square(measured * np.float32(counts_scale)) if poisson else measured
+        terms[i:i + CHUNK] = _levenberg_marquardt(waves, target, n, iterations, poisson)
+    return terms.reshape(b, c, 5)
+
+
+def _least_squares_scale(pairs: Iterator[tuple[np.ndarray, np.ndarray]]) -> float:
+    """s minimising Σ (s·a − m)² over (a, m) array pairs (1 when a or the fit is degenerate)."""
+    cross = power = 0.0
+    for amp, measured in pairs:
+        cross += float(np.sum(amp * measured, dtype=np.float64))
+        power += float(np.sum(np.square(amp, dtype=np.float64)))
+    return cross / power if cross > 0 and power > 0 else 1.0
+
+
+def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iterations: int,
+                         poisson: bool) -> np.ndarray:
+    """(K, 5) terms from zero that fit A = |F(wave · factor)| to the target, per pattern.
+
+    waves (K, M, M) complex64; target (K, N, N) float32, zero frequency at pixel 0: amplitudes
+    (misfit Σ (A − target)²) or, when ``poisson``, counts k (negative log-likelihood
+    Σ A² − k·log A², whose Fisher scoring step is the Gauss–Newton step of the residual
+    (A − k/A)/2).
+    dF/dc = F, dF/da_x = F(u·ψ), dF/db_x = i·F(u·ψ) (the same in v), and dA = Re(F̄·dF)/A:
+    two FFTs per step for the Jacobian, one for the trial step.
+    """
+    k, m = len(waves), waves.shape[-1]
+    u = ((np.arange(m) - m // 2) / m).astype(np.float32)
+    terms = np.zeros((k, 5))
+    damping = np.full(k, LM_DAMPING)
+
+    def evaluate(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        psi = waves * _factors(t, m)
+        spec = _spectra(psi, n)
+        amp = np.abs(spec)
+        if poisson:
+            rate = np.maximum(np.square(amp), _RATE_FLOOR)
+            misfit = rate - target * np.log(rate)
+        else:
+            misfit = np.square(amp - target)
+        return psi, spec, np.sum(misfit, axis=(1, 2), dtype=np.float64)
+
+    psi, spec, loss = evaluate(terms)
+    for _ in range(iterations):
+        amp = np.maximum(np.abs(spec), np.float32(np.sqrt(_RATE_FLOOR)))
+        unit = np.conj(spec) / amp  # F̄ / A
+        dx = unit * _spectra(psi * u[None, None, :], n)
+        dy = unit * _spectra(psi * u[None, :, None], n)
+        jac = np.stack([amp, dx.real, dy.real, -dx.imag, -dy.imag], 1).reshape(k, 5, -1)
+        resid = (amp - target / amp) / 2 if poisson else amp - target
+        jtj = np.einsum("kpi,kqi->kpq", jac, jac).astype(np.float64)
+        jtr = np.einsum("kpi,ki->kp", jac, resid.reshape(k, -1)).astype(np.float64)
+        diag = np.diagonal(jtj, axis1=1, axis2=2)[:, :, None] * np.eye(5)
+        lhs = jtj + damping[:, None, None] * diag + 1e-12 * np.eye(5)
+        trial = np.clip(terms - np.linalg.solve(lhs, jtr[..., None])[..., 0], -TERM_LIMIT, TERM_LIMIT)
+        t_psi, t_spec, t_loss = evaluate(trial)
+        better = t_loss < loss  # per pattern: take the step, or raise the damping
+        terms[better], psi[better], spec[better], loss[better] = (
+            trial[better], t_psi[better], t_spec[better], t_loss[better])
+        damping = np.where(better, np.maximum(damping / 3, 1e-9), damping * 4)
+    return terms
+
+
+def apply_patch_slopes(patches: np.ndarray, terms: np.ndarray, fraction: float = 1.0) -> np.ndarray:
+    """Every patch multiplied by exp(fraction · its terms): (B, M, M, C) complex64, new.
+
+    patches (B, M, M, C) complex; terms (B, C, 5) from ``fit_patch_slopes`` for these patches
+    """
+    b, m, _, c = patches.shape
+    factors = _factors(fraction * np.asarray(terms, np.float32).reshape(b * c, 5), m)
+    return np.asarray(patches, np.complex64) * np.moveaxis(factors.reshape(b, c, m, m), 1, 3)
+
+
+def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
+                    diffraction: np.ndarray, probe: np.ndarray,
+                    counts_scale: float | None = None, seed: int = 0) -> float:
+    """How badly the stitched patches predict patterns they were not fitted to.
+
+    The scan positions are split in two halves at random (``seed``). Each half's patches are
+    stitched, and the object predicts the other half's patterns: a bilinear patch of it at
+    every position of that half, the probe's far field a, scaled by the least-squares s.
+    Returned is the mean over both halves of Σ (s·a − m)² / Σ m², or with ``counts_scale``
+    the Poisson deviance per count, 2·Σ (λ − k − k·log(λ/k)) / Σ k with k = (counts_scale·m)²
+    and λ = (counts_scale·s·a)². A pattern's own fitted terms never enter its prediction, so
+    a fit of the noise does not look like a better object (PATCH-SLOPE-001).
+
+    patches (B, M, M, C) complex (centred windows of N×N, as ``fit_patch_slopes``); coords
+    (B, 1, 2, C) (x, y); weights (M, M) |probe|²; diffraction (B, N, N, C); probe (N, N)
+    """
+    n = np.shape(probe)[0]
+    xy = _positions(coords)
+    xy = xy + 1 - np.floor(xy.min(axis=0) - n // 2)  # every N×N patch and a pixel on the canvas
+    h, w = canvas_shape(xy.reshape(-1, 1, 2, 1), n)
+    _, position = np.unique(np.round(xy, 3), axis=0, return_inverse=True)
+    half = np.random.default_rng(seed).integers(0, 2, position.max() + 1)[position.ravel()]
+    flat_patches, measured = _flat(patches), _flat(diffraction)
+    misfits = []
+    for side in (0, 1):
+        stitched, predicted = np.flatnonzero(half == side), np.flatnonzero(half != side)
+        if len(stitched) == 0 or len(predicted) == 0:
+            raise ValueError(f"stitched_misfit: {len(xy)} patterns at {position.max() + 1} "
+                             "scan positions cannot be split in two halves")
+        canvas = stitch_patches(flat_patches[stitched][..., None], xy[stitched][:, None, :, None],
+                                (h + 1, w + 1), weights)
+
+        def chunks(rows: np.ndarray = predicted, canvas: np.ndarray = canvas
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for i in range(0, len(rows), CHUNK):
+                amp = far_field(probe, extract_patches(canvas, xy[rows[i:i + CHUNK]], n, "bilinear"))
+                yield amp, np.asarray(measured[rows[i:i + CHUNK]], np.float32)
+
+        scale = _least_squares_scale(chunks())
+        misfits.append(_misfit(chunks(), scale, counts_scale))
+    return float(np.mean(misfits))
+
+
+def _misfit(pairs: Iterator[tuple[np.ndarray, np.ndarray]], scale: float,
+            counts_scale: float | None) -> float:
+    """Σ (s·a − m)² / Σ m², or the Poisson deviance per count (``stitched_misfit``)."""
+    misfit = total = 0.0
+    for amp, m in pairs:
+        if counts_scale is None:
+            misfit += float(np.sum(np.square(scale * amp - m), dtype=np.float64))
+            total += float(np.sum(np.square(m), dtype=np.float64))
+        else:
+            rate = np.maximum(np.square(counts_scale * scale * amp, dtype=np.float64), _RATE_FLOOR)
+            counts = np.square(counts_scale * m, dtype=np.float64)
+            log_ratio = np.log(np.where(counts > 0, counts, 1.0) / rate)
+            misfit += 2 * float(np.sum(rate - counts + counts * log_ratio))
+            total += float(np.sum(counts))
+    return misfit / total if total > 0 else 0.0
+
+
+def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
+                         diffraction: np.ndarray, probe: np.ndarray, *,
+                         counts_scale: float | None = None, align: bool = True,
+                         fractions: tuple[float, ...] = FRACTIONS) -> tuple[np.ndarray, SlopeChoice]:
+    """The patches with the fraction of their fitted slopes (``fit_patch_slopes``) whose
+    stitched object explains the patterns best (``stitched_misfit``), each fraction's patches
+    phase-aligned first when ``align`` (``patch_phases.fit_patch_phases``).
+
+    patches (B, M, M, C) complex; coords (B, 1, 2, C); weights (M, M) |probe|²;
+    diffraction (B, N, N, C) measured amplitudes; probe (N, N); counts_scale: as
+    ``fit_patch_slopes`` (None: least squares of the amplitudes; else the Poisson likelihood)
+    returns: ((B, M, M, C) complex64 patches, aligned when ``align``; the ``SlopeChoice``)
+    """
+    if not fractions:
+        raise ValueError("correct_patch_slopes: no fractions to compare")
+    if len(np.unique(np.round(_positions(coords), 3), axis=0)) < 2:
+        log.warning("patch slopes: one scan position, no held-out pattern to judge a fit by: "
+                    "the network's patches are kept")
+        out = np.array(patches, np.complex64)
+        if align:
+            out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
+        return out, SlopeChoice(0.0, (), ())
+    terms = fit_patch_slopes(patches, diffraction, probe, counts_scale)
+
+    def candidate(fraction: float) -> np.ndarray:
+        out = apply_patch_slopes(patches, terms, fraction)
+        if align:
+            out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
+        return out
+
+    misfits = []
+    for fraction in fractions:  # one candidate held at a time: the working memory
+        last = candidate(fraction)
+        misfits.append(stitched_misfit(last, coords, weights, diffraction, probe, counts_scale))
+    best = int(np.argmin(misfits))
+    choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
+    log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",
+             choice.fraction, ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
+    return (last if best == len(fractions) - 1 else candidate(fractions[best])), choice

@@ -1,0 +1,106 @@
+"""The per-pattern slope fit (ptycho.patch_slopes): each patch's amplitude constant and
+amplitude and phase slopes fitted to its own pattern, applied in the fraction whose stitched
+object best predicts held-out patterns (docs/findings.md, PATCH-SLOPE-001)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptycho import patch_slopes
+from ptycho.config import SimConfig
+from ptycho.layers import normalised_probe
+from ptycho.physics import simulate
+from ptycho.stitching import support_window
+
+SPREAD = np.array([0.05, 0.3, 0.3, 0.5, 0.5], np.float32)  # per SLOPE_TERMS: a network's size
+
+
+def _scan(n: int, nphotons: float, groups: int = 64, seed: int = 3):
+    sim = simulate(SimConfig(N=n, gridsize=2, n_images=groups, nphotons=nphotons,
+                             probe_defocus=2.0, object_type="mixed_blobs", seed=seed))
+    probe = normalised_probe(sim.probe)
+    weights = np.abs(probe) ** 2
+    return sim, probe, weights / weights.max()
+
+
+def _distorted(sim, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The true patches divided by exp(random terms): (patches, the terms that undo it)."""
+    b, _, _, c = sim.object_patches.shape
+    terms = np.random.default_rng(seed).normal(0, SPREAD, (b, c, 5)).astype(np.float32)
+    return patch_slopes.apply_patch_slopes(sim.object_patches, -terms), terms
+
+
+@pytest.mark.parametrize("poisson", [False, True], ids=["amplitude", "poisson"])
+def test_fit_patch_slopes_recovers_the_terms_a_patch_was_distorted_by(poisson: bool) -> None:
+    sim, probe, _ = _scan(32, 1e9)
+    patches, terms = _distorted(sim)
+    got = patch_slopes.fit_patch_slopes(patches, sim.diffraction, probe,
+                                        counts_scale=sim.intensity_scale if poisson else None)
+    assert got.shape == terms.shape and got.dtype == np.float32
+    error = got - terms
+    error[..., 0] -= error[..., 0].mean()  # one global scale is fitted first: c relative to it
+    np.testing.assert_array_less(np.sqrt(np.mean(error ** 2, axis=(0, 1))), 0.1 * SPREAD)
+
+
+def test_the_fit_on_the_lit_window_equals_the_fit_on_whole_patches() -> None:
+    """The slopes are per patch width: on the M×M window the probe lights they are M/N of the
+    whole patch's, and the corrected patches agree where the probe lights them."""
+    sim, probe, weights = _scan(64, 1e9, groups=16)
+    window = support_window(weights)
+    m = window.stop - window.start
+    assert m < 64
+    patches, _ = _distorted(sim)
+    whole = patch_slopes.fit_patch_slopes(patches, sim.diffraction, probe)
+    lit = patch_slopes.fit_patch_slopes(patches[:, window, window], sim.diffraction, probe)
+    np.testing.assert_allclose(lit[..., 1:], whole[..., 1:] * m / 64, atol=0.02)
+    np.testing.assert_allclose(lit[..., 0], whole[..., 0], atol=0.01)
+
+
+def test_correct_patch_slopes_restores_distorted_patches_and_leaves_true_ones() -> None:
+    sim, probe, weights = _scan(32, 1e9)
+    patches, _ = _distorted(sim)
+    fixed, choice = patch_slopes.correct_patch_slopes(patches, sim.coords, weights,
+                                                      sim.diffraction, probe,
+                                                      counts_scale=sim.intensity_scale)
+    assert choice.fractions == patch_slopes.FRACTIONS and len(choice.misfits) == len(choice.fractions)
+    assert choice.fraction == 1.0 and choice.misfits[-1] < 0.99 * choice.misfits[0]
+    lit = np.moveaxis(sim.object_patches, 3, 1)[:, :, weights > 0.1]  # (B, C, lit pixels)
+
+    def error(got: np.ndarray) -> float:  # after the best global complex factor
+        got = np.moveaxis(got, 3, 1)[:, :, weights > 0.1]
+        return float(np.abs(got * (np.vdot(got, lit) / np.vdot(got, got)) - lit).mean())
+
+    assert error(fixed) < 0.1 * error(patches)
+
+
+def test_a_fit_of_the_noise_is_not_taken() -> None:
+    """At 1e3 photons the five terms fitted to a pattern are mostly noise. Judged on the
+    patterns each fit did not see, the true patches are kept as they are."""
+    sim, probe, weights = _scan(32, 1e3)
+    noise = patch_slopes.fit_patch_slopes(sim.object_patches, sim.diffraction, probe,
+                                          counts_scale=sim.intensity_scale)
+    assert np.sqrt(np.mean(noise[..., 1:] ** 2)) > 0.2  # the fit did move: there is a choice
+    _, choice = patch_slopes.correct_patch_slopes(sim.object_patches, sim.coords, weights,
+                                                  sim.diffraction, probe,
+                                                  counts_scale=sim.intensity_scale)
+    assert choice.fraction == 0.0 and min(choice.misfits) == choice.misfits[0]
+
+
+def test_one_scan_position_keeps_the_network_patches_and_says_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sim, probe, weights = _scan(32, 1e9, groups=4)
+    coords = np.zeros_like(sim.coords) + 40.0
+    patches = sim.object_patches[:1, ..., :1]
+    with caplog.at_level("WARNING", logger="ptycho.patch_slopes"):
+        out, choice = patch_slopes.correct_patch_slopes(
+            np.concatenate([patches, patches]), coords[:2, ..., :1], weights,
+            sim.diffraction[:2, ..., :1], probe)
+    assert choice.fraction == 0.0 and choice.fractions == () and out.shape == (2, 32, 32, 1)
+    assert "one scan position" in caplog.text
+
+
+def test_mismatched_shapes_are_named() -> None:
+    sim, probe, _ = _scan(32, 1e9, groups=4)
+    with pytest.raises(ValueError, match=r"patches \(4, 32, 32, 4\), diffraction \(4, 32, 32, 3\)"):
+        patch_slopes.fit_patch_slopes(sim.object_patches, sim.diffraction[..., :3], probe)
