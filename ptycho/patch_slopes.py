@@ -39,6 +39,7 @@ LM_DAMPING = 1e-3  # initial damping, relative to the diagonal of JᵀJ
 TERM_LIMIT = 10.0  # |term| bound: an untrained network's patches cannot overflow the factors
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted terms ``correct_patch_slopes`` compares
 _RATE_FLOOR = 1e-6  # floor of a Poisson rate (counts): keeps log λ finite
+HOLDOUT_FOLDS = 4  # ``stitched_misfit``: each fold's patterns predicted from the others' patches
 CHUNK = 256  # patterns fitted, or patches compared, at a time: the working memory
 
 log = logging.getLogger(__name__)
@@ -201,13 +202,13 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
                     counts_scale: float | None = None, seed: int = 0) -> float:
     """How badly the stitched patches predict patterns they were not fitted to.
 
-    The scan positions are split in two halves at random (``seed``). Each half's patches are
-    stitched, and the object predicts the other half's patterns: a bilinear patch of it at
-    every position of that half, the probe's far field a, scaled by the least-squares s.
-    Returned is the mean over both halves of Σ (s·a − m)² / Σ m², or with ``counts_scale``
-    the Poisson deviance per count, 2·Σ (λ − k − k·log(λ/k)) / Σ k with k = (counts_scale·m)²
-    and λ = (counts_scale·s·a)². A pattern's own fitted terms never enter its prediction, so
-    a fit of the noise does not look like a better object (PATCH-SLOPE-001).
+    The scan positions are dealt at random (``seed``) into ``HOLDOUT_FOLDS`` folds. For each
+    fold, the patches of every other fold are stitched, and that object predicts the fold's
+    patterns: a bilinear patch of it at each position, the probe's far field a, scaled by the
+    least-squares s. Returned is the mean over the folds of Σ (s·a − m)² / Σ m², or with
+    ``counts_scale`` the Poisson deviance per count, 2·Σ (λ − k − k·log(λ/k)) / Σ k with
+    k = (counts_scale·m)² and λ = (counts_scale·s·a)². A pattern's own fitted terms never enter
+    its prediction, so a fit of the noise does not look like a better object (PATCH-SLOPE-001).
 
     patches (B, M, M, C) complex (centred windows of N×N, as ``fit_patch_slopes``); coords
     (B, 1, 2, C) (x, y); weights (M, M) |probe|²; diffraction (B, N, N, C); probe (N, N)
@@ -217,14 +218,16 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
     xy = xy + 1 - np.floor(xy.min(axis=0) - n // 2)  # every N×N patch and a pixel on the canvas
     h, w = canvas_shape(xy.reshape(-1, 1, 2, 1), n)
     _, position = np.unique(np.round(xy, 3), axis=0, return_inverse=True)
-    half = np.random.default_rng(seed).integers(0, 2, position.max() + 1)[position.ravel()]
+    count = int(position.max()) + 1
+    if count < 2:
+        raise ValueError(f"stitched_misfit: {len(xy)} patterns at one scan position: none can "
+                         "be held out")
+    folds = min(HOLDOUT_FOLDS, count)
+    fold = (np.random.default_rng(seed).permutation(count) % folds)[position.ravel()]
     flat_patches, measured = _flat(patches), _flat(diffraction)
     misfits = []
-    for side in (0, 1):
-        stitched, predicted = np.flatnonzero(half == side), np.flatnonzero(half != side)
-        if len(stitched) == 0 or len(predicted) == 0:
-            raise ValueError(f"stitched_misfit: {len(xy)} patterns at {position.max() + 1} "
-                             "scan positions cannot be split in two halves")
+    for held in range(folds):
+        stitched, predicted = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
         canvas = stitch_patches(flat_patches[stitched][..., None], xy[stitched][:, None, :, None],
                                 (h + 1, w + 1), weights)
 
