@@ -13,6 +13,12 @@ is multiplied by e^{iθ}, so the CNN, which sees one pattern, predicts each patc
 up to such a constant; averaged unaligned, the low spatial frequencies of the phase cancel
 (docs/findings.md, RESOLUTION-LOSS-001, PATCH-RAMP-001).
 
+Before that alignment, by default, each patch's amplitude constant and amplitude and phase
+slopes are fitted to its own measured pattern (``ptycho.patch_slopes``): the CNN trades a
+patch's phase slope against its amplitude slope, and one pattern tells them apart
+(PATCH-SLOPE-001). The fit is applied in the fraction whose stitched object best predicts
+patterns held out of it.
+
 ``reconstruct`` keeps of every predicted patch only the window the probe lights
 (``support_window``: |probe|² ≥ ``SUPPORT_FLOOR`` of its peak), which both the alignment and the
 stitching weight by |probe|²: the dropped pixels would add under 1e-9 of the weight, and the

@@ -7,15 +7,17 @@ One pattern does tell them apart: ``fit_patch_slopes`` multiplies every predicte
     exp(c + a_x·u + a_y·v + i·(b_x·u + b_y·v)),   u, v = (column, row − M//2) / M
 
 and fits the five numbers (log-amplitude constant, log-amplitude slopes, phase slopes; the
-phase constant is left to ``ptycho.patch_phases``) to that patch's own measured amplitudes by
-Levenberg–Marquardt on Σ (s·|F(probe · patch)| − m)², with one global scale s fitted first.
-The patterns are fitted independently: no overlap and no ground truth enters.
+phase constant is left to ``ptycho.patch_phases``) to that patch's own measured pattern by
+Levenberg–Marquardt: on Σ (s·|F(probe · patch)| − m)², with one global scale s fitted first,
+or on the Poisson likelihood of the counts when their scale is known. The patterns are fitted
+independently: no overlap and no ground truth enters.
 
 Fitted alone, the slopes also absorb errors of finer structure that a patch's linear terms
-cannot express (line objects), and the stitched object gets worse. ``correct_patch_slopes``
-therefore applies a fraction of the fitted terms, 0 (the network's patches) to 1, and keeps the
-fraction whose stitched object best explains the measured patterns (``stitched_misfit``): a
-choice made by the data, as a solver's objective would make it (PATCH-SLOPE-001).
+cannot express (line objects), or at low dose the noise, and the stitched object gets worse.
+``correct_patch_slopes`` therefore applies a fraction of the fitted terms, 0 (the network's
+patches) to 1, and keeps the fraction whose stitched object best predicts patterns it was not
+fitted to (``stitched_misfit``, folds of the scan positions): a choice made by the data
+(PATCH-SLOPE-001).
 """
 
 from __future__ import annotations
