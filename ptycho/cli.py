@@ -165,9 +165,11 @@ def _frame_shift(data: Any, n: int) -> tuple[Any, Any]:
 
     import numpy as np
 
+    from ptycho.stitching import flat_positions
+
     shift = np.zeros(2)
     if data.obj is None:
-        xy = np.moveaxis(np.asarray(data.coords, np.float64)[:, 0], 2, 1).reshape(-1, 2)
+        xy = flat_positions(data.coords)
         shift = np.maximum(0.0, np.ceil(n // 2 + 1 - xy.min(axis=0)))
         if shift.any():
             log.info("no objectGuess: scan shifted by (%g, %g) px onto the canvas", *shift)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ptycho.stitching import support_window
+from ptycho.stitching import flat_positions, support_window
 
 __all__ = ["fit_patch_phases", "align_patch_phases"]
 
@@ -50,7 +50,7 @@ def fit_patch_phases(patches: np.ndarray, coords: np.ndarray, weights: np.ndarra
     """
     b, n, _, c = patches.shape
     source = np.asarray(patches, np.complex64)  # patch i = b·C + c is source[b, ..., c]
-    xy = np.moveaxis(np.asarray(coords, np.float64)[:, 0], 2, 1).reshape(b * c, 2)
+    xy = flat_positions(coords)
     origin = np.rint(xy - n // 2).astype(np.int64)
     frac = xy - n // 2 - origin  # placed on whole pixels after a Fourier shift by the rest
     origin -= origin.min(axis=0)  # (x, y) of every patch's pixel (0, 0) on a fitted canvas
@@ -106,9 +106,12 @@ def _pair_overlaps(moved: np.ndarray, origin: np.ndarray,
     first, second = _pairs_within(origin, max(1, size // 2))
     offset = origin[second] - origin[first]  # j's pixel u − offset is i's pixel u
     overlap = np.zeros(len(first), np.complex128)
-    keys, inverse, counts = np.unique(offset, axis=0, return_inverse=True, return_counts=True)
-    by_offset = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(counts)[:-1])
-    for (dx, dy), same in zip(keys.tolist(), by_offset, strict=True):
+    span = 2 * size + 1  # |offset| < size: one integer key per (dx, dy), sorted as the pairs
+    keys, inverse, counts = np.unique((offset[:, 0] + size) * span + offset[:, 1] + size,
+                                      return_inverse=True, return_counts=True)
+    by_offset = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    for key, same in zip(keys.tolist(), by_offset, strict=True):
+        dx, dy = key // span - size, key % span - size
         ys, xs = slice(max(0, dy), min(size, size + dy)), slice(max(0, dx), min(size, size + dx))
         yj, xj = slice(ys.start - dy, ys.stop - dy), slice(xs.start - dx, xs.stop - dx)
         both = weights[ys, xs] * weights[yj, xj]

@@ -23,14 +23,14 @@ fitted to (``stitched_misfit``, folds of the scan positions): a choice made by t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ptycho.patch_phases import fit_patch_phases
-from ptycho.physics import extract_patches, far_field
-from ptycho.stitching import canvas_shape, stitch_patches
+from ptycho.physics import extract_patches, far_field, least_squares_scale
+from ptycho.stitching import canvas_shape, flat_positions, splat_patches, weighted_average
 
 __all__ = ["SlopeChoice", "fit_patch_slopes", "apply_patch_slopes", "stitched_misfit",
            "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS"]
@@ -66,12 +66,6 @@ def _flat(x: np.ndarray) -> np.ndarray:
     """(B, M, M, C) → (B·C, M, M), pattern i = b·C + c (``fit_patch_phases``' order)."""
     b, m, _, c = x.shape
     return np.moveaxis(x, 3, 1).reshape(b * c, m, m)
-
-
-def _positions(coords: np.ndarray) -> np.ndarray:
-    """(B, 1, 2, C) → (B·C, 2) float64 (x, y), pattern i = b·C + c."""
-    coords = np.asarray(coords, np.float64)
-    return np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2)
 
 
 def _factors(terms: np.ndarray, m: int) -> np.ndarray:
@@ -117,7 +111,7 @@ def fit_patch_slopes(patches: np.ndarray, diffraction: np.ndarray, probe: np.nda
     start = n // 2 - m // 2
     lit = np.asarray(probe, np.complex64)[start:start + m, start:start + m]
     flat_patches, flat_measured = _flat(patches), _flat(diffraction)
-    gain = _least_squares_scale(
+    gain = least_squares_scale(
         (np.fft.fftshift(np.abs(_spectra(flat_patches[i:i + CHUNK] * lit, n)), axes=(1, 2)),
          flat_measured[i:i + CHUNK]) for i in range(0, b * c, CHUNK))
     poisson = counts_scale is not None
@@ -130,15 +124,6 @@ def fit_patch_slopes(patches: np.ndarray, diffraction: np.ndarray, probe: np.nda
         target = np.square(measured * np.float32(counts_scale)) if poisson else measured
         terms[i:i + CHUNK] = _levenberg_marquardt(waves, target, n, iterations, poisson)
     return terms.reshape(b, c, 5)
-
-
-def _least_squares_scale(pairs: Iterator[tuple[np.ndarray, np.ndarray]]) -> float:
-    """s minimising Σ (s·a − m)² over (a, m) array pairs (1 when a or the fit is degenerate)."""
-    cross = power = 0.0
-    for amp, measured in pairs:
-        cross += float(np.sum(amp * measured, dtype=np.float64))
-        power += float(np.sum(np.square(amp, dtype=np.float64)))
-    return cross / power if cross > 0 and power > 0 else 1.0
 
 
 def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iterations: int,
@@ -199,6 +184,33 @@ def apply_patch_slopes(patches: np.ndarray, terms: np.ndarray, fraction: float =
     return np.asarray(patches, np.complex64) * np.moveaxis(factors.reshape(b, c, m, m), 1, 3)
 
 
+@dataclass(frozen=True)
+class _Folds:
+    """The held-out folds of a scan: canvas positions ``xy`` (P, 2) float64 of the P = B·C
+    patterns (every N×N patch and a pixel on the ``shape`` canvas) and each one's ``fold``
+    (P,) int in [0, ``count``); patterns at one scan position share their fold."""
+
+    xy: np.ndarray
+    shape: tuple[int, int]
+    fold: np.ndarray
+    count: int
+
+
+def _scan_folds(coords: np.ndarray, n: int, seed: int) -> _Folds | None:
+    """The scan positions dealt at random (``seed``) into ``HOLDOUT_FOLDS`` folds, or None
+    when all the patterns were measured at one position (none can be held out)."""
+    xy = flat_positions(coords)
+    xy = xy + 1 - np.floor(xy.min(axis=0) - n // 2)
+    h, w = canvas_shape(xy.reshape(-1, 1, 2, 1), n)
+    _, position = np.unique(np.round(xy, 3), axis=0, return_inverse=True)
+    count = int(position.max()) + 1
+    if count < 2:
+        return None
+    folds = min(HOLDOUT_FOLDS, count)
+    fold = (np.random.default_rng(seed).permutation(count) % folds)[position.ravel()]
+    return _Folds(xy, (h + 1, w + 1), fold, folds)
+
+
 def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
                     diffraction: np.ndarray, probe: np.ndarray,
                     counts_scale: float | None = None, seed: int = 0) -> float:
@@ -215,36 +227,33 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
     patches (B, M, M, C) complex (centred windows of N×N, as ``fit_patch_slopes``); coords
     (B, 1, 2, C) (x, y); weights (M, M) |probe|²; diffraction (B, N, N, C); probe (N, N)
     """
+    folds = _scan_folds(coords, np.shape(probe)[0], seed)
+    if folds is None:
+        raise ValueError(f"stitched_misfit: {np.size(coords) // 2} patterns at one scan "
+                         "position: none can be held out")
+    return _held_out_misfit(_flat(patches), folds, weights, _flat(diffraction), probe, counts_scale)
+
+
+def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
+                     measured: np.ndarray, probe: np.ndarray, counts_scale: float | None) -> float:
+    """``stitched_misfit`` of (P, M, M) patches and (P, N, N) measured amplitudes: every fold's
+    sums are splatted once, and each held-out object is the average of the others' sums."""
     n = np.shape(probe)[0]
-    xy = _positions(coords)
-    xy = xy + 1 - np.floor(xy.min(axis=0) - n // 2)  # every N×N patch and a pixel on the canvas
-    h, w = canvas_shape(xy.reshape(-1, 1, 2, 1), n)
-    _, position = np.unique(np.round(xy, 3), axis=0, return_inverse=True)
-    count = int(position.max()) + 1
-    if count < 2:
-        raise ValueError(f"stitched_misfit: {len(xy)} patterns at one scan position: none can "
-                         "be held out")
-    folds = min(HOLDOUT_FOLDS, count)
-    fold = (np.random.default_rng(seed).permutation(count) % folds)[position.ravel()]
-    flat_patches, measured = _flat(patches), _flat(diffraction)
+    members = [np.flatnonzero(folds.fold == f) for f in range(folds.count)]
+    sums = [splat_patches(patches[rows][..., None], folds.xy[rows][:, None, :, None],
+                          folds.shape, weights) for rows in members]
     misfits = []
-    for held in range(folds):
-        stitched, predicted = np.flatnonzero(fold != held), np.flatnonzero(fold == held)
-        canvas = stitch_patches(flat_patches[stitched][..., None], xy[stitched][:, None, :, None],
-                                (h + 1, w + 1), weights)
-
-        def chunks(rows: np.ndarray = predicted, canvas: np.ndarray = canvas
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for i in range(0, len(rows), CHUNK):
-                amp = far_field(probe, extract_patches(canvas, xy[rows[i:i + CHUNK]], n, "bilinear"))
-                yield amp, np.asarray(measured[rows[i:i + CHUNK]], np.float32)
-
-        scale = _least_squares_scale(chunks())
-        misfits.append(_misfit(chunks(), scale, counts_scale))
+    for held, rows in enumerate(members):
+        canvas = weighted_average(sum(s[0] for f, s in enumerate(sums) if f != held),
+                                  sum(s[1] for f, s in enumerate(sums) if f != held))
+        pairs = [(far_field(probe, extract_patches(canvas, folds.xy[rows[i:i + CHUNK]], n, "bilinear")),
+                  np.asarray(measured[rows[i:i + CHUNK]], np.float32))
+                 for i in range(0, len(rows), CHUNK)]  # the fold's predictions, kept for both sums
+        misfits.append(_misfit(pairs, least_squares_scale(pairs), counts_scale))
     return float(np.mean(misfits))
 
 
-def _misfit(pairs: Iterator[tuple[np.ndarray, np.ndarray]], scale: float,
+def _misfit(pairs: Iterable[tuple[np.ndarray, np.ndarray]], scale: float,
             counts_scale: float | None) -> float:
     """Σ (s·a − m)² / Σ m², or the Poisson deviance per count (``stitched_misfit``)."""
     misfit = total = 0.0
@@ -276,7 +285,8 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
     """
     if not fractions:
         raise ValueError("correct_patch_slopes: no fractions to compare")
-    if len(np.unique(np.round(_positions(coords), 3), axis=0)) < 2:
+    folds = _scan_folds(coords, np.shape(probe)[0], seed=0)
+    if folds is None:
         log.warning("patch slopes: one scan position, no held-out pattern to judge a fit by: "
                     "the network's patches are kept")
         out = np.array(patches, np.complex64)
@@ -284,6 +294,7 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
             out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
         return out, SlopeChoice(0.0, (), ())
     terms = fit_patch_slopes(patches, diffraction, probe, counts_scale)
+    measured = _flat(diffraction)
 
     def candidate(fraction: float) -> np.ndarray:
         out = apply_patch_slopes(patches, terms, fraction)
@@ -294,7 +305,7 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
     misfits = []
     for fraction in fractions:  # one candidate held at a time: the working memory
         last = candidate(fraction)
-        misfits.append(stitched_misfit(last, coords, weights, diffraction, probe, counts_scale))
+        misfits.append(_held_out_misfit(_flat(last), folds, weights, measured, probe, counts_scale))
     best = int(np.argmin(misfits))
     choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
     log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",

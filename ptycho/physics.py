@@ -22,6 +22,7 @@ Random streams: ``np.random.default_rng(seed).spawn(4)`` → object, scan, group
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "SimulatedData",
     "simulate",
     "far_field",
+    "least_squares_scale",
     "extract_patches",
     "expose",
     "make_probe",
@@ -170,6 +172,16 @@ def far_field(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
     wave = patches * (probe[None, :, :, None] if patches.ndim == 4 else probe[None])
     spectrum = np.fft.fftshift(np.fft.fft2(wave, axes=(1, 2), norm="ortho"), axes=(1, 2))
     return np.abs(spectrum).astype(np.float32)
+
+
+def least_squares_scale(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """s minimising Σ (s·a − m)² over (predicted a, measured m) amplitude array pairs, which
+    may come a chunk at a time; 1 when a is all zero or the best s is not positive."""
+    cross = power = 0.0
+    for amp, measured in pairs:
+        cross += float(np.sum(amp * measured, dtype=np.float64))
+        power += float(np.sum(np.square(amp, dtype=np.float64)))
+    return cross / power if cross > 0 and power > 0 else 1.0
 
 
 def expose(

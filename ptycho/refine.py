@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.physics import extract_patches, far_field
+from ptycho.physics import extract_patches, far_field, least_squares_scale
 from ptycho.stitching import frame_padding
 
 __all__ = ["RefineConfig", "RefineResult", "refine_object", "refine_data", "flat_start", "LOSSES"]
@@ -339,9 +339,6 @@ def _amplitude_scale(canvas: np.ndarray, patterns: np.ndarray, positions: np.nda
     """Least-squares s of s·|F(P·patch)| ≈ the patterns for the start canvas, ``chunk``
     positions at a time (1 when the start predicts nothing)."""
     n = probe.shape[0]
-    cross = power = 0.0
-    for i in range(0, len(patterns), chunk):
-        amp = far_field(probe, extract_patches(canvas, positions[i:i + chunk], n, "bilinear"))
-        cross += float(np.sum(amp * patterns[i:i + chunk], dtype=np.float64))
-        power += float(np.sum(np.square(amp, dtype=np.float64)))
-    return cross / power if power > 0 else 1.0
+    return least_squares_scale(
+        (far_field(probe, extract_patches(canvas, positions[i:i + chunk], n, "bilinear")),
+         patterns[i:i + chunk]) for i in range(0, len(patterns), chunk))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WEIGHT_FLOOR", "SUPPORT_FLOOR", "canvas_shape", "frame_padding", "stitch_patches",
-           "stitch_in_frame", "support_window"]
+__all__ = ["WEIGHT_FLOOR", "SUPPORT_FLOOR", "canvas_shape", "flat_positions", "frame_padding",
+           "splat_patches", "stitch_in_frame", "stitch_patches", "support_window", "weighted_average"]
 
 WEIGHT_FLOOR = 1e-3  # stitched pixels with total weight below this fraction of the max → 0
 SUPPORT_FLOOR = 1e-9  # patch pixels whose |probe|² is below this fraction of its peak are dropped
+STITCH_CHUNK = 256  # patches splatted at a time: the working memory
 
 
 def canvas_shape(coords: np.ndarray, n: int) -> tuple[int, int]:
@@ -34,6 +35,18 @@ def stitch_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, in
     weights: (N, N) float ≥ 0 per-pixel weight of every patch; None → uniform
     returns: (H, W) complex64; pixels whose total weight < WEIGHT_FLOOR·max are 0
     """
+    return weighted_average(*splat_patches(patches, coords, shape, weights))
+
+
+def splat_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, int],
+                  weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sums ``stitch_patches`` divides: Σ weights · patch and Σ weights, each patch
+    spread bilinearly at its position. Sums of disjoint sets of patches add up to the sums of
+    their union (``patch_slopes`` stitches folds of a scan that way).
+
+    patches, coords, shape, weights: as ``stitch_patches``
+    returns: (H, W) complex128 and (H, W) float64
+    """
     patches = np.asarray(patches)
     coords = np.asarray(coords, np.float64)
     b, n, _, c = patches.shape
@@ -42,30 +55,54 @@ def stitch_patches(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, in
                          f"patches {patches.shape}; got {coords.shape}")
     h, w = shape
     weights = np.ones((n, n), np.float64) if weights is None else np.asarray(weights, np.float64)
-    origin = np.moveaxis(coords[:, 0], 2, 1).reshape(b * c, 2) - n // 2  # (x, y) of pixel (0,0)
+    origin = flat_positions(coords) - n // 2  # (x, y) of pixel (0, 0)
     base = np.floor(origin).astype(np.int64)
     frac = origin - base
     if (base.min(axis=0) < 0).any() or base[:, 0].max() + n + 1 > w or base[:, 1].max() + n + 1 > h:
         raise ValueError(f"stitch_patches: patches at coords x∈[{origin[:, 0].min():.1f}, "
                          f"{origin[:, 0].max() + n:.1f}], y∈[{origin[:, 1].min():.1f}, "
                          f"{origin[:, 1].max() + n:.1f}] leave the {h}×{w} canvas")
-    num = np.zeros((h + 1, w + 1), np.complex128)
-    den = np.zeros((h + 1, w + 1), np.float64)
-    for i, ((x0, y0), (fx, fy)) in enumerate(zip(base, frac, strict=True)):
-        patch = patches[i // c, :, :, i % c] * weights  # no full-size temporaries
-        for dy, wy in ((0, 1.0 - fy), (1, fy)):
-            for dx, wx in ((0, 1.0 - fx), (1, fx)):
-                k = wx * wy
-                if k == 0.0:
-                    continue
-                num[y0 + dy:y0 + dy + n, x0 + dx:x0 + dx + n] += k * patch
-                den[y0 + dy:y0 + dy + n, x0 + dx:x0 + dx + n] += k * weights
-    num, den = num[:h, :w], den[:h, :w]
+    size = (h + 1) * (w + 1)
+    grid = (np.arange(n + 1)[:, None] * (w + 1) + np.arange(n + 1)).ravel()  # an (N+1)² splat
+    num_re, num_im, den = np.zeros(size), np.zeros(size), np.zeros(size)
+    for start in range(0, b * c, STITCH_CHUNK):  # a chunk of patches at a time: the memory
+        idx = np.arange(start, min(start + STITCH_CHUNK, b * c))
+        fx, fy = frac[idx, 0, None, None], frac[idx, 1, None, None]
+        index = ((base[idx, 1] * (w + 1) + base[idx, 0])[:, None] + grid).ravel()
+        splat = _splat(patches[idx // c, :, :, idx % c] * weights, fx, fy).ravel()
+        num_re += np.bincount(index, splat.real, size)
+        num_im += np.bincount(index, splat.imag, size)
+        den += np.bincount(index, _splat(weights[None], fx, fy).ravel(), size)
+    num = (num_re + 1j * num_im).reshape(h + 1, w + 1)[:h, :w]
+    return num, den.reshape(h + 1, w + 1)[:h, :w]
+
+
+def weighted_average(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den (``splat_patches``' sums) as (H, W) complex64, 0 where den < WEIGHT_FLOOR·max."""
     valid = den > WEIGHT_FLOOR * den.max()
-    out = np.zeros((h, w), np.complex64)
+    out = np.zeros(den.shape, np.complex64)
     out[valid] = num[valid] / den[valid]
     return out
 
+
+def _splat(values: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """(K, N, N) values spread bilinearly over (K, N+1, N+1) pixels by their fractional
+    offsets fx, fy (K, 1, 1): the value at (y, x) goes to (y, x) times (1−fy)(1−fx), to
+    (y, x+1) times (1−fy)·fx, to (y+1, x) times fy·(1−fx) and to (y+1, x+1) times fy·fx."""
+    k, n = len(fx), values.shape[-1]
+    out = np.zeros((k, n + 1, n + 1), np.result_type(values, np.float64))
+    out[:, :n, :n] += (1 - fy) * (1 - fx) * values
+    out[:, :n, 1:] += (1 - fy) * fx * values
+    out[:, 1:, :n] += fy * (1 - fx) * values
+    out[:, 1:, 1:] += fy * fx * values
+    return out
+
+
+def flat_positions(coords: np.ndarray) -> np.ndarray:
+    """(B, 1, 2, C) group coords → (B·C, 2) float64 (x, y), patch i = b·C + c (the order of
+    ``stitch_patches`` and ``patch_phases.fit_patch_phases``)."""
+    coords = np.asarray(coords, np.float64)
+    return np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2)
 
 
 def frame_padding(positions: np.ndarray, n: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -91,7 +128,7 @@ def stitch_in_frame(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, i
     """
     coords = np.asarray(coords, np.float64)
     n = np.shape(patches)[1]
-    top, left, bottom, right = frame_padding(np.moveaxis(coords[:, 0], 2, 1).reshape(-1, 2), n, shape)
+    top, left, bottom, right = frame_padding(flat_positions(coords), n, shape)
     moved = coords.copy()
     moved[:, 0, 0, :] += left
     moved[:, 0, 1, :] += top

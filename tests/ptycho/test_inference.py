@@ -19,7 +19,13 @@ from ptycho.inference import (  # noqa: E402
 )
 from ptycho.model import build_model, model_config_for  # noqa: E402
 from ptycho.physics import simulate  # noqa: E402
-from ptycho.stitching import frame_padding, stitch_in_frame  # noqa: E402
+from ptycho.stitching import (  # noqa: E402
+    STITCH_CHUNK,
+    frame_padding,
+    splat_patches,
+    stitch_in_frame,
+    weighted_average,
+)
 
 pytestmark = pytest.mark.integration  # builds and runs models
 
@@ -41,6 +47,41 @@ def test_stitching_ground_truth_patches_reproduces_the_object(sim: object) -> No
     moved[:, 0, 0, :] += 3.0
     wrong = stitch_patches(sim.object_patches, moved, sim.obj.shape, weights / weights.max())
     assert np.mean(np.abs(wrong[crop] - sim.obj[crop])) > 3 * np.mean(np.abs(obj[crop] - sim.obj[crop]))
+
+
+def _splat_by_pixel(patches: np.ndarray, coords: np.ndarray, shape: tuple[int, int],
+                    weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear splatting written out pixel by pixel: the reference of the vectorised one."""
+    b, n, _, c = patches.shape
+    num, den = np.zeros(shape, np.complex128), np.zeros(shape)
+    for i in range(b):
+        for k in range(c):
+            x0, y0 = coords[i, 0, 0, k] - n // 2, coords[i, 0, 1, k] - n // 2
+            bx, by = int(np.floor(x0)), int(np.floor(y0))
+            fx, fy = x0 - bx, y0 - by
+            for y in range(n):
+                for x in range(n):
+                    for dy, wy in ((0, 1 - fy), (1, fy)):
+                        for dx, wx in ((0, 1 - fx), (1, fx)):
+                            num[by + y + dy, bx + x + dx] += wx * wy * weights[y, x] * patches[i, y, x, k]
+                            den[by + y + dy, bx + x + dx] += wx * wy * weights[y, x]
+    return num, den
+
+
+def test_splatting_matches_the_pixel_rule_and_adds_over_disjoint_sets() -> None:
+    rng = np.random.default_rng(3)
+    b, n, c = STITCH_CHUNK // 2 + 7, 5, 2  # more patches than one chunk: the chunks join
+    patches = (rng.normal(size=(b, n, n, c)) + 1j * rng.normal(size=(b, n, n, c))).astype(np.complex64)
+    coords = rng.uniform(3, 20, size=(b, 1, 2, c))
+    weights = rng.uniform(0.1, 1, size=(n, n))
+    num, den = splat_patches(patches, coords, (26, 26), weights)
+    ref_num, ref_den = _splat_by_pixel(patches, coords, (26, 26), weights)
+    np.testing.assert_allclose(num, ref_num, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(den, ref_den, rtol=1e-12, atol=1e-12)
+    halves = [splat_patches(patches[part], coords[part], (26, 26), weights)
+              for part in (slice(0, 40), slice(40, None))]
+    np.testing.assert_allclose(halves[0][0] + halves[1][0], num, rtol=1e-9, atol=1e-9)
+    assert np.array_equal(stitch_patches(patches, coords, (26, 26), weights), weighted_average(num, den))
 
 
 def test_stitching_averages_overlapping_patches() -> None:
