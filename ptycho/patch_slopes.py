@@ -18,6 +18,10 @@ cannot express (line objects), or at low dose the noise, and the stitched object
 patches) to 1, and keeps the fraction whose stitched object best predicts patterns it was not
 fitted to (``stitched_misfit``, folds of the scan positions): a choice made by the data
 (PATCH-SLOPE-001).
+
+A patch's finer errors also bias the fit of its own slopes. Cut from the stitched object,
+where the overlaps average those errors down, the patches' slopes fit truer: one refit from
+the stitched object, kept when it predicts held-out patterns better (PATCH-REFIT-001).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ptycho.physics import extract_patches, far_field, least_squares_scale
 from ptycho.stitching import canvas_shape, flat_positions, splat_patches, weighted_average
 
 __all__ = ["SlopeChoice", "fit_patch_slopes", "apply_patch_slopes", "stitched_misfit",
-           "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS"]
+           "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS", "REFITS"]
 
 SLOPE_TERMS = ("log_amplitude", "log_amplitude_x", "log_amplitude_y", "phase_x", "phase_y")
 LM_ITERATIONS = 3  # Levenberg–Marquardt steps (the fit is nearly linear: 2 reach the optimum)
@@ -42,6 +46,7 @@ TERM_LIMIT = 10.0  # |term| bound: an untrained network's patches cannot overflo
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted terms ``correct_patch_slopes`` compares
 _RATE_FLOOR = 1e-6  # floor of a Poisson rate (counts): keeps log λ finite
 HOLDOUT_FOLDS = 4  # ``stitched_misfit``: each fold's patterns predicted from the others' patches
+REFITS = 1  # ``correct_patch_slopes``: slope fits of patches cut from the stitched object
 CHUNK = 256  # patterns fitted, or patches compared, at a time: the working memory
 
 log = logging.getLogger(__name__)
@@ -49,17 +54,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SlopeChoice:
-    """What ``correct_patch_slopes`` chose: ``fraction`` of the fitted terms (0: none), and
-    the stitched object's relative misfit for every fraction compared (``misfits``, in the
-    order of ``fractions``)."""
+    """What ``correct_patch_slopes`` chose: ``fraction`` of the fitted terms (0: none), the
+    stitched object's held-out misfit for every fraction compared (``misfits``, in the order
+    of ``fractions``), how many refits from the stitched object it kept (``refits``) and the
+    misfit after each refit tried (``refit_misfits``)."""
 
     fraction: float
     fractions: tuple[float, ...]
     misfits: tuple[float, ...]
+    refits: int = 0
+    refit_misfits: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {"fraction": self.fraction, "fractions": list(self.fractions),
-                "misfits": list(self.misfits)}
+                "misfits": list(self.misfits), "refits": self.refits,
+                "refit_misfits": list(self.refit_misfits)}
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -235,10 +244,16 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
 
 
 def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
-                     measured: np.ndarray, probe: np.ndarray, counts_scale: float | None) -> float:
+                     measured: np.ndarray, probe: np.ndarray, counts_scale: float | None,
+                     refit: bool = False) -> float:
     """``stitched_misfit`` of (P, M, M) patches and (P, N, N) measured amplitudes: every fold's
-    sums are splatted once, and each held-out object is the average of the others' sums."""
-    n = np.shape(probe)[0]
+    sums are splatted once, and each held-out object is the average of the others' sums.
+
+    With ``refit``, the misfit of a refit instead (``correct_patch_slopes``): the other folds'
+    patches are cut from that object, their slopes fitted to their own patterns, and the
+    object they stitch to predicts the fold. No held-out pattern enters its prediction.
+    """
+    n, m = np.shape(probe)[0], patches.shape[-1]
     members = [np.flatnonzero(folds.fold == f) for f in range(folds.count)]
     sums = [splat_patches(patches[rows][..., None], folds.xy[rows][:, None, :, None],
                           folds.shape, weights) for rows in members]
@@ -246,6 +261,13 @@ def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
     for held, rows in enumerate(members):
         canvas = weighted_average(sum(s[0] for f, s in enumerate(sums) if f != held),
                                   sum(s[1] for f, s in enumerate(sums) if f != held))
+        if refit:
+            others = np.flatnonzero(folds.fold != held)
+            cut = extract_patches(canvas, folds.xy[others], m, "bilinear")[..., None]
+            seen = measured[others][..., None]
+            cut = apply_patch_slopes(cut, fit_patch_slopes(cut, seen, probe, counts_scale))
+            canvas = weighted_average(*splat_patches(cut, folds.xy[others][:, None, :, None],
+                                                     folds.shape, weights))
         pairs = [(far_field(probe, extract_patches(canvas, folds.xy[rows[i:i + CHUNK]], n, "bilinear")),
                   np.asarray(measured[rows[i:i + CHUNK]], np.float32))
                  for i in range(0, len(rows), CHUNK)]  # the fold's predictions, kept for both sums
@@ -273,10 +295,17 @@ def _misfit(pairs: Iterable[tuple[np.ndarray, np.ndarray]], scale: float,
 def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray,
                          diffraction: np.ndarray, probe: np.ndarray, *,
                          counts_scale: float | None = None, align: bool = True,
-                         fractions: tuple[float, ...] = FRACTIONS) -> tuple[np.ndarray, SlopeChoice]:
+                         fractions: tuple[float, ...] = FRACTIONS,
+                         refits: int = REFITS) -> tuple[np.ndarray, SlopeChoice]:
     """The patches with the fraction of their fitted slopes (``fit_patch_slopes``) whose
     stitched object explains the patterns best (``stitched_misfit``), each fraction's patches
     phase-aligned first when ``align`` (``patch_phases.fit_patch_phases``).
+
+    Then up to ``refits`` times: every pattern's patch is cut from the object the patches
+    stitch to, its slopes are fitted to its pattern again (in full) and the patches are
+    aligned; a refit is kept while it lowers the held-out misfit. The network's errors of finer
+    structure bias a slope fit to its own patch; averaged over the overlaps they bias it much
+    less (PATCH-REFIT-001).
 
     patches (B, M, M, C) complex; coords (B, 1, 2, C); weights (M, M) |probe|²;
     diffraction (B, N, N, C) measured amplitudes; probe (N, N); counts_scale: as
@@ -307,7 +336,30 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
         last = candidate(fraction)
         misfits.append(_held_out_misfit(_flat(last), folds, weights, measured, probe, counts_scale))
     best = int(np.argmin(misfits))
-    choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
     log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",
-             choice.fraction, ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
-    return (last if best == len(fractions) - 1 else candidate(fractions[best])), choice
+             fractions[best], ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
+    out = last if best == len(fractions) - 1 else candidate(fractions[best])
+    kept, lowest, refit_misfits = 0, misfits[best], []
+    for _ in range(refits):
+        refit_misfits.append(_held_out_misfit(_flat(out), folds, weights, measured, probe,
+                                              counts_scale, refit=True))
+        log.info("patch slopes: refit from the stitched object, held-out misfit %.3e (before "
+                 "%.3e)", refit_misfits[-1], lowest)
+        if refit_misfits[-1] >= lowest:
+            break
+        cut = _cut_from_stitched(out, folds, weights)
+        out = apply_patch_slopes(cut, fit_patch_slopes(cut, diffraction, probe, counts_scale))
+        if align:
+            out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
+        lowest, kept = refit_misfits[-1], kept + 1
+    return out, SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits),
+                            kept, tuple(refit_misfits))
+
+
+def _cut_from_stitched(patches: np.ndarray, folds: _Folds, weights: np.ndarray) -> np.ndarray:
+    """Every pattern's M×M patch cut (bilinear) from the object all the (B, M, M, C) patches
+    stitch to, on the folds' canvas: (B, M, M, C) complex64."""
+    b, m, _, c = patches.shape
+    canvas = weighted_average(*splat_patches(_flat(patches)[..., None],
+                                             folds.xy[:, None, :, None], folds.shape, weights))
+    return np.moveaxis(extract_patches(canvas, folds.xy, m, "bilinear").reshape(b, c, m, m), 1, 3)

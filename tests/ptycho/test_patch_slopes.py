@@ -77,6 +77,30 @@ def test_correct_patch_slopes_restores_distorted_patches() -> None:
     assert _lit_error(fixed, truth, weights) < 0.1 * _lit_error(patches, truth, weights)
 
 
+def test_a_refit_from_the_stitched_object_removes_what_finer_errors_left() -> None:
+    """Each patch also carries a phase bump off its centre, an error finer than its slopes:
+    fitted to its own pattern, the slopes partly absorb the bump. Cut from the stitched object,
+    where the overlaps average the bumps down, the patches' slopes fit true."""
+    sim, probe, weights = _scan(32, 1e9, groups=128)
+    b, n, _, c = sim.object_patches.shape
+    rng = np.random.default_rng(1)
+    u = (np.arange(n) - n // 2) / n
+    centre = rng.uniform(-0.2, 0.2, (2, b, 1, 1, c))
+    height = rng.normal(0, 0.4, (b, 1, 1, c))
+    bump = height * np.exp(-((u[None, None, :, None] - centre[0]) ** 2
+                             + (u[None, :, None, None] - centre[1]) ** 2) / (2 * 0.08 ** 2))
+    patches = (_distorted(sim, seed=2)[0] * np.exp(1j * bump)).astype(np.complex64)
+    kwargs = dict(counts_scale=sim.intensity_scale)
+    once, first = patch_slopes.correct_patch_slopes(patches, sim.coords, weights, sim.diffraction,
+                                                    probe, refits=0, **kwargs)
+    refit, choice = patch_slopes.correct_patch_slopes(patches, sim.coords, weights,
+                                                      sim.diffraction, probe, refits=1, **kwargs)
+    assert first.refits == 0 and first.refit_misfits == ()
+    assert choice.refits == 1 and choice.refit_misfits[0] < 0.95 * min(choice.misfits)
+    truth = sim.object_patches
+    assert _lit_error(refit, truth, weights) < 0.5 * _lit_error(once, truth, weights)
+
+
 def test_a_fit_of_the_noise_is_not_taken() -> None:
     """At 1e3 photons the five terms fitted to a pattern are mostly noise. Judged on patterns
     the fits did not see, the true patches keep (almost) all their shape."""
