@@ -90,8 +90,9 @@ def reconstruct(model: PtychoModel, data: Any, batch_size: int = 64,
           neighbours first (``patch_phases.fit_patch_phases``)
     fit_slopes: fit each patch's amplitude constant and amplitude and phase slopes to its own
           pattern, applied in the fraction whose stitched object best predicts held-out
-          patterns (``patch_slopes.correct_patch_slopes``; the Poisson likelihood of the
-          counts when ``data`` has an ``intensity_scale``)
+          patterns, then refit once to patches cut from the stitched object when that
+          predicts held-out patterns better (``patch_slopes.correct_patch_slopes``; the
+          Poisson likelihood of the counts when ``data`` has an ``intensity_scale``)
     on_slopes: called with the ``patch_slopes.SlopeChoice`` the slope fit made
     returns: (H, W) complex64, patches averaged with |probe|² weights over ``support_window``
     """

@@ -26,9 +26,9 @@ the stitched object, kept when it predicts held-out patterns better (PATCH-REFIT
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from ptycho.physics import extract_patches, far_field, least_squares_scale
 from ptycho.stitching import canvas_shape, flat_positions, splat_patches, weighted_average
 
 __all__ = ["SlopeChoice", "fit_patch_slopes", "apply_patch_slopes", "stitched_misfit",
-           "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS", "REFITS"]
+           "correct_patch_slopes", "SLOPE_TERMS", "FRACTIONS"]
 
 SLOPE_TERMS = ("log_amplitude", "log_amplitude_x", "log_amplitude_y", "phase_x", "phase_y")
 LM_ITERATIONS = 3  # Levenberg–Marquardt steps (the fit is nearly linear: 2 reach the optimum)
@@ -46,29 +46,28 @@ TERM_LIMIT = 10.0  # |term| bound: an untrained network's patches cannot overflo
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted terms ``correct_patch_slopes`` compares
 _RATE_FLOOR = 1e-6  # floor of a Poisson rate (counts): keeps log λ finite
 HOLDOUT_FOLDS = 4  # ``stitched_misfit``: each fold's patterns predicted from the others' patches
-REFITS = 1  # ``correct_patch_slopes``: slope fits of patches cut from the stitched object
 CHUNK = 256  # patterns fitted, or patches compared, at a time: the working memory
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SlopeChoice:
     """What ``correct_patch_slopes`` chose: ``fraction`` of the fitted terms (0: none), the
     stitched object's held-out misfit for every fraction compared (``misfits``, in the order
-    of ``fractions``), how many refits from the stitched object it kept (``refits``) and the
-    misfit after each refit tried (``refit_misfits``)."""
+    of ``fractions``), the held-out misfit of the refit from the stitched object
+    (``refit_misfit``, None when not tried) and whether the refit was kept (``refitted``)."""
 
     fraction: float
     fractions: tuple[float, ...]
     misfits: tuple[float, ...]
-    refits: int = 0
-    refit_misfits: tuple[float, ...] = ()
+    refit_misfit: float | None = None
+    refitted: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"fraction": self.fraction, "fractions": list(self.fractions),
-                "misfits": list(self.misfits), "refits": self.refits,
-                "refit_misfits": list(self.refit_misfits)}
+                "misfits": list(self.misfits), "refit_misfit": self.refit_misfit,
+                "refitted": self.refitted}
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -193,7 +192,7 @@ def apply_patch_slopes(patches: np.ndarray, terms: np.ndarray, fraction: float =
     return np.asarray(patches, np.complex64) * np.moveaxis(factors.reshape(b, c, m, m), 1, 3)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Folds:
     """The held-out folds of a scan: canvas positions ``xy`` (P, 2) float64 of the P = B·C
     patterns (every N×N patch and a pixel on the ``shape`` canvas) and each one's ``fold``
@@ -296,16 +295,17 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
                          diffraction: np.ndarray, probe: np.ndarray, *,
                          counts_scale: float | None = None, align: bool = True,
                          fractions: tuple[float, ...] = FRACTIONS,
-                         refits: int = REFITS) -> tuple[np.ndarray, SlopeChoice]:
+                         refit: bool = True) -> tuple[np.ndarray, SlopeChoice]:
     """The patches with the fraction of their fitted slopes (``fit_patch_slopes``) whose
     stitched object explains the patterns best (``stitched_misfit``), each fraction's patches
     phase-aligned first when ``align`` (``patch_phases.fit_patch_phases``).
 
-    Then up to ``refits`` times: every pattern's patch is cut from the object the patches
-    stitch to, its slopes are fitted to its pattern again (in full) and the patches are
-    aligned; a refit is kept while it lowers the held-out misfit. The network's errors of finer
-    structure bias a slope fit to its own patch; averaged over the overlaps they bias it much
-    less (PATCH-REFIT-001).
+    Then, with ``refit``, every pattern's patch is cut from the object the patches stitch to,
+    its slopes are fitted to its pattern again (in full) and the patches are aligned; the refit
+    is kept when it lowers the held-out misfit. The network's errors of finer structure bias a
+    slope fit to its own patch; averaged over the overlaps they bias it much less
+    (PATCH-REFIT-001). Once refitted, every patch holds every pattern's information, and a
+    second refit could not be judged on held-out patterns: there is one.
 
     patches (B, M, M, C) complex; coords (B, 1, 2, C); weights (M, M) |probe|²;
     diffraction (B, N, N, C) measured amplitudes; probe (N, N); counts_scale: as
@@ -339,21 +339,20 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
     log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",
              fractions[best], ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
     out = last if best == len(fractions) - 1 else candidate(fractions[best])
-    kept, lowest, refit_misfits = 0, misfits[best], []
-    for _ in range(refits):
-        refit_misfits.append(_held_out_misfit(_flat(out), folds, weights, measured, probe,
-                                              counts_scale, refit=True))
-        log.info("patch slopes: refit from the stitched object, held-out misfit %.3e (before "
-                 "%.3e)", refit_misfits[-1], lowest)
-        if refit_misfits[-1] >= lowest:
-            break
-        cut = _cut_from_stitched(out, folds, weights)
-        out = apply_patch_slopes(cut, fit_patch_slopes(cut, diffraction, probe, counts_scale))
-        if align:
-            out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
-        lowest, kept = refit_misfits[-1], kept + 1
-    return out, SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits),
-                            kept, tuple(refit_misfits))
+    choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
+    if not refit:
+        return out, choice
+    refit_misfit = _held_out_misfit(_flat(out), folds, weights, measured, probe, counts_scale,
+                                    refit=True)
+    log.info("patch slopes: refit from the stitched object, held-out misfit %.3e (before %.3e)",
+             refit_misfit, misfits[best])
+    if refit_misfit >= misfits[best]:
+        return out, dataclasses.replace(choice, refit_misfit=refit_misfit)
+    cut = _cut_from_stitched(out, folds, weights)
+    out = apply_patch_slopes(cut, fit_patch_slopes(cut, diffraction, probe, counts_scale))
+    if align:
+        out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
+    return out, dataclasses.replace(choice, refit_misfit=refit_misfit, refitted=True)
 
 
 def _cut_from_stitched(patches: np.ndarray, folds: _Folds, weights: np.ndarray) -> np.ndarray:

@@ -92,11 +92,11 @@ def test_a_refit_from_the_stitched_object_removes_what_finer_errors_left() -> No
     patches = (_distorted(sim, seed=2)[0] * np.exp(1j * bump)).astype(np.complex64)
     kwargs = dict(counts_scale=sim.intensity_scale)
     once, first = patch_slopes.correct_patch_slopes(patches, sim.coords, weights, sim.diffraction,
-                                                    probe, refits=0, **kwargs)
+                                                    probe, refit=False, **kwargs)
     refit, choice = patch_slopes.correct_patch_slopes(patches, sim.coords, weights,
-                                                      sim.diffraction, probe, refits=1, **kwargs)
-    assert first.refits == 0 and first.refit_misfits == ()
-    assert choice.refits == 1 and choice.refit_misfits[0] < 0.95 * min(choice.misfits)
+                                                      sim.diffraction, probe, **kwargs)
+    assert first.refit_misfit is None and not first.refitted
+    assert choice.refitted and choice.refit_misfit < 0.95 * min(choice.misfits)
     truth = sim.object_patches
     assert _lit_error(refit, truth, weights) < 0.5 * _lit_error(once, truth, weights)
 
