@@ -131,7 +131,8 @@ def simulate(cfg: StudyConfig, nphotons: float, seed: int, n_images: int, what: 
 def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
                   on_epoch: Callable[[EpochScore], None], out: list[EpochScore]) -> Any:
     """A keras callback scoring the test reconstruction after every epoch (``last_object``:
-    the (H, W) complex64 object it scored last)."""
+    the (H, W) complex64 object it scored last; ``last_slopes``: that reconstruction's
+    ``SlopeChoice.to_dict()``, None when the slope fit did not run)."""
     import keras
 
     from ptycho.inference import reconstruct
@@ -142,13 +143,18 @@ def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
             super().__init__()
             self.t0 = 0.0
             self.last_object: np.ndarray | None = None
+            self.last_slopes: dict[str, Any] | None = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             seconds = time.perf_counter() - self.t0
-            self.last_object = np.asarray(reconstruct(model, test), np.complex64)
+            slopes: list[dict[str, Any]] = []
+            self.last_object = np.asarray(
+                reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
+                np.complex64)
+            self.last_slopes = slopes[-1] if slopes else None
             score = EpochScore(epoch + 1, seconds, evaluate(self.last_object, test.obj, crop))
             out.append(score)
             on_epoch(score)
@@ -204,9 +210,13 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
         crop = scanned_region(test.coords, test.obj.shape)  # positions actually used by groups
         t_sim += time.perf_counter() - t2
     t2 = time.perf_counter()
-    slopes: list[dict[str, Any]] = []
-    recon = np.asarray(reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
-                       np.complex64)
+    if callbacks and epochs:  # the model as the last epoch left it, reconstructed and scored there
+        recon, slope_fit = callbacks[0].last_object, callbacks[0].last_slopes
+    else:
+        slopes: list[dict[str, Any]] = []
+        recon = np.asarray(reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
+                           np.complex64)
+        slope_fit = slopes[-1] if slopes else None
     if not np.isfinite(recon[crop]).all():
         raise ArmFailure(f"{loss} at {nphotons:.0e} photons: reconstruction holds non-finite values")
     scores, constant_scores = score_with_constant(recon, test, crop)
@@ -216,7 +226,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
                         train_mean_counts=train_counts, intensity_scale=intensity_scale,
                         losses=losses, wall_s={"simulate": t_sim, "train": t_train,
                                                "evaluate": t_eval},
-                        epochs=tuple(epochs), slopes=slopes[-1] if slopes else None)
+                        epochs=tuple(epochs), slopes=slope_fit)
 
 
 def self_supervise(result: RecipeResult, nepochs: int, learning_rate: float,

@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--fit-slopes", default=True, action=argparse.BooleanOptionalAction,
                      help="fit each patch's amplitude constant and amplitude and phase slopes to "
                           "its own pattern, in the fraction whose object best predicts held-out "
-                          "patterns (ptycho.patch_slopes; default on). --no-fit-slopes: the "
-                          "network's patches, phase-aligned only")
+                          "patterns, then once more to patches cut from the stitched object when "
+                          "that predicts them better (ptycho.patch_slopes; default on). "
+                          "--no-fit-slopes: the network's patches, phase-aligned only")
     inf.add_argument("--refine-steps", type=int, default=0,
                      help="then refine the stitched object by this many full-batch Adam steps "
                           "against the patterns, known probe and positions (ptycho.refine; "
