@@ -17,7 +17,8 @@ Before that alignment, by default, each patch's amplitude constant and amplitude
 slopes are fitted to its own measured pattern (``ptycho.patch_slopes``): the CNN trades a
 patch's phase slope against its amplitude slope, and one pattern tells them apart
 (PATCH-SLOPE-001). The fit is applied in the fraction whose stitched object best predicts
-patterns held out of it.
+patterns held out of it, then made once more on patches cut from the stitched object when that
+predicts them better (PATCH-REFIT-001).
 
 ``reconstruct`` keeps of every predicted patch only the window the probe lights
 (``support_window``: |probe|² ≥ ``SUPPORT_FLOOR`` of its peak), which both the alignment and the
