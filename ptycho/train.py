@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
 import io
 import logging
 import math
@@ -34,7 +35,7 @@ from ptycho.model import PtychoModel, check_inputs, model_probe, overlap_reach
 from ptycho.probe import TWIN_WARN_LEVEL, twin_symmetry
 
 __all__ = ["train", "make_dataset", "training_arrays", "EpochProgress", "CsvHistory",
-           "CosineLearningRate"]
+           "CosineLearningRate", "ReturnFreedHeap", "return_freed_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,27 @@ def make_dataset(diffraction: np.ndarray, offsets: np.ndarray, target: np.ndarra
                  batch_size: int, shuffle: bool, seed: int, drop_remainder: bool) -> tf.data.Dataset:
     """Batched ({"diffraction", "offsets"}, target) dataset; reshuffled every epoch.
 
+    diffraction, target: (B, N, N, C) float32; offsets: (B, 1, 2, C) float32.
     Shuffling permutes indices and gathers whole batches, so per-batch cost is one gather.
+    The batches are gathered from the caller's arrays themselves: a ``tf.constant`` of each
+    would hold a second copy of them for the whole training (134 MB at 1024 groups of N=64,
+    docs/findings.md TRAIN-MEMORY-002).
     """
-    arrays = (tf.constant(diffraction), tf.constant(offsets), tf.constant(target))
-    n = int(diffraction.shape[0])
+    arrays = tuple(np.ascontiguousarray(a, np.float32) for a in (diffraction, offsets, target))
+    n = int(arrays[0].shape[0])
     indices = tf.data.Dataset.range(n)
     if shuffle:
         indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     indices = indices.batch(batch_size, drop_remainder=drop_remainder)
+    rows = batch_size if drop_remainder else None
+
+    def take(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(a[idx] for a in arrays)
 
     def gather(idx: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        d, o, t = (tf.gather(a, idx) for a in arrays)
+        d, o, t = tf.numpy_function(take, [idx], [tf.float32] * 3, stateful=False)
+        for tensor, a in zip((d, o, t), arrays, strict=True):
+            tensor.set_shape((rows, *a.shape[1:]))
         return {"diffraction": d, "offsets": o}, t
 
     options = tf.data.Options()
@@ -96,6 +107,29 @@ def make_dataset(diffraction: np.ndarray, offsets: np.ndarray, target: np.ndarra
     # fixed two-batch prefetch keeps both cores on the model (docs/findings.md, TRAIN-SPEED-001).
     options.autotune.enabled = False
     return indices.map(gather).prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+def return_freed_heap() -> bool:
+    """Give the heap pages that malloc holds free back to the system (glibc's ``malloc_trim``).
+
+    Returns False where the C library has no ``malloc_trim`` (not glibc): nothing is done.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
+class ReturnFreedHeap(keras.callbacks.Callback):
+    """Returns freed heap pages after every epoch. Without it glibc kept the freed parts of
+    each step's buffers resident, and the resident memory (and so the peak, step buffers on
+    top) grew by 12-30 MB an epoch on the AVX2 EPYC (docs/findings.md TRAIN-MEMORY-002)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        return_freed_heap()
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -212,7 +246,7 @@ def train(model: PtychoModel, data: Any, train_cfg: TrainConfig,
         model.optimizer.global_clipnorm = train_cfg.clipnorm
         model.train_function = None  # a traced step holds the old setting: trace it again
     progress = EpochProgress(n_groups=(n // batch) * batch, nepochs=train_cfg.nepochs)
-    all_callbacks: list[keras.callbacks.Callback] = [progress, *callbacks]
+    all_callbacks: list[keras.callbacks.Callback] = [progress, ReturnFreedHeap(), *callbacks]
     if train_cfg.lr_schedule == "cosine":
         steps = max(len(dataset) // replicas, 1) * train_cfg.nepochs
         all_callbacks.insert(0, CosineLearningRate(train_cfg.learning_rate,

@@ -119,6 +119,57 @@ def test_input_pipeline_is_not_autotuned_and_yields_every_group_once_per_epoch()
     assert epochs[0] != epochs[1]  # reshuffled every epoch
 
 
+RSS = """
+import sys
+import numpy as np
+from ptycho.train import make_dataset, return_freed_heap
+
+
+def resident_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+
+if sys.argv[1] == "dataset":
+    patterns = np.ones((512, 64, 64, 16), np.float32)  # 128 MB, every page touched
+    before = resident_mb()
+    dataset = make_dataset(patterns, np.zeros((512, 1, 2, 16), np.float32), patterns, 16,
+                           shuffle=True, seed=0, drop_remainder=True)
+    for x, t in dataset.take(3):
+        assert x["diffraction"].shape == (16, 64, 64, 16) and float(t.numpy().min()) == 1.0
+    print(resident_mb() - before)
+else:
+    blocks = [b"x" * 65536 for _ in range(3000)]  # 190 MB in heap chunks (below mmap's size)
+    kept = blocks[::50]  # pins the heap: freeing the rest leaves its pages inside it
+    del blocks
+    before = resident_mb()
+    assert return_freed_heap()
+    print(before - resident_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status")
+def test_the_input_pipeline_holds_no_copy_of_the_training_arrays(tmp_path: Path) -> None:
+    """TRAIN-MEMORY-002: tf.constant copies held 134 MB more through 1024-group trainings."""
+    proc = subprocess.run([sys.executable, "-c", RSS, "dataset"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grown = float(proc.stdout.strip().splitlines()[-1])
+    assert grown < 60, f"the dataset added {grown:.0f} MB over 128 MB of patterns (a copy: 256)"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_heap_pages_go_back_to_the_system() -> None:
+    """TRAIN-MEMORY-002: without a trim after each epoch the resident memory grew by 12-30 MB
+    an epoch; freed chunks inside the heap stay resident until malloc_trim returns them."""
+    proc = subprocess.run([sys.executable, "-c", RSS, "heap"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    returned = float(proc.stdout.strip().splitlines()[-1])
+    assert returned > 100, f"only {returned:.0f} MB of ~186 MB of freed heap came back"
+
+
 def test_training_warns_when_the_probe_is_its_own_twin(data16: object,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     defocused = simulate(SimConfig(N=16, gridsize=2, n_images=16, nphotons=1e6, seed=2,
