@@ -46,7 +46,8 @@ TERM_LIMIT = 10.0  # |term| bound: an untrained network's patches cannot overflo
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fractions of the fitted terms ``correct_patch_slopes`` compares
 _RATE_FLOOR = 1e-6  # floor of a Poisson rate (counts): keeps log λ finite
 HOLDOUT_FOLDS = 4  # ``stitched_misfit``: each fold's patterns predicted from the others' patches
-CHUNK = 256  # patterns fitted, or patches compared, at a time: the working memory
+CHUNK = 256  # patterns scaled, or patches compared, at a time: the working memory
+LM_CHUNK = 64  # patterns fitted at a time (their Jacobians: 0.4 MB a pattern at N=64)
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,16 @@ class SlopeChoice:
                 "refitted": self.refitted}
 
 
-def _flat(x: np.ndarray) -> np.ndarray:
-    """(B, M, M, C) → (B·C, M, M), pattern i = b·C + c (``fit_patch_phases``' order)."""
-    b, m, _, c = x.shape
-    return np.moveaxis(x, 3, 1).reshape(b * c, m, m)
+def _patterns(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Patterns ``rows`` of a (B, K, K, C) array, gathered: (len(rows), K, K); pattern
+    i = b·C + c (``fit_patch_phases``' order). Only the rows asked for are copied."""
+    c = x.shape[-1]
+    return x[rows // c, :, :, rows % c]
+
+
+def _chunks(count: int, size: int = CHUNK) -> list[np.ndarray]:
+    """0 … count − 1 in runs of `size`: the patterns handled at a time."""
+    return [np.arange(i, min(i + size, count)) for i in range(0, count, size)]
 
 
 def _factors(terms: np.ndarray, m: int) -> np.ndarray:
@@ -111,27 +118,37 @@ def fit_patch_slopes(patches: np.ndarray, diffraction: np.ndarray, probe: np.nda
     returns:      (B, C, 5) float32 (slopes per patch width M); ``apply_patch_slopes``
                   applies them
     """
+    patches, diffraction = np.asarray(patches), np.asarray(diffraction)
     b, m, _, c = patches.shape
     n = np.shape(probe)[0]
     if np.shape(diffraction) != (b, n, n, c) or np.shape(probe) != (n, n) or m > n:
         raise ValueError(f"fit_patch_slopes: patches {patches.shape}, diffraction "
                          f"{np.shape(diffraction)} and probe {np.shape(probe)} do not match")
+    return _fit_terms(patches, diffraction, np.arange(b * c), probe, counts_scale,
+                      iterations).reshape(b, c, 5)
+
+
+def _fit_terms(patches: np.ndarray, diffraction: np.ndarray, rows: np.ndarray,
+               probe: np.ndarray, counts_scale: float | None, iterations: int) -> np.ndarray:
+    """``fit_patch_slopes`` of the K patterns of (·, M, M, ·) patches, each to the pattern
+    ``rows[k]`` of the (B, N, N, C) diffraction, a chunk of patterns at a time (no copy of
+    either array is made): (K, 5) float32."""
+    m, n = patches.shape[1], np.shape(probe)[0]
     start = n // 2 - m // 2
     lit = np.asarray(probe, np.complex64)[start:start + m, start:start + m]
-    flat_patches, flat_measured = _flat(patches), _flat(diffraction)
     gain = least_squares_scale(
-        (np.fft.fftshift(np.abs(_spectra(flat_patches[i:i + CHUNK] * lit, n)), axes=(1, 2)),
-         flat_measured[i:i + CHUNK]) for i in range(0, b * c, CHUNK))
+        (np.fft.fftshift(np.abs(_spectra(_patterns(patches, k) * lit, n)), axes=(1, 2)),
+         _patterns(diffraction, rows[k])) for k in _chunks(len(rows)))
     poisson = counts_scale is not None
     if poisson:
         gain *= float(counts_scale)
-    terms = np.zeros((b * c, 5), np.float32)
-    for i in range(0, b * c, CHUNK):
-        waves = np.asarray(flat_patches[i:i + CHUNK], np.complex64) * (lit * np.float32(gain))
-        measured = np.fft.ifftshift(flat_measured[i:i + CHUNK], axes=(1, 2)).astype(np.float32)
+    terms = np.zeros((len(rows), 5), np.float32)
+    for k in _chunks(len(rows), LM_CHUNK):  # each pattern's fit is its own
+        waves = np.asarray(_patterns(patches, k), np.complex64) * (lit * np.float32(gain))
+        measured = np.fft.ifftshift(_patterns(diffraction, rows[k]), axes=(1, 2)).astype(np.float32)
         target = np.square(measured * np.float32(counts_scale)) if poisson else measured
-        terms[i:i + CHUNK] = _levenberg_marquardt(waves, target, n, iterations, poisson)
-    return terms.reshape(b, c, 5)
+        terms[k] = _levenberg_marquardt(waves, target, n, iterations, poisson)
+    return terms
 
 
 def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iterations: int,
@@ -182,14 +199,23 @@ def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iteratio
     return terms
 
 
-def apply_patch_slopes(patches: np.ndarray, terms: np.ndarray, fraction: float = 1.0) -> np.ndarray:
-    """Every patch multiplied by exp(fraction · its terms): (B, M, M, C) complex64, new.
+def apply_patch_slopes(patches: np.ndarray, terms: np.ndarray, fraction: float = 1.0,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """Every patch multiplied by exp(fraction · its terms): (B, M, M, C) complex64, new, or
+    written into ``out`` (which may be ``patches`` itself).
 
     patches (B, M, M, C) complex; terms (B, C, 5) from ``fit_patch_slopes`` for these patches
     """
     b, m, _, c = patches.shape
-    factors = _factors(fraction * np.asarray(terms, np.float32).reshape(b * c, 5), m)
-    return np.asarray(patches, np.complex64) * np.moveaxis(factors.reshape(b, c, m, m), 1, 3)
+    terms = fraction * np.asarray(terms, np.float32).reshape(b, c, 5)
+    if out is None:
+        out = np.empty((b, m, m, c), np.complex64)
+    step = max(1, CHUNK // c)  # a chunk of factors at a time: the working memory
+    for i in range(0, b, step):
+        factors = _factors(terms[i:i + step].reshape(-1, 5), m).reshape(-1, c, m, m)
+        np.multiply(np.asarray(patches[i:i + step], np.complex64), np.moveaxis(factors, 1, 3),
+                    out=out[i:i + step])
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,22 +265,23 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
     if folds is None:
         raise ValueError(f"stitched_misfit: {np.size(coords) // 2} patterns at one scan "
                          "position: none can be held out")
-    return _held_out_misfit(_flat(patches), folds, weights, _flat(diffraction), probe, counts_scale)
+    return _held_out_misfit(np.asarray(patches), folds, weights, np.asarray(diffraction), probe,
+                            counts_scale)
 
 
 def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
-                     measured: np.ndarray, probe: np.ndarray, counts_scale: float | None,
+                     diffraction: np.ndarray, probe: np.ndarray, counts_scale: float | None,
                      refit: bool = False) -> float:
-    """``stitched_misfit`` of (P, M, M) patches and (P, N, N) measured amplitudes: every fold's
-    sums are splatted once, and each held-out object is the average of the others' sums.
+    """``stitched_misfit`` of (B, M, M, C) patches and (B, N, N, C) measured amplitudes: every
+    fold's sums are splatted once, and each held-out object is the average of the others' sums.
 
     With ``refit``, the misfit of a refit instead (``correct_patch_slopes``): the other folds'
     patches are cut from that object, their slopes fitted to their own patterns, and the
     object they stitch to predicts the fold. No held-out pattern enters its prediction.
     """
-    n, m = np.shape(probe)[0], patches.shape[-1]
+    n, m = np.shape(probe)[0], patches.shape[1]
     members = [np.flatnonzero(folds.fold == f) for f in range(folds.count)]
-    sums = [splat_patches(patches[rows][..., None], folds.xy[rows][:, None, :, None],
+    sums = [splat_patches(_patterns(patches, rows)[..., None], folds.xy[rows][:, None, :, None],
                           folds.shape, weights) for rows in members]
     misfits = []
     for held, rows in enumerate(members):
@@ -263,12 +290,12 @@ def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
         if refit:
             others = np.flatnonzero(folds.fold != held)
             cut = extract_patches(canvas, folds.xy[others], m, "bilinear")[..., None]
-            seen = measured[others][..., None]
-            cut = apply_patch_slopes(cut, fit_patch_slopes(cut, seen, probe, counts_scale))
+            terms = _fit_terms(cut, diffraction, others, probe, counts_scale, LM_ITERATIONS)
+            apply_patch_slopes(cut, terms, out=cut)
             canvas = weighted_average(*splat_patches(cut, folds.xy[others][:, None, :, None],
                                                      folds.shape, weights))
         pairs = [(far_field(probe, extract_patches(canvas, folds.xy[rows[i:i + CHUNK]], n, "bilinear")),
-                  np.asarray(measured[rows[i:i + CHUNK]], np.float32))
+                  np.asarray(_patterns(diffraction, rows[i:i + CHUNK]), np.float32))
                  for i in range(0, len(rows), CHUNK)]  # the fold's predictions, kept for both sums
         misfits.append(_misfit(pairs, least_squares_scale(pairs), counts_scale))
     return float(np.mean(misfits))
@@ -322,8 +349,8 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
         if align:
             out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
         return out, SlopeChoice(0.0, (), ())
+    patches, diffraction = np.asarray(patches), np.asarray(diffraction)
     terms = fit_patch_slopes(patches, diffraction, probe, counts_scale)
-    measured = _flat(diffraction)
 
     def candidate(fraction: float) -> np.ndarray:
         out = apply_patch_slopes(patches, terms, fraction)
@@ -331,25 +358,28 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
             out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
         return out
 
-    misfits = []
-    for fraction in fractions:  # one candidate held at a time: the working memory
-        last = candidate(fraction)
-        misfits.append(_held_out_misfit(_flat(last), folds, weights, measured, probe, counts_scale))
+    misfits, out = [], None
+    for fraction in fractions:
+        out = None  # one candidate held at a time: the working memory
+        out = candidate(fraction)
+        misfits.append(_held_out_misfit(out, folds, weights, diffraction, probe, counts_scale))
     best = int(np.argmin(misfits))
     log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",
              fractions[best], ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
-    out = last if best == len(fractions) - 1 else candidate(fractions[best])
+    if best != len(fractions) - 1:
+        out = None
+        out = candidate(fractions[best])
     choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
     if not refit:
         return out, choice
-    refit_misfit = _held_out_misfit(_flat(out), folds, weights, measured, probe, counts_scale,
+    refit_misfit = _held_out_misfit(out, folds, weights, diffraction, probe, counts_scale,
                                     refit=True)
     log.info("patch slopes: refit from the stitched object, held-out misfit %.3e (before %.3e)",
              refit_misfit, misfits[best])
     if refit_misfit >= misfits[best]:
         return out, dataclasses.replace(choice, refit_misfit=refit_misfit)
-    cut = _cut_from_stitched(out, folds, weights)
-    out = apply_patch_slopes(cut, fit_patch_slopes(cut, diffraction, probe, counts_scale))
+    out = _cut_from_stitched(out, folds, weights)
+    apply_patch_slopes(out, fit_patch_slopes(out, diffraction, probe, counts_scale), out=out)
     if align:
         out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
     return out, dataclasses.replace(choice, refit_misfit=refit_misfit, refitted=True)
@@ -359,6 +389,6 @@ def _cut_from_stitched(patches: np.ndarray, folds: _Folds, weights: np.ndarray) 
     """Every pattern's M×M patch cut (bilinear) from the object all the (B, M, M, C) patches
     stitch to, on the folds' canvas: (B, M, M, C) complex64."""
     b, m, _, c = patches.shape
-    canvas = weighted_average(*splat_patches(_flat(patches)[..., None],
-                                             folds.xy[:, None, :, None], folds.shape, weights))
+    coords = np.moveaxis(folds.xy.reshape(b, c, 2), 2, 1)[:, None]  # (B, 1, 2, C)
+    canvas = weighted_average(*splat_patches(patches, coords, folds.shape, weights))
     return np.moveaxis(extract_patches(canvas, folds.xy, m, "bilinear").reshape(b, c, m, m), 1, 3)

@@ -115,18 +115,25 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, n: int,
     if subpixel == "fourier":
         return _fourier_patches(np.asarray(obj, np.complex64), base, frac, n)
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(obj, np.complex64), (n + 1, n + 1))
-    window = windows[base[:, 1], base[:, 0]].view(np.float32)  # (P, N+1, 2(N+1)) re/im interleaved
-    fx = frac[:, 0, None, None]
-    fy = frac[:, 1, None, None]
-    # linear interpolation v0 + f·(v1 - v0) on the float view (10× faster than complex maths);
-    # along x the neighbouring complex value is 2 floats away.
-    along_x = window[:, :, 2:] - window[:, :, :-2]
-    along_x *= fx
-    along_x += window[:, :, :-2]  # (P, N+1, 2N)
-    out = along_x[:, 1:] - along_x[:, :-1]
-    out *= fy
-    out += along_x[:, :-1]  # (P, N, 2N)
+    out = np.empty((len(base), n, 2 * n), np.float32)  # re/im interleaved
+    for i in range(0, len(base), EXTRACT_CHUNK):  # a chunk's temporaries at a time: the memory
+        rows = slice(i, i + EXTRACT_CHUNK)
+        window = windows[base[rows, 1], base[rows, 0]].view(np.float32)  # (K, N+1, 2(N+1))
+        fx = frac[rows, 0, None, None]
+        fy = frac[rows, 1, None, None]
+        # linear interpolation v0 + f·(v1 - v0) on the float view (10× faster than complex
+        # maths); along x the neighbouring complex value is 2 floats away.
+        along_x = window[:, :, 2:] - window[:, :, :-2]
+        along_x *= fx
+        along_x += window[:, :, :-2]  # (K, N+1, 2N)
+        part = out[rows]
+        np.subtract(along_x[:, 1:], along_x[:, :-1], out=part)
+        part *= fy
+        part += along_x[:, :-1]  # (K, N, 2N)
     return out.view(np.complex64)
+
+
+EXTRACT_CHUNK = 256  # patches ``extract_patches`` interpolates at a time: the working memory
 
 
 FOURIER_MARGIN = 8  # px of canvas around each window a Fourier-shifted patch is cut from
@@ -241,23 +248,26 @@ def simulate(cfg: SimConfig) -> SimulatedData:
     coords, offsets = group_offsets(positions, scan_index)
 
     patches = extract_patches(obj, positions, n, cfg.subpixel)  # (P, N, N)
-    intensity = far_field(probe, patches).astype(np.float64) ** 2
     uses = np.bincount(scan_index.ravel(), minlength=len(positions))
-    counts, dose_scale = expose(intensity, cfg.nphotons, noise_rng, multiplicity=uses)
+    counts, dose_scale = expose(np.square(far_field(probe, patches), dtype=np.float64),
+                                cfg.nphotons, noise_rng, multiplicity=uses)
     intensity_scale = float(np.sqrt(cfg.nphotons) / (n / 2))
-    diffraction = np.sqrt(counts) / np.float32(intensity_scale)
+    # per group, one array at a time, each per-position array dropped once grouped: the peak
+    diffraction = _by_group(np.sqrt(counts) / np.float32(intensity_scale), scan_index)
+    counts = _by_group(counts, scan_index)
+    patches = _by_group(patches, scan_index)
 
     log.info(
         "simulated %d groups × %d patches, N=%d, canvas %d px, %.3g photons",
         cfg.n_images, c, n, cfg.canvas_size, cfg.nphotons,
     )
     return SimulatedData(
-        diffraction=_by_group(diffraction.astype(np.float32), scan_index),
-        counts=_by_group(counts, scan_index),
+        diffraction=diffraction,
+        counts=counts,
         intensity_scale=intensity_scale,
         offsets=offsets,
         coords=coords,
-        object_patches=_by_group(patches, scan_index),
+        object_patches=patches,
         probe=probe,
         obj=obj,
         scan_index=scan_index,
