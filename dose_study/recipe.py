@@ -128,6 +128,16 @@ def simulate(cfg: StudyConfig, nphotons: float, seed: int, n_images: int, what: 
     return data
 
 
+def reconstruct_with_slopes(model: Any, test: Any) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The (H, W) complex64 test object ``reconstruct`` stitches, and its slope fit's
+    ``SlopeChoice.to_dict()`` (None when the slope fit did not run)."""
+    from ptycho.inference import reconstruct
+
+    slopes: list[dict[str, Any]] = []
+    recon = reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict()))
+    return np.asarray(recon, np.complex64), slopes[-1] if slopes else None
+
+
 def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
                   on_epoch: Callable[[EpochScore], None], out: list[EpochScore]) -> Any:
     """A keras callback scoring the test reconstruction after every epoch (``last_object``:
@@ -135,7 +145,6 @@ def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
     ``SlopeChoice.to_dict()``, None when the slope fit did not run)."""
     import keras
 
-    from ptycho.inference import reconstruct
     from ptycho.metrics import evaluate
 
     class EpochScorer(keras.callbacks.Callback):
@@ -150,11 +159,7 @@ def _epoch_scorer(model: Any, test: Any, crop: tuple[slice, slice],
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             seconds = time.perf_counter() - self.t0
-            slopes: list[dict[str, Any]] = []
-            self.last_object = np.asarray(
-                reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
-                np.complex64)
-            self.last_slopes = slopes[-1] if slopes else None
+            self.last_object, self.last_slopes = reconstruct_with_slopes(model, test)
             score = EpochScore(epoch + 1, seconds, evaluate(self.last_object, test.obj, crop))
             out.append(score)
             on_epoch(score)
@@ -169,7 +174,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     Raises ArmFailure when the training loss or the reconstruction is not finite.
     """
     from ptycho.config import TrainConfig
-    from ptycho.inference import reconstruct, scanned_region
+    from ptycho.inference import scanned_region
     from ptycho.model import build_model, model_config_for
     from ptycho.train import train
 
@@ -213,10 +218,7 @@ def run_recipe(cfg: StudyConfig, nphotons: float, loss: str, *, history_csv: Pat
     if callbacks and epochs:  # the model as the last epoch left it, reconstructed and scored there
         recon, slope_fit = callbacks[0].last_object, callbacks[0].last_slopes
     else:
-        slopes: list[dict[str, Any]] = []
-        recon = np.asarray(reconstruct(model, test, on_slopes=lambda c: slopes.append(c.to_dict())),
-                           np.complex64)
-        slope_fit = slopes[-1] if slopes else None
+        recon, slope_fit = reconstruct_with_slopes(model, test)
     if not np.isfinite(recon[crop]).all():
         raise ArmFailure(f"{loss} at {nphotons:.0e} photons: reconstruction holds non-finite values")
     scores, constant_scores = score_with_constant(recon, test, crop)
