@@ -44,3 +44,20 @@ def ringed_probe() -> np.ndarray:
     rho = np.hypot(k[:, None], k[None, :]) / (n / 5)
     return np.fft.fftshift(np.fft.ifft2((rho <= 1.0) * np.exp(6j * rho**2)))
 
+
+@pytest.fixture
+def traced_peak() -> Callable[[Callable[[], object]], tuple[object, int]]:
+    """``traced_peak(fn)`` → (fn(), the peak of traced allocations during it above what was
+    held before, in bytes): numpy's arrays are traced, so this is a call's working memory."""
+    import tracemalloc
+
+    def measure(fn: Callable[[], object]) -> tuple[object, int]:
+        tracemalloc.start()
+        try:
+            held = tracemalloc.get_traced_memory()[0]
+            out = fn()
+            return out, tracemalloc.get_traced_memory()[1] - held
+        finally:
+            tracemalloc.stop()
+
+    return measure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -64,25 +65,19 @@ def _turned_patches(b: int, n: int = 40, c: int = 4) -> tuple[np.ndarray, np.nda
     return patches, (corner + n // 2)[:, None].astype(np.float64), theta
 
 
-def test_fit_patch_phases_holds_only_the_lit_part_of_each_patch() -> None:
+def test_fit_patch_phases_holds_only_the_lit_part_of_each_patch(traced_peak) -> None:
     """The greedy pass Fourier-shifts the patches a chunk at a time (a whole shifted copy cost
     +52 MB in reconstruct at 1024 groups, TRAIN-MEMORY-001); the joint fit keeps of every
     patch only the square the probe lights (here 26 of 40 pixels: 42 % of a copy) and the
     overlapping pairs. It still undoes the hidden turns."""
-    import tracemalloc
-
     n = 40
     r2 = (np.arange(n) - n // 2)[:, None] ** 2 + (np.arange(n) - n // 2)[None] ** 2
     weights = np.where(r2 <= 144, np.exp(-r2 / 50.0), 0.0)  # lit within 12 px of the centre
     peaks, sizes = [], []
     for b in (256, 1024):
         patches, coords, theta = _turned_patches(b, n)
-        tracemalloc.start()
-        try:
-            turns = fit_patch_phases(patches, coords, weights)
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
+        turns, peak = traced_peak(partial(fit_patch_phases, patches, coords, weights))
+        peaks.append(peak)
         sizes.append(patches.nbytes)
         assert turns.shape == (b, 4) and turns.dtype == np.complex64
         undone = turns * np.exp(1j * theta)  # one global phase when every hidden turn is undone

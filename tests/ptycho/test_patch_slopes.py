@@ -129,20 +129,13 @@ def test_one_scan_position_keeps_the_network_patches_and_says_why(
     assert "one scan position" in caplog.text
 
 
-def test_the_fit_copies_neither_the_patches_nor_the_patterns() -> None:
+def test_the_fit_copies_neither_the_patches_nor_the_patterns(traced_peak) -> None:
     """TRAIN-MEMORY-002: the fit gathers a chunk of patterns at a time from the (B, ·, ·, C)
     arrays (flat copies of both took 2.2× their memory); it holds 0.4× now."""
-    import tracemalloc
-
     sim, probe, _ = _scan(16, 1e9, groups=1024)
     patches = np.ascontiguousarray(sim.object_patches[:, 4:12, 4:12])
-    tracemalloc.start()
-    try:
-        held = tracemalloc.get_traced_memory()[0]
-        terms = patch_slopes.fit_patch_slopes(patches, sim.diffraction, probe, sim.intensity_scale)
-        peak = tracemalloc.get_traced_memory()[1] - held
-    finally:
-        tracemalloc.stop()
+    terms, peak = traced_peak(lambda: patch_slopes.fit_patch_slopes(
+        patches, sim.diffraction, probe, sim.intensity_scale))
     assert terms.shape == (1024, 4, 5)
     assert peak < patches.nbytes + sim.diffraction.nbytes, peak / (patches.nbytes + sim.diffraction.nbytes)
 

@@ -22,19 +22,6 @@ from ptycho.scan import group_positions, nearest_neighbors
 SMALL = SimConfig(N=32, gridsize=2, n_images=96, nphotons=1e4, seed=3)
 
 
-def _traced(fn):
-    """(fn(), the peak of traced allocations during it above what was held before, bytes)."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        held = tracemalloc.get_traced_memory()[0]
-        out = fn()
-        return out, tracemalloc.get_traced_memory()[1] - held
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.fixture(scope="module")
 def default_data() -> SimulatedData:
     """The full default configuration (N=64, gridsize 2, 2000 groups, 1e9 photons)."""
@@ -177,13 +164,13 @@ def test_patch_extraction_matches_translate() -> None:
         extract_patches(obj, np.array([[10.0, 50.0]]), n)
 
 
-def test_extraction_interpolates_a_chunk_of_patches_at_a_time() -> None:
+def test_extraction_interpolates_a_chunk_of_patches_at_a_time(traced_peak) -> None:
     """TRAIN-MEMORY-002: the whole set of (N+1)² windows and the interpolation along x took
     3.1× the patches' memory at once; a chunk at a time it is the patches and a little."""
     rng = np.random.default_rng(2)
     obj = make_object("random", 160, rng)
     positions = rng.uniform(20, 140, size=(4096, 2))
-    patches, peak = _traced(lambda: extract_patches(obj, positions, 32))
+    patches, peak = traced_peak(lambda: extract_patches(obj, positions, 32))
     assert patches.shape == (4096, 32, 32) and patches.dtype == np.complex64
     assert peak < 1.5 * patches.nbytes, peak / patches.nbytes
     one_by_one = np.concatenate([extract_patches(obj, positions[i:i + 1], 32)
@@ -191,10 +178,10 @@ def test_extraction_interpolates_a_chunk_of_patches_at_a_time() -> None:
     np.testing.assert_array_equal(patches[250:262], one_by_one)
 
 
-def test_simulation_groups_one_array_at_a_time() -> None:
+def test_simulation_groups_one_array_at_a_time(traced_peak) -> None:
     """TRAIN-MEMORY-002: each per-position array is dropped once grouped (the peak was 1.50×
     what the data set holds, 1412 MB of process memory at 2000 groups of N=64)."""
-    sim, peak = _traced(lambda: simulate(SimConfig(N=32, gridsize=2, n_images=1000, seed=0)))
+    sim, peak = traced_peak(lambda: simulate(SimConfig(N=32, gridsize=2, n_images=1000, seed=0)))
     held = sum(a.nbytes for a in (sim.diffraction, sim.counts, sim.object_patches))
     assert peak < 1.35 * held, peak / held
 
