@@ -139,7 +139,48 @@ def _fftfreq(n: int) -> list[float]:
 
 # --------------------------------------------------------------------------- gather path
 def _shift_axis(images: tf.Tensor, shift: tf.Tensor, axis: int) -> tf.Tensor:
-    """Bilinear zero-fill shift of images (M, H, W, K) along axis 1 or 2 by shift (M,)."""
+    """Bilinear zero-fill shift of images (M, H, W, K) along axis 1 or 2 by shift (M,).
+
+    The gradient is computed in closed form: a uniform bilinear shift by s with zero fill has
+    the shift by −s as its exact adjoint, so the images' gradient is another pair of gathers,
+    not the scatter-add that differentiating ``tf.gather`` gives (about three times the
+    forward pass on the CPU, docs/findings.md STEP-COST-001). The shift's gradient is
+    Σ upstream · (valid₀·g₀ − valid₁·g₁) per image, from the forward gathers.
+    """
+
+    @tf.custom_gradient
+    def shifted(images: tf.Tensor, shift: tf.Tensor) -> Any:
+        out, g0, g1, v0, v1 = _bilinear_axis(images, shift, axis)
+
+        def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            back = _bilinear_axis(upstream, -shift, axis)[0]
+            slope = _axis_weights(g0.dtype, v0, -v1, axis)
+            d_out = slope[0] * g0 + slope[1] * g1  # ∂out/∂shift
+            d_shift = tf.reduce_sum(tf.math.real(tf.math.conj(upstream) * d_out), axis=[1, 2, 3])
+            return back, d_shift
+
+        return out, grad
+
+    return shifted(images, shift)
+
+
+def _axis_weights(dtype: tf.DType, a0: tf.Tensor, a1: tf.Tensor,
+                  axis: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The per-row (axis 1) or per-column (axis 2) weights (M, n) shaped to broadcast over
+    (M, H, W, K) images of ``dtype``."""
+    if axis == 1:
+        a0, a1 = a0[:, :, None, None], a1[:, :, None, None]
+    else:
+        a0, a1 = a0[:, None, :, None], a1[:, None, :, None]
+    if dtype.is_complex:
+        a0 = tf.complex(a0, tf.zeros_like(a0))
+        a1 = tf.complex(a1, tf.zeros_like(a1))
+    return a0, a1
+
+
+def _bilinear_axis(images: tf.Tensor, shift: tf.Tensor, axis: int) -> tuple[tf.Tensor, ...]:
+    """The shift of ``_shift_axis`` by plain TensorFlow ops: (out, g0, g1, valid0, valid1), the
+    result, the two gathered neighbours (M, H, W, K) and their in-range masks (M, n)."""
     size = images.shape[axis] if images.shape[axis] is not None else tf.shape(images)[axis]
     grid = tf.cast(tf.range(size), tf.float32)
     src = grid[None, :] - shift[:, None]  # (M, n) source coordinate of every output pixel
@@ -153,15 +194,8 @@ def _shift_axis(images: tf.Tensor, shift: tf.Tensor, axis: int) -> tf.Tensor:
     v1 = tf.cast((i1 >= 0) & (i1 < size_i), tf.float32)
     g0 = tf.gather(images, tf.clip_by_value(i0, 0, size_i - 1), axis=axis, batch_dims=1)
     g1 = tf.gather(images, tf.clip_by_value(i1, 0, size_i - 1), axis=axis, batch_dims=1)
-    a0, a1 = w0 * v0, w1 * v1
-    if axis == 1:
-        a0, a1 = a0[:, :, None, None], a1[:, :, None, None]
-    else:
-        a0, a1 = a0[:, None, :, None], a1[:, None, :, None]
-    if images.dtype.is_complex:
-        a0 = tf.complex(a0, tf.zeros_like(a0))
-        a1 = tf.complex(a1, tf.zeros_like(a1))
-    return a0 * g0 + a1 * g1
+    a0, a1 = _axis_weights(images.dtype, w0 * v0, w1 * v1, axis)
+    return a0 * g0 + a1 * g1, g0, g1, v0, v1
 
 
 def _translate_gather(images: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
