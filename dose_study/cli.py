@@ -327,13 +327,14 @@ def cluster_options(args: argparse.Namespace, n_arms: int):
     """ClusterOptions from the flags (imports Dask: ImportError when it is missing)."""
     import distributed  # noqa: F401 -- fail early with the install hint
 
+    from ptycho.execution import usable_cpus
+
     from . import cluster
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cluster.ClusterOptions(
         scheduler=args.scheduler, retries=args.retries, threads_per_arm=args.threads_per_arm,
         max_parallel=(args.max_parallel if args.max_parallel is not None
-                      else max(1, min(n_arms, cores or 1))))
+                      else max(1, min(n_arms, usable_cpus()))))
 
 
 def make_executor(args: argparse.Namespace, cluster_opts, stop_requested,

@@ -15,7 +15,6 @@ process that dies without a result (e.g. killed for memory) is resubmitted by th
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -92,9 +91,9 @@ class DaskSession:
         self.opts = opts
         self.cluster = None
         if opts.scheduler == "local":
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-                os.cpu_count() or 1)
-            self.threads = opts.threads_per_arm or max(1, cores // opts.max_parallel)
+            from ptycho.execution import usable_cpus
+
+            self.threads = opts.threads_per_arm or max(1, usable_cpus() // opts.max_parallel)
             with dask.config.set({"distributed.scheduler.allowed-failures": opts.retries}):
                 self.cluster = LocalCluster(n_workers=opts.max_parallel, threads_per_worker=1,
                                             processes=True, dashboard_address=":0",

@@ -38,6 +38,7 @@ __all__ = [
     "cache_file",
     "cache_root",
     "cpu_info",
+    "usable_cpus",
     "cpu_label",
     "device_defaults",
     "load_calibration",
@@ -111,6 +112,13 @@ class ExecutionPlan:
         if self.jit_compile:
             return "xla_bf16" if self.mixed_precision else "xla"
         return "bf16" if self.mixed_precision else "non_xla"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one, else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:

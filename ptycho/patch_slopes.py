@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
+from ptycho.execution import usable_cpus
 from ptycho.patch_phases import fit_patch_phases
 from ptycho.physics import extract_patches, far_field, least_squares_scale
 from ptycho.stitching import canvas_shape, flat_positions, splat_patches, weighted_average
@@ -50,6 +53,7 @@ CHUNK = 256  # patterns scaled, or patches compared, at a time: the working memo
 LM_CHUNK = 64  # patterns fitted at a time (their Jacobians: 0.4 MB a pattern at N=64)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +147,29 @@ def _fit_terms(patches: np.ndarray, diffraction: np.ndarray, rows: np.ndarray,
     if poisson:
         gain *= float(counts_scale)
     terms = np.zeros((len(rows), 5), np.float32)
-    for k in _chunks(len(rows), LM_CHUNK):  # each pattern's fit is its own
+
+    def fit(k: np.ndarray) -> None:  # each pattern's fit is its own
         waves = np.asarray(_patterns(patches, k), np.complex64) * (lit * np.float32(gain))
         measured = np.fft.ifftshift(_patterns(diffraction, rows[k]), axes=(1, 2)).astype(np.float32)
         target = np.square(measured * np.float32(counts_scale)) if poisson else measured
         terms[k] = _levenberg_marquardt(waves, target, n, iterations, poisson)
+
+    _on_cores(fit, _chunks(len(rows), LM_CHUNK))
     return terms
+
+
+def _on_cores(work: Callable[[T], None], items: Sequence[T]) -> None:
+    """``work(item)`` for every item, on as many threads as this process may use CPUs (numpy
+    lets go of the GIL in its FFTs, products and solves). Each item's work is its own and is
+    done as it would be alone, so the threads change no bit of the results."""
+    threads = min(len(items), usable_cpus())
+    if threads < 2:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(work, items):  # re-raises an item's error
+            pass
 
 
 def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iterations: int,
@@ -265,39 +286,73 @@ def stitched_misfit(patches: np.ndarray, coords: np.ndarray, weights: np.ndarray
     if folds is None:
         raise ValueError(f"stitched_misfit: {np.size(coords) // 2} patterns at one scan "
                          "position: none can be held out")
-    return _held_out_misfit(np.asarray(patches), folds, weights, np.asarray(diffraction), probe,
-                            counts_scale)
+    return _held_out_misfit(_fold_sums(np.asarray(patches), folds, weights), folds, weights,
+                            np.asarray(diffraction), probe, counts_scale)
 
 
-def _held_out_misfit(patches: np.ndarray, folds: _Folds, weights: np.ndarray,
-                     diffraction: np.ndarray, probe: np.ndarray, counts_scale: float | None,
-                     refit: bool = False) -> float:
-    """``stitched_misfit`` of (B, M, M, C) patches and (B, N, N, C) measured amplitudes: every
-    fold's sums are splatted once, and each held-out object is the average of the others' sums.
+_Sums = list[tuple[np.ndarray, np.ndarray]]  # per fold: Σ w·patch (H, W) complex128, Σ w float64
+
+
+def _fold_sums(patches: np.ndarray, folds: _Folds, weights: np.ndarray) -> _Sums:
+    """Every fold's (B, M, M, C) patches splatted on the folds' canvas (``splat_patches``);
+    the sums of several folds add up to the sums of their union."""
+    sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def splat(fold: int) -> None:
+        rows = np.flatnonzero(folds.fold == fold)
+        sums[fold] = splat_patches(_patterns(patches, rows)[..., None],
+                                   folds.xy[rows][:, None, :, None], folds.shape, weights)
+
+    _on_cores(splat, range(folds.count))
+    return [sums[f] for f in range(folds.count)]
+
+
+def _stitched(sums: _Sums, folds: Iterable[int]) -> np.ndarray:
+    """The object the patches of ``folds`` stitch to: (H, W) complex64 (added in fold order)."""
+    chosen = sorted(folds)
+    return weighted_average(sum(sums[f][0] for f in chosen), sum(sums[f][1] for f in chosen))
+
+
+def _cut(canvas: np.ndarray, folds: _Folds, rows: np.ndarray, width: int) -> np.ndarray:
+    """The patterns ``rows``' width×width patches cut (bilinear) from ``canvas``:
+    (K, width, width) complex64."""
+    return extract_patches(canvas, folds.xy[rows], width, "bilinear")
+
+
+def _held_out_misfit(sums: _Sums, folds: _Folds, weights: np.ndarray, diffraction: np.ndarray,
+                     probe: np.ndarray, counts_scale: float | None, refit: bool = False) -> float:
+    """``stitched_misfit`` of the patches whose ``_fold_sums`` are ``sums``, against the
+    (B, N, N, C) measured amplitudes: each held-out object is the average of the other folds'
+    sums. The folds are judged on the CPU's cores.
 
     With ``refit``, the misfit of a refit instead (``correct_patch_slopes``): the other folds'
-    patches are cut from that object, their slopes fitted to their own patterns, and the
-    object they stitch to predicts the fold. No held-out pattern enters its prediction.
+    (M, M) patches (M: the side of ``weights``) are cut from that object, their slopes fitted
+    to their own patterns, and the object they stitch to predicts the fold. No held-out
+    pattern enters its prediction. One fold at a time: each refit is a fit on the cores.
     """
-    n, m = np.shape(probe)[0], patches.shape[1]
-    members = [np.flatnonzero(folds.fold == f) for f in range(folds.count)]
-    sums = [splat_patches(_patterns(patches, rows)[..., None], folds.xy[rows][:, None, :, None],
-                          folds.shape, weights) for rows in members]
-    misfits = []
-    for held, rows in enumerate(members):
-        canvas = weighted_average(sum(s[0] for f, s in enumerate(sums) if f != held),
-                                  sum(s[1] for f, s in enumerate(sums) if f != held))
+    n, m = np.shape(probe)[0], np.shape(weights)[0]
+    misfits = [0.0] * folds.count
+
+    def judge(held: int) -> None:
+        canvas = _stitched(sums, set(range(folds.count)) - {held})
         if refit:
-            others = np.flatnonzero(folds.fold != held)
-            cut = extract_patches(canvas, folds.xy[others], m, "bilinear")[..., None]
-            terms = _fit_terms(cut, diffraction, others, probe, counts_scale, LM_ITERATIONS)
+            fitted = np.flatnonzero(folds.fold != held)
+            cut = _cut(canvas, folds, fitted, m)[..., None]
+            terms = _fit_terms(cut, diffraction, fitted, probe, counts_scale, LM_ITERATIONS)
             apply_patch_slopes(cut, terms, out=cut)
-            canvas = weighted_average(*splat_patches(cut, folds.xy[others][:, None, :, None],
+            canvas = weighted_average(*splat_patches(cut, folds.xy[fitted][:, None, :, None],
                                                      folds.shape, weights))
-        pairs = [(far_field(probe, extract_patches(canvas, folds.xy[rows[i:i + CHUNK]], n, "bilinear")),
+        rows = np.flatnonzero(folds.fold == held)
+        pairs = [(far_field(probe, _cut(canvas, folds, rows[i:i + CHUNK], n)),
                   np.asarray(_patterns(diffraction, rows[i:i + CHUNK]), np.float32))
                  for i in range(0, len(rows), CHUNK)]  # the fold's predictions, kept for both sums
-        misfits.append(_misfit(pairs, least_squares_scale(pairs), counts_scale))
+        misfits[held] = _misfit(pairs, least_squares_scale(pairs), counts_scale)
+
+    if refit:
+        for held in range(folds.count):
+            judge(held)
+    else:
+        _on_cores(judge, range(folds.count))
     return float(np.mean(misfits))
 
 
@@ -352,17 +407,24 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
     patches, diffraction = np.asarray(patches), np.asarray(diffraction)
     terms = fit_patch_slopes(patches, diffraction, probe, counts_scale)
 
+    turns: dict[float, np.ndarray] = {}  # each fraction's phase alignment, (B, C) complex
+
     def candidate(fraction: float) -> np.ndarray:
         out = apply_patch_slopes(patches, terms, fraction)
         if align:
-            out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
+            if fraction not in turns:
+                turns[fraction] = fit_patch_phases(out, coords, weights)
+            out *= turns[fraction][:, None, None, :]
         return out
 
-    misfits, out = [], None
+    misfits, out, chosen = [], None, None
     for fraction in fractions:
         out = None  # one candidate held at a time: the working memory
         out = candidate(fraction)
-        misfits.append(_held_out_misfit(out, folds, weights, diffraction, probe, counts_scale))
+        sums = _fold_sums(out, folds, weights)
+        misfits.append(_held_out_misfit(sums, folds, weights, diffraction, probe, counts_scale))
+        if chosen is None or misfits[-1] < min(misfits[:-1]):
+            chosen = sums  # the best fraction's sums so far (the first of equals, as argmin)
     best = int(np.argmin(misfits))
     log.info("patch slopes: fraction %.2f of the fitted terms (stitched misfit %s)",
              fractions[best], ", ".join(f"{f:g}: {v:.3e}" for f, v in zip(fractions, misfits, strict=True)))
@@ -372,23 +434,16 @@ def correct_patch_slopes(patches: np.ndarray, coords: np.ndarray, weights: np.nd
     choice = SlopeChoice(float(fractions[best]), tuple(map(float, fractions)), tuple(misfits))
     if not refit:
         return out, choice
-    refit_misfit = _held_out_misfit(out, folds, weights, diffraction, probe, counts_scale,
+    refit_misfit = _held_out_misfit(chosen, folds, weights, diffraction, probe, counts_scale,
                                     refit=True)
     log.info("patch slopes: refit from the stitched object, held-out misfit %.3e (before %.3e)",
              refit_misfit, misfits[best])
     if refit_misfit >= misfits[best]:
         return out, dataclasses.replace(choice, refit_misfit=refit_misfit)
-    out = _cut_from_stitched(out, folds, weights)
+    b, m, _, c = out.shape  # every pattern's patch cut from the object all the patches stitch to
+    out = np.moveaxis(_cut(_stitched(chosen, range(folds.count)), folds, np.arange(b * c), m)
+                      .reshape(b, c, m, m), 1, 3)
     apply_patch_slopes(out, fit_patch_slopes(out, diffraction, probe, counts_scale), out=out)
     if align:
         out *= fit_patch_phases(out, coords, weights)[:, None, None, :]
     return out, dataclasses.replace(choice, refit_misfit=refit_misfit, refitted=True)
-
-
-def _cut_from_stitched(patches: np.ndarray, folds: _Folds, weights: np.ndarray) -> np.ndarray:
-    """Every pattern's M×M patch cut (bilinear) from the object all the (B, M, M, C) patches
-    stitch to, on the folds' canvas: (B, M, M, C) complex64."""
-    b, m, _, c = patches.shape
-    coords = np.moveaxis(folds.xy.reshape(b, c, 2), 2, 1)[:, None]  # (B, 1, 2, C)
-    canvas = weighted_average(*splat_patches(patches, coords, folds.shape, weights))
-    return np.moveaxis(extract_patches(canvas, folds.xy, m, "bilinear").reshape(b, c, m, m), 1, 3)
