@@ -247,7 +247,8 @@ def lsqml_only(args: argparse.Namespace, name: str, nphotons: float) -> dict[str
 def study_config(args: argparse.Namespace, name: str, seed: int = 0,
                  positions: str = "dense") -> Any:
     """The study's ``StudyConfig`` (--quick or full sizes; with --quick the training sizes of
-    ``QUICK_SIZES``; --n-images, --nepochs, --batch-size override) for object ``name``,
+    ``QUICK_SIZES``; --n-images, --nepochs, --batch-size, --filters-scale override) for object
+    ``name``,
     simulation/training seed ``seed`` (test scan: seed + TEST_SEED_OFFSET) and scan density
     ``positions`` (a key of ``dose_study.arms.SCAN_DENSITIES``)."""
     from dose_study.arms import make_config
@@ -257,7 +258,9 @@ def study_config(args: argparse.Namespace, name: str, seed: int = 0,
         sizes = {key: QUICK_SIZES[key] if value is None else value for key, value in sizes.items()}
     return dataclasses.replace(make_config(args.quick, seed=seed, positions=positions,
                                            learning_rate=args.learning_rate,
-                                           lr_schedule=args.lr_schedule, **sizes), object_type=name)
+                                           lr_schedule=args.lr_schedule,
+                                           n_filters_scale=args.filters_scale, **sizes),
+                               object_type=name)
 
 
 def network_only_scores(res: Any) -> dict[str, float | None]:
@@ -299,7 +302,7 @@ def run_one(args: argparse.Namespace, name: str, nphotons: float, seed: int = 0,
                    "n_images": study.n_images, "n_test_images": study.n_test_images,
                    "nepochs": study.nepochs, "loss": args.loss, "nphotons": nphotons,
                    "learning_rate": study.learning_rate, "lr_schedule": study.lr_schedule,
-                   "quick": args.quick,
+                   "n_filters_scale": study.n_filters_scale, "quick": args.quick,
                    "seed": study.seed, "test_seed": study.test_seed, "positions": positions,
                    "scan_spacing_px": study.scan_spacing()},
         "ssim_by_epoch": ssims, "psnr_by_epoch": psnrs, "wall_by_epoch": walls,
@@ -347,6 +350,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-images", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="training groups per step (default: the study preset's)")
+    parser.add_argument("--filters-scale", type=int, default=None,
+                        help="CNN width multiplier (default: the study preset's)")
     parser.add_argument("--loss", choices=("nll", "mae"), default="nll")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak learning rate (default: the study preset's)")
