@@ -28,13 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Iterable
 
 import numpy as np
 
-from ptycho.execution import usable_cpus
 from ptycho.patch_phases import fit_patch_phases
 from ptycho.physics import extract_patches, far_field, least_squares_scale
 from ptycho.stitching import canvas_shape, flat_positions, splat_patches, weighted_average
@@ -53,7 +50,6 @@ CHUNK = 256  # patterns scaled, or patches compared, at a time: the working memo
 LM_CHUNK = 64  # patterns fitted at a time (their Jacobians: 0.4 MB a pattern at N=64)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,29 +143,12 @@ def _fit_terms(patches: np.ndarray, diffraction: np.ndarray, rows: np.ndarray,
     if poisson:
         gain *= float(counts_scale)
     terms = np.zeros((len(rows), 5), np.float32)
-
-    def fit(k: np.ndarray) -> None:  # each pattern's fit is its own
+    for k in _chunks(len(rows), LM_CHUNK):  # each pattern's fit is its own
         waves = np.asarray(_patterns(patches, k), np.complex64) * (lit * np.float32(gain))
         measured = np.fft.ifftshift(_patterns(diffraction, rows[k]), axes=(1, 2)).astype(np.float32)
         target = np.square(measured * np.float32(counts_scale)) if poisson else measured
         terms[k] = _levenberg_marquardt(waves, target, n, iterations, poisson)
-
-    _on_cores(fit, _chunks(len(rows), LM_CHUNK))
     return terms
-
-
-def _on_cores(work: Callable[[T], None], items: Sequence[T]) -> None:
-    """``work(item)`` for every item, on as many threads as this process may use CPUs (numpy
-    lets go of the GIL in its FFTs, products and solves). Each item's work is its own and is
-    done as it would be alone, so the threads change no bit of the results."""
-    threads = min(len(items), usable_cpus())
-    if threads < 2:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(work, items):  # re-raises an item's error
-            pass
 
 
 def _levenberg_marquardt(waves: np.ndarray, target: np.ndarray, n: int, iterations: int,
@@ -296,15 +275,9 @@ _Sums = list[tuple[np.ndarray, np.ndarray]]  # per fold: Σ w·patch (H, W) comp
 def _fold_sums(patches: np.ndarray, folds: _Folds, weights: np.ndarray) -> _Sums:
     """Every fold's (B, M, M, C) patches splatted on the folds' canvas (``splat_patches``);
     the sums of several folds add up to the sums of their union."""
-    sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def splat(fold: int) -> None:
-        rows = np.flatnonzero(folds.fold == fold)
-        sums[fold] = splat_patches(_patterns(patches, rows)[..., None],
-                                   folds.xy[rows][:, None, :, None], folds.shape, weights)
-
-    _on_cores(splat, range(folds.count))
-    return [sums[f] for f in range(folds.count)]
+    members = (np.flatnonzero(folds.fold == f) for f in range(folds.count))
+    return [splat_patches(_patterns(patches, rows)[..., None], folds.xy[rows][:, None, :, None],
+                          folds.shape, weights) for rows in members]
 
 
 def _stitched(sums: _Sums, folds: Iterable[int]) -> np.ndarray:
@@ -323,17 +296,16 @@ def _held_out_misfit(sums: _Sums, folds: _Folds, weights: np.ndarray, diffractio
                      probe: np.ndarray, counts_scale: float | None, refit: bool = False) -> float:
     """``stitched_misfit`` of the patches whose ``_fold_sums`` are ``sums``, against the
     (B, N, N, C) measured amplitudes: each held-out object is the average of the other folds'
-    sums. The folds are judged on the CPU's cores.
+    sums.
 
     With ``refit``, the misfit of a refit instead (``correct_patch_slopes``): the other folds'
     (M, M) patches (M: the side of ``weights``) are cut from that object, their slopes fitted
     to their own patterns, and the object they stitch to predicts the fold. No held-out
-    pattern enters its prediction. One fold at a time: each refit is a fit on the cores.
+    pattern enters its prediction.
     """
     n, m = np.shape(probe)[0], np.shape(weights)[0]
-    misfits = [0.0] * folds.count
-
-    def judge(held: int) -> None:
+    misfits = []
+    for held in range(folds.count):
         canvas = _stitched(sums, set(range(folds.count)) - {held})
         if refit:
             fitted = np.flatnonzero(folds.fold != held)
@@ -346,13 +318,7 @@ def _held_out_misfit(sums: _Sums, folds: _Folds, weights: np.ndarray, diffractio
         pairs = [(far_field(probe, _cut(canvas, folds, rows[i:i + CHUNK], n)),
                   np.asarray(_patterns(diffraction, rows[i:i + CHUNK]), np.float32))
                  for i in range(0, len(rows), CHUNK)]  # the fold's predictions, kept for both sums
-        misfits[held] = _misfit(pairs, least_squares_scale(pairs), counts_scale)
-
-    if refit:
-        for held in range(folds.count):
-            judge(held)
-    else:
-        _on_cores(judge, range(folds.count))
+        misfits.append(_misfit(pairs, least_squares_scale(pairs), counts_scale))
     return float(np.mean(misfits))
 
 

@@ -77,28 +77,26 @@ def test_correct_patch_slopes_restores_distorted_patches() -> None:
     assert _lit_error(fixed, truth, weights) < 0.1 * _lit_error(patches, truth, weights)
 
 
-def test_threads_change_no_bit_of_the_correction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """STEP-COST-001: the fits and the held-out folds run on every usable CPU; each chunk is
-    computed as it would be alone, so one thread and two give the same bits."""
-    sim, probe, weights = _scan(32, 1e4, groups=64)  # 256 patterns: four fitting chunks
+def test_each_fraction_is_aligned_and_splatted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STEP-COST-001: the chosen fraction's phase turns and fold sums are kept, not computed
+    again for the chosen patches, the refit's judgement and the refit's cut."""
+    sim, probe, weights = _scan(32, 1e4)
     patches, _ = _distorted(sim)
-    pools = []
+    calls = {"fit_patch_phases": 0, "splat_patches": 0}
+    for name in calls:
+        def counted(*args: object, _real=getattr(patch_slopes, name), _name=name, **kwargs: object):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
 
-    class CountedPool(patch_slopes.ThreadPoolExecutor):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pools.append(args)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(patch_slopes, "ThreadPoolExecutor", CountedPool)
-    results = {}
-    for cpus in (1, 2):
-        monkeypatch.setattr(patch_slopes, "usable_cpus", lambda cpus=cpus: cpus)
-        results[cpus] = patch_slopes.correct_patch_slopes(
-            patches, sim.coords, weights, sim.diffraction, probe,
-            counts_scale=sim.intensity_scale, refit=True)
-        assert bool(pools) == (cpus == 2)  # one CPU: no pool at all
-    np.testing.assert_array_equal(results[1][0], results[2][0])
-    assert results[1][1] == results[2][1]
+        monkeypatch.setattr(patch_slopes, name, counted)
+    _, choice = patch_slopes.correct_patch_slopes(patches, sim.coords, weights, sim.diffraction,
+                                                  probe, counts_scale=sim.intensity_scale)
+    fractions, folds = len(patch_slopes.FRACTIONS), patch_slopes.HOLDOUT_FOLDS
+    assert choice.refit_misfit is not None
+    # one alignment per fraction (and one of the refit's patches when it is kept)
+    assert calls["fit_patch_phases"] == fractions + choice.refitted
+    # every fraction's folds, then the refit's object once per held-out fold
+    assert calls["splat_patches"] == fractions * folds + folds
 
 
 def test_a_refit_from_the_stitched_object_removes_what_finer_errors_left() -> None:
