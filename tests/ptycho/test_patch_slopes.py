@@ -83,12 +83,18 @@ def test_each_fraction_is_aligned_and_splatted_once(monkeypatch: pytest.MonkeyPa
     sim, probe, weights = _scan(32, 1e4)
     patches, _ = _distorted(sim)
     calls = {"fit_patch_phases": 0, "splat_patches": 0}
-    for name in calls:
-        def counted(*args: object, _real=getattr(patch_slopes, name), _name=name, **kwargs: object):
-            calls[_name] += 1
-            return _real(*args, **kwargs)
 
-        monkeypatch.setattr(patch_slopes, name, counted)
+    def counting(name: str):
+        real = getattr(patch_slopes, name)
+
+        def counted(*args: object, **kwargs: object):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(patch_slopes, name, counting(name))
     _, choice = patch_slopes.correct_patch_slopes(patches, sim.coords, weights, sim.diffraction,
                                                   probe, counts_scale=sim.intensity_scale)
     fractions, folds = len(patch_slopes.FRACTIONS), patch_slopes.HOLDOUT_FOLDS
