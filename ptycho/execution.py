@@ -38,12 +38,12 @@ __all__ = [
     "cache_file",
     "cache_root",
     "cpu_info",
-    "usable_cpus",
     "cpu_label",
     "device_defaults",
     "load_calibration",
     "native_bf16",
     "resolve_execution",
+    "usable_cpus",
     "xla_cpu_flags",
     "XLA_CPU_FLAGS",
 ]
