@@ -149,13 +149,18 @@ else:
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status")
-def test_the_input_pipeline_holds_no_copy_of_the_training_arrays(tmp_path: Path) -> None:
-    """TRAIN-MEMORY-002: tf.constant copies held 134 MB more through 1024-group trainings."""
-    proc = subprocess.run([sys.executable, "-c", RSS, "dataset"], cwd=ROOT, capture_output=True,
+def _run_rss(mode: str) -> float:
+    """The MB that ``RSS`` in ``mode`` ("dataset" | "heap") prints, run in a fresh process."""
+    proc = subprocess.run([sys.executable, "-c", RSS, mode], cwd=ROOT, capture_output=True,
                           text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    grown = float(proc.stdout.strip().splitlines()[-1])
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status")
+def test_the_input_pipeline_holds_no_copy_of_the_training_arrays() -> None:
+    """TRAIN-MEMORY-002: tf.constant copies held 134 MB more through 1024-group trainings."""
+    grown = _run_rss("dataset")
     assert grown < 60, f"the dataset added {grown:.0f} MB over 128 MB of patterns (a copy: 256)"
 
 
@@ -163,10 +168,7 @@ def test_the_input_pipeline_holds_no_copy_of_the_training_arrays(tmp_path: Path)
 def test_freed_heap_pages_go_back_to_the_system() -> None:
     """TRAIN-MEMORY-002: without a trim after each epoch the resident memory grew by 12-30 MB
     an epoch; freed chunks inside the heap stay resident until malloc_trim returns them."""
-    proc = subprocess.run([sys.executable, "-c", RSS, "heap"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    returned = float(proc.stdout.strip().splitlines()[-1])
+    returned = _run_rss("heap")
     assert returned > 100, f"only {returned:.0f} MB of ~186 MB of freed heap came back"
 
 
